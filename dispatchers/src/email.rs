@@ -1,0 +1,242 @@
+//! Email over SMTP with `lettre`: pooled connections, STARTTLS / implicit TLS / plain per
+//! configuration, text and HTML as multipart/alternative, and a Message-ID derived from the
+//! notification id and target so a resend is recognisable as the same message.
+
+use std::time::Duration;
+
+use herald_schemas::ChannelMessage;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::Tls;
+use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use sha2::{Digest, Sha256};
+
+use crate::config::{EmailConfig, SmtpTls};
+use crate::provider::{DeliveryError, Provider, Sent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmailSetupError {
+    #[error("invalid default sender {value:?}: {reason}")]
+    DefaultFrom { value: String, reason: String },
+    #[error("cannot set up TLS to SMTP relay {host}: {reason}")]
+    Tls { host: String, reason: String },
+    #[error(transparent)]
+    Secret(#[from] herald_runtime::config::SecretError),
+}
+
+#[derive(Clone)]
+pub struct SmtpProvider {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    default_from: Mailbox,
+    message_id_domain: String,
+}
+
+impl std::fmt::Debug for SmtpProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpProvider")
+            .field("default_from", &self.default_from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpProvider {
+    pub fn new(config: &EmailConfig) -> Result<Self, EmailSetupError> {
+        herald_schemas::install_tls_provider();
+        let smtp = &config.smtp;
+        let tls_error = |e: lettre::transport::smtp::Error| EmailSetupError::Tls {
+            host: smtp.host.clone(),
+            reason: e.to_string(),
+        };
+        let builder: AsyncSmtpTransportBuilder = match smtp.tls {
+            SmtpTls::None => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host).tls(Tls::None)
+            }
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
+                .map_err(tls_error)?,
+            SmtpTls::Implicit => {
+                AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(tls_error)?
+            }
+        };
+        let mut builder = builder
+            .port(smtp.port)
+            .timeout(Some(Duration::from_millis(smtp.timeout_ms)))
+            .pool_config(PoolConfig::new().max_size(smtp.pool_size.max(1)));
+        if let Some(user) = &smtp.username {
+            let password = smtp
+                .password
+                .as_ref()
+                .map(|p| p.read())
+                .transpose()?
+                .unwrap_or_default();
+            builder = builder.credentials(Credentials::new(user.clone(), password));
+        }
+        let default_from =
+            config
+                .default_from
+                .parse::<Mailbox>()
+                .map_err(|e| EmailSetupError::DefaultFrom {
+                    value: config.default_from.clone(),
+                    reason: e.to_string(),
+                })?;
+        Ok(Self {
+            transport: builder.build(),
+            default_from,
+            message_id_domain: config.message_id_domain.clone(),
+        })
+    }
+
+    /// Builds the MIME message; failures are about the record, so they are permanent.
+    fn build(&self, message: &ChannelMessage) -> Result<Message, DeliveryError> {
+        let Some(content) = &message.email else {
+            return Err(DeliveryError::Invalid {
+                reason: "channel message has no email content".into(),
+            });
+        };
+        let to = message
+            .target
+            .parse::<Mailbox>()
+            .map_err(|e| DeliveryError::Permanent {
+                reason: format!("invalid recipient address: {e}"),
+            })?;
+        let from = match message.from.as_ref().and_then(|f| f.email.as_deref()) {
+            Some(address) => {
+                let name = message.from.as_ref().and_then(|f| f.name.clone());
+                let address = address.parse().map_err(|e| DeliveryError::Permanent {
+                    reason: format!("invalid sender address: {e}"),
+                })?;
+                Mailbox::new(name, address)
+            }
+            None => self.default_from.clone(),
+        };
+        let builder = Message::builder()
+            .from(from)
+            .to(to)
+            .subject(content.subject.clone())
+            .message_id(Some(self.message_id(message)));
+        let built = match (&content.text, &content.html) {
+            (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(
+                text.clone(),
+                html.clone(),
+            )),
+            (None, Some(html)) => builder.singlepart(SinglePart::html(html.clone())),
+            (text, None) => builder
+                .header(ContentType::TEXT_PLAIN)
+                .body(text.clone().unwrap_or_default()),
+        };
+        built.map_err(|e| DeliveryError::Permanent {
+            reason: format!("cannot build the email: {e}"),
+        })
+    }
+
+    fn message_id(&self, message: &ChannelMessage) -> String {
+        let target = Sha256::digest(message.target.as_bytes());
+        let target = hex::encode(&target[..8]);
+        format!(
+            "<{}.{target}@{}>",
+            message.notification_id, self.message_id_domain
+        )
+    }
+}
+
+/// SMTP reply codes that blame our account or configuration, not the recipient: retrying
+/// (after the operator fixed it) is right, failing the notification is not.
+const ACCOUNT_PROBLEMS: [&str; 3] = ["530", "534", "535"];
+
+fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
+    let reason = e.to_string();
+    if e.is_permanent() {
+        let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+        if ACCOUNT_PROBLEMS.contains(&code.as_str()) {
+            return DeliveryError::Transient {
+                reason,
+                retry_after: None,
+            };
+        }
+        return DeliveryError::Permanent { reason };
+    }
+    DeliveryError::Transient {
+        reason,
+        retry_after: None,
+    }
+}
+
+impl Provider for SmtpProvider {
+    fn name(&self) -> &str {
+        "smtp"
+    }
+
+    async fn send(&self, message: &ChannelMessage) -> Result<Sent, DeliveryError> {
+        let email = self.build(message)?;
+        match self.transport.send(email).await {
+            Ok(response) => Ok(Sent {
+                provider_message_id: response.message().next().map(str::to_owned),
+            }),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use herald_schemas::{EmailContent, Sender};
+
+    use super::*;
+
+    fn message() -> ChannelMessage {
+        ChannelMessage {
+            notification_id: "n-1".into(),
+            channel: "email".into(),
+            target: "ada@example.com".into(),
+            user_id: None,
+            route: "default".into(),
+            category: "transactional".into(),
+            accepted_at: 0,
+            from: Some(Sender {
+                email: Some("team@example.com".into()),
+                name: Some("Team".into()),
+            }),
+            email: Some(EmailContent {
+                subject: "Hello".into(),
+                text: Some("plain".into()),
+                html: Some("<p>rich</p>".into()),
+            }),
+            sms: None,
+            push: None,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    fn provider() -> SmtpProvider {
+        SmtpProvider::new(&EmailConfig::default()).unwrap()
+    }
+
+    // The SMTP transport's pool needs a runtime, even when nothing is sent.
+    #[tokio::test]
+    async fn builds_multipart_with_stable_message_id() {
+        let p = provider();
+        let raw = String::from_utf8(p.build(&message()).unwrap().formatted()).unwrap();
+        assert!(raw.contains("multipart/alternative"), "{raw}");
+        assert!(raw.contains("From: Team <team@example.com>"), "{raw}");
+        let id = p.message_id(&message());
+        assert!(raw.contains(&id), "{raw}");
+        assert_eq!(id, p.message_id(&message()), "stable across attempts");
+        let mut other = message();
+        other.target = "bob@example.com".into();
+        assert_ne!(id, p.message_id(&other), "distinct per target");
+    }
+
+    #[tokio::test]
+    async fn bad_addresses_are_permanent_and_missing_content_is_invalid() {
+        let p = provider();
+        let mut m = message();
+        m.target = "not an address".into();
+        assert!(matches!(p.build(&m), Err(DeliveryError::Permanent { .. })));
+        let mut m = message();
+        m.email = None;
+        assert!(matches!(p.build(&m), Err(DeliveryError::Invalid { .. })));
+    }
+}

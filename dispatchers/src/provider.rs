@@ -1,0 +1,59 @@
+//! What a provider is to a dispatcher, and how its answers are classified.
+
+use std::time::Duration;
+
+use herald_schemas::ChannelMessage;
+
+/// The provider took the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The provider's id for the message, where it gives one.
+    pub provider_message_id: Option<String>,
+}
+
+/// Every provider failure, classified before it is routed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Will never work: invalid address, rejected payload. No retry.
+    #[error("permanent failure: {reason}")]
+    Permanent { reason: String },
+    /// The token or address is gone for good (APNs 410, FCM UNREGISTERED): no retry, and the
+    /// directory should stop targeting it.
+    #[error("dead target: {reason}")]
+    DeadTarget { reason: String },
+    /// May work later: timeouts, connection failures, throttling, 5xx.
+    #[error("transient failure: {reason}")]
+    Transient {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The message cannot be sent by this dispatcher at all (e.g. no content for the
+    /// channel): the record is poison.
+    #[error("undeliverable record: {reason}")]
+    Invalid { reason: String },
+}
+
+impl DeliveryError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, DeliveryError::Transient { .. })
+    }
+
+    pub fn outcome_label(&self) -> &'static str {
+        match self {
+            DeliveryError::Permanent { .. } => "permanent",
+            DeliveryError::DeadTarget { .. } => "dead_target",
+            DeliveryError::Transient { .. } => "transient",
+            DeliveryError::Invalid { .. } => "invalid",
+        }
+    }
+}
+
+pub trait Provider: Send + Sync + 'static {
+    /// Name for events and metric labels (bounded: one per configured provider).
+    fn name(&self) -> &str;
+
+    fn send(
+        &self,
+        message: &ChannelMessage,
+    ) -> impl Future<Output = Result<Sent, DeliveryError>> + Send;
+}

@@ -1,0 +1,115 @@
+//! The directory the enricher owns: users, their devices and their preferences. Behind a
+//! trait so that the embedded SQLite store and ScyllaDB serve the same enricher.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub user_id: String,
+    pub email: Option<String>,
+    /// E.164.
+    pub phone: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Platform {
+    Ios,
+    Android,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Ios => "ios",
+            Platform::Android => "android",
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Platform {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ios" => Ok(Platform::Ios),
+            "android" => Ok(Platform::Android),
+            other => Err(format!("unknown platform {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub device_id: String,
+    pub platform: Platform,
+    pub token: String,
+    pub app_id: Option<String>,
+    pub active: bool,
+}
+
+/// An explicit choice for one (category, channel); no row means opted in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preference {
+    pub category: String,
+    /// A requested channel: email, sms or push.
+    pub channel: String,
+    pub opted_in: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("directory lookup failed: {0}")]
+    Unavailable(String),
+    #[error("directory holds a malformed row for user {user_id}: {reason}")]
+    Malformed { user_id: String, reason: String },
+}
+
+pub trait Directory: Send + Sync + 'static {
+    fn user(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Option<User>, DirectoryError>> + Send;
+    fn devices(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Vec<Device>, DirectoryError>> + Send;
+    fn preferences(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Vec<Preference>, DirectoryError>> + Send;
+}
+
+/// Everything the fan-out needs to know about one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub user: User,
+    pub devices: Vec<Device>,
+    pub preferences: Vec<Preference>,
+}
+
+/// Looks up user, devices and preferences concurrently; `None` for an unknown user.
+pub async fn profile<D: Directory>(
+    directory: &D,
+    user_id: &str,
+) -> Result<Option<Profile>, DirectoryError> {
+    let (user, devices, preferences) = tokio::join!(
+        directory.user(user_id),
+        directory.devices(user_id),
+        directory.preferences(user_id)
+    );
+    let Some(user) = user? else { return Ok(None) };
+    Ok(Some(Profile {
+        user,
+        devices: devices?,
+        preferences: preferences?,
+    }))
+}

@@ -1,0 +1,341 @@
+//! Deciding, for one request and what the directory knows about its recipient, which
+//! deliveries to make and which to skip (with the reason). Pure: no I/O, so every rule is
+//! tested directly.
+
+use herald_schemas::{Channel, ChannelMessage, DeliveryEvent, EventKind, NotificationRequest};
+
+use crate::directory::{Platform, Profile};
+
+/// Channels a request may ask for. `push` fans out to the `ios` and `android` dispatch
+/// channels by device platform.
+pub const REQUESTABLE: [&str; 3] = ["email", "sms", "push"];
+
+/// Why a delivery was not made; the `reason` of the `skipped` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    UnknownUser,
+    UnknownChannel,
+    NoContent,
+    OptedOut,
+    NoAddress,
+    NoDevice,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::UnknownUser => "unknown_user",
+            SkipReason::UnknownChannel => "unknown_channel",
+            SkipReason::NoContent => "no_content",
+            SkipReason::OptedOut => "opted_out",
+            SkipReason::NoAddress => "no_address",
+            SkipReason::NoDevice => "no_device",
+        }
+    }
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    pub messages: Vec<(Channel, ChannelMessage)>,
+    pub events: Vec<DeliveryEvent>,
+}
+
+impl Plan {
+    fn skip(&mut self, request: &NotificationRequest, channel: Option<&str>, reason: SkipReason) {
+        let mut event = DeliveryEvent::new(&request.notification_id, EventKind::Skipped);
+        event.channel = channel.map(str::to_owned);
+        event.user_id = request.recipient.user_id.clone();
+        event.reason = Some(reason.as_str().to_owned());
+        self.events.push(event);
+    }
+
+    fn route(&mut self, request: &NotificationRequest, channel: Channel, target: &str) {
+        let message = ChannelMessage {
+            notification_id: request.notification_id.clone(),
+            channel: channel.as_str().to_owned(),
+            target: target.to_owned(),
+            user_id: request.recipient.user_id.clone(),
+            route: "default".into(),
+            category: request.category.clone(),
+            accepted_at: request.accepted_at,
+            from: request.from.clone(),
+            email: if channel == Channel::Email {
+                request.email.clone()
+            } else {
+                None
+            },
+            sms: if channel == Channel::Sms {
+                request.sms.clone()
+            } else {
+                None
+            },
+            push: if matches!(channel, Channel::Ios | Channel::Android) {
+                request.push.clone()
+            } else {
+                None
+            },
+            metadata: request.metadata.clone(),
+        };
+        let mut event = DeliveryEvent::new(&request.notification_id, EventKind::Routed);
+        event.channel = Some(channel.as_str().to_owned());
+        event.target = Some(target.to_owned());
+        event.user_id = request.recipient.user_id.clone();
+        self.events.push(event);
+        self.messages.push((channel, message));
+    }
+}
+
+fn has_content(request: &NotificationRequest, channel: &str) -> bool {
+    match channel {
+        "email" => request.email.is_some(),
+        "sms" => request.sms.is_some(),
+        "push" => request.push.is_some(),
+        _ => false,
+    }
+}
+
+/// The requested channels, or every channel the request carries content for.
+fn requested_channels(request: &NotificationRequest) -> Vec<&str> {
+    if request.channels.is_empty() {
+        REQUESTABLE
+            .into_iter()
+            .filter(|c| has_content(request, c))
+            .collect()
+    } else {
+        request.channels.iter().map(String::as_str).collect()
+    }
+}
+
+/// Plans the deliveries of `request`. `profile` is the directory's view of the recipient when
+/// the request names a user id (`None` when the directory does not know the user).
+pub fn plan(request: &NotificationRequest, profile: Option<&Profile>) -> Plan {
+    let mut plan = Plan::default();
+    let known_user = request.recipient.user_id.is_some();
+    if known_user && profile.is_none() {
+        plan.skip(request, None, SkipReason::UnknownUser);
+        return plan;
+    }
+    for channel in requested_channels(request) {
+        if !REQUESTABLE.contains(&channel) {
+            plan.skip(request, Some(channel), SkipReason::UnknownChannel);
+            continue;
+        }
+        if !has_content(request, channel) {
+            plan.skip(request, Some(channel), SkipReason::NoContent);
+            continue;
+        }
+        let opted_out = profile.is_some_and(|p| {
+            p.preferences.iter().any(|pref| {
+                pref.channel == channel && pref.category == request.category && !pref.opted_in
+            })
+        });
+        if opted_out {
+            plan.skip(request, Some(channel), SkipReason::OptedOut);
+            continue;
+        }
+        match channel {
+            "email" => {
+                let address = match profile {
+                    Some(p) => p.user.email.as_deref(),
+                    None => request.recipient.email.as_deref(),
+                };
+                match address {
+                    Some(address) => plan.route(request, Channel::Email, address),
+                    None => plan.skip(request, Some(channel), SkipReason::NoAddress),
+                }
+            }
+            "sms" => {
+                let phone = match profile {
+                    Some(p) => p.user.phone.as_deref(),
+                    None => request.recipient.phone.as_deref(),
+                };
+                match phone {
+                    Some(phone) => plan.route(request, Channel::Sms, phone),
+                    None => plan.skip(request, Some(channel), SkipReason::NoAddress),
+                }
+            }
+            _ => {
+                let devices: Vec<_> = profile
+                    .iter()
+                    .flat_map(|p| &p.devices)
+                    .filter(|d| d.active)
+                    .collect();
+                if devices.is_empty() {
+                    plan.skip(request, Some(channel), SkipReason::NoDevice);
+                }
+                for device in devices {
+                    let dispatch = match device.platform {
+                        Platform::Ios => Channel::Ios,
+                        Platform::Android => Channel::Android,
+                    };
+                    plan.route(request, dispatch, &device.token);
+                }
+            }
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use herald_schemas::{EmailContent, PushContent, Recipient, SmsContent};
+
+    use super::*;
+    use crate::directory::{Device, Preference, User};
+
+    fn request(user_id: Option<&str>) -> NotificationRequest {
+        NotificationRequest {
+            notification_id: "n1".into(),
+            accepted_at: 1,
+            client_id: None,
+            recipient: Recipient {
+                user_id: user_id.map(Into::into),
+                ..Recipient::default()
+            },
+            channels: vec![],
+            category: "marketing".into(),
+            from: None,
+            email: Some(EmailContent {
+                subject: "s".into(),
+                text: Some("t".into()),
+                html: None,
+            }),
+            sms: None,
+            push: Some(PushContent {
+                title: None,
+                body: "b".into(),
+                data: BTreeMap::new(),
+            }),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    fn profile() -> Profile {
+        let device = |id: &str, platform, active| Device {
+            device_id: id.into(),
+            platform,
+            token: format!("tok-{id}"),
+            app_id: None,
+            active,
+        };
+        Profile {
+            user: User {
+                user_id: "u1".into(),
+                email: Some("u1@example.com".into()),
+                phone: None,
+                locale: None,
+                timezone: None,
+                region: None,
+            },
+            devices: vec![
+                device("a", Platform::Ios, true),
+                device("b", Platform::Android, true),
+                device("c", Platform::Android, false),
+            ],
+            preferences: vec![],
+        }
+    }
+
+    fn reasons(plan: &Plan) -> Vec<(Option<&str>, &str)> {
+        plan.events
+            .iter()
+            .filter(|e| e.kind == EventKind::Skipped)
+            .map(|e| {
+                (
+                    e.channel.as_deref(),
+                    e.reason.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn content_decides_channels_and_push_fans_out_per_active_device() {
+        let plan = plan(&request(Some("u1")), Some(&profile()));
+        let targets: Vec<_> = plan
+            .messages
+            .iter()
+            .map(|(c, m)| (*c, m.target.as_str()))
+            .collect();
+        assert_eq!(
+            targets,
+            vec![
+                (Channel::Email, "u1@example.com"),
+                (Channel::Ios, "tok-a"),
+                (Channel::Android, "tok-b")
+            ]
+        );
+        assert!(
+            plan.messages
+                .iter()
+                .all(|(c, m)| (m.email.is_some()) == (*c == Channel::Email))
+        );
+        assert_eq!(
+            plan.events
+                .iter()
+                .filter(|e| e.kind == EventKind::Routed)
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn unknown_user_is_one_skip() {
+        let plan = plan(&request(Some("ghost")), None);
+        assert!(plan.messages.is_empty());
+        assert_eq!(reasons(&plan), vec![(None, "unknown_user")]);
+    }
+
+    #[test]
+    fn opt_out_applies_to_its_category_and_channel_only() {
+        let mut p = profile();
+        p.preferences.push(Preference {
+            category: "marketing".into(),
+            channel: "email".into(),
+            opted_in: false,
+        });
+        p.preferences.push(Preference {
+            category: "security".into(),
+            channel: "push".into(),
+            opted_in: false,
+        });
+        let plan = plan(&request(Some("u1")), Some(&p));
+        assert_eq!(reasons(&plan), vec![(Some("email"), "opted_out")]);
+        assert_eq!(
+            plan.messages.len(),
+            2,
+            "push still goes out: its opt-out is for security"
+        );
+    }
+
+    #[test]
+    fn requested_channel_without_content_address_or_name_is_skipped() {
+        let mut r = request(Some("u1"));
+        r.channels = vec!["sms".into(), "fax".into()];
+        let plan1 = plan(&r, Some(&profile()));
+        assert_eq!(
+            reasons(&plan1),
+            vec![
+                (Some("sms"), "no_content"),
+                (Some("fax"), "unknown_channel")
+            ]
+        );
+
+        r.sms = Some(SmsContent { text: "hi".into() });
+        r.channels = vec!["sms".into()];
+        let plan2 = plan(&r, Some(&profile()));
+        assert_eq!(reasons(&plan2), vec![(Some("sms"), "no_address")]);
+    }
+
+    #[test]
+    fn raw_address_recipient_needs_no_directory_entry() {
+        let mut r = request(None);
+        r.recipient.email = Some("guest@example.com".into());
+        r.push = None;
+        let plan = plan(&r, None);
+        assert_eq!(plan.messages.len(), 1);
+        assert_eq!(plan.messages[0].1.target, "guest@example.com");
+    }
+}

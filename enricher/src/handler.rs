@@ -1,0 +1,88 @@
+//! One request record in, its channel messages and events out.
+
+use std::sync::Arc;
+
+use herald_runtime::kafka::{
+    AvroProducer, DeadLetters, ErrorClass, Handler, HandlerError, Header, Message, OwnedHeaders,
+    OwnedMessage, wait_all,
+};
+use herald_schemas::{NotificationRequest, Topics, headers};
+
+use crate::directory::{self, Directory};
+use crate::fanout;
+
+pub(crate) struct EnrichHandler<D> {
+    directory: Arc<D>,
+    output: AvroProducer,
+    dead_letters: DeadLetters,
+    topics: Topics,
+}
+
+impl<D: Directory> EnrichHandler<D> {
+    pub(crate) fn new(
+        directory: Arc<D>,
+        output: AvroProducer,
+        dead_letters: DeadLetters,
+        topics: Topics,
+    ) -> Self {
+        Self {
+            directory,
+            output,
+            dead_letters,
+            topics,
+        }
+    }
+
+    async fn enrich(&self, request: NotificationRequest) -> Result<(), HandlerError> {
+        let profile = match request.recipient.user_id.as_deref() {
+            Some(user_id) => directory::profile(&*self.directory, user_id)
+                .await
+                .map_err(HandlerError::new)?,
+            None => None,
+        };
+        let plan = fanout::plan(&request, profile.as_ref());
+        let mut acks = Vec::with_capacity(plan.messages.len() + plan.events.len());
+        for (channel, message) in &plan.messages {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: headers::NOTIFICATION_ID,
+                value: Some(message.notification_id.as_str()),
+            });
+            let topic = self.topics.channel(*channel);
+            acks.push(
+                self.output
+                    .enqueue(&topic, &message.target, message, Some(headers))
+                    .await
+                    .map_err(HandlerError::new)?,
+            );
+        }
+        let events_topic = self.topics.events();
+        for event in &plan.events {
+            acks.push(
+                self.output
+                    .enqueue(&events_topic, &event.notification_id, event, None)
+                    .await
+                    .map_err(HandlerError::new)?,
+            );
+        }
+        wait_all(acks).await.map_err(HandlerError::new)
+    }
+}
+
+impl<D: Directory> Handler for EnrichHandler<D> {
+    async fn handle(&self, message: &OwnedMessage) -> Result<(), HandlerError> {
+        match self
+            .output
+            .codec()
+            .decode::<NotificationRequest>(message.payload())
+            .await
+        {
+            Ok(request) => self.enrich(request).await,
+            Err(e) if e.is_retryable() => Err(HandlerError::new(e)),
+            Err(e) => self
+                .dead_letters
+                .send(message, ErrorClass::Poison, &e.to_string())
+                .await
+                .map_err(HandlerError::new),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The one typed configuration: defaults (in each section's `Default`), then an optional
+//! TOML file, then `HERALD__SECTION__KEY` environment variables; validated before anything
+//! starts.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use herald_dispatchers::DispatchConfig;
+use herald_enricher::EnricherConfig;
+use herald_ingest::IngestConfig;
+use herald_runtime::kafka::admin::TopicSpec;
+use herald_runtime::{KafkaConfig, RegistrySettings};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeraldConfig {
+    pub kafka: KafkaConfig,
+    pub schema_registry: RegistrySettings,
+    pub topics: TopicsConfig,
+    pub ingest: IngestConfig,
+    pub enricher: EnricherConfig,
+    pub dispatch: DispatchConfig,
+    pub ops: OpsConfig,
+}
+
+/// How `herald topics create` lays topics out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub retry_tiers: u32,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            partitions: 6,
+            replication_factor: 3,
+            retry_tiers: 4,
+        }
+    }
+}
+
+/// Health and metrics endpoints of the consumer roles (`herald enrich`, `herald dispatch`);
+/// the send API serves them on its own port.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsConfig {
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration cannot be read: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration is inconsistent: {0}")]
+    Invalid(String),
+}
+
+impl HeraldConfig {
+    /// Defaults, then `file` (if given), then `HERALD__…` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(HeraldConfig::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: HeraldConfig = figment
+            .merge(Env::prefixed("HERALD__").split("__"))
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError::Invalid(m));
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return fail("kafka.bootstrap_servers is empty".into());
+        }
+        let consumer = &self.kafka.consumer;
+        if consumer.max_in_flight == 0 || consumer.lanes_per_partition == 0 {
+            return fail(
+                "kafka.consumer.max_in_flight and lanes_per_partition must be at least 1".into(),
+            );
+        }
+        if consumer.heartbeat_interval_ms >= consumer.session_timeout_ms {
+            return fail(format!(
+                "kafka.consumer.heartbeat_interval_ms ({}) must be below session_timeout_ms ({})",
+                consumer.heartbeat_interval_ms, consumer.session_timeout_ms
+            ));
+        }
+        if u64::from(consumer.max_poll_interval_ms) <= consumer.drain_deadline_ms {
+            return fail(format!(
+                "kafka.consumer.drain_deadline_ms ({}) must be below max_poll_interval_ms ({}): a drain runs inside a rebalance",
+                consumer.drain_deadline_ms, consumer.max_poll_interval_ms
+            ));
+        }
+        if !self.schema_registry.url.starts_with("http://")
+            && !self.schema_registry.url.starts_with("https://")
+        {
+            return fail(format!(
+                "schema_registry.url {:?} is not an http(s) URL",
+                self.schema_registry.url
+            ));
+        }
+        if self.topics.partitions < 1 || self.topics.replication_factor < 1 {
+            return fail(
+                "topics.partitions and topics.replication_factor must be at least 1".into(),
+            );
+        }
+        if self.ingest.max_body_bytes < 1024 || self.ingest.max_recipients == 0 {
+            return fail(
+                "ingest.max_body_bytes must be at least 1024 and max_recipients at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Every pipeline topic with this configuration's layout.
+    pub fn topic_specs(&self) -> Vec<TopicSpec> {
+        self.kafka
+            .topics()
+            .all(self.topics.retry_tiers)
+            .into_iter()
+            .map(|name| TopicSpec {
+                name,
+                partitions: self.topics.partitions,
+                replication: self.topics.replication_factor,
+                config: Vec::new(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        HeraldConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(
+            &file,
+            "[kafka]\nbootstrap_servers = \"broker:9092\"\n[topics]\npartitions = 12\n",
+        )
+        .unwrap();
+        let config = HeraldConfig::load(Some(&file)).unwrap();
+        assert_eq!(config.kafka.bootstrap_servers, "broker:9092");
+        assert_eq!(config.topics.partitions, 12);
+        assert_eq!(
+            config.topics.retry_tiers, 4,
+            "untouched keys keep their default"
+        );
+
+        std::fs::write(&file, "[kafka]\nbootstrap_server = \"typo:9092\"\n").unwrap();
+        let err = HeraldConfig::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("bootstrap_server"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_timings_are_rejected_at_start() {
+        let mut config = HeraldConfig::default();
+        config.kafka.consumer.drain_deadline_ms = 400_000;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("drain_deadline_ms")
+        );
+    }
+}

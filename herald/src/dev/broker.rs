@@ -1,0 +1,123 @@
+//! Tansu, a Kafka-protocol broker, run as a child process for `herald dev` and the tests.
+//! A child process (rather than the embeddable crate) can be killed and restarted, and it
+//! does not take over the process's signal handlers.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use herald_runtime::KafkaConfig;
+use herald_runtime::kafka::admin;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(
+        "the Tansu broker is not installed (looked at $HERALD_TANSU_BIN, $PATH and ~/.cargo/bin); install it with infra/install-tansu.sh"
+    )]
+    NotInstalled,
+    #[error("cannot start Tansu ({binary}): {source}")]
+    Spawn {
+        binary: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot find a free port for the broker: {0}")]
+    Port(std::io::Error),
+    #[error("Tansu started but does not answer: {0}")]
+    NotReady(#[from] admin::AdminError),
+}
+
+/// Where the Tansu binary is: `$HERALD_TANSU_BIN`, then `tansu` on `$PATH`, then
+/// `~/.cargo/bin/tansu` (where `cargo install` puts it).
+pub fn tansu_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("HERALD_TANSU_BIN").map(PathBuf::from) {
+        return path.is_file().then_some(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("tansu"))
+        .find(|candidate| candidate.is_file());
+    on_path.or_else(|| {
+        let home = std::env::var_os("HOME")?;
+        let candidate = Path::new(&home).join(".cargo/bin/tansu");
+        candidate.is_file().then_some(candidate)
+    })
+}
+
+/// Picks a port nothing listens on now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A running Tansu broker with in-memory storage. Killed when dropped.
+#[derive(Debug)]
+pub struct TansuBroker {
+    child: tokio::process::Child,
+    port: u16,
+}
+
+impl TansuBroker {
+    /// Starts Tansu on `port` (a free one if `None`), logging to `log` (discarded if `None`),
+    /// and waits until it answers metadata requests.
+    pub async fn start(port: Option<u16>, log: Option<&Path>) -> Result<Self, BrokerError> {
+        let binary = tansu_binary().ok_or(BrokerError::NotInstalled)?;
+        let port = match port {
+            Some(port) => port,
+            None => free_port().map_err(BrokerError::Port)?,
+        };
+        let url = format!("tcp://127.0.0.1:{port}");
+        let output = || -> Stdio {
+            log.and_then(|path| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .ok()
+            })
+            .map_or_else(Stdio::null, Stdio::from)
+        };
+        let child = tokio::process::Command::new(&binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(Stdio::null())
+            .stdout(output())
+            .stderr(output())
+            .kill_on_drop(true)
+            // Its own process group: a Ctrl-C in the terminal must reach Herald only, which
+            // drains its consumers and then stops the broker, not the broker first.
+            .process_group(0)
+            .spawn()
+            .map_err(|source| BrokerError::Spawn {
+                binary: binary.clone(),
+                source,
+            })?;
+        let broker = Self { child, port };
+        admin::wait_until_reachable(&broker.kafka_config(), Duration::from_secs(30)).await?;
+        Ok(broker)
+    }
+
+    pub fn bootstrap_servers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A Kafka configuration for this broker with the short group timings Tansu needs.
+    pub fn kafka_config(&self) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: self.bootstrap_servers(),
+            ..KafkaConfig::default()
+        }
+        .with_dev_timings()
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}

@@ -1,0 +1,199 @@
+//! A local SMTP server that keeps what it receives: the delivery target of `herald dev` and
+//! of the tests. It speaks real SMTP (mailin), so the email dispatcher's SMTP client,
+//! pooling and error handling are exercised exactly as against a relay. Addresses can be
+//! set to be refused with a given reply, to see how Herald classifies failures.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use mailin_embedded::response::{self, Response};
+use mailin_embedded::{Handler, Server, SslConfig};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+/// One message as the server received it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReceivedMail {
+    pub from: String,
+    pub to: Vec<String>,
+    /// The message as sent (headers and MIME body), CRLF line ends.
+    pub raw: String,
+}
+
+impl ReceivedMail {
+    /// The first header with `name` (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.raw.split("\r\n\r\n").next()?;
+        let mut found: Option<String> = None;
+        for line in head.split("\r\n") {
+            if line.starts_with([' ', '\t']) {
+                if let Some(value) = found.as_mut() {
+                    value.push_str(line.trim_start());
+                }
+                continue;
+            }
+            if found.is_some() {
+                break;
+            }
+            if let Some((key, value)) = line.split_once(':')
+                && key.eq_ignore_ascii_case(name)
+            {
+                found = Some(value.trim().to_owned());
+            }
+        }
+        found
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    received: Vec<ReceivedMail>,
+    refusals: HashMap<String, (u16, String)>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Shared {
+    state: Arc<Mutex<State>>,
+    arrived: Arc<Notify>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Per-connection SMTP session state; mailin clones the handler for each connection.
+#[derive(Clone, Debug)]
+struct Session {
+    shared: Shared,
+    from: String,
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl Handler for Session {
+    fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, from: &str) -> Response {
+        self.from = from.to_owned();
+        self.to.clear();
+        self.data.clear();
+        response::OK
+    }
+
+    fn rcpt(&mut self, to: &str) -> Response {
+        if let Some((code, message)) = self.shared.lock().refusals.get(to) {
+            return Response::custom(*code, message.clone());
+        }
+        self.to.push(to.to_owned());
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let mail = ReceivedMail {
+            from: std::mem::take(&mut self.from),
+            to: std::mem::take(&mut self.to),
+            raw: String::from_utf8_lossy(&std::mem::take(&mut self.data)).into_owned(),
+        };
+        self.shared.lock().received.push(mail);
+        self.shared.arrived.notify_waiters();
+        response::OK
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailSinkError {
+    #[error("cannot bind the SMTP sink to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the SMTP sink: {0}")]
+    Start(String),
+}
+
+/// A running SMTP sink. Its server thread lives as long as the process.
+#[derive(Clone, Debug)]
+pub struct MailSink {
+    shared: Shared,
+    addr: SocketAddr,
+}
+
+impl MailSink {
+    /// Starts the server on `addr` (port 0 for any free port).
+    pub fn start(addr: SocketAddr) -> Result<Self, MailSinkError> {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|source| MailSinkError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| MailSinkError::Bind { addr, source })?;
+        let shared = Shared::default();
+        let session = Session {
+            shared: shared.clone(),
+            from: String::new(),
+            to: Vec::new(),
+            data: Vec::new(),
+        };
+        let mut server = Server::new(session);
+        server
+            .with_name("herald-mail-sink.localhost")
+            .with_ssl(SslConfig::None)
+            .map_err(|e| MailSinkError::Start(e.to_string()))?
+            .with_num_threads(4)
+            .with_tcp_listener(listener);
+        std::thread::Builder::new()
+            .name("smtp-sink".into())
+            .spawn(move || {
+                if let Err(e) = server.serve() {
+                    tracing::error!(error = %e, "SMTP sink stopped");
+                }
+            })
+            .map_err(|e| MailSinkError::Start(e.to_string()))?;
+        Ok(Self {
+            shared,
+            addr: bound,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Everything received so far, oldest first.
+    pub fn received(&self) -> Vec<ReceivedMail> {
+        self.shared.lock().received.clone()
+    }
+
+    /// From now on, `RCPT TO:<address>` is answered with `code message` (e.g. 550 for a
+    /// permanent failure, 451 for a transient one).
+    pub fn refuse(&self, address: &str, code: u16, message: &str) {
+        self.shared
+            .lock()
+            .refusals
+            .insert(address.to_owned(), (code, message.to_owned()));
+    }
+
+    /// Waits until a received mail satisfies `matches`, up to `timeout`.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        matches: impl Fn(&ReceivedMail) -> bool,
+    ) -> Option<ReceivedMail> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let arrived = self.shared.arrived.notified();
+            if let Some(mail) = self.shared.lock().received.iter().find(|m| matches(m)) {
+                return Some(mail.clone());
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return None;
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! `herald dev`: the whole pipeline on one machine with no external services: a Tansu
+//! broker (child process), the development schema registry, the SQLite stores seeded with
+//! demo users, the send API, the enricher, the email dispatcher, and an SMTP sink whose
+//! mailbox is readable over HTTP.
+
+pub mod broker;
+pub mod mail_sink;
+pub mod seed;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use axum::Json;
+use axum::routing::get;
+use herald_dispatchers::config::SmtpTls;
+use herald_enricher::SqliteDirectory;
+use herald_ingest::ApiClients;
+use herald_runtime::kafka::admin;
+use herald_schemas::dev_registry::DevRegistry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HeraldConfig;
+use crate::pipeline::Pipeline;
+use broker::TansuBroker;
+use mail_sink::MailSink;
+
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    pub data_dir: PathBuf,
+    pub api_port: u16,
+    pub broker_port: u16,
+    pub registry_port: u16,
+    pub smtp_port: u16,
+    pub mailbox_port: u16,
+    /// Use this Kafka cluster instead of starting Tansu.
+    pub bootstrap_servers: Option<String>,
+}
+
+impl Default for DevOptions {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(".herald/dev"),
+            api_port: 8080,
+            broker_port: 9092,
+            registry_port: 8081,
+            smtp_port: 2525,
+            mailbox_port: 8025,
+            bootstrap_servers: None,
+        }
+    }
+}
+
+/// Binds the preferred port on loopback, or any free one if it is taken.
+async fn bind_preferring(port: u16) -> std::io::Result<TcpListener> {
+    match TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await {
+        Ok(listener) => Ok(listener),
+        Err(_) => TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await,
+    }
+}
+
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+pub async fn run(
+    base: HeraldConfig,
+    options: DevOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let data = &options.data_dir;
+    std::fs::create_dir_all(data).with_context(|| format!("data directory {}", data.display()))?;
+
+    let mut config = base;
+    let broker = match &options.bootstrap_servers {
+        Some(servers) => {
+            config.kafka.bootstrap_servers = servers.clone();
+            None
+        }
+        None => {
+            let port = port_is_free(options.broker_port).then_some(options.broker_port);
+            let log = data.join("tansu.log");
+            let broker = TansuBroker::start(port, Some(&log))
+                .await
+                .context("starting the Tansu broker")?;
+            config.kafka.bootstrap_servers = broker.bootstrap_servers();
+            Some(broker)
+        }
+    };
+    config.kafka = config.kafka.with_dev_timings();
+
+    let registry_listener = bind_preferring(options.registry_port)
+        .await
+        .context("schema registry port")?;
+    let registry_addr = registry_listener.local_addr()?;
+    let registry_shutdown = shutdown.clone();
+    tokio::spawn(DevRegistry::default().serve(registry_listener, async move {
+        registry_shutdown.cancelled().await
+    }));
+    config.schema_registry.url = format!("http://{registry_addr}");
+
+    let smtp_addr = SocketAddr::from(([127, 0, 0, 1], options.smtp_port));
+    let mail = MailSink::start(smtp_addr)
+        .or_else(|_| MailSink::start(SocketAddr::from(([127, 0, 0, 1], 0))))
+        .context("SMTP sink")?;
+    config.dispatch.email.smtp.host = mail.addr().ip().to_string();
+    config.dispatch.email.smtp.port = mail.addr().port();
+    config.dispatch.email.smtp.tls = SmtpTls::None;
+
+    config.topics.partitions = 4;
+    config.topics.replication_factor = 1;
+    config.ingest.store_path = data.join("ingest.db");
+    config.enricher.directory_path = data.join("directory.db");
+    config.validate()?;
+
+    admin::create_topics(&config.kafka, &config.topic_specs())
+        .await
+        .context("creating topics")?;
+    let directory = SqliteDirectory::open(&config.enricher.directory_path)?;
+    seed::demo_users(&directory)
+        .await
+        .context("seeding demo users")?;
+    let (_, api_key) = ApiClients::open(&config.ingest.store_path)?.add("herald-dev")?;
+
+    let mailbox_listener = bind_preferring(options.mailbox_port)
+        .await
+        .context("mailbox port")?;
+    let mailbox_addr = mailbox_listener.local_addr()?;
+    let mailbox = mailbox_router(mail.clone());
+    let mailbox_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(mailbox_listener, mailbox)
+            .with_graceful_shutdown(async move { mailbox_shutdown.cancelled().await })
+            .await
+    });
+
+    let api_listener = bind_preferring(options.api_port)
+        .await
+        .context("send API port")?;
+    let pipeline = Pipeline::start(config.clone(), api_listener, shutdown.clone()).await?;
+    print_banner(&Banner {
+        api: pipeline.api_addr(),
+        bootstrap: &config.kafka.bootstrap_servers,
+        registry: registry_addr,
+        smtp: mail.addr(),
+        mailbox: mailbox_addr,
+        data_dir: data,
+        api_key: &api_key,
+    });
+    let result = pipeline.wait().await;
+    if let Some(broker) = broker {
+        broker.stop().await;
+    }
+    result
+}
+
+fn mailbox_router(mail: MailSink) -> axum::Router {
+    let listing = mail.clone();
+    axum::Router::new()
+        .route(
+            "/messages",
+            get(move || {
+                let mail = mail.clone();
+                async move { Json(mail.received()) }
+            }),
+        )
+        .route(
+            "/",
+            get(move || {
+                let mail = listing.clone();
+                async move { render_mailbox(&mail) }
+            }),
+        )
+}
+
+fn render_mailbox(mail: &MailSink) -> String {
+    let received = mail.received();
+    if received.is_empty() {
+        return "The mailbox is empty. Send a notification with the curl command herald dev printed.\n".into();
+    }
+    let mut out = format!(
+        "{} message(s), newest first (JSON with full sources: /messages)\n",
+        received.len()
+    );
+    for message in received.iter().rev() {
+        out.push_str("\n────────────────────────────────────────\n");
+        out.push_str(&message.raw.replace("\r\n", "\n"));
+        out.push('\n');
+    }
+    out
+}
+
+struct Banner<'a> {
+    api: SocketAddr,
+    bootstrap: &'a str,
+    registry: SocketAddr,
+    smtp: SocketAddr,
+    mailbox: SocketAddr,
+    data_dir: &'a std::path::Path,
+    api_key: &'a str,
+}
+
+#[allow(clippy::print_stdout)]
+fn print_banner(b: &Banner<'_>) {
+    let users: Vec<String> = seed::DEMO_USERS
+        .iter()
+        .map(|(id, what)| format!("{id} ({what})"))
+        .collect();
+    println!(
+        r#"
+Herald dev is running. Data: {data}. Ctrl-C stops everything.
+
+  send API          http://{api}  (/healthz, /readyz, /metrics)
+  Kafka (Tansu)     {bootstrap}
+  schema registry   http://{registry}  (development endpoint)
+  SMTP sink         {smtp}
+  mailbox           http://{mailbox}/
+
+Send a notification:
+
+  curl -sS -X POST http://{api}/v1/notifications \
+    -H 'Authorization: Bearer {key}' \
+    -H 'Content-Type: application/json' \
+    -d '{{"to":[{{"user_id":123456}}],"from":{{"email":"noreply@example.com"}},"subject":"Hello from Herald","content":[{{"type":"text/plain","value":"It works."}}]}}'
+
+Then read the delivered email:  curl -s http://{mailbox}/
+
+Demo users: {users}
+"#,
+        data = b.data_dir.display(),
+        api = b.api,
+        bootstrap = b.bootstrap,
+        registry = b.registry,
+        smtp = b.smtp,
+        mailbox = b.mailbox,
+        key = b.api_key,
+        users = users.join(", "),
+    );
+}

@@ -1,0 +1,101 @@
+//! Demo users for `herald dev`.
+
+use herald_enricher::directory::Directory;
+use herald_enricher::{Device, DirectoryError, Platform, Preference, SqliteDirectory, User};
+
+/// (user id, what the banner says about it)
+pub const DEMO_USERS: [(&str, &str); 3] = [
+    ("123456", "email, SMS and two devices"),
+    ("234567", "opted out of marketing email"),
+    ("345678", "SMS only, no email address"),
+];
+
+fn user(
+    id: &str,
+    email: Option<&str>,
+    phone: &str,
+    locale: &str,
+    timezone: &str,
+    region: &str,
+) -> User {
+    User {
+        user_id: id.into(),
+        email: email.map(Into::into),
+        phone: Some(phone.into()),
+        locale: Some(locale.into()),
+        timezone: Some(timezone.into()),
+        region: Some(region.into()),
+    }
+}
+
+/// Adds the demo users unless they are there already.
+pub async fn demo_users(directory: &SqliteDirectory) -> Result<(), DirectoryError> {
+    if directory.user(DEMO_USERS[0].0).await?.is_some() {
+        return Ok(());
+    }
+    directory
+        .upsert_user(user(
+            "123456",
+            Some("ada@example.com"),
+            "+447700900123",
+            "en-GB",
+            "Europe/London",
+            "GB",
+        ))
+        .await?;
+    directory
+        .upsert_device(
+            "123456",
+            Device {
+                device_id: "ada-iphone".into(),
+                platform: Platform::Ios,
+                token: "a1".repeat(32),
+                app_id: Some("com.example.app".into()),
+                active: true,
+            },
+        )
+        .await?;
+    directory
+        .upsert_device(
+            "123456",
+            Device {
+                device_id: "ada-pixel".into(),
+                platform: Platform::Android,
+                token: "fcm-demo-token-ada-pixel".into(),
+                app_id: Some("com.example.app".into()),
+                active: true,
+            },
+        )
+        .await?;
+    directory
+        .upsert_user(user(
+            "234567",
+            Some("grace@example.com"),
+            "+14155550101",
+            "en-US",
+            "America/New_York",
+            "US",
+        ))
+        .await?;
+    directory
+        .set_preference(
+            "234567",
+            Preference {
+                category: "marketing".into(),
+                channel: "email".into(),
+                opted_in: false,
+            },
+        )
+        .await?;
+    directory
+        .upsert_user(user(
+            "345678",
+            None,
+            "+8613800138000",
+            "zh-CN",
+            "Asia/Shanghai",
+            "CN",
+        ))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! The `herald` binary's library: configuration, wiring of the roles, and the development
+//! environment. The roles themselves live in their own crates.
+
+pub mod config;
+pub mod dev;
+pub mod pipeline;
+pub mod roles;

@@ -1,0 +1,82 @@
+//! The `herald` binary's configuration handling, as an operator meets it.
+
+use std::process::Command;
+
+fn herald() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    command.env_remove("HERALD_CONFIG").env("RUST_LOG", "error");
+    command
+}
+
+#[test]
+fn environment_overrides_the_file_which_overrides_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.toml");
+    std::fs::write(
+        &file,
+        "[kafka]\nbootstrap_servers = \"from-file:9092\"\n[topics]\npartitions = 12\n",
+    )
+    .unwrap();
+    let output = herald()
+        .args(["--config", file.to_str().unwrap(), "config"])
+        .env("HERALD__TOPICS__PARTITIONS", "9")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown = String::from_utf8(output.stdout).unwrap();
+    assert!(shown.contains("\"from-file:9092\""), "{shown}");
+    assert!(shown.contains("partitions: 9"), "{shown}");
+    assert!(
+        shown.contains("retry_tiers: 4"),
+        "defaults fill the rest: {shown}"
+    );
+}
+
+#[test]
+fn inconsistent_or_unknown_configuration_stops_the_start_with_the_reason() {
+    let output = herald()
+        .args(["config"])
+        .env("HERALD__KAFKA__CONSUMER__HEARTBEAT_INTERVAL_MS", "60000")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("heartbeat_interval_ms"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, "[ingest]\nmax_body_byte = 10\n").unwrap();
+    let output = herald()
+        .args(["--config", file.to_str().unwrap(), "config"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("max_body_byte"), "{stderr}");
+}
+
+#[test]
+fn secrets_named_in_the_config_are_not_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.toml");
+    std::fs::write(
+        &file,
+        "[kafka]\nproperties = { \"sasl.password\" = \"hunter2-inline\" }\nsecret_properties = { \"ssl.key.password\" = { env = \"KEY_PW\" } }\n",
+    )
+    .unwrap();
+    let output = herald()
+        .args(["--config", file.to_str().unwrap(), "config"])
+        .env("KEY_PW", "hunter2-env")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8(output.stdout).unwrap();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(
+        shown.contains("env:KEY_PW"),
+        "the source is shown, not the value: {shown}"
+    );
+}

@@ -1,0 +1,419 @@
+//! The consumer runtime every role runs on, against a real broker: offsets are stored only
+//! for finished work, in order; shutdown and rebalances drain; in-flight work is bounded.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use herald_runtime::KafkaConfig;
+use herald_runtime::kafka::admin::{TopicSpec, create_topics};
+use herald_runtime::kafka::consumer::{self, ConsumerSpec, Handler, HandlerError};
+use herald_runtime::kafka::{Message, OwnedMessage, Producer};
+use support::TestEnv;
+use tokio_util::sync::CancellationToken;
+
+type Behaviour = dyn Fn(OwnedMessage) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
+
+struct TestHandler(Arc<Behaviour>);
+
+impl Handler for TestHandler {
+    fn handle(
+        &self,
+        message: &OwnedMessage,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        (self.0)(message.clone())
+    }
+}
+
+fn payload(m: &OwnedMessage) -> String {
+    String::from_utf8(m.payload().unwrap().to_vec()).unwrap()
+}
+
+struct Fixture {
+    env: TestEnv,
+    topic: String,
+}
+
+impl Fixture {
+    async fn new(partitions: i32) -> Self {
+        let env = TestEnv::start().await;
+        let topic = format!("{}work", env.config.kafka.topic_prefix);
+        let spec = TopicSpec {
+            name: topic.clone(),
+            partitions,
+            replication: 1,
+            config: vec![],
+        };
+        create_topics(&env.config.kafka, &[spec]).await.unwrap();
+        Self { env, topic }
+    }
+
+    fn kafka(&self) -> KafkaConfig {
+        self.env.config.kafka.clone()
+    }
+
+    async fn produce(&self, records: &[(&str, &str)]) {
+        let producer = Producer::new(&self.env.config.kafka, "test-producer").unwrap();
+        for (key, value) in records {
+            producer
+                .send(&self.topic, Some(key.as_bytes()), value.as_bytes(), None)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Records "0".."n" with keys "k0".."kn": every record its own key.
+    async fn produce_numbered(&self, n: usize) {
+        let batch: Vec<(String, String)> =
+            (0..n).map(|i| (format!("k{i}"), i.to_string())).collect();
+        let refs: Vec<(&str, &str)> = batch
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.produce(&refs).await;
+    }
+
+    fn start(
+        &self,
+        kafka: KafkaConfig,
+        group: &str,
+        behaviour: Arc<Behaviour>,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let token = CancellationToken::new();
+        let spec = ConsumerSpec {
+            group_id: group.into(),
+            topics: vec![self.topic.clone()],
+            client_id: group.into(),
+        };
+        let handler = Arc::new(TestHandler(behaviour));
+        let shutdown = token.clone();
+        let task = tokio::spawn(async move {
+            consumer::run(&kafka, spec, handler, shutdown)
+                .await
+                .unwrap()
+        });
+        (token, task)
+    }
+}
+
+/// The consumer's own in-flight gauge, as exported on /metrics.
+fn in_flight_gauge(group: &str) -> usize {
+    let needle = format!("herald_consumer_in_flight{{group=\"{group}\"}} ");
+    let text = herald_runtime::metrics::render();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&needle))
+        .unwrap_or_else(|| panic!("no gauge in {text}"));
+    line[needle.len()..].trim().parse().unwrap()
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Records every payload handled, in handling order.
+fn recorder() -> (Arc<Mutex<Vec<String>>>, Arc<Behaviour>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let behaviour: Arc<Behaviour> = Arc::new(move |m: OwnedMessage| {
+        log.lock().unwrap().push(payload(&m));
+        Box::pin(async { Ok(()) })
+    });
+    (seen, behaviour)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_committed_only_up_to_the_first_unfinished_record() {
+    let f = Fixture::new(1).await;
+    f.produce(&[("a", "0"), ("b", "1"), ("c", "2"), ("d", "3"), ("e", "4")])
+        .await;
+
+    let finished = Arc::new(Mutex::new(BTreeSet::new()));
+    let log = Arc::clone(&finished);
+    let stuck_on_2: Arc<Behaviour> = Arc::new(move |m: OwnedMessage| {
+        let log = Arc::clone(&log);
+        Box::pin(async move {
+            let value = payload(&m);
+            if value == "2" {
+                std::future::pending::<()>().await;
+            }
+            log.lock().unwrap().insert(value);
+            Ok(())
+        })
+    });
+    let mut kafka = f.kafka();
+    kafka.consumer.drain_deadline_ms = 500;
+    let (stop, task) = f.start(kafka, "g-prefix", stuck_on_2);
+    eventually("0 and 1 finished", || {
+        finished
+            .lock()
+            .unwrap()
+            .is_superset(&["0".into(), "1".into()].into())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    task.await.unwrap();
+
+    let (seen, behaviour) = recorder();
+    let (stop, task) = f.start(f.kafka(), "g-prefix", behaviour);
+    eventually("the rest is redelivered", || {
+        seen.lock().unwrap().len() >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    task.await.unwrap();
+    let mut redelivered = seen.lock().unwrap().clone();
+    redelivered.sort();
+    assert_eq!(
+        redelivered,
+        ["2", "3", "4"],
+        "resumes at the unfinished record, not before, not after"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_records_being_handled_finish_and_commits_them() {
+    let f = Fixture::new(1).await;
+    f.produce_numbered(8).await;
+
+    let started = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(Mutex::new(BTreeSet::new()));
+    let (s, d) = (Arc::clone(&started), Arc::clone(&finished));
+    let slow: Arc<Behaviour> = Arc::new(move |m: OwnedMessage| {
+        let (s, d) = (Arc::clone(&s), Arc::clone(&d));
+        Box::pin(async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            d.lock().unwrap().insert(m.offset());
+            Ok(())
+        })
+    });
+    let (stop, task) = f.start(f.kafka(), "g-drain", slow);
+    eventually("records are being handled", || {
+        started.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+    let finished = finished.lock().unwrap().clone();
+    assert_eq!(
+        finished.len(),
+        started.load(Ordering::SeqCst),
+        "every started record finished before the consumer stopped"
+    );
+
+    f.produce(&[("z", "after")]).await;
+    let (seen, behaviour) = recorder();
+    let (stop, task) = f.start(f.kafka(), "g-drain", behaviour);
+    eventually("the new record arrives", || {
+        seen.lock().unwrap().contains(&"after".to_owned())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    task.await.unwrap();
+    // Committed: everything before the first record that did not finish.
+    let first_unfinished = (0..8).find(|o| !finished.contains(o)).unwrap_or(8);
+    let mut expected: Vec<String> = (first_unfinished..8).map(|o| o.to_string()).collect();
+    expected.push("after".into());
+    let mut got = seen.lock().unwrap().clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "nothing lost, and the finished prefix is not redelivered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_one_key_keep_their_order_while_keys_run_concurrently() {
+    let f = Fixture::new(1).await;
+    let batch: Vec<(String, String)> = (0..30)
+        .map(|i| (format!("user-{}", i % 3), format!("user-{}:{i}", i % 3)))
+        .collect();
+    let refs: Vec<(&str, &str)> = batch
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    f.produce(&refs).await;
+
+    let order = Arc::new(Mutex::new(BTreeMap::<String, Vec<u32>>::new()));
+    let running = Arc::new(AtomicUsize::new(0));
+    let max_running = Arc::new(AtomicUsize::new(0));
+    let (o, r, mr) = (
+        Arc::clone(&order),
+        Arc::clone(&running),
+        Arc::clone(&max_running),
+    );
+    let jittery: Arc<Behaviour> = Arc::new(move |m: OwnedMessage| {
+        let (o, r, mr) = (Arc::clone(&o), Arc::clone(&r), Arc::clone(&mr));
+        Box::pin(async move {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            mr.fetch_max(now, Ordering::SeqCst);
+            let value = payload(&m);
+            let (key, seq) = value.split_once(':').unwrap();
+            let seq: u32 = seq.parse().unwrap();
+            tokio::time::sleep(Duration::from_millis(u64::from((seq * 7) % 23))).await;
+            o.lock()
+                .unwrap()
+                .entry(key.to_owned())
+                .or_default()
+                .push(seq);
+            r.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        })
+    });
+    let (stop, task) = f.start(f.kafka(), "g-order", jittery);
+    eventually("all handled", || {
+        order.lock().unwrap().values().map(Vec::len).sum::<usize>() == 30
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+    for (key, seqs) in order.lock().unwrap().iter() {
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        assert_eq!(seqs, &sorted, "{key} handled out of order");
+    }
+    assert!(
+        max_running.load(Ordering::SeqCst) >= 2,
+        "different keys were handled concurrently"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_is_retried_and_later_records_wait_for_it() {
+    let f = Fixture::new(1).await;
+    f.produce(&[("same", "first"), ("same", "second")]).await;
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (a, s) = (Arc::clone(&attempts), Arc::clone(&seen));
+    let flaky: Arc<Behaviour> = Arc::new(move |m: OwnedMessage| {
+        let (a, s) = (Arc::clone(&a), Arc::clone(&s));
+        Box::pin(async move {
+            let value = payload(&m);
+            if value == "first" && a.fetch_add(1, Ordering::SeqCst) < 3 {
+                return Err(HandlerError::new("broker did not acknowledge"));
+            }
+            s.lock().unwrap().push(value);
+            Ok(())
+        })
+    });
+    let (stop, task) = f.start(f.kafka(), "g-retry", flaky);
+    eventually("both handled", || seen.lock().unwrap().len() == 2).await;
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        4,
+        "three failures, then success"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["first", "second"],
+        "the second waited behind the first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetching_pauses_while_in_flight_records_are_at_the_limit() {
+    let f = Fixture::new(1).await;
+    f.produce_numbered(60).await;
+
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let (g, s) = (Arc::clone(&gate), Arc::clone(&started));
+    let blocked: Arc<Behaviour> = Arc::new(move |_m: OwnedMessage| {
+        let (g, s) = (Arc::clone(&g), Arc::clone(&s));
+        Box::pin(async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            g.acquire().await.unwrap().forget();
+            Ok(())
+        })
+    });
+    let mut kafka = f.kafka();
+    kafka.consumer.max_in_flight = 5;
+    kafka.consumer.lanes_per_partition = 64;
+    let (stop, task) = f.start(kafka, "g-bound", blocked);
+    eventually("records are in flight", || {
+        started.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let in_flight = in_flight_gauge("g-bound");
+    assert!(
+        (5..=8).contains(&in_flight),
+        "fetching paused at the limit of 5: {in_flight} of 60 in flight"
+    );
+
+    gate.add_permits(1_000);
+    eventually("all 60 handled after release", || {
+        started.load(Ordering::SeqCst) == 60
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_member_takes_over_partitions_without_losing_records() {
+    let f = Fixture::new(2).await;
+    f.produce_numbered(60).await;
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let slow = |who: &'static str| -> Arc<Behaviour> {
+        let log = Arc::clone(&seen);
+        Arc::new(move |m: OwnedMessage| {
+            let log = Arc::clone(&log);
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                log.lock().unwrap().push((who, payload(&m)));
+                Ok(())
+            })
+        })
+    };
+    let mut kafka = f.kafka();
+    kafka.consumer.lanes_per_partition = 1;
+    let (stop_a, task_a) = f.start(kafka.clone(), "g-rebalance", slow("a"));
+    eventually("a started working", || seen.lock().unwrap().len() >= 3).await;
+    let (stop_b, task_b) = f.start(kafka, "g-rebalance", slow("b"));
+    eventually("every record handled", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect::<BTreeSet<_>>()
+            .len()
+            == 60
+    })
+    .await;
+    stop_a.cancel();
+    stop_b.cancel();
+    task_a.await.unwrap();
+    task_b.await.unwrap();
+    let seen = seen.lock().unwrap();
+    let by_b = seen.iter().filter(|(who, _)| *who == "b").count();
+    assert!(by_b > 0, "the second member got a share");
+    let mut values: Vec<&String> = seen.iter().map(|(_, v)| v).collect();
+    values.sort();
+    let before = values.len();
+    values.dedup();
+    assert_eq!(values.len(), 60, "nothing lost");
+    assert_eq!(
+        before, 60,
+        "finished records were committed before the hand-over, so none ran twice"
+    );
+}

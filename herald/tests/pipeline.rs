@@ -1,0 +1,357 @@
+//! End to end on a real broker: the send API, the enricher and the email dispatcher against
+//! a real SMTP server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use herald_runtime::kafka::{Message, header_str};
+use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, headers};
+use support::{TestEnv, add_user, email_body};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn kinds(events: &[DeliveryEvent], id: &str) -> Vec<(EventKind, Option<String>)> {
+    events
+        .iter()
+        .filter(|e| e.notification_id == id)
+        .map(|e| (e.kind, e.reason.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posted_email_reaches_the_smtp_server_with_recipient_subject_and_body() {
+    let env = TestEnv::start().await;
+    add_user(&env, "123456", "ada@example.com").await;
+    let key = env.api_key();
+    let pipeline = env.pipeline().await;
+
+    let (status, body) = pipeline
+        .post(
+            Some(&key),
+            &email_body("123456", "Your receipt", "Thanks for the order."),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+
+    let mail = env
+        .mail
+        .wait_for(WAIT, |m| m.to == ["ada@example.com"])
+        .await
+        .expect("mail arrives");
+    assert_eq!(mail.header("Subject").as_deref(), Some("Your receipt"));
+    assert_eq!(mail.header("From").as_deref(), Some("noreply@example.com"));
+    assert!(mail.raw.contains("Thanks for the order."), "{}", mail.raw);
+    assert!(
+        mail.header("Message-ID").unwrap().contains(&id),
+        "Message-ID derives from the notification id"
+    );
+
+    let events = env
+        .read_records::<DeliveryEvent>(&env.topics().events(), WAIT, {
+            let id = id.clone();
+            move |e: &[DeliveryEvent]| {
+                e.iter()
+                    .any(|e| e.notification_id == id && e.kind == EventKind::Sent)
+            }
+        })
+        .await;
+    let seen = kinds(&events, &id);
+    assert!(seen.contains(&(EventKind::Routed, None)), "{seen:?}");
+    assert!(seen.contains(&(EventKind::Sent, None)), "{seen:?}");
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_user_gets_a_skipped_event_and_the_pipeline_keeps_delivering() {
+    let env = TestEnv::start().await;
+    add_user(&env, "42", "known@example.com").await;
+    let key = env.api_key();
+    let pipeline = env.pipeline().await;
+
+    let (status, body) = pipeline
+        .post(Some(&key), &email_body("nobody-here", "s", "t"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let unknown_id = body["id"].as_str().unwrap().to_owned();
+    let (status, _) = pipeline
+        .post(Some(&key), &email_body("42", "after", "still works"))
+        .await;
+    assert_eq!(status, 202);
+
+    env.mail
+        .wait_for(WAIT, |m| m.to == ["known@example.com"])
+        .await
+        .expect("the next request is delivered");
+    let events = env
+        .read_records::<DeliveryEvent>(&env.topics().events(), WAIT, {
+            let id = unknown_id.clone();
+            move |e| e.iter().any(|e| e.notification_id == id)
+        })
+        .await;
+    assert_eq!(
+        kinds(&events, &unknown_id),
+        vec![(EventKind::Skipped, Some("unknown_user".into()))]
+    );
+    assert_eq!(
+        env.mail.received().len(),
+        1,
+        "nothing was sent for the unknown user"
+    );
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opted_out_channel_is_skipped_with_an_event_and_no_mail() {
+    let env = TestEnv::start().await;
+    add_user(&env, "7", "grace@example.com").await;
+    env.directory()
+        .set_preference(
+            "7",
+            herald_enricher::Preference {
+                category: "marketing".into(),
+                channel: "email".into(),
+                opted_in: false,
+            },
+        )
+        .await
+        .unwrap();
+    let key = env.api_key();
+    let pipeline = env.pipeline().await;
+
+    let mut body: serde_json::Value =
+        serde_json::from_str(&email_body("7", "Sale!", "50% off")).unwrap();
+    body["category"] = "marketing".into();
+    let (_, marketing) = pipeline.post(Some(&key), &body.to_string()).await;
+    let (_, receipt) = pipeline
+        .post(
+            Some(&key),
+            &email_body("7", "Receipt", "transactional still goes out"),
+        )
+        .await;
+
+    env.mail
+        .wait_for(WAIT, |m| m.header("Subject").as_deref() == Some("Receipt"))
+        .await
+        .expect("receipt delivered");
+    let marketing_id = marketing["id"].as_str().unwrap().to_owned();
+    let events = env
+        .read_records::<DeliveryEvent>(&env.topics().events(), WAIT, {
+            let id = marketing_id.clone();
+            move |e| e.iter().any(|e| e.notification_id == id)
+        })
+        .await;
+    assert_eq!(
+        kinds(&events, &marketing_id),
+        vec![(EventKind::Skipped, Some("opted_out".into()))]
+    );
+    assert!(
+        env.mail
+            .received()
+            .iter()
+            .all(|m| m.header("Subject").as_deref() != Some("Sale!"))
+    );
+    assert!(receipt["id"].is_string());
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_or_invalid_requests_are_refused_and_nothing_is_produced() {
+    let env = TestEnv::start().await;
+    let key = env.api_key();
+    let pipeline = env.pipeline().await;
+
+    let (status, body) = pipeline
+        .post(Some(&key), r#"{"to":[{"user_id":1}],"subject":"#)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_json");
+
+    let (status, body) = pipeline
+        .post(Some(&key), r#"{"to":[{"user_id":1}],"subjekt":"x"}"#)
+        .await;
+    assert_eq!(status, 400, "unknown fields are refused: {body}");
+
+    let bad_address = r#"{"to":[{"email":"not-an-address"}],"subject":"s","content":[{"type":"text/plain","value":"v"}]}"#;
+    let (status, body) = pipeline.post(Some(&key), bad_address).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "to[0].email");
+
+    let (status, _) = pipeline.post(None, &email_body("1", "s", "t")).await;
+    assert_eq!(status, 401, "no key");
+    let (status, _) = pipeline
+        .post(Some("hrld_0000"), &email_body("1", "s", "t"))
+        .await;
+    assert_eq!(status, 401, "unknown key");
+
+    let huge = email_body("1", "s", &"x".repeat(300 * 1024));
+    let (status, body) = pipeline.post(Some(&key), &huge).await;
+    assert_eq!(status, 413, "{body}");
+
+    let produced = env
+        .read_topic(&env.topics().requests(), Duration::from_secs(3), |r| {
+            !r.is_empty()
+        })
+        .await;
+    assert!(produced.is_empty(), "nothing reached herald.requests");
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_request_goes_to_the_dlq_with_reason_and_the_partition_moves_on() {
+    let env = TestEnv::start().await;
+    add_user(&env, "99", "after-poison@example.com").await;
+    let key = env.api_key();
+    let producer = herald_runtime::kafka::Producer::new(&env.config.kafka, "poisoner").unwrap();
+    // Same key as the good request that follows: same partition, behind the poison.
+    producer
+        .send(
+            &env.topics().requests(),
+            Some(b"99"),
+            b"{\"not\": \"avro\"}",
+            None,
+        )
+        .await
+        .unwrap();
+    let pipeline = env.pipeline().await;
+    let (status, _) = pipeline
+        .post(Some(&key), &email_body("99", "after poison", "flows"))
+        .await;
+    assert_eq!(status, 202);
+
+    env.mail
+        .wait_for(WAIT, |m| m.to == ["after-poison@example.com"])
+        .await
+        .expect("partition moved on");
+    let dlq = env
+        .read_topic(&env.topics().dlq(), WAIT, |r| !r.is_empty())
+        .await;
+    assert_eq!(dlq.len(), 1);
+    let dead = &dlq[0];
+    assert_eq!(
+        dead.payload(),
+        Some(&b"{\"not\": \"avro\"}"[..]),
+        "original bytes kept"
+    );
+    assert_eq!(dead.key(), Some(&b"99"[..]));
+    assert_eq!(header_str(dead, headers::ERROR_CLASS), Some("poison"));
+    assert_eq!(
+        header_str(dead, headers::ORIGINAL_TOPIC),
+        Some(env.topics().requests().as_str())
+    );
+    assert_eq!(
+        header_str(dead, headers::FAILED_GROUP),
+        Some("herald-enricher")
+    );
+    assert!(
+        header_str(dead, headers::ERROR_REASON)
+            .unwrap()
+            .contains("not a decodable")
+    );
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_permanent_rejection_becomes_a_failed_event_and_is_not_resent() {
+    let env = TestEnv::start().await;
+    add_user(&env, "5", "bounce@example.com").await;
+    env.mail
+        .refuse("bounce@example.com", 550, "5.1.1 no such user");
+    let key = env.api_key();
+    let pipeline = env.pipeline().await;
+    let (_, body) = pipeline.post(Some(&key), &email_body("5", "s", "t")).await;
+    let id = body["id"].as_str().unwrap().to_owned();
+
+    let events = env
+        .read_records::<DeliveryEvent>(&env.topics().events(), WAIT, {
+            let id = id.clone();
+            move |e| {
+                e.iter()
+                    .any(|e| e.notification_id == id && e.kind == EventKind::Failed)
+            }
+        })
+        .await;
+    let failed = events
+        .iter()
+        .find(|e| e.notification_id == id && e.kind == EventKind::Failed)
+        .expect("failed event");
+    assert!(
+        failed.reason.as_deref().unwrap().contains("no such user"),
+        "{failed:?}"
+    );
+    assert_eq!(failed.provider.as_deref(), Some("smtp"));
+    let dlq = env
+        .read_topic(&env.topics().dlq(), Duration::from_secs(2), |r| {
+            !r.is_empty()
+        })
+        .await;
+    assert!(
+        dlq.is_empty(),
+        "a permanent failure is an outcome, not a dead letter"
+    );
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_produced_directly_by_a_service_is_delivered() {
+    let env = TestEnv::start().await;
+    add_user(&env, "svc-user", "direct@example.com").await;
+    let pipeline = env.pipeline().await;
+
+    // What a service does without the HTTP API: Confluent-framed Avro keyed by user id.
+    let request = NotificationRequest {
+        notification_id: uuid::Uuid::now_v7().to_string(),
+        accepted_at: herald_schemas::now_millis(),
+        client_id: Some("orders-service".into()),
+        recipient: herald_schemas::Recipient {
+            user_id: Some("svc-user".into()),
+            ..Default::default()
+        },
+        channels: vec!["email".into()],
+        category: "transactional".into(),
+        from: None,
+        email: Some(herald_schemas::EmailContent {
+            subject: "Shipped".into(),
+            text: Some("Your parcel is on its way.".into()),
+            html: Some("<p>Your parcel is on its way.</p>".into()),
+        }),
+        sms: None,
+        push: None,
+        metadata: Default::default(),
+    };
+    let topic = env.topics().requests();
+    let payload = env.codec().encode(&topic, &request).await.unwrap();
+    let producer =
+        herald_runtime::kafka::Producer::new(&env.config.kafka, "orders-service").unwrap();
+    producer
+        .send(
+            &topic,
+            Some(request.partition_key().as_bytes()),
+            &payload,
+            None,
+        )
+        .await
+        .unwrap();
+
+    let mail = env
+        .mail
+        .wait_for(WAIT, |m| m.to == ["direct@example.com"])
+        .await
+        .expect("delivered");
+    assert!(
+        mail.header("Content-Type")
+            .unwrap()
+            .contains("multipart/alternative"),
+        "{}",
+        mail.raw
+    );
+    assert!(
+        mail.header("From")
+            .unwrap()
+            .contains("noreply@herald.localhost"),
+        "default sender used"
+    );
+    pipeline.stop().await;
+}

@@ -1,0 +1,248 @@
+//! What the integration tests share: a real Tansu broker per test, the development schema
+//! registry, the SMTP sink, temporary SQLite stores, and helpers to read topics.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use herald::config::HeraldConfig;
+use herald::dev::broker::TansuBroker;
+use herald::dev::mail_sink::MailSink;
+use herald::pipeline::Pipeline;
+use herald_enricher::SqliteDirectory;
+use herald_ingest::ApiClients;
+use herald_runtime::kafka::admin;
+use herald_schemas::dev_registry::DevRegistry;
+use herald_schemas::{AvroCodec, Record};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+pub const PARTITIONS: i32 = 2;
+
+pub struct TestEnv {
+    pub broker: TansuBroker,
+    pub registry: SocketAddr,
+    pub mail: MailSink,
+    pub dir: tempfile::TempDir,
+    pub config: HeraldConfig,
+}
+
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,librdkafka=error".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl TestEnv {
+    /// A broker, registry, SMTP sink and stores of its own, with topics under a unique prefix.
+    pub async fn start() -> Self {
+        init_logging();
+        herald_schemas::install_tls_provider();
+        let broker = TansuBroker::start(None, None)
+            .await
+            .expect("Tansu starts (infra/install-tansu.sh)");
+        let registry = DevRegistry::default()
+            .spawn("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let mail = MailSink::start("127.0.0.1:0".parse().unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = HeraldConfig {
+            kafka: broker.kafka_config(),
+            ..HeraldConfig::default()
+        };
+        config.kafka.topic_prefix = format!("t{}.", uuid::Uuid::now_v7().simple());
+        config.kafka.consumer.drain_deadline_ms = 3_000;
+        config.schema_registry.url = format!("http://{registry}");
+        config.topics.partitions = PARTITIONS;
+        config.topics.replication_factor = 1;
+        config.topics.retry_tiers = 0;
+        config.ingest.store_path = dir.path().join("ingest.db");
+        config.enricher.directory_path = dir.path().join("directory.db");
+        config.dispatch.email.smtp.host = mail.addr().ip().to_string();
+        config.dispatch.email.smtp.port = mail.addr().port();
+        config.validate().unwrap();
+        admin::create_topics(&config.kafka, &config.topic_specs())
+            .await
+            .unwrap();
+        Self {
+            broker,
+            registry,
+            mail,
+            dir,
+            config,
+        }
+    }
+
+    pub fn directory(&self) -> SqliteDirectory {
+        SqliteDirectory::open(&self.config.enricher.directory_path).unwrap()
+    }
+
+    pub fn api_key(&self) -> String {
+        ApiClients::open(&self.config.ingest.store_path)
+            .unwrap()
+            .add("test")
+            .unwrap()
+            .1
+    }
+
+    pub fn codec(&self) -> AvroCodec {
+        AvroCodec::new(&self.config.schema_registry.resolve().unwrap()).unwrap()
+    }
+
+    pub fn topics(&self) -> herald_schemas::Topics {
+        self.config.kafka.topics()
+    }
+
+    /// Starts ingest, enricher and email dispatcher; returns the running pipeline.
+    pub async fn pipeline(&self) -> RunningPipeline {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let shutdown = CancellationToken::new();
+        let pipeline = Pipeline::start(self.config.clone(), listener, shutdown.clone())
+            .await
+            .unwrap();
+        let api = format!("http://{}", pipeline.api_addr());
+        RunningPipeline {
+            pipeline: Some(pipeline),
+            api,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A reader of every partition of `topic` from the beginning.
+    pub fn reader(&self, topic: &str) -> TopicReader {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.broker.bootstrap_servers())
+            .set("group.id", format!("reader-{}", uuid::Uuid::now_v7()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        TopicReader {
+            consumer,
+            read: Vec::new(),
+        }
+    }
+
+    /// Every record of `topic` that arrives within `wait`, stopping early once `until` holds.
+    pub async fn read_topic(
+        &self,
+        topic: &str,
+        wait: Duration,
+        until: impl Fn(&[OwnedMessage]) -> bool,
+    ) -> Vec<OwnedMessage> {
+        let mut reader = self.reader(topic);
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline && !until(&reader.read) {
+            reader.poll_some().await;
+        }
+        reader.read
+    }
+
+    /// Decoded records of `topic` read within `wait`, stopping early once `until` holds.
+    pub async fn read_records<R: Record>(
+        &self,
+        topic: &str,
+        wait: Duration,
+        until: impl Fn(&[R]) -> bool,
+    ) -> Vec<R> {
+        let codec = self.codec();
+        let mut reader = self.reader(topic);
+        let mut records = Vec::new();
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline && !until(&records) {
+            let before = reader.read.len();
+            reader.poll_some().await;
+            for m in &reader.read[before..] {
+                records.push(codec.decode::<R>(m.payload()).await.unwrap());
+            }
+        }
+        records
+    }
+}
+
+pub struct TopicReader {
+    consumer: BaseConsumer,
+    pub read: Vec<OwnedMessage>,
+}
+
+impl TopicReader {
+    /// Takes what is there now, or waits a little.
+    pub async fn poll_some(&mut self) {
+        let mut got = false;
+        while let Some(result) = self.consumer.poll(Duration::ZERO) {
+            if let Ok(m) = result {
+                self.read.push(m.detach());
+                got = true;
+            }
+        }
+        if !got {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub struct RunningPipeline {
+    pipeline: Option<Pipeline>,
+    pub api: String,
+    pub http: reqwest::Client,
+}
+
+impl RunningPipeline {
+    pub async fn post(&self, key: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/notifications", self.api))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(p) = self.pipeline.take() {
+            p.stop().await.unwrap();
+        }
+    }
+}
+
+/// The seed's request body for `user_id`.
+pub fn email_body(user_id: &str, subject: &str, text: &str) -> String {
+    serde_json::json!({
+        "to": [{"user_id": user_id}],
+        "from": {"email": "noreply@example.com"},
+        "subject": subject,
+        "content": [{"type": "text/plain", "value": text}],
+    })
+    .to_string()
+}
+
+pub async fn add_user(env: &TestEnv, user_id: &str, email: &str) {
+    env.directory()
+        .upsert_user(herald_enricher::User {
+            user_id: user_id.into(),
+            email: Some(email.into()),
+            phone: None,
+            locale: None,
+            timezone: None,
+            region: None,
+        })
+        .await
+        .unwrap();
+}

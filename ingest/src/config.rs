@@ -1,0 +1,28 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `[ingest]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub listen: SocketAddr,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// Recipients in one `POST /v1/notifications`.
+    pub max_recipients: usize,
+    /// The embedded store ingest owns (API clients).
+    pub store_path: PathBuf,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 256 * 1024,
+            max_recipients: 100,
+            store_path: PathBuf::from("data/ingest/ingest.db"),
+        }
+    }
+}

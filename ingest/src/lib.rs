@@ -1,0 +1,12 @@
+//! The send API: authenticates the caller, validates the request, and produces one
+//! `NotificationRequest` per recipient to `herald.requests` (keyed by user id), answering
+//! 202 with the notification id only after the broker acknowledged every record.
+
+mod api;
+pub mod clients;
+pub mod config;
+pub mod request;
+
+pub use api::Ingest;
+pub use clients::{ApiClient, ApiClients};
+pub use config::IngestConfig;

@@ -1,0 +1,209 @@
+//! Configuration sections shared by every role. Each is a serde struct that rejects unknown
+//! fields; defaults live in the `Default` impls here and nowhere else.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a secret comes from: never the config file itself.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SecretSource {
+    /// Name of an environment variable holding the secret.
+    Env(String),
+    /// Path of a file whose content (trailing newline trimmed) is the secret.
+    File(String),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(name) => write!(f, "env:{name}"),
+            SecretSource::File(path) => write!(f, "file:{path}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} (named as a secret source) is not set")]
+    MissingEnv(String),
+    #[error("cannot read secret file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+impl SecretSource {
+    pub fn read(&self) -> Result<String, SecretError> {
+        match self {
+            SecretSource::Env(name) => {
+                std::env::var(name).map_err(|_| SecretError::MissingEnv(name.clone()))
+            }
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| SecretError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+}
+
+/// Kafka connection settings shared by every client a role creates.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    /// Prefix of every topic name (`herald.` gives `herald.requests`, ...).
+    pub topic_prefix: String,
+    /// librdkafka properties applied to every client, passed through unchanged:
+    /// `security.protocol`, `sasl.mechanism`, `sasl.username`, `ssl.ca.location`, ...
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties whose values are secrets (`sasl.password`, `ssl.key.password`),
+    /// read from the environment or a file at start-up.
+    pub secret_properties: BTreeMap<String, SecretSource>,
+    /// Extra librdkafka properties for producers only.
+    pub producer_properties: BTreeMap<String, String>,
+    pub consumer: ConsumerTuning,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Plain properties are not secret by contract, but people put passwords anywhere.
+        let redacted: BTreeMap<&String, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let secret = ["password", "secret", "key.pem", "token"]
+                    .iter()
+                    .any(|s| k.contains(s));
+                (k, if secret { "<redacted>" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("properties", &redacted)
+            .field("secret_properties", &self.secret_properties)
+            .field("producer_properties", &self.producer_properties)
+            .field("consumer", &self.consumer)
+            .finish()
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic_prefix: "herald.".into(),
+            properties: BTreeMap::new(),
+            secret_properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
+            consumer: ConsumerTuning::default(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    pub fn topics(&self) -> herald_schemas::Topics {
+        herald_schemas::Topics::new(self.topic_prefix.clone())
+    }
+
+    /// Every client property (plain and secret), secrets resolved now.
+    pub fn client_properties(&self) -> Result<BTreeMap<String, String>, SecretError> {
+        let mut all = self.properties.clone();
+        for (key, source) in &self.secret_properties {
+            all.insert(key.clone(), source.read()?);
+        }
+        all.insert("bootstrap.servers".into(), self.bootstrap_servers.clone());
+        Ok(all)
+    }
+
+    /// Consumer-group timings that make rebalances finish in seconds on Tansu (measured in
+    /// ../shared/notes/tansu.md); used by `herald dev` and the tests.
+    pub fn with_dev_timings(mut self) -> Self {
+        self.consumer.session_timeout_ms = 6_000;
+        self.consumer.heartbeat_interval_ms = 1_000;
+        self.consumer.max_poll_interval_ms = 10_000;
+        self.consumer.drain_deadline_ms = 5_000;
+        self
+    }
+}
+
+/// Consumer behaviour. The defaults are Apache Kafka production values; `herald dev` and the
+/// tests shorten the group timings (see [`KafkaConfig::with_dev_timings`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerTuning {
+    pub session_timeout_ms: u32,
+    pub heartbeat_interval_ms: u32,
+    pub max_poll_interval_ms: u32,
+    pub auto_commit_interval_ms: u32,
+    /// Records fetched but not yet finished, across all partitions of one consumer; above
+    /// this the consumer pauses fetching.
+    pub max_in_flight: usize,
+    /// Records of one partition processed concurrently; records with the same key always go
+    /// to the same lane, so per-key order holds.
+    pub lanes_per_partition: usize,
+    /// How long a revoked partition (rebalance or shutdown) may take to finish its in-flight
+    /// records before they are abandoned to the next owner.
+    pub drain_deadline_ms: u64,
+    /// Extra librdkafka properties for consumers only.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for ConsumerTuning {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 3_000,
+            max_poll_interval_ms: 300_000,
+            auto_commit_interval_ms: 1_000,
+            max_in_flight: 2_048,
+            lanes_per_partition: 32,
+            drain_deadline_ms: 10_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl ConsumerTuning {
+    pub fn drain_deadline(&self) -> Duration {
+        Duration::from_millis(self.drain_deadline_ms)
+    }
+}
+
+/// The schema registry: any Confluent-compatible one in production; `herald dev` serves a
+/// development registry and points this at it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySettings {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<SecretSource>,
+    pub timeout_ms: u64,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8081".into(),
+            username: None,
+            password: None,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+impl RegistrySettings {
+    pub fn resolve(&self) -> Result<herald_schemas::RegistryConfig, SecretError> {
+        let mut config = herald_schemas::RegistryConfig::new(self.url.clone());
+        config.timeout = Duration::from_millis(self.timeout_ms);
+        if let Some(user) = &self.username {
+            let password = self.password.as_ref().map(SecretSource::read).transpose()?;
+            config.basic_auth = Some((user.clone(), password.unwrap_or_default()));
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,90 @@
+//! The dead-letter topic: records that cannot be decoded or delivered, with the reason in
+//! headers, so the partition they came from moves on and nothing is lost.
+
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+
+use super::producer::{ProduceError, Producer};
+use herald_schemas::headers;
+
+/// How a failure was classified before it was routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The record itself is bad: undecodable, unknown schema, missing fields. Never retried.
+    Poison,
+    /// The provider refused for good (invalid address, rejected payload).
+    Permanent,
+    /// Could have worked later, but every retry was used up.
+    RetriesExhausted,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Poison => "poison",
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadLetters {
+    producer: Producer,
+    topic: String,
+    group: String,
+}
+
+impl DeadLetters {
+    /// `group` names the consumer group that gives up on records, for the failed-group header.
+    pub fn new(producer: Producer, topic: String, group: impl Into<String>) -> Self {
+        Self {
+            producer,
+            topic,
+            group: group.into(),
+        }
+    }
+
+    /// Copies `original` (key, payload, headers) to the dead-letter topic with the failure in
+    /// headers; returns once the broker acknowledged.
+    pub async fn send(
+        &self,
+        original: &OwnedMessage,
+        class: ErrorClass,
+        reason: &str,
+    ) -> Result<(), ProduceError> {
+        let mut out = OwnedHeaders::new();
+        if let Some(existing) = original.headers() {
+            for header in existing.iter() {
+                out = out.insert(header);
+            }
+        }
+        let partition = original.partition().to_string();
+        let offset = original.offset().to_string();
+        let failed_at = herald_schemas::now_millis().to_string();
+        for (key, value) in [
+            (headers::ERROR_CLASS, class.as_str()),
+            (headers::ERROR_REASON, reason),
+            (headers::ORIGINAL_TOPIC, original.topic()),
+            (headers::ORIGINAL_PARTITION, &partition),
+            (headers::ORIGINAL_OFFSET, &offset),
+            (headers::FAILED_GROUP, &self.group),
+            (headers::FAILED_AT, &failed_at),
+        ] {
+            out = out.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let payload = original.payload().unwrap_or_default();
+        self.producer
+            .send(&self.topic, original.key(), payload, Some(out))
+            .await?;
+        crate::metrics::dead_lettered(&self.group, class.as_str());
+        tracing::warn!(
+            group = %self.group, class = class.as_str(), reason,
+            topic = original.topic(), partition = original.partition(), offset = original.offset(),
+            "record dead-lettered"
+        );
+        Ok(())
+    }
+}

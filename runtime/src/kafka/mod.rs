@@ -1,0 +1,65 @@
+//! Kafka plumbing: clients configured from [`KafkaConfig`](crate::KafkaConfig), an ordered
+//! consumer runtime, an idempotent producer, dead letters and topic administration.
+
+pub mod admin;
+pub mod avro_producer;
+pub mod consumer;
+pub mod dead_letter;
+pub mod producer;
+mod tracker;
+
+use rdkafka::ClientConfig;
+
+use crate::config::{KafkaConfig, SecretError};
+
+pub use avro_producer::{AvroProduceError, AvroProducer, wait_all};
+pub use consumer::{ConsumerError, ConsumerSpec, Handler, HandlerError};
+pub use dead_letter::{DeadLetters, ErrorClass};
+pub use producer::{Ack, ProduceError, Producer};
+pub use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSetupError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("cannot create the Kafka {kind} client: {source}")]
+    Create {
+        kind: &'static str,
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+pub(crate) fn base_client_config(
+    config: &KafkaConfig,
+    client_id: &str,
+) -> Result<ClientConfig, SecretError> {
+    let mut client = ClientConfig::new();
+    client.set("client.id", client_id);
+    for (key, value) in config.client_properties()? {
+        client.set(key, value);
+    }
+    Ok(client)
+}
+
+/// Reads a UTF-8 header value, the first one with that name.
+pub fn header_str<'m>(message: &'m impl Message, name: &str) -> Option<&'m str> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// librdkafka's own log lines, routed into `tracing`.
+pub(crate) fn log_to_tracing(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::error!(target: "librdkafka", fac, "{message}")
+        }
+        L::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+    }
+}

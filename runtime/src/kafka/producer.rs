@@ -1,0 +1,149 @@
+//! The idempotent producer every role writes with (acks=all, enable.idempotence=true).
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+
+use super::{ClientSetupError, base_client_config};
+use crate::config::KafkaConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("producing to {topic} failed: {source}")]
+    Kafka { topic: String, source: KafkaError },
+    #[error("producer for {topic} shut down before the broker acknowledged")]
+    Cancelled { topic: String },
+}
+
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").finish_non_exhaustive()
+    }
+}
+
+/// A record accepted into the producer's queue; await it for the broker's acknowledgement.
+pub struct Ack {
+    topic: String,
+    delivery: rdkafka::producer::DeliveryFuture,
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ack")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ack {
+    /// Waits for acks=all from the broker; returns the (partition, offset) written.
+    pub async fn wait(self) -> Result<(i32, i64), ProduceError> {
+        match self.delivery.await {
+            Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
+            Ok(Err((source, _))) => Err(ProduceError::Kafka {
+                topic: self.topic,
+                source,
+            }),
+            Err(_) => Err(ProduceError::Cancelled { topic: self.topic }),
+        }
+    }
+}
+
+/// While librdkafka's local queue is full, wait this long before offering the record again:
+/// a full queue is backpressure, not an error.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
+
+impl Producer {
+    pub fn new(config: &KafkaConfig, client_id: &str) -> Result<Self, ClientSetupError> {
+        let mut client = base_client_config(config, client_id)?;
+        client
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4");
+        for (key, value) in &config.producer_properties {
+            client.set(key, value);
+        }
+        let inner = client.create().map_err(|source| ClientSetupError::Create {
+            kind: "producer",
+            source,
+        })?;
+        Ok(Self { inner })
+    }
+
+    /// Puts a record into the producer's queue, waiting while the queue is full. Records
+    /// enqueued one after another keep their order per partition. The returned [`Ack`]
+    /// resolves when the broker acknowledged (or definitively refused) the record.
+    pub async fn enqueue(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<Ack, ProduceError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        loop {
+            match self.inner.send_result(record) {
+                Ok(delivery) => {
+                    return Ok(Ack {
+                        topic: topic.to_owned(),
+                        delivery,
+                    });
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    crate::metrics::producer_queue_full(topic);
+                    tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                }
+                Err((source, _)) => {
+                    return Err(ProduceError::Kafka {
+                        topic: topic.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Enqueue and wait for the acknowledgement.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(i32, i64), ProduceError> {
+        self.enqueue(topic, key, payload, headers)
+            .await?
+            .wait()
+            .await
+    }
+
+    /// Waits for every queued record to be acknowledged, up to `timeout`.
+    pub async fn flush(&self, timeout: Duration) {
+        let inner = self.inner.clone();
+        // flush blocks the calling thread; keep it off the runtime's workers.
+        let flushed = tokio::task::spawn_blocking(move || inner.flush(timeout)).map(|r| r.ok());
+        if let Some(Err(e)) = flushed.await {
+            tracing::warn!(error = %e, "producer flush did not complete");
+        }
+    }
+
+    pub fn client(&self) -> &FutureProducer {
+        &self.inner
+    }
+}

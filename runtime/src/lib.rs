@@ -1,0 +1,12 @@
+//! What every Herald role runs on: Kafka producer and consumer plumbing (ordered offset
+//! storing, drain on rebalance and shutdown, bounded in-flight work, dead letters),
+//! configuration pieces shared by the roles, Prometheus metrics, shutdown, SQLite set-up.
+
+pub mod config;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod shutdown;
+pub mod sqlite;
+
+pub use config::{ConsumerTuning, KafkaConfig, RegistrySettings, SecretSource};

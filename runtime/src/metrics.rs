@@ -1,0 +1,156 @@
+//! Prometheus metrics: one registry per process, `herald_` prefix, bounded labels only
+//! (group, topic, channel, provider, outcome; never ids, addresses or tokens).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The process-wide registry every role registers its metrics in.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::new)
+}
+
+/// Latency buckets from 0.5 ms to 30 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Metrics are defined once per process, each in a `OnceLock` next to the code that updates
+/// it, and registered here.
+pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+pub fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+pub fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    register(HistogramVec::new(opts, labels))
+}
+
+fn register<M>(metric: prometheus::Result<M>) -> M
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    // Names and labels are literals of this code base and each metric is created once, so
+    // failing here is a programming error that the first test touching the metric shows.
+    #[allow(clippy::expect_used)]
+    let metric = metric.expect("metric definition is valid");
+    #[allow(clippy::expect_used)]
+    registry()
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+/// The Prometheus text exposition of everything registered.
+pub fn render() -> String {
+    let mut buffer = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&registry().gather(), &mut buffer) {
+        tracing::warn!(error = %e, "encoding metrics failed");
+    }
+    String::from_utf8(buffer).unwrap_or_default()
+}
+
+struct ConsumerMetrics {
+    received: IntCounterVec,
+    handled: IntCounterVec,
+    handle_seconds: HistogramVec,
+    in_flight: IntGaugeVec,
+    abandoned: IntCounterVec,
+    dead_letters: IntCounterVec,
+    queue_full: IntCounterVec,
+}
+
+fn consumer_metrics() -> &'static ConsumerMetrics {
+    static METRICS: OnceLock<ConsumerMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| ConsumerMetrics {
+        received: counter_vec(
+            "herald_consumer_records_total",
+            "Records fetched by a consumer group member.",
+            &["group"],
+        ),
+        handled: counter_vec(
+            "herald_consumer_handled_total",
+            "Handler runs by outcome (error = not durable, retried).",
+            &["group", "outcome"],
+        ),
+        handle_seconds: histogram_vec(
+            "herald_consumer_handle_seconds",
+            "Time to handle one record until its outputs were acknowledged.",
+            &["group"],
+        ),
+        in_flight: gauge_vec(
+            "herald_consumer_in_flight",
+            "Records fetched and not yet finished.",
+            &["group"],
+        ),
+        abandoned: counter_vec(
+            "herald_consumer_abandoned_total",
+            "Records left to the next owner when a drain deadline passed.",
+            &["group"],
+        ),
+        dead_letters: counter_vec(
+            "herald_dead_letters_total",
+            "Records sent to the dead-letter topic.",
+            &["group", "class"],
+        ),
+        queue_full: counter_vec(
+            "herald_producer_queue_full_total",
+            "Times a producer waited because its local queue was full.",
+            &["topic"],
+        ),
+    })
+}
+
+pub(crate) fn consumer_received(group: &str) {
+    consumer_metrics()
+        .received
+        .with_label_values(&[group])
+        .inc();
+}
+
+pub(crate) fn consumer_handled(group: &str, ok: bool, took: Duration) {
+    let m = consumer_metrics();
+    m.handled
+        .with_label_values(&[group, if ok { "ok" } else { "error" }])
+        .inc();
+    m.handle_seconds
+        .with_label_values(&[group])
+        .observe(took.as_secs_f64());
+}
+
+pub(crate) fn consumer_in_flight(group: &str, in_flight: usize) {
+    let value = i64::try_from(in_flight).unwrap_or(i64::MAX);
+    consumer_metrics()
+        .in_flight
+        .with_label_values(&[group])
+        .set(value);
+}
+
+pub(crate) fn consumer_abandoned(group: &str, count: usize) {
+    consumer_metrics()
+        .abandoned
+        .with_label_values(&[group])
+        .inc_by(count as u64);
+}
+
+pub(crate) fn dead_lettered(group: &str, class: &str) {
+    consumer_metrics()
+        .dead_letters
+        .with_label_values(&[group, class])
+        .inc();
+}
+
+pub(crate) fn producer_queue_full(topic: &str) {
+    consumer_metrics()
+        .queue_full
+        .with_label_values(&[topic])
+        .inc();
+}

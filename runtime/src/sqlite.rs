@@ -1,0 +1,115 @@
+//! SQLite set-up for the embedded stores: one file per role, WAL, a small connection pool
+//! used from blocking threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteError {
+    #[error("cannot open SQLite database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("SQLite query on {path} failed: {source}")]
+    Query {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("SQLite worker thread failed: {0}")]
+    Worker(String),
+}
+
+/// A small pool of connections to one database file.
+#[derive(Debug, Clone)]
+pub struct SqlitePool {
+    path: Arc<PathBuf>,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+const MAX_IDLE: usize = 8;
+
+fn open(path: &Path) -> Result<Connection, SqliteError> {
+    let wrap = |source| SqliteError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            wrap(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(e.to_string()),
+            ))
+        })?;
+    }
+    let connection = Connection::open(path).map_err(wrap)?;
+    connection
+        .busy_timeout(Duration::from_secs(5))
+        .map_err(wrap)?;
+    // WAL lets readers proceed while one writer commits; NORMAL is durable across process
+    // crashes (only an OS crash can lose the last transactions).
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(wrap)?;
+    Ok(connection)
+}
+
+impl SqlitePool {
+    /// Opens (creating if needed) the database and applies `schema` (idempotent DDL).
+    pub fn open(path: impl Into<PathBuf>, schema: &str) -> Result<Self, SqliteError> {
+        let path = path.into();
+        let connection = open(&path)?;
+        connection
+            .execute_batch(schema)
+            .map_err(|source| SqliteError::Query {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self {
+            path: Arc::new(path),
+            idle: Arc::new(Mutex::new(vec![connection])),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` with a connection on a blocking thread.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, SqliteError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || pool.run_blocking(work))
+            .await
+            .map_err(|e| SqliteError::Worker(e.to_string()))?
+    }
+
+    /// Runs `work` on the calling thread (for CLI commands and start-up).
+    pub fn run_blocking<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, SqliteError> {
+        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut connection = match taken {
+            Some(c) => c,
+            None => open(&self.path)?,
+        };
+        let result = work(&mut connection).map_err(|source| SqliteError::Query {
+            path: (*self.path).clone(),
+            source,
+        });
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(connection);
+        }
+        result
+    }
+}

@@ -1,0 +1,221 @@
+//! Confluent wire format (magic byte 0, 4-byte schema id, Avro body) through a schema
+//! registry, with `schema_registry_converter` doing the framing and registry calls.
+//!
+//! Producers register their compiled-in schema under the topic's subject
+//! (TopicNameStrategy, `<topic>-value`), as Confluent serializers do with auto-registration.
+//! Consumers decode with the writer's schema fetched by id and then resolve the value to
+//! their own reader schema, so records written by older producers still decode after a field
+//! with a default was added.
+
+use std::fmt;
+use std::time::Duration;
+
+use apache_avro::from_value;
+use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
+use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::{
+    SchemaType, SubjectNameStrategy, SuppliedSchema,
+};
+
+use crate::records::Record;
+
+/// How to reach the schema registry.
+#[derive(Clone)]
+pub struct RegistryConfig {
+    pub url: String,
+    pub basic_auth: Option<(String, String)>,
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &self.url)
+            .field(
+                "basic_auth",
+                &self
+                    .basic_auth
+                    .as_ref()
+                    .map(|(user, _)| (user, "<redacted>")),
+            )
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl RegistryConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            basic_auth: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecSetupError {
+    #[error("cannot build the schema registry client for {url}: {reason}")]
+    Client { url: String, reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("schema registry rejected or could not be reached for subject {subject}: {reason}")]
+    Registry {
+        subject: String,
+        reason: String,
+        retryable: bool,
+    },
+    #[error("{record} does not fit its registered schema: {reason}")]
+    Schema {
+        record: &'static str,
+        reason: String,
+    },
+}
+
+impl EncodeError {
+    /// True when trying again later may succeed (the registry was unreachable).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            EncodeError::Registry {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record has no value")]
+    Empty,
+    #[error("schema registry could not be reached: {0}")]
+    RegistryUnavailable(String),
+    #[error("not a decodable Confluent Avro record: {0}")]
+    Undecodable(String),
+    #[error("writer schema cannot be read as {record}: {reason}")]
+    Incompatible {
+        record: &'static str,
+        reason: String,
+    },
+}
+
+impl DecodeError {
+    /// Retryable errors must not send the record to the DLQ: the record is fine, the registry
+    /// is not. Everything else is poison.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, DecodeError::RegistryUnavailable(_))
+    }
+}
+
+/// The converter marks only network errors and 502/503 as retriable. Any answer that says the
+/// registry (or our access to it) is unwell rather than the record is bad must not dead-letter
+/// records either: other 5xx, auth failures, throttling.
+fn is_registry_trouble(e: &SRCError) -> bool {
+    const PREFIX: &str = "HTTP request to schema registry failed with status ";
+    let status = e.error.strip_prefix(PREFIX).and_then(|rest| rest.get(..3));
+    e.retriable
+        || matches!(status, Some(s) if s.starts_with('5') || ["401", "403", "408", "429"].contains(&s))
+}
+
+fn describe(e: &SRCError) -> String {
+    match &e.cause {
+        Some(cause) => format!("{}: {cause}", e.error),
+        None => e.error.clone(),
+    }
+}
+
+/// The message schema_registry_converter 6 gives when a value does not fit the schema.
+const SERIALIZATION_FAILED: &str = "Could not get Avro bytes";
+
+pub struct AvroCodec {
+    encoder: AvroEncoder,
+    decoder: AvroDecoder,
+}
+
+impl fmt::Debug for AvroCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AvroCodec").finish_non_exhaustive()
+    }
+}
+
+impl AvroCodec {
+    pub fn new(config: &RegistryConfig) -> Result<Self, CodecSetupError> {
+        crate::install_tls_provider();
+        let mut builder = SrSettings::new_builder(config.url.clone());
+        builder.set_timeout(config.timeout).no_proxy();
+        if let Some((user, password)) = &config.basic_auth {
+            builder.set_basic_authorization(user, Some(password));
+        }
+        let settings = builder.build().map_err(|e| CodecSetupError::Client {
+            url: config.url.clone(),
+            reason: describe(&e),
+        })?;
+        Ok(Self {
+            encoder: AvroEncoder::new(settings.clone()),
+            decoder: AvroDecoder::new(settings),
+        })
+    }
+
+    /// Encodes `record` for `topic`, registering the record's schema under `<topic>-value`
+    /// the first time (the registry answers with the existing id when it is already there).
+    pub async fn encode<R: Record>(&self, topic: &str, record: &R) -> Result<Vec<u8>, EncodeError> {
+        let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(
+            topic.to_owned(),
+            false,
+            SuppliedSchema::new(None, SchemaType::Avro, R::schema_json().to_owned()),
+        );
+        self.encoder
+            .encode_struct(record, &strategy)
+            .await
+            .map_err(|e| {
+                // The converter reports registry and serialization failures with one type; the
+                // serializer's message is fixed, everything else came from the registry lookup.
+                if e.error == SERIALIZATION_FAILED {
+                    EncodeError::Schema {
+                        record: R::NAME,
+                        reason: describe(&e),
+                    }
+                } else {
+                    let retryable = is_registry_trouble(&e);
+                    if retryable {
+                        self.encoder.remove_errors_from_cache();
+                    }
+                    EncodeError::Registry {
+                        subject: format!("{topic}-value"),
+                        reason: describe(&e),
+                        retryable,
+                    }
+                }
+            })
+    }
+
+    /// Decodes a Confluent-framed Avro payload written with any registered schema that can be
+    /// resolved to `R`'s schema.
+    pub async fn decode<R: Record>(&self, payload: Option<&[u8]>) -> Result<R, DecodeError> {
+        let payload = payload
+            .filter(|p| !p.is_empty())
+            .ok_or(DecodeError::Empty)?;
+        let decoded = self.decoder.decode(Some(payload)).await.map_err(|e| {
+            if is_registry_trouble(&e) {
+                // Non-retriable errors are cached by the converter; this one must be retried.
+                self.decoder.remove_errors_from_cache();
+                DecodeError::RegistryUnavailable(describe(&e))
+            } else {
+                DecodeError::Undecodable(describe(&e))
+            }
+        })?;
+        let incompatible = |reason: String| DecodeError::Incompatible {
+            record: R::NAME,
+            reason,
+        };
+        let value = decoded
+            .value
+            .resolve(R::schema())
+            .map_err(|e| incompatible(e.to_string()))?;
+        from_value(&value).map_err(|e| incompatible(e.to_string()))
+    }
+}

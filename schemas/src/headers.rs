@@ -1,0 +1,16 @@
+//! Kafka header names: what routing needs without decoding the body.
+
+pub const NOTIFICATION_ID: &str = "herald-notification-id";
+/// Delivery attempt, starting at 1 for the first try.
+pub const ATTEMPT: &str = "herald-attempt";
+/// When a retry record becomes due, ms since the epoch.
+pub const DUE_AT: &str = "herald-due-at";
+pub const ORIGINAL_TOPIC: &str = "herald-original-topic";
+pub const ORIGINAL_PARTITION: &str = "herald-original-partition";
+pub const ORIGINAL_OFFSET: &str = "herald-original-offset";
+/// `poison`, `permanent`, `transient`: how the failure was classified.
+pub const ERROR_CLASS: &str = "herald-error-class";
+pub const ERROR_REASON: &str = "herald-error-reason";
+/// The consumer group that gave up on the record.
+pub const FAILED_GROUP: &str = "herald-failed-group";
+pub const FAILED_AT: &str = "herald-failed-at";

@@ -1,0 +1,32 @@
+//! The wire shared by every Herald role: Avro records (the `.avsc` files in `avro/` are the
+//! source of truth), the Confluent wire-format codec, topic names and header names.
+//!
+//! Roles depend on this crate and never on each other.
+
+pub mod codec;
+pub mod dev_registry;
+pub mod headers;
+pub mod records;
+pub mod topics;
+
+pub use codec::{AvroCodec, DecodeError, EncodeError, RegistryConfig};
+pub use records::{
+    ChannelMessage, DeliveryEvent, EmailContent, EventKind, NotificationRequest, PushContent,
+    Recipient, Record, Sender, SmsContent,
+};
+pub use topics::{Channel, Topics};
+
+/// reqwest and lettre are built without a default rustls crypto provider so that exactly one
+/// (ring) is compiled in; it must be installed once per process before the first TLS client.
+pub fn install_tls_provider() {
+    // Err only means another caller installed it first, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Milliseconds since the Unix epoch, the unit of every timestamp on the wire.
+pub fn now_millis() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,304 @@
+//! Rust forms of the Avro records. Each type is checked against its `.avsc` file by the tests
+//! below (a value round-trips through the schema), so the two cannot drift apart silently.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use apache_avro::Schema;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// A record type with its current (reader) schema.
+pub trait Record: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Schema text exactly as in `schemas/avro/`; this is what producers register.
+    fn schema_json() -> &'static str;
+    /// Name used in errors and metrics.
+    const NAME: &'static str;
+    /// The parsed schema, used as the reader schema when decoding.
+    fn schema() -> &'static Schema;
+}
+
+macro_rules! record {
+    ($ty:ident, $file:literal) => {
+        impl Record for $ty {
+            fn schema_json() -> &'static str {
+                include_str!(concat!("../avro/", $file))
+            }
+            const NAME: &'static str = stringify!($ty);
+            fn schema() -> &'static Schema {
+                static SCHEMA: OnceLock<Schema> = OnceLock::new();
+                SCHEMA.get_or_init(|| {
+                    // The file is compiled in and parsed by the tests of this crate, so a
+                    // failure here is a build defect, not bad input.
+                    #[allow(clippy::expect_used)]
+                    Schema::parse_str(Self::schema_json()).expect(concat!($file, " is valid Avro"))
+                })
+            }
+        }
+    };
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Recipient {
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Sender {
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct EmailContent {
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SmsContent {
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PushContent {
+    pub title: Option<String>,
+    pub body: String,
+    pub data: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRequest {
+    pub notification_id: String,
+    pub accepted_at: i64,
+    pub client_id: Option<String>,
+    pub recipient: Recipient,
+    pub channels: Vec<String>,
+    pub category: String,
+    pub from: Option<Sender>,
+    pub email: Option<EmailContent>,
+    pub sms: Option<SmsContent>,
+    pub push: Option<PushContent>,
+    pub metadata: BTreeMap<String, String>,
+}
+record!(NotificationRequest, "notification_request.avsc");
+
+impl NotificationRequest {
+    /// The partitioning key of `herald.requests`: per-user ordering and per-user state in the
+    /// enricher. Recipients without a user id are keyed by their address.
+    pub fn partition_key(&self) -> &str {
+        let r = &self.recipient;
+        r.user_id
+            .as_deref()
+            .or(r.email.as_deref())
+            .or(r.phone.as_deref())
+            .unwrap_or(&self.notification_id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelMessage {
+    pub notification_id: String,
+    pub channel: String,
+    pub target: String,
+    pub user_id: Option<String>,
+    pub route: String,
+    pub category: String,
+    pub accepted_at: i64,
+    pub from: Option<Sender>,
+    pub email: Option<EmailContent>,
+    pub sms: Option<SmsContent>,
+    pub push: Option<PushContent>,
+    pub metadata: BTreeMap<String, String>,
+}
+record!(ChannelMessage, "channel_message.avsc");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// What an older reader sees for a kind added after it was built.
+    Unknown,
+    Accepted,
+    Scheduled,
+    Skipped,
+    Routed,
+    Sent,
+    Delivered,
+    Failed,
+    Retrying,
+    DeadLettered,
+    Opened,
+    Clicked,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Accepted => "accepted",
+            Self::Scheduled => "scheduled",
+            Self::Skipped => "skipped",
+            Self::Routed => "routed",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Retrying => "retrying",
+            Self::DeadLettered => "dead_lettered",
+            Self::Opened => "opened",
+            Self::Clicked => "clicked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryEvent {
+    pub event_id: String,
+    pub notification_id: String,
+    pub occurred_at: i64,
+    pub kind: EventKind,
+    pub channel: Option<String>,
+    pub target: Option<String>,
+    pub user_id: Option<String>,
+    pub provider: Option<String>,
+    pub reason: Option<String>,
+    pub attempt: i32,
+    pub detail: BTreeMap<String, String>,
+}
+record!(DeliveryEvent, "delivery_event.avsc");
+
+impl DeliveryEvent {
+    /// An event about `notification_id` happening now; the caller fills in what it knows.
+    pub fn new(notification_id: &str, kind: EventKind) -> Self {
+        Self {
+            event_id: uuid_like_id(),
+            notification_id: notification_id.to_owned(),
+            occurred_at: crate::now_millis(),
+            kind,
+            channel: None,
+            target: None,
+            user_id: None,
+            provider: None,
+            reason: None,
+            attempt: 0,
+            detail: BTreeMap::new(),
+        }
+    }
+}
+
+/// Event ids only need to be unique, not secret: time plus a process-wide counter plus the
+/// process id is unique across instances without pulling a UUID generator into the wire crate.
+fn uuid_like_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}-{:x}-{:x}", crate::now_millis(), std::process::id(), n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apache_avro::from_value;
+    use apache_avro::reader::datum::GenericDatumReader;
+    use apache_avro::writer::datum::GenericDatumWriter;
+
+    /// Writes like the codec's encoder (schema-aware serializer) and reads like its decoder
+    /// (value, resolved to the reader schema, deserialized).
+    fn round_trip<R: Record + PartialEq + std::fmt::Debug>(record: &R) {
+        let writer = GenericDatumWriter::builder(R::schema()).build().unwrap();
+        let bytes = writer
+            .write_ser_to_vec(record)
+            .unwrap_or_else(|e| panic!("{} does not fit its schema: {e}", R::NAME));
+        let reader = GenericDatumReader::builder(R::schema()).build().unwrap();
+        let value = reader.read_value(&mut bytes.as_slice()).unwrap();
+        let value = value.resolve(R::schema()).unwrap();
+        let back: R = from_value(&value).unwrap_or_else(|e| panic!("from_value: {e}"));
+        assert_eq!(&back, record);
+    }
+
+    pub(crate) fn sample_request() -> NotificationRequest {
+        NotificationRequest {
+            notification_id: "n-1".into(),
+            accepted_at: 1_700_000_000_000,
+            client_id: Some("svc".into()),
+            recipient: Recipient {
+                user_id: Some("123456".into()),
+                ..Recipient::default()
+            },
+            channels: vec!["email".into()],
+            category: "transactional".into(),
+            from: Some(Sender {
+                email: Some("noreply@example.com".into()),
+                name: None,
+            }),
+            email: Some(EmailContent {
+                subject: "Hi".into(),
+                text: Some("Hello".into()),
+                html: None,
+            }),
+            sms: None,
+            push: Some(PushContent {
+                title: None,
+                body: "b".into(),
+                data: BTreeMap::from([("k".into(), "v".into())]),
+            }),
+            metadata: BTreeMap::from([("trace".into(), "abc".into())]),
+        }
+    }
+
+    #[test]
+    fn notification_request_matches_its_schema() {
+        round_trip(&sample_request());
+    }
+
+    #[test]
+    fn channel_message_matches_its_schema() {
+        round_trip(&ChannelMessage {
+            notification_id: "n-1".into(),
+            channel: "email".into(),
+            target: "a@example.com".into(),
+            user_id: None,
+            route: "default".into(),
+            category: "security".into(),
+            accepted_at: 5,
+            from: None,
+            email: Some(EmailContent {
+                subject: "s".into(),
+                text: None,
+                html: Some("<b>".into()),
+            }),
+            sms: Some(SmsContent { text: "t".into() }),
+            push: None,
+            metadata: BTreeMap::new(),
+        });
+    }
+
+    #[test]
+    fn delivery_event_matches_its_schema() {
+        let mut event = DeliveryEvent::new("n-1", EventKind::DeadLettered);
+        event.reason = Some("provider said no".into());
+        event.attempt = 3;
+        round_trip(&event);
+    }
+
+    #[test]
+    fn every_event_kind_is_a_schema_symbol() {
+        let Schema::Record(record) = DeliveryEvent::schema() else {
+            panic!("not a record")
+        };
+        let kind = record
+            .fields
+            .iter()
+            .find(|f| f.name == "kind")
+            .map(|f| &f.schema);
+        let Some(Schema::Enum(e)) = kind else {
+            panic!("kind is not an enum")
+        };
+        for symbol in &e.symbols {
+            let parsed: EventKind = serde_json::from_value(serde_json::json!(symbol))
+                .unwrap_or_else(|_| panic!("{symbol} has no EventKind"));
+            assert_eq!(parsed.as_str(), symbol);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Topic names, all under one configurable prefix (default `herald.`).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A dispatch channel: one topic and one dispatcher consumer group each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    Email,
+    Sms,
+    Ios,
+    Android,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 4] = [Channel::Email, Channel::Sms, Channel::Ios, Channel::Android];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+            Channel::Ios => "ios",
+            Channel::Android => "android",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown channel {0:?}: expected one of email, sms, ios, android")]
+pub struct UnknownChannel(pub String);
+
+impl FromStr for Channel {
+    type Err = UnknownChannel;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| UnknownChannel(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self::new("herald.")
+    }
+}
+
+impl Topics {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn requests(&self) -> String {
+        format!("{}requests", self.prefix)
+    }
+
+    pub fn channel(&self, channel: Channel) -> String {
+        format!("{}channel.{channel}", self.prefix)
+    }
+
+    pub fn events(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    pub fn retry(&self, channel: Channel, tier: u32) -> String {
+        format!("{}retry.{channel}.{tier}", self.prefix)
+    }
+
+    pub fn dlq(&self) -> String {
+        format!("{}dlq", self.prefix)
+    }
+
+    /// Every topic the pipeline reads or writes, for `herald topics create`.
+    pub fn all(&self, retry_tiers: u32) -> Vec<String> {
+        let mut all = vec![self.requests(), self.events(), self.dlq()];
+        for channel in Channel::ALL {
+            all.push(self.channel(channel));
+            all.extend((1..=retry_tiers).map(|tier| self.retry(channel, tier)));
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_design_card() {
+        let t = Topics::default();
+        assert_eq!(t.requests(), "herald.requests");
+        assert_eq!(t.channel(Channel::Email), "herald.channel.email");
+        assert_eq!(t.retry(Channel::Sms, 2), "herald.retry.sms.2");
+        assert_eq!(t.dlq(), "herald.dlq");
+        assert_eq!(Topics::new("test-1.").events(), "test-1.events");
+    }
+
+    #[test]
+    fn channel_names_parse_back() {
+        for c in Channel::ALL {
+            assert_eq!(c.as_str().parse::<Channel>().ok(), Some(c));
+        }
+        assert!("fax".parse::<Channel>().is_err());
+    }
+}
