@@ -427,10 +427,14 @@ pub async fn run<H: Handler>(
     std::thread::Builder::new()
         .name(thread_name.chars().take(15).collect())
         .spawn(move || {
+            // The handler and its resources (connection pools) are dropped on this thread
+            // with the consumer's context; some need the runtime to close.
+            let _runtime = shared.runtime.enter();
             poll_loop(&consumer, &shared, &shutdown);
             // Dropping the consumer leaves the group (its revoke callback finds nothing left
             // to drain) and commits what librdkafka still holds.
             drop(consumer);
+            drop(shared);
             let _ = done_tx.send(());
         })
         .map_err(|_| ConsumerError::PollThread(spec.group_id.clone()))?;
