@@ -417,3 +417,74 @@ async fn a_second_member_takes_over_partitions_without_losing_records() {
         "finished records were committed before the hand-over, so none ran twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_wait_until_due_while_other_partitions_keep_flowing() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let f = Fixture::new(2).await;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &f.env.config.kafka.bootstrap_servers)
+        .create()
+        .unwrap();
+    let now = herald_schemas::now_millis();
+    let due_in_3s = (now + 3_000).to_string();
+    let due_in_1s = (now + 1_000).to_string();
+    let send = |partition: i32, value: &'static str, due: Option<String>| {
+        let producer = producer.clone();
+        let topic = f.topic.clone();
+        async move {
+            let mut record = FutureRecord::<str, str>::to(&topic)
+                .partition(partition)
+                .key(value)
+                .payload(value);
+            if let Some(due) = &due {
+                record = record.headers(OwnedHeaders::new().insert(Header {
+                    key: herald_schemas::headers::DUE_AT,
+                    value: Some(due.as_str()),
+                }));
+            }
+            producer.send(record, Duration::from_secs(5)).await.unwrap();
+        }
+    };
+    send(0, "late-head", Some(due_in_3s)).await;
+    send(0, "behind-head", Some(due_in_1s)).await;
+    send(1, "fresh-1", None).await;
+    send(1, "fresh-2", None).await;
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let timed: Arc<Behaviour> = Arc::new(move |m: OwnedMessage| {
+        log.lock()
+            .unwrap()
+            .push((payload(&m), herald_schemas::now_millis()));
+        Box::pin(async { Ok(()) })
+    });
+    let (stop, task) = f.start(f.kafka(), "g-due", timed);
+    eventually("all four handled", || seen.lock().unwrap().len() == 4).await;
+    stop.cancel();
+    task.await.unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    let at = |name: &str| {
+        seen.iter()
+            .find(|(v, _)| v == name)
+            .map(|(_, t)| *t)
+            .unwrap()
+    };
+    assert!(
+        at("fresh-1") < now + 3_000 && at("fresh-2") < now + 3_000,
+        "the other partition did not wait: {seen:?}"
+    );
+    assert!(
+        at("late-head") >= now + 3_000,
+        "not handled before due: {seen:?}"
+    );
+    assert!(
+        at("behind-head") >= at("late-head"),
+        "order within the partition kept: {seen:?}"
+    );
+    let position = |name: &str| seen.iter().position(|(v, _)| v == name).unwrap();
+    assert!(position("fresh-2") < position("late-head"));
+}

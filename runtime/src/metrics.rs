@@ -63,6 +63,7 @@ struct ConsumerMetrics {
     handled: IntCounterVec,
     handle_seconds: HistogramVec,
     in_flight: IntGaugeVec,
+    held: IntGaugeVec,
     abandoned: IntCounterVec,
     dead_letters: IntCounterVec,
     queue_full: IntCounterVec,
@@ -89,6 +90,11 @@ fn consumer_metrics() -> &'static ConsumerMetrics {
         in_flight: gauge_vec(
             "herald_consumer_in_flight",
             "Records fetched and not yet finished.",
+            &["group"],
+        ),
+        held: gauge_vec(
+            "herald_consumer_held",
+            "Records held until their due time (retry tiers); their partitions are paused.",
             &["group"],
         ),
         abandoned: counter_vec(
@@ -130,6 +136,14 @@ pub(crate) fn consumer_in_flight(group: &str, in_flight: usize) {
     let value = i64::try_from(in_flight).unwrap_or(i64::MAX);
     consumer_metrics()
         .in_flight
+        .with_label_values(&[group])
+        .set(value);
+}
+
+pub(crate) fn consumer_held(group: &str, held: usize) {
+    let value = i64::try_from(held).unwrap_or(i64::MAX);
+    consumer_metrics()
+        .held
         .with_label_values(&[group])
         .set(value);
 }

@@ -1,0 +1,172 @@
+//! Records that must not be handled before a due time (retry tiers carry a `herald-due-at`
+//! header). The head record of a partition that is not due yet is held here and its
+//! partition paused: nothing sleeps in a handler, and other partitions (the main channel
+//! topic, other tiers) keep flowing. When the head is due it is dispatched and the partition
+//! resumed. Records behind a held head wait with it, so a partition's order holds.
+
+use std::collections::{HashMap, VecDeque};
+
+use rdkafka::message::{Message, OwnedMessage};
+
+use super::TopicPartition;
+use crate::kafka::header_str;
+use herald_schemas::headers;
+
+/// When `message` may be handled (ms since the epoch), if it says.
+pub(super) fn due_at(message: &OwnedMessage) -> Option<i64> {
+    header_str(message, headers::DUE_AT)?.parse().ok()
+}
+
+#[derive(Debug)]
+pub(super) enum Admission {
+    /// Handle it now.
+    Dispatch(OwnedMessage),
+    /// Held; the partition must be paused until [`DueGate::release`] says otherwise.
+    HeldPause(TopicPartition),
+    /// Held behind an earlier held record (its partition is already paused).
+    Held,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct DueGate {
+    held: HashMap<TopicPartition, VecDeque<OwnedMessage>>,
+}
+
+impl DueGate {
+    pub(super) fn admit(&mut self, message: OwnedMessage, now: i64) -> Admission {
+        let tp = (message.topic().to_owned(), message.partition());
+        if let Some(queue) = self.held.get_mut(&tp) {
+            queue.push_back(message);
+            return Admission::Held;
+        }
+        match due_at(&message) {
+            Some(due) if due > now => {
+                self.held.insert(tp.clone(), VecDeque::from([message]));
+                Admission::HeldPause(tp)
+            }
+            _ => Admission::Dispatch(message),
+        }
+    }
+
+    /// Takes every held record that is due, in order, and the partitions that have nothing
+    /// held any more (to resume).
+    pub(super) fn release(&mut self, now: i64) -> (Vec<OwnedMessage>, Vec<TopicPartition>) {
+        let mut due = Vec::new();
+        let mut resume = Vec::new();
+        self.held.retain(|tp, queue| {
+            while queue
+                .front()
+                .is_some_and(|m| due_at(m).is_none_or(|d| d <= now))
+            {
+                if let Some(message) = queue.pop_front() {
+                    due.push(message);
+                }
+            }
+            if queue.is_empty() {
+                resume.push(tp.clone());
+                false
+            } else {
+                true
+            }
+        });
+        (due, resume)
+    }
+
+    /// Forgets what is held for partitions this member no longer owns.
+    pub(super) fn forget(&mut self, partitions: &[TopicPartition]) {
+        for tp in partitions {
+            self.held.remove(tp);
+        }
+    }
+
+    pub(super) fn is_holding(&self, tp: &TopicPartition) -> bool {
+        self.held.contains_key(tp)
+    }
+
+    pub(super) fn held_count(&self) -> usize {
+        self.held.values().map(VecDeque::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::Timestamp;
+    use rdkafka::message::{Header, OwnedHeaders};
+
+    use super::*;
+
+    fn record(partition: i32, offset: i64, due: Option<i64>) -> OwnedMessage {
+        let headers = due.map(|d| {
+            OwnedHeaders::new().insert(Header {
+                key: headers::DUE_AT,
+                value: Some(&d.to_string()),
+            })
+        });
+        OwnedMessage::new(
+            None,
+            None,
+            "retry".into(),
+            Timestamp::NotAvailable,
+            partition,
+            offset,
+            headers,
+        )
+    }
+
+    fn offsets(messages: &[OwnedMessage]) -> Vec<i64> {
+        messages.iter().map(Message::offset).collect()
+    }
+
+    #[test]
+    fn not_due_head_holds_its_partition_in_order_and_others_flow() {
+        let mut gate = DueGate::default();
+        assert!(
+            matches!(
+                gate.admit(record(0, 1, Some(40)), 50),
+                Admission::Dispatch(_)
+            ),
+            "due already"
+        );
+        assert!(
+            matches!(gate.admit(record(0, 2, None), 50), Admission::Dispatch(_)),
+            "no due time"
+        );
+        let held = gate.admit(record(0, 3, Some(200)), 50);
+        assert!(
+            matches!(&held, Admission::HeldPause(tp) if *tp == ("retry".to_owned(), 0)),
+            "{held:?}"
+        );
+        assert!(
+            matches!(gate.admit(record(0, 4, Some(60)), 50), Admission::Held),
+            "behind the held head"
+        );
+        assert!(
+            matches!(gate.admit(record(1, 9, None), 50), Admission::Dispatch(_)),
+            "other partition flows"
+        );
+
+        let (due, resume) = gate.release(150);
+        assert!(due.is_empty() && resume.is_empty(), "head not due at 150");
+        let (due, resume) = gate.release(200);
+        assert_eq!(
+            offsets(&due),
+            [3, 4],
+            "head and what waited behind it, in order"
+        );
+        assert_eq!(resume, [("retry".to_owned(), 0)]);
+        assert_eq!(gate.held_count(), 0);
+    }
+
+    #[test]
+    fn release_stops_at_the_next_record_not_due() {
+        let mut gate = DueGate::default();
+        gate.admit(record(0, 1, Some(100)), 0);
+        gate.admit(record(0, 2, Some(300)), 0);
+        let (due, resume) = gate.release(100);
+        assert_eq!(offsets(&due), [1]);
+        assert!(resume.is_empty(), "still held: offset 2");
+        assert!(gate.is_holding(&("retry".into(), 0)));
+        gate.forget(&[("retry".into(), 0)]);
+        assert_eq!(gate.held_count(), 0);
+    }
+}

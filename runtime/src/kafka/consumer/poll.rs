@@ -1,0 +1,209 @@
+//! The poll thread: fetches, admits records through the due gate, dispatches them to the
+//! partition workers, stores finished offsets, pauses and resumes partitions, and serves
+//! librdkafka's rebalance callbacks (which run inside `poll`, on this thread).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::due::{Admission, DueGate};
+use super::partition::Partitions;
+use super::{Handler, TopicPartition, lock};
+use crate::metrics;
+
+pub(super) struct Shared<H> {
+    pub(super) group: String,
+    pub(super) max_in_flight: usize,
+    pub(super) partitions: Partitions<H>,
+    pub(super) gate: Mutex<DueGate>,
+    pub(super) assignment_changed: AtomicBool,
+}
+
+pub(super) struct Ctx<H> {
+    pub(super) shared: std::sync::Arc<Shared<H>>,
+}
+
+impl<H: Handler> Shared<H> {
+    /// Drains `partitions` and commits what finished.
+    fn revoke(&self, consumer: &BaseConsumer<Ctx<H>>, partitions: &[TopicPartition]) {
+        lock(&self.gate).forget(partitions);
+        let tpl = self.partitions.drain(partitions);
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            tracing::warn!(group = %self.group, error = %e, "storing drained offsets failed");
+        }
+        // Asynchronous on purpose: a synchronous commit waits without limit when the
+        // coordinator is unreachable. The request is queued before this member's rejoin on
+        // the same coordinator connection, so it is applied before the partitions' next
+        // owner fetches its starting offsets; librdkafka also commits stored offsets itself
+        // when it unassigns or closes.
+        match consumer.commit(&tpl, CommitMode::Async) {
+            Ok(()) => {
+                tracing::info!(group = %self.group, partitions = tpl.count(), "committing drained partitions")
+            }
+            Err(e) => {
+                tracing::warn!(group = %self.group, error = %e, "commit after drain failed; the next owner may redo finished records")
+            }
+        }
+    }
+}
+
+impl<H: Handler> ClientContext for Ctx<H> {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::kafka::log_to_tracing(level, fac, log_message);
+    }
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(group = %self.shared.group, error = %error, reason, "kafka client error");
+    }
+}
+
+impl<H: Handler> ConsumerContext for Ctx<H> {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let partitions: Vec<TopicPartition> = tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            tracing::info!(group = %self.shared.group, revoked = partitions.len(), "partitions revoked");
+            self.shared.revoke(consumer, &partitions);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(group = %self.shared.group, assigned = tpl.count(), "partitions assigned");
+            self.shared
+                .assignment_changed
+                .store(true, Ordering::Release);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(group = %self.shared.group, error = %e, "offset commit failed");
+        }
+    }
+}
+
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Which partitions are paused and why: the in-flight limit pauses all of them, the due gate
+/// pauses the ones whose head record is not due. A partition runs only when neither holds it.
+struct Pauses {
+    over_limit: bool,
+    gated: HashSet<TopicPartition>,
+}
+
+impl Pauses {
+    fn apply<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, group: &str) {
+        let Ok(assignment) = consumer.assignment() else {
+            return;
+        };
+        let mut pause = TopicPartitionList::new();
+        let mut resume = TopicPartitionList::new();
+        for element in assignment.elements() {
+            let tp = (element.topic().to_owned(), element.partition());
+            let list = if self.over_limit || self.gated.contains(&tp) {
+                &mut pause
+            } else {
+                &mut resume
+            };
+            let _ = list.add_partition(element.topic(), element.partition());
+        }
+        let results = [
+            (pause.count() > 0).then(|| consumer.pause(&pause)),
+            (resume.count() > 0).then(|| consumer.resume(&resume)),
+        ];
+        for result in results.into_iter().flatten() {
+            if let Err(e) = result {
+                tracing::warn!(group, error = %e, "pause/resume failed");
+            }
+        }
+    }
+}
+
+pub(super) fn poll_loop<H: Handler>(
+    consumer: &BaseConsumer<Ctx<H>>,
+    shared: &Shared<H>,
+    shutdown: &CancellationToken,
+) {
+    let max_in_flight = shared.max_in_flight;
+    let mut pauses = Pauses {
+        over_limit: false,
+        gated: HashSet::new(),
+    };
+    while !shutdown.is_cancelled() {
+        let mut changed = false;
+        if shared.assignment_changed.swap(false, Ordering::AcqRel) {
+            // Revoked partitions left the gate; a new assignment starts from what is known.
+            pauses.gated.retain(|tp| lock(&shared.gate).is_holding(tp));
+            changed = true;
+        }
+        let (due, released) = lock(&shared.gate).release(herald_schemas::now_millis());
+        for message in due {
+            shared.partitions.dispatch(message);
+        }
+        for tp in released {
+            changed |= pauses.gated.remove(&tp);
+        }
+
+        let tpl = shared.partitions.finished_offsets();
+        if tpl.count() > 0
+            && let Err(e) = consumer.store_offsets(&tpl)
+        {
+            tracing::warn!(group = %shared.group, error = %e, "storing offsets failed");
+        }
+        let in_flight = shared.partitions.in_flight();
+        metrics::consumer_in_flight(&shared.group, in_flight);
+        metrics::consumer_held(&shared.group, lock(&shared.gate).held_count());
+        if !pauses.over_limit && in_flight >= max_in_flight {
+            pauses.over_limit = true;
+            changed = true;
+        } else if pauses.over_limit && in_flight <= max_in_flight / 2 {
+            pauses.over_limit = false;
+            changed = true;
+        }
+        if changed {
+            pauses.apply(consumer, &shared.group);
+        }
+
+        match consumer.poll(POLL_INTERVAL) {
+            Some(Ok(message)) => {
+                metrics::consumer_received(&shared.group);
+                let admission =
+                    lock(&shared.gate).admit(message.detach(), herald_schemas::now_millis());
+                match admission {
+                    Admission::Dispatch(message) => shared.partitions.dispatch(message),
+                    Admission::HeldPause(tp) => {
+                        pauses.gated.insert(tp);
+                        pauses.apply(consumer, &shared.group);
+                    }
+                    Admission::Held => {}
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(group = %shared.group, error = %e, "consumer poll error")
+            }
+            None => {}
+        }
+    }
+    let mut assigned = shared.partitions.with_work();
+    if let Ok(assignment) = consumer.assignment() {
+        assigned.extend(
+            assignment
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition())),
+        );
+    }
+    shared.revoke(consumer, &assigned);
+}
