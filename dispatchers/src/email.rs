@@ -64,22 +64,15 @@ impl SmtpProvider {
             .timeout(Some(Duration::from_millis(smtp.timeout_ms)))
             .pool_config(PoolConfig::new().max_size(smtp.pool_size.max(1)));
         if let Some(user) = &smtp.username {
-            let password = smtp
-                .password
-                .as_ref()
-                .map(|p| p.read())
-                .transpose()?
-                .unwrap_or_default();
+            let password =
+                smtp.password.as_ref().map(|p| p.read()).transpose()?.unwrap_or_default();
             builder = builder.credentials(Credentials::new(user.clone(), password));
         }
         let default_from =
-            config
-                .default_from
-                .parse::<Mailbox>()
-                .map_err(|e| EmailSetupError::DefaultFrom {
-                    value: config.default_from.clone(),
-                    reason: e.to_string(),
-                })?;
+            config.default_from.parse::<Mailbox>().map_err(|e| EmailSetupError::DefaultFrom {
+                value: config.default_from.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             transport: builder.build(),
             default_from,
@@ -94,12 +87,9 @@ impl SmtpProvider {
                 reason: "channel message has no email content".into(),
             });
         };
-        let to = message
-            .target
-            .parse::<Mailbox>()
-            .map_err(|e| DeliveryError::Permanent {
-                reason: format!("invalid recipient address: {e}"),
-            })?;
+        let to = message.target.parse::<Mailbox>().map_err(|e| DeliveryError::Permanent {
+            reason: format!("invalid recipient address: {e}"),
+        })?;
         let from = match message.from.as_ref().and_then(|f| f.email.as_deref()) {
             Some(address) => {
                 let name = message.from.as_ref().and_then(|f| f.name.clone());
@@ -116,14 +106,13 @@ impl SmtpProvider {
             .subject(content.subject.clone())
             .message_id(Some(self.message_id(message)));
         let built = match (&content.text, &content.html) {
-            (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(
-                text.clone(),
-                html.clone(),
-            )),
+            (Some(text), Some(html)) => {
+                builder.multipart(MultiPart::alternative_plain_html(text.clone(), html.clone()))
+            }
             (None, Some(html)) => builder.singlepart(SinglePart::html(html.clone())),
-            (text, None) => builder
-                .header(ContentType::TEXT_PLAIN)
-                .body(text.clone().unwrap_or_default()),
+            (text, None) => {
+                builder.header(ContentType::TEXT_PLAIN).body(text.clone().unwrap_or_default())
+            }
         };
         built.map_err(|e| DeliveryError::Permanent {
             reason: format!("cannot build the email: {e}"),
@@ -133,10 +122,7 @@ impl SmtpProvider {
     fn message_id(&self, message: &ChannelMessage) -> String {
         let target = Sha256::digest(message.target.as_bytes());
         let target = hex::encode(&target[..8]);
-        format!(
-            "<{}.{target}@{}>",
-            message.notification_id, self.message_id_domain
-        )
+        format!("<{}.{target}@{}>", message.notification_id, self.message_id_domain)
     }
 }
 
@@ -149,17 +135,11 @@ fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
     if e.is_permanent() {
         let code = e.status().map(|c| c.to_string()).unwrap_or_default();
         if ACCOUNT_PROBLEMS.contains(&code.as_str()) {
-            return DeliveryError::Transient {
-                reason,
-                retry_after: None,
-            };
+            return DeliveryError::Transient { reason, retry_after: None };
         }
         return DeliveryError::Permanent { reason };
     }
-    DeliveryError::Transient {
-        reason,
-        retry_after: None,
-    }
+    DeliveryError::Transient { reason, retry_after: None }
 }
 
 impl Provider for SmtpProvider {
@@ -170,9 +150,9 @@ impl Provider for SmtpProvider {
     async fn send(&self, message: &ChannelMessage) -> Result<Sent, DeliveryError> {
         let email = self.build(message)?;
         match self.transport.send(email).await {
-            Ok(response) => Ok(Sent {
-                provider_message_id: response.message().next().map(str::to_owned),
-            }),
+            Ok(response) => {
+                Ok(Sent { provider_message_id: response.message().next().map(str::to_owned) })
+            }
             Err(e) => Err(classify(&e)),
         }
     }

@@ -1,20 +1,26 @@
-//! One channel message in: one provider call, one event out (or a dead letter).
+//! One channel message in: a claim in the delivery ledger, at most one provider call, and
+//! the outcome made durable (ledger, event, retry tier or dead letter) before the offset
+//! may be stored.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use herald_runtime::kafka::{
-    AvroProducer, DeadLetters, ErrorClass, Handler, HandlerError, Message, OwnedMessage, header_str,
+    AvroProducer, DeadLetters, ErrorClass, Handler, HandlerError, Message, OwnedHeaders,
+    OwnedMessage,
 };
 use herald_runtime::metrics;
-use herald_schemas::{Channel, ChannelMessage, DeliveryEvent, EventKind, headers};
+use herald_schemas::{Channel, ChannelMessage, DeliveryEvent, EventKind, Topics};
 use prometheus::{HistogramVec, IntCounterVec};
 
-use crate::provider::{DeliveryError, Provider};
+use crate::ledger::{Claim, Completion, DeliveryKey, DeliveryLedger};
+use crate::provider::{DeliveryError, Provider, Sent};
+use crate::retry::{self, NextStep, RetryPolicy};
 
 struct DeliveryMetrics {
     outcomes: IntCounterVec,
     provider_seconds: HistogramVec,
+    took_over: IntCounterVec,
 }
 
 fn delivery_metrics() -> &'static DeliveryMetrics {
@@ -22,7 +28,7 @@ fn delivery_metrics() -> &'static DeliveryMetrics {
     METRICS.get_or_init(|| DeliveryMetrics {
         outcomes: metrics::counter_vec(
             "herald_deliveries_total",
-            "Provider calls by channel, provider and outcome.",
+            "Deliveries by channel, provider and outcome (sent, permanent, dead_target, transient, invalid, duplicate_suppressed, deferred).",
             &["channel", "provider", "outcome"],
         ),
         provider_seconds: metrics::histogram_vec(
@@ -30,37 +36,78 @@ fn delivery_metrics() -> &'static DeliveryMetrics {
             "Time from calling a provider to its answer.",
             &["channel", "provider"],
         ),
+        took_over: metrics::counter_vec(
+            "herald_ledger_unknown_total",
+            "Stale claims of crashed processes taken over: deliveries that may have been sent twice.",
+            &["channel"],
+        ),
     })
 }
 
-pub(crate) struct DispatchHandler<P> {
-    channel: Channel,
-    provider: Arc<P>,
-    output: AvroProducer,
-    dead_letters: DeadLetters,
-    events_topic: String,
+/// Everything a dispatcher needs besides its provider and ledger.
+#[derive(Debug, Clone)]
+pub struct DispatchSetup {
+    pub channel: Channel,
+    pub topics: Topics,
+    pub retry: RetryPolicy,
+    pub claim_timeout: Duration,
 }
 
-impl<P: Provider> DispatchHandler<P> {
+pub(crate) struct DispatchHandler<P, L> {
+    setup: DispatchSetup,
+    provider: Arc<P>,
+    ledger: Arc<L>,
+    output: AvroProducer,
+    dead_letters: DeadLetters,
+}
+
+/// What is left to make durable once the provider answered (or was not asked).
+enum Settlement {
+    Sent(Sent),
+    Failed {
+        error: DeliveryError,
+    },
+    Invalid {
+        error: DeliveryError,
+    },
+    Retry {
+        tier: u32,
+        due_at: i64,
+        reason: String,
+        next_attempt: i32,
+    },
+    Exhausted {
+        reason: String,
+    },
+    /// Another process holds the claim: come back when it would be stale.
+    Wait {
+        tier: u32,
+        due_at: i64,
+    },
+}
+
+const SETTLE_RETRY_START: Duration = Duration::from_millis(100);
+const SETTLE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
     pub(crate) fn new(
-        channel: Channel,
+        setup: DispatchSetup,
         provider: Arc<P>,
+        ledger: Arc<L>,
         output: AvroProducer,
         dead_letters: DeadLetters,
-        events_topic: String,
     ) -> Self {
-        Self {
-            channel,
-            provider,
-            output,
-            dead_letters,
-            events_topic,
-        }
+        Self { setup, provider, ledger, output, dead_letters }
+    }
+
+    fn count(&self, outcome: &str) {
+        let labels = [self.setup.channel.as_str(), self.provider.name(), outcome];
+        delivery_metrics().outcomes.with_label_values(&labels).inc();
     }
 
     fn event(&self, message: &ChannelMessage, kind: EventKind, attempt: i32) -> DeliveryEvent {
         let mut event = DeliveryEvent::new(&message.notification_id, kind);
-        event.channel = Some(self.channel.as_str().to_owned());
+        event.channel = Some(self.setup.channel.as_str().to_owned());
         event.target = Some(message.target.clone());
         event.user_id = message.user_id.clone();
         event.provider = Some(self.provider.name().to_owned());
@@ -68,22 +115,51 @@ impl<P: Provider> DispatchHandler<P> {
         event
     }
 
-    async fn emit(&self, event: DeliveryEvent) -> Result<(), HandlerError> {
-        self.output
-            .enqueue(&self.events_topic, &event.notification_id, &event, None)
+    async fn emit(&self, event: &DeliveryEvent) -> Result<(), HandlerError> {
+        let topic = self.setup.topics.events();
+        let ack = self
+            .output
+            .enqueue(&topic, &event.notification_id, event, None)
             .await
-            .map_err(HandlerError::new)?
-            .wait()
-            .await
-            .map(drop)
-            .map_err(HandlerError::new)
+            .map_err(HandlerError::new)?;
+        ack.wait().await.map(drop).map_err(HandlerError::new)
     }
 
     async fn poison(&self, record: &OwnedMessage, reason: &str) -> Result<(), HandlerError> {
-        self.dead_letters
-            .send(record, ErrorClass::Poison, reason)
-            .await
-            .map_err(HandlerError::new)
+        self.dead_letters.send(record, ErrorClass::Poison, reason).await.map_err(HandlerError::new)
+    }
+
+    async fn call_provider(&self, message: &ChannelMessage, attempt: i32) -> Settlement {
+        let started = Instant::now();
+        let result = self.provider.send(message).await;
+        let labels = [self.setup.channel.as_str(), self.provider.name()];
+        delivery_metrics()
+            .provider_seconds
+            .with_label_values(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        self.count(match &result {
+            Ok(_) => "sent",
+            Err(e) => e.outcome_label(),
+        });
+        match result {
+            Ok(sent) => Settlement::Sent(sent),
+            Err(error @ (DeliveryError::Permanent { .. } | DeliveryError::DeadTarget { .. })) => {
+                Settlement::Failed { error }
+            }
+            Err(error @ DeliveryError::Invalid { .. }) => Settlement::Invalid { error },
+            Err(DeliveryError::Transient { reason, retry_after }) => {
+                match self.setup.retry.after_failure(
+                    attempt,
+                    herald_schemas::now_millis(),
+                    retry_after,
+                ) {
+                    NextStep::Retry { tier, due_at } => {
+                        Settlement::Retry { tier, due_at, reason, next_attempt: attempt + 1 }
+                    }
+                    NextStep::Exhausted => Settlement::Exhausted { reason },
+                }
+            }
+        }
     }
 
     async fn deliver(
@@ -91,78 +167,159 @@ impl<P: Provider> DispatchHandler<P> {
         record: &OwnedMessage,
         message: ChannelMessage,
     ) -> Result<(), HandlerError> {
-        let attempt = header_str(record, headers::ATTEMPT)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(1);
-        let provider = self.provider.name().to_owned();
-        let started = Instant::now();
-        let result = self.provider.send(&message).await;
-        let m = delivery_metrics();
-        m.provider_seconds
-            .with_label_values(&[self.channel.as_str(), &provider])
-            .observe(started.elapsed().as_secs_f64());
-        let outcome = match &result {
-            Ok(_) => "sent",
-            Err(e) => e.outcome_label(),
+        let attempt = retry::attempt(record);
+        let key = DeliveryKey {
+            notification_id: message.notification_id.clone(),
+            channel: self.setup.channel.as_str().to_owned(),
+            target: message.target.clone(),
         };
-        m.outcomes
-            .with_label_values(&[self.channel.as_str(), &provider, outcome])
-            .inc();
-
-        let event = match result {
-            Ok(sent) => {
-                let mut event = self.event(&message, EventKind::Sent, attempt);
-                if let Some(id) = sent.provider_message_id {
-                    event.detail.insert("provider_message_id".into(), id);
-                }
-                event
+        let now = herald_schemas::now_millis();
+        let claim = self
+            .ledger
+            .claim(&key, now, self.setup.claim_timeout)
+            .await
+            .map_err(HandlerError::new)?;
+        let settlement = match claim {
+            Claim::Done(_) => {
+                // A redelivery or replay of a finished delivery: its events exist already.
+                self.count("duplicate_suppressed");
+                return Ok(());
             }
-            Err(e @ (DeliveryError::Permanent { .. } | DeliveryError::DeadTarget { .. })) => {
-                let mut event = self.event(&message, EventKind::Failed, attempt);
-                if matches!(e, DeliveryError::DeadTarget { .. }) {
+            Claim::Busy { claimed_at } => {
+                self.count("deferred");
+                let timeout =
+                    i64::try_from(self.setup.claim_timeout.as_millis()).unwrap_or(i64::MAX);
+                Settlement::Wait {
+                    tier: self.setup.retry.tier_for_wait(attempt),
+                    due_at: claimed_at.saturating_add(timeout),
+                }
+            }
+            Claim::Granted { took_over } => {
+                if took_over {
+                    delivery_metrics()
+                        .took_over
+                        .with_label_values(&[self.setup.channel.as_str()])
+                        .inc();
+                    tracing::warn!(channel = %self.setup.channel, notification_id = %key.notification_id,
+                        "took over a stale claim: the previous attempt's outcome is unknown");
+                }
+                self.call_provider(&message, attempt).await
+            }
+        };
+        // The provider has answered: from here on the handler must not fail, or the record
+        // would be handled again and the provider called twice. Each step is idempotent and
+        // retried until it holds; a drain deadline abandons it (the ledger's claim then
+        // protects against a second send).
+        let mut backoff = SETTLE_RETRY_START;
+        loop {
+            match self.settle(record, &message, &key, attempt, &settlement).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(channel = %self.setup.channel, error = %e, retry_in = ?backoff, "outcome not durable yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(SETTLE_RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        record: &OwnedMessage,
+        message: &ChannelMessage,
+        key: &DeliveryKey,
+        attempt: i32,
+        settlement: &Settlement,
+    ) -> Result<(), HandlerError> {
+        let now = herald_schemas::now_millis();
+        let ledger_err = HandlerError::new;
+        match settlement {
+            Settlement::Sent(sent) => {
+                self.ledger.complete(key, Completion::Sent, now).await.map_err(ledger_err)?;
+                let mut event = self.event(message, EventKind::Sent, attempt);
+                if let Some(id) = &sent.provider_message_id {
+                    event.detail.insert("provider_message_id".into(), id.clone());
+                }
+                self.emit(&event).await
+            }
+            Settlement::Failed { error } => {
+                self.ledger.complete(key, Completion::Failed, now).await.map_err(ledger_err)?;
+                let mut event = self.event(message, EventKind::Failed, attempt);
+                if matches!(error, DeliveryError::DeadTarget { .. }) {
                     event.detail.insert("dead_target".into(), "true".into());
                 }
-                event.reason = Some(e.to_string());
-                event
+                event.reason = Some(error.to_string());
+                self.emit(&event).await
             }
-            Err(e @ DeliveryError::Invalid { .. }) => {
-                self.poison(record, &e.to_string()).await?;
-                let mut event = self.event(&message, EventKind::DeadLettered, attempt);
-                event.reason = Some(e.to_string());
-                event
+            Settlement::Invalid { error } => {
+                self.ledger.complete(key, Completion::Failed, now).await.map_err(ledger_err)?;
+                self.poison(record, &error.to_string()).await?;
+                let mut event = self.event(message, EventKind::DeadLettered, attempt);
+                event.reason = Some(error.to_string());
+                self.emit(&event).await
             }
-            Err(e @ DeliveryError::Transient { .. }) => {
-                // Retry tiers (herald.retry.<channel>.<n>) are not built yet: a transient
-                // failure is kept in the dead-letter topic, from where it can be redriven.
+            Settlement::Retry { tier, due_at, reason, next_attempt } => {
+                self.ledger.release(key).await.map_err(ledger_err)?;
+                let headers = retry::retry_headers(record, *next_attempt, *due_at, reason);
+                self.to_tier(record, *tier, headers).await?;
+                let mut event = self.event(message, EventKind::Retrying, attempt);
+                event.reason = Some(reason.clone());
+                event.detail.insert("next_attempt_at".into(), due_at.to_string());
+                event.detail.insert("tier".into(), tier.to_string());
+                self.emit(&event).await
+            }
+            Settlement::Exhausted { reason } => {
+                self.ledger.release(key).await.map_err(ledger_err)?;
+                let reason = format!("retries exhausted after attempt {attempt}: {reason}");
                 self.dead_letters
-                    .send(record, ErrorClass::RetriesExhausted, &e.to_string())
+                    .send(record, ErrorClass::RetriesExhausted, &reason)
                     .await
                     .map_err(HandlerError::new)?;
-                let mut event = self.event(&message, EventKind::DeadLettered, attempt);
-                event.reason = Some(e.to_string());
-                event
+                let mut event = self.event(message, EventKind::DeadLettered, attempt);
+                event.reason = Some(reason);
+                self.emit(&event).await
             }
-        };
-        self.emit(event).await
+            Settlement::Wait { tier, due_at } => {
+                let reason =
+                    "another dispatcher holds the delivery claim; waiting for it to expire";
+                let headers = retry::retry_headers(record, attempt, *due_at, reason);
+                self.to_tier(record, *tier, headers).await?;
+                let mut event = self.event(message, EventKind::Retrying, attempt);
+                event.reason = Some(reason.into());
+                event.detail.insert("next_attempt_at".into(), due_at.to_string());
+                self.emit(&event).await
+            }
+        }
+    }
+
+    async fn to_tier(
+        &self,
+        record: &OwnedMessage,
+        tier: u32,
+        headers: OwnedHeaders,
+    ) -> Result<(), HandlerError> {
+        let topic = self.setup.topics.retry(self.setup.channel, tier);
+        let payload = record.payload().unwrap_or_default();
+        self.output
+            .producer()
+            .send(&topic, record.key(), payload, Some(headers))
+            .await
+            .map(drop)
+            .map_err(HandlerError::new)
     }
 }
 
-impl<P: Provider> Handler for DispatchHandler<P> {
+impl<P: Provider, L: DeliveryLedger> Handler for DispatchHandler<P, L> {
     async fn handle(&self, record: &OwnedMessage) -> Result<(), HandlerError> {
-        let message = match self
-            .output
-            .codec()
-            .decode::<ChannelMessage>(record.payload())
-            .await
-        {
+        let message = match self.output.codec().decode::<ChannelMessage>(record.payload()).await {
             Ok(message) => message,
             Err(e) if e.is_retryable() => return Err(HandlerError::new(e)),
             Err(e) => return self.poison(record, &e.to_string()).await,
         };
-        if message.channel != self.channel.as_str() {
+        if message.channel != self.setup.channel.as_str() {
             let reason = format!(
                 "message for channel {:?} on the {} dispatcher's topic",
-                message.channel, self.channel
+                message.channel, self.setup.channel
             );
             return self.poison(record, &reason).await;
         }

@@ -1,12 +1,15 @@
 //! Dispatchers: one consumer group per channel (`herald-dispatch-<channel>`), each member
-//! owning some partitions of `herald.channel.<channel>`, delivering through a [`Provider`]
-//! and recording the outcome as a `DeliveryEvent`. A record's offset is stored only once it
-//! reached a conclusive place: delivered, failed for good, or handed to the dead-letter topic.
+//! owning some partitions of `herald.channel.<channel>` and of its retry tiers, delivering
+//! through a [`Provider`] at most once per delivery (the [`ledger`]), and recording the
+//! outcome as a `DeliveryEvent`. A record's offset is stored only once it reached a
+//! conclusive place: sent, failed for good, waiting in a retry tier, or dead-lettered.
 
 pub mod config;
 pub mod email;
 mod handler;
+pub mod ledger;
 pub mod provider;
+pub mod retry;
 
 use std::sync::Arc;
 
@@ -16,6 +19,8 @@ use herald_schemas::Channel;
 use tokio_util::sync::CancellationToken;
 
 pub use config::DispatchConfig;
+pub use handler::DispatchSetup;
+pub use ledger::DeliveryLedger;
 pub use provider::{DeliveryError, Provider, Sent};
 
 /// Consumer group of a channel's dispatchers.
@@ -23,28 +28,23 @@ pub fn group(channel: Channel) -> String {
     format!("herald-dispatch-{channel}")
 }
 
-/// Runs the dispatcher of `channel` with `provider` until `shutdown` is cancelled.
-pub async fn run<P: Provider>(
+/// Runs the dispatcher of `setup.channel` until `shutdown` is cancelled: it consumes the
+/// channel topic and every retry tier of the channel.
+pub async fn run<P: Provider, L: DeliveryLedger>(
     kafka: &KafkaConfig,
-    channel: Channel,
+    setup: DispatchSetup,
     provider: Arc<P>,
+    ledger: Arc<L>,
     output: AvroProducer,
     shutdown: CancellationToken,
 ) -> Result<(), consumer::ConsumerError> {
-    let topics = kafka.topics();
-    let group = group(channel);
+    let group = group(setup.channel);
+    let topics = &setup.topics;
     let dead_letters = DeadLetters::new(output.producer().clone(), topics.dlq(), group.clone());
-    let handler = Arc::new(handler::DispatchHandler::new(
-        channel,
-        provider,
-        output,
-        dead_letters,
-        topics.events(),
-    ));
-    let spec = ConsumerSpec {
-        group_id: group.clone(),
-        topics: vec![topics.channel(channel)],
-        client_id: group,
-    };
+    let mut inputs = vec![topics.channel(setup.channel)];
+    inputs.extend((1..=setup.retry.tiers()).map(|tier| topics.retry(setup.channel, tier)));
+    let spec = ConsumerSpec { group_id: group.clone(), topics: inputs, client_id: group };
+    let handler =
+        Arc::new(handler::DispatchHandler::new(setup, provider, ledger, output, dead_letters));
     consumer::run(kafka, spec, handler, shutdown).await
 }

@@ -23,10 +23,7 @@ pub enum DeliveryError {
     DeadTarget { reason: String },
     /// May work later: timeouts, connection failures, throttling, 5xx.
     #[error("transient failure: {reason}")]
-    Transient {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
+    Transient { reason: String, retry_after: Option<Duration> },
     /// The message cannot be sent by this dispatcher at all (e.g. no content for the
     /// channel): the record is poison.
     #[error("undeliverable record: {reason}")]

@@ -12,8 +12,6 @@ pub struct EnricherConfig {
 
 impl Default for EnricherConfig {
     fn default() -> Self {
-        Self {
-            directory_path: PathBuf::from("data/enricher/directory.db"),
-        }
+        Self { directory_path: PathBuf::from("data/enricher/directory.db") }
     }
 }

@@ -107,9 +107,5 @@ pub async fn profile<D: Directory>(
         directory.preferences(user_id)
     );
     let Some(user) = user? else { return Ok(None) };
-    Ok(Some(Profile {
-        user,
-        devices: devices?,
-        preferences: preferences?,
-    }))
+    Ok(Some(Profile { user, devices: devices?, preferences: preferences? }))
 }

@@ -59,16 +59,8 @@ impl Plan {
             category: request.category.clone(),
             accepted_at: request.accepted_at,
             from: request.from.clone(),
-            email: if channel == Channel::Email {
-                request.email.clone()
-            } else {
-                None
-            },
-            sms: if channel == Channel::Sms {
-                request.sms.clone()
-            } else {
-                None
-            },
+            email: if channel == Channel::Email { request.email.clone() } else { None },
+            sms: if channel == Channel::Sms { request.sms.clone() } else { None },
             push: if matches!(channel, Channel::Ios | Channel::Android) {
                 request.push.clone()
             } else {
@@ -97,10 +89,7 @@ fn has_content(request: &NotificationRequest, channel: &str) -> bool {
 /// The requested channels, or every channel the request carries content for.
 fn requested_channels(request: &NotificationRequest) -> Vec<&str> {
     if request.channels.is_empty() {
-        REQUESTABLE
-            .into_iter()
-            .filter(|c| has_content(request, c))
-            .collect()
+        REQUESTABLE.into_iter().filter(|c| has_content(request, c)).collect()
     } else {
         request.channels.iter().map(String::as_str).collect()
     }
@@ -155,11 +144,8 @@ pub fn plan(request: &NotificationRequest, profile: Option<&Profile>) -> Plan {
                 }
             }
             _ => {
-                let devices: Vec<_> = profile
-                    .iter()
-                    .flat_map(|p| &p.devices)
-                    .filter(|d| d.active)
-                    .collect();
+                let devices: Vec<_> =
+                    profile.iter().flat_map(|p| &p.devices).filter(|d| d.active).collect();
                 if devices.is_empty() {
                     plan.skip(request, Some(channel), SkipReason::NoDevice);
                 }
@@ -190,24 +176,13 @@ mod tests {
             notification_id: "n1".into(),
             accepted_at: 1,
             client_id: None,
-            recipient: Recipient {
-                user_id: user_id.map(Into::into),
-                ..Recipient::default()
-            },
+            recipient: Recipient { user_id: user_id.map(Into::into), ..Recipient::default() },
             channels: vec![],
             category: "marketing".into(),
             from: None,
-            email: Some(EmailContent {
-                subject: "s".into(),
-                text: Some("t".into()),
-                html: None,
-            }),
+            email: Some(EmailContent { subject: "s".into(), text: Some("t".into()), html: None }),
             sms: None,
-            push: Some(PushContent {
-                title: None,
-                body: "b".into(),
-                data: BTreeMap::new(),
-            }),
+            push: Some(PushContent { title: None, body: "b".into(), data: BTreeMap::new() }),
             metadata: BTreeMap::new(),
         }
     }
@@ -242,23 +217,14 @@ mod tests {
         plan.events
             .iter()
             .filter(|e| e.kind == EventKind::Skipped)
-            .map(|e| {
-                (
-                    e.channel.as_deref(),
-                    e.reason.as_deref().unwrap_or_default(),
-                )
-            })
+            .map(|e| (e.channel.as_deref(), e.reason.as_deref().unwrap_or_default()))
             .collect()
     }
 
     #[test]
     fn content_decides_channels_and_push_fans_out_per_active_device() {
         let plan = plan(&request(Some("u1")), Some(&profile()));
-        let targets: Vec<_> = plan
-            .messages
-            .iter()
-            .map(|(c, m)| (*c, m.target.as_str()))
-            .collect();
+        let targets: Vec<_> = plan.messages.iter().map(|(c, m)| (*c, m.target.as_str())).collect();
         assert_eq!(
             targets,
             vec![
@@ -267,18 +233,8 @@ mod tests {
                 (Channel::Android, "tok-b")
             ]
         );
-        assert!(
-            plan.messages
-                .iter()
-                .all(|(c, m)| (m.email.is_some()) == (*c == Channel::Email))
-        );
-        assert_eq!(
-            plan.events
-                .iter()
-                .filter(|e| e.kind == EventKind::Routed)
-                .count(),
-            3
-        );
+        assert!(plan.messages.iter().all(|(c, m)| (m.email.is_some()) == (*c == Channel::Email)));
+        assert_eq!(plan.events.iter().filter(|e| e.kind == EventKind::Routed).count(), 3);
     }
 
     #[test]
@@ -303,11 +259,7 @@ mod tests {
         });
         let plan = plan(&request(Some("u1")), Some(&p));
         assert_eq!(reasons(&plan), vec![(Some("email"), "opted_out")]);
-        assert_eq!(
-            plan.messages.len(),
-            2,
-            "push still goes out: its opt-out is for security"
-        );
+        assert_eq!(plan.messages.len(), 2, "push still goes out: its opt-out is for security");
     }
 
     #[test]
@@ -317,10 +269,7 @@ mod tests {
         let plan1 = plan(&r, Some(&profile()));
         assert_eq!(
             reasons(&plan1),
-            vec![
-                (Some("sms"), "no_content"),
-                (Some("fax"), "unknown_channel")
-            ]
+            vec![(Some("sms"), "no_content"), (Some("fax"), "unknown_channel")]
         );
 
         r.sms = Some(SmsContent { text: "hi".into() });

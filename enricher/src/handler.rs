@@ -25,19 +25,14 @@ impl<D: Directory> EnrichHandler<D> {
         dead_letters: DeadLetters,
         topics: Topics,
     ) -> Self {
-        Self {
-            directory,
-            output,
-            dead_letters,
-            topics,
-        }
+        Self { directory, output, dead_letters, topics }
     }
 
     async fn enrich(&self, request: NotificationRequest) -> Result<(), HandlerError> {
         let profile = match request.recipient.user_id.as_deref() {
-            Some(user_id) => directory::profile(&*self.directory, user_id)
-                .await
-                .map_err(HandlerError::new)?,
+            Some(user_id) => {
+                directory::profile(&*self.directory, user_id).await.map_err(HandlerError::new)?
+            }
             None => None,
         };
         let plan = fanout::plan(&request, profile.as_ref());
@@ -70,12 +65,7 @@ impl<D: Directory> EnrichHandler<D> {
 
 impl<D: Directory> Handler for EnrichHandler<D> {
     async fn handle(&self, message: &OwnedMessage) -> Result<(), HandlerError> {
-        match self
-            .output
-            .codec()
-            .decode::<NotificationRequest>(message.payload())
-            .await
-        {
+        match self.output.codec().decode::<NotificationRequest>(message.payload()).await {
             Ok(request) => self.enrich(request).await,
             Err(e) if e.is_retryable() => Err(HandlerError::new(e)),
             Err(e) => self

@@ -32,12 +32,8 @@ pub async fn run<D: Directory>(
 ) -> Result<(), consumer::ConsumerError> {
     let topics = kafka.topics();
     let dead_letters = DeadLetters::new(output.producer().clone(), topics.dlq(), GROUP);
-    let handler = Arc::new(handler::EnrichHandler::new(
-        directory,
-        output,
-        dead_letters,
-        topics.clone(),
-    ));
+    let handler =
+        Arc::new(handler::EnrichHandler::new(directory, output, dead_letters, topics.clone()));
     let spec = ConsumerSpec {
         group_id: GROUP.into(),
         topics: vec![topics.requests()],

@@ -46,9 +46,7 @@ fn unavailable(e: SqliteError) -> DirectoryError {
 
 impl SqliteDirectory {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        Ok(Self {
-            pool: SqlitePool::open(path, SCHEMA)?,
-        })
+        Ok(Self { pool: SqlitePool::open(path, SCHEMA)? })
     }
 
     pub async fn upsert_user(&self, user: User) -> Result<(), DirectoryError> {
@@ -166,20 +164,10 @@ impl Directory for SqliteDirectory {
             .map_err(unavailable)?;
         rows.into_iter()
             .map(|(device_id, platform, token, app_id, active)| {
-                let platform =
-                    platform
-                        .parse::<Platform>()
-                        .map_err(|reason| DirectoryError::Malformed {
-                            user_id: user_id.to_owned(),
-                            reason,
-                        })?;
-                Ok(Device {
-                    device_id,
-                    platform,
-                    token,
-                    app_id,
-                    active,
-                })
+                let platform = platform.parse::<Platform>().map_err(|reason| {
+                    DirectoryError::Malformed { user_id: user_id.to_owned(), reason }
+                })?;
+                Ok(Device { device_id, platform, token, app_id, active })
             })
             .collect()
     }
@@ -230,11 +218,8 @@ mod tests {
             active: true,
         };
         db.upsert_device("u1", device.clone()).await.unwrap();
-        let pref = Preference {
-            category: "marketing".into(),
-            channel: "email".into(),
-            opted_in: false,
-        };
+        let pref =
+            Preference { category: "marketing".into(), channel: "email".into(), opted_in: false };
         db.set_preference("u1", pref.clone()).await.unwrap();
 
         assert_eq!(db.user("u1").await.unwrap(), Some(user));

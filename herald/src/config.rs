@@ -26,22 +26,17 @@ pub struct HeraldConfig {
     pub ops: OpsConfig,
 }
 
-/// How `herald topics create` lays topics out.
+/// How `herald topics create` lays topics out. Retry tiers come from `dispatch.retry`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicsConfig {
     pub partitions: i32,
     pub replication_factor: i32,
-    pub retry_tiers: u32,
 }
 
 impl Default for TopicsConfig {
     fn default() -> Self {
-        Self {
-            partitions: 6,
-            replication_factor: 3,
-            retry_tiers: 4,
-        }
+        Self { partitions: 6, replication_factor: 3 }
     }
 }
 
@@ -123,6 +118,18 @@ impl HeraldConfig {
                 "ingest.max_body_bytes must be at least 1024 and max_recipients at least 1".into(),
             );
         }
+        if self.dispatch.retry.delays_ms.is_empty() || self.dispatch.retry.delays_ms.contains(&0) {
+            return fail(
+                "dispatch.retry.delays_ms needs at least one tier, each with a delay above 0"
+                    .into(),
+            );
+        }
+        if self.dispatch.ledger.claim_timeout_ms <= self.dispatch.email.smtp.timeout_ms {
+            return fail(format!(
+                "dispatch.ledger.claim_timeout_ms ({}) must exceed the provider timeout ({} ms): a claim must outlive the call it guards",
+                self.dispatch.ledger.claim_timeout_ms, self.dispatch.email.smtp.timeout_ms
+            ));
+        }
         Ok(())
     }
 
@@ -130,7 +137,7 @@ impl HeraldConfig {
     pub fn topic_specs(&self) -> Vec<TopicSpec> {
         self.kafka
             .topics()
-            .all(self.topics.retry_tiers)
+            .all(self.dispatch.retry.policy().tiers())
             .into_iter()
             .map(|name| TopicSpec {
                 name,
@@ -163,10 +170,7 @@ mod tests {
         let config = HeraldConfig::load(Some(&file)).unwrap();
         assert_eq!(config.kafka.bootstrap_servers, "broker:9092");
         assert_eq!(config.topics.partitions, 12);
-        assert_eq!(
-            config.topics.retry_tiers, 4,
-            "untouched keys keep their default"
-        );
+        assert_eq!(config.topics.replication_factor, 3, "untouched keys keep their default");
 
         std::fs::write(&file, "[kafka]\nbootstrap_server = \"typo:9092\"\n").unwrap();
         let err = HeraldConfig::load(Some(&file)).unwrap_err().to_string();
@@ -177,12 +181,6 @@ mod tests {
     fn inconsistent_timings_are_rejected_at_start() {
         let mut config = HeraldConfig::default();
         config.kafka.consumer.drain_deadline_ms = 400_000;
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("drain_deadline_ms")
-        );
+        assert!(config.validate().unwrap_err().to_string().contains("drain_deadline_ms"));
     }
 }

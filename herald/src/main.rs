@@ -15,11 +15,7 @@ use herald_schemas::dev_registry::DevRegistry;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "herald",
-    version,
-    about = "A Kafka-native notification pipeline"
-)]
+#[command(name = "herald", version, about = "A Kafka-native notification pipeline")]
 struct Cli {
     /// TOML configuration file; `HERALD__SECTION__KEY` environment variables override it.
     #[arg(long, global = true, env = "HERALD_CONFIG")]
@@ -89,10 +85,7 @@ enum ClientsCommand {
 fn init_tracing() {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn,mailin=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 }
 
 #[tokio::main]
@@ -107,17 +100,9 @@ async fn main() -> anyhow::Result<()> {
 #[allow(clippy::print_stdout)]
 async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
     match command {
-        Command::Dev {
-            data_dir,
-            api_port,
-            bootstrap_servers,
-        } => {
-            let options = DevOptions {
-                data_dir,
-                api_port,
-                bootstrap_servers,
-                ..DevOptions::default()
-            };
+        Command::Dev { data_dir, api_port, bootstrap_servers } => {
+            let options =
+                DevOptions { data_dir, api_port, bootstrap_servers, ..DevOptions::default() };
             dev::run(config, options, shutdown::on_signal()).await
         }
         Command::Ingest => {
@@ -128,10 +113,8 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
         }
         Command::Enrich => {
             let token = shutdown::on_signal();
-            let (role, ops) = tokio::join!(
-                roles::enricher(&config, token.clone()),
-                roles::ops(&config, token)
-            );
+            let (role, ops) =
+                tokio::join!(roles::enricher(&config, token.clone()), roles::ops(&config, token));
             role.and(ops)
         }
         Command::Dispatch { channel } => {
@@ -142,9 +125,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             );
             role.and(ops)
         }
-        Command::Topics {
-            command: TopicsCommand::Create,
-        } => {
+        Command::Topics { command: TopicsCommand::Create } => {
             admin::create_topics(&config.kafka, &config.topic_specs()).await?;
             println!("{} topics present", config.topic_specs().len());
             Ok(())
@@ -176,9 +157,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             let token = shutdown::on_signal();
             let listener = tokio::net::TcpListener::bind(listen).await?;
             tracing::info!(%listen, "development schema registry listening");
-            DevRegistry::default()
-                .serve(listener, async move { token.cancelled().await })
-                .await?;
+            DevRegistry::default().serve(listener, async move { token.cancelled().await }).await?;
             Ok(())
         }
         Command::Config => {

@@ -33,11 +33,7 @@ impl Pipeline {
         tasks.spawn(async move { roles::enricher(&c, s).await });
         let (c, s) = (config, shutdown.clone());
         tasks.spawn(async move { roles::dispatcher(&c, Channel::Email, s).await });
-        Ok(Self {
-            api_addr,
-            shutdown,
-            tasks,
-        })
+        Ok(Self { api_addr, shutdown, tasks })
     }
 
     pub fn api_addr(&self) -> SocketAddr {

@@ -4,7 +4,11 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use herald_dispatchers::config::LedgerBackend;
 use herald_dispatchers::email::SmtpProvider;
+use herald_dispatchers::ledger::scylla::ScyllaLedger;
+use herald_dispatchers::ledger::sqlite::SqliteLedger;
+use herald_dispatchers::{DeliveryLedger, DispatchSetup};
 use herald_enricher::SqliteDirectory;
 use herald_ingest::{ApiClients, Ingest};
 use herald_runtime::http::BrokerReadiness;
@@ -17,10 +21,7 @@ use crate::config::HeraldConfig;
 
 /// The producer and codec a role writes its outputs with.
 pub fn output(config: &HeraldConfig, client_id: &str) -> anyhow::Result<AvroProducer> {
-    let registry = config
-        .schema_registry
-        .resolve()
-        .context("schema registry settings")?;
+    let registry = config.schema_registry.resolve().context("schema registry settings")?;
     let codec = AvroCodec::new(&registry).context("schema registry client")?;
     let producer = Producer::new(&config.kafka, client_id).context("Kafka producer")?;
     Ok(AvroProducer::new(producer, Arc::new(codec)))
@@ -34,17 +35,10 @@ pub async fn ingest(
 ) -> anyhow::Result<()> {
     let clients = ApiClients::open(&config.ingest.store_path).context("API client store")?;
     let output = output(config, "herald-ingest")?;
-    let api = Ingest::new(
-        &config.ingest,
-        clients,
-        output.clone(),
-        config.kafka.topics().requests(),
-    );
+    let api =
+        Ingest::new(&config.ingest, clients, output.clone(), config.kafka.topics().requests());
     api.serve(listener, shutdown).await.context("send API")?;
-    output
-        .producer()
-        .flush(std::time::Duration::from_secs(5))
-        .await;
+    output.producer().flush(std::time::Duration::from_secs(5)).await;
     Ok(())
 }
 
@@ -62,13 +56,75 @@ pub async fn dispatcher(
     channel: Channel,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let ledger_config = &config.dispatch.ledger;
+    match ledger_config.backend {
+        LedgerBackend::Sqlite => {
+            let ledger = SqliteLedger::open(&ledger_config.path).context("delivery ledger")?;
+            let expiry = tokio::spawn(expire_ledger(
+                ledger.clone(),
+                ledger_config.retention(),
+                shutdown.clone(),
+            ));
+            let result = dispatch_with(config, channel, Arc::new(ledger), shutdown).await;
+            expiry.abort();
+            result
+        }
+        LedgerBackend::Scylla => {
+            let ledger = ScyllaLedger::connect(&ledger_config.scylla, ledger_config.retention())
+                .await
+                .context("delivery ledger")?;
+            dispatch_with(config, channel, Arc::new(ledger), shutdown).await
+        }
+    }
+}
+
+/// The SQLite ledger forgets deliveries older than the retention (ScyllaDB rows carry a TTL).
+async fn expire_ledger(
+    ledger: SqliteLedger,
+    retention: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let cutoff =
+            herald_schemas::now_millis() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        match ledger.expire(cutoff).await {
+            Ok(expired) => tracing::debug!(expired, "expired delivery ledger entries"),
+            Err(e) => tracing::warn!(error = %e, "expiring delivery ledger entries failed"),
+        }
+    }
+}
+
+async fn dispatch_with<L: DeliveryLedger>(
+    config: &HeraldConfig,
+    channel: Channel,
+    ledger: Arc<L>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let output = output(config, &herald_dispatchers::group(channel))?;
+    let setup = DispatchSetup {
+        channel,
+        topics: config.kafka.topics(),
+        retry: config.dispatch.retry.policy(),
+        claim_timeout: config.dispatch.ledger.claim_timeout(),
+    };
     match channel {
         Channel::Email => {
             let provider = SmtpProvider::new(&config.dispatch.email).context("email provider")?;
-            herald_dispatchers::run(&config.kafka, channel, Arc::new(provider), output, shutdown)
-                .await
-                .context("email dispatcher")
+            herald_dispatchers::run(
+                &config.kafka,
+                setup,
+                Arc::new(provider),
+                ledger,
+                output,
+                shutdown,
+            )
+            .await
+            .context("email dispatcher")
         }
         Channel::Sms | Channel::Ios | Channel::Android => {
             anyhow::bail!("no provider is implemented for the {channel} channel yet")
@@ -85,14 +141,9 @@ pub async fn ops(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::
     let producer =
         Producer::new(&config.kafka, "herald-ops").context("Kafka client for readiness")?;
     let readiness = BrokerReadiness::new(producer, config.kafka.topics().requests());
-    let listener = TcpListener::bind(addr)
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("ops endpoint {addr}"))?;
+    axum::serve(listener, herald_runtime::http::ops_router(Arc::new(readiness)))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
-        .with_context(|| format!("ops endpoint {addr}"))?;
-    axum::serve(
-        listener,
-        herald_runtime::http::ops_router(Arc::new(readiness)),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
-    .context("ops endpoint")
+        .context("ops endpoint")
 }

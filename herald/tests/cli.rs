@@ -22,18 +22,11 @@ fn environment_overrides_the_file_which_overrides_defaults() {
         .env("HERALD__TOPICS__PARTITIONS", "9")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let shown = String::from_utf8(output.stdout).unwrap();
     assert!(shown.contains("\"from-file:9092\""), "{shown}");
     assert!(shown.contains("partitions: 9"), "{shown}");
-    assert!(
-        shown.contains("retry_tiers: 4"),
-        "defaults fill the rest: {shown}"
-    );
+    assert!(shown.contains("replication_factor: 3"), "defaults fill the rest: {shown}");
 }
 
 #[test]
@@ -50,10 +43,7 @@ fn inconsistent_or_unknown_configuration_stops_the_start_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("herald.toml");
     std::fs::write(&file, "[ingest]\nmax_body_byte = 10\n").unwrap();
-    let output = herald()
-        .args(["--config", file.to_str().unwrap(), "config"])
-        .output()
-        .unwrap();
+    let output = herald().args(["--config", file.to_str().unwrap(), "config"]).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("max_body_byte"), "{stderr}");
@@ -75,8 +65,5 @@ fn secrets_named_in_the_config_are_not_printed() {
         .unwrap();
     let shown = String::from_utf8(output.stdout).unwrap();
     assert!(!shown.contains("hunter2"), "{shown}");
-    assert!(
-        shown.contains("env:KEY_PW"),
-        "the source is shown, not the value: {shown}"
-    );
+    assert!(shown.contains("env:KEY_PW"), "the source is shown, not the value: {shown}");
 }

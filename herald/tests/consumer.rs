@@ -43,12 +43,7 @@ impl Fixture {
     async fn new(partitions: i32) -> Self {
         let env = TestEnv::start().await;
         let topic = format!("{}work", env.config.kafka.topic_prefix);
-        let spec = TopicSpec {
-            name: topic.clone(),
-            partitions,
-            replication: 1,
-            config: vec![],
-        };
+        let spec = TopicSpec { name: topic.clone(), partitions, replication: 1, config: vec![] };
         create_topics(&env.config.kafka, &[spec]).await.unwrap();
         Self { env, topic }
     }
@@ -60,10 +55,7 @@ impl Fixture {
     async fn produce(&self, records: &[(&str, &str)]) {
         let producer = Producer::new(&self.env.config.kafka, "test-producer").unwrap();
         for (key, value) in records {
-            producer
-                .send(&self.topic, Some(key.as_bytes()), value.as_bytes(), None)
-                .await
-                .unwrap();
+            producer.send(&self.topic, Some(key.as_bytes()), value.as_bytes(), None).await.unwrap();
         }
     }
 
@@ -71,10 +63,7 @@ impl Fixture {
     async fn produce_numbered(&self, n: usize) {
         let batch: Vec<(String, String)> =
             (0..n).map(|i| (format!("k{i}"), i.to_string())).collect();
-        let refs: Vec<(&str, &str)> = batch
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let refs: Vec<(&str, &str)> = batch.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.produce(&refs).await;
     }
 
@@ -92,11 +81,10 @@ impl Fixture {
         };
         let handler = Arc::new(TestHandler(behaviour));
         let shutdown = token.clone();
-        let task = tokio::spawn(async move {
-            consumer::run(&kafka, spec, handler, shutdown)
-                .await
-                .unwrap()
-        });
+        let task =
+            tokio::spawn(
+                async move { consumer::run(&kafka, spec, handler, shutdown).await.unwrap() },
+            );
         (token, task)
     }
 }
@@ -136,8 +124,7 @@ fn recorder() -> (Arc<Mutex<Vec<String>>>, Arc<Behaviour>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_are_committed_only_up_to_the_first_unfinished_record() {
     let f = Fixture::new(1).await;
-    f.produce(&[("a", "0"), ("b", "1"), ("c", "2"), ("d", "3"), ("e", "4")])
-        .await;
+    f.produce(&[("a", "0"), ("b", "1"), ("c", "2"), ("d", "3"), ("e", "4")]).await;
 
     let finished = Arc::new(Mutex::new(BTreeSet::new()));
     let log = Arc::clone(&finished);
@@ -156,10 +143,7 @@ async fn offsets_are_committed_only_up_to_the_first_unfinished_record() {
     kafka.consumer.drain_deadline_ms = 500;
     let (stop, task) = f.start(kafka, "g-prefix", stuck_on_2);
     eventually("0 and 1 finished", || {
-        finished
-            .lock()
-            .unwrap()
-            .is_superset(&["0".into(), "1".into()].into())
+        finished.lock().unwrap().is_superset(&["0".into(), "1".into()].into())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -168,10 +152,7 @@ async fn offsets_are_committed_only_up_to_the_first_unfinished_record() {
 
     let (seen, behaviour) = recorder();
     let (stop, task) = f.start(f.kafka(), "g-prefix", behaviour);
-    eventually("the rest is redelivered", || {
-        seen.lock().unwrap().len() >= 3
-    })
-    .await;
+    eventually("the rest is redelivered", || seen.lock().unwrap().len() >= 3).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.cancel();
     task.await.unwrap();
@@ -202,10 +183,7 @@ async fn shutdown_lets_records_being_handled_finish_and_commits_them() {
         })
     });
     let (stop, task) = f.start(f.kafka(), "g-drain", slow);
-    eventually("records are being handled", || {
-        started.load(Ordering::SeqCst) >= 2
-    })
-    .await;
+    eventually("records are being handled", || started.load(Ordering::SeqCst) >= 2).await;
     stop.cancel();
     task.await.unwrap();
     let finished = finished.lock().unwrap().clone();
@@ -218,10 +196,8 @@ async fn shutdown_lets_records_being_handled_finish_and_commits_them() {
     f.produce(&[("z", "after")]).await;
     let (seen, behaviour) = recorder();
     let (stop, task) = f.start(f.kafka(), "g-drain", behaviour);
-    eventually("the new record arrives", || {
-        seen.lock().unwrap().contains(&"after".to_owned())
-    })
-    .await;
+    eventually("the new record arrives", || seen.lock().unwrap().contains(&"after".to_owned()))
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.cancel();
     task.await.unwrap();
@@ -232,32 +208,21 @@ async fn shutdown_lets_records_being_handled_finish_and_commits_them() {
     let mut got = seen.lock().unwrap().clone();
     got.sort();
     expected.sort();
-    assert_eq!(
-        got, expected,
-        "nothing lost, and the finished prefix is not redelivered"
-    );
+    assert_eq!(got, expected, "nothing lost, and the finished prefix is not redelivered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_one_key_keep_their_order_while_keys_run_concurrently() {
     let f = Fixture::new(1).await;
-    let batch: Vec<(String, String)> = (0..30)
-        .map(|i| (format!("user-{}", i % 3), format!("user-{}:{i}", i % 3)))
-        .collect();
-    let refs: Vec<(&str, &str)> = batch
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let batch: Vec<(String, String)> =
+        (0..30).map(|i| (format!("user-{}", i % 3), format!("user-{}:{i}", i % 3))).collect();
+    let refs: Vec<(&str, &str)> = batch.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     f.produce(&refs).await;
 
     let order = Arc::new(Mutex::new(BTreeMap::<String, Vec<u32>>::new()));
     let running = Arc::new(AtomicUsize::new(0));
     let max_running = Arc::new(AtomicUsize::new(0));
-    let (o, r, mr) = (
-        Arc::clone(&order),
-        Arc::clone(&running),
-        Arc::clone(&max_running),
-    );
+    let (o, r, mr) = (Arc::clone(&order), Arc::clone(&running), Arc::clone(&max_running));
     let jittery: Arc<Behaviour> = Arc::new(move |m: OwnedMessage| {
         let (o, r, mr) = (Arc::clone(&o), Arc::clone(&r), Arc::clone(&mr));
         Box::pin(async move {
@@ -267,20 +232,14 @@ async fn records_of_one_key_keep_their_order_while_keys_run_concurrently() {
             let (key, seq) = value.split_once(':').unwrap();
             let seq: u32 = seq.parse().unwrap();
             tokio::time::sleep(Duration::from_millis(u64::from((seq * 7) % 23))).await;
-            o.lock()
-                .unwrap()
-                .entry(key.to_owned())
-                .or_default()
-                .push(seq);
+            o.lock().unwrap().entry(key.to_owned()).or_default().push(seq);
             r.fetch_sub(1, Ordering::SeqCst);
             Ok(())
         })
     });
     let (stop, task) = f.start(f.kafka(), "g-order", jittery);
-    eventually("all handled", || {
-        order.lock().unwrap().values().map(Vec::len).sum::<usize>() == 30
-    })
-    .await;
+    eventually("all handled", || order.lock().unwrap().values().map(Vec::len).sum::<usize>() == 30)
+        .await;
     stop.cancel();
     task.await.unwrap();
     for (key, seqs) in order.lock().unwrap().iter() {
@@ -288,10 +247,7 @@ async fn records_of_one_key_keep_their_order_while_keys_run_concurrently() {
         sorted.sort_unstable();
         assert_eq!(seqs, &sorted, "{key} handled out of order");
     }
-    assert!(
-        max_running.load(Ordering::SeqCst) >= 2,
-        "different keys were handled concurrently"
-    );
+    assert!(max_running.load(Ordering::SeqCst) >= 2, "different keys were handled concurrently");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,16 +272,8 @@ async fn a_failing_handler_is_retried_and_later_records_wait_for_it() {
     eventually("both handled", || seen.lock().unwrap().len() == 2).await;
     stop.cancel();
     task.await.unwrap();
-    assert_eq!(
-        attempts.load(Ordering::SeqCst),
-        4,
-        "three failures, then success"
-    );
-    assert_eq!(
-        *seen.lock().unwrap(),
-        ["first", "second"],
-        "the second waited behind the first"
-    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 4, "three failures, then success");
+    assert_eq!(*seen.lock().unwrap(), ["first", "second"], "the second waited behind the first");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,10 +296,7 @@ async fn fetching_pauses_while_in_flight_records_are_at_the_limit() {
     kafka.consumer.max_in_flight = 5;
     kafka.consumer.lanes_per_partition = 64;
     let (stop, task) = f.start(kafka, "g-bound", blocked);
-    eventually("records are in flight", || {
-        started.load(Ordering::SeqCst) >= 3
-    })
-    .await;
+    eventually("records are in flight", || started.load(Ordering::SeqCst) >= 3).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let in_flight = in_flight_gauge("g-bound");
     assert!(
@@ -360,10 +305,7 @@ async fn fetching_pauses_while_in_flight_records_are_at_the_limit() {
     );
 
     gate.add_permits(1_000);
-    eventually("all 60 handled after release", || {
-        started.load(Ordering::SeqCst) == 60
-    })
-    .await;
+    eventually("all 60 handled after release", || started.load(Ordering::SeqCst) == 60).await;
     stop.cancel();
     task.await.unwrap();
 }
@@ -391,13 +333,7 @@ async fn a_second_member_takes_over_partitions_without_losing_records() {
     eventually("a started working", || seen.lock().unwrap().len() >= 3).await;
     let (stop_b, task_b) = f.start(kafka, "g-rebalance", slow("b"));
     eventually("every record handled", || {
-        seen.lock()
-            .unwrap()
-            .iter()
-            .map(|(_, v)| v.clone())
-            .collect::<BTreeSet<_>>()
-            .len()
-            == 60
+        seen.lock().unwrap().iter().map(|(_, v)| v.clone()).collect::<BTreeSet<_>>().len() == 60
     })
     .await;
     stop_a.cancel();
@@ -435,10 +371,8 @@ async fn records_wait_until_due_while_other_partitions_keep_flowing() {
         let producer = producer.clone();
         let topic = f.topic.clone();
         async move {
-            let mut record = FutureRecord::<str, str>::to(&topic)
-                .partition(partition)
-                .key(value)
-                .payload(value);
+            let mut record =
+                FutureRecord::<str, str>::to(&topic).partition(partition).key(value).payload(value);
             if let Some(due) = &due {
                 record = record.headers(OwnedHeaders::new().insert(Header {
                     key: herald_schemas::headers::DUE_AT,
@@ -456,9 +390,7 @@ async fn records_wait_until_due_while_other_partitions_keep_flowing() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
     let timed: Arc<Behaviour> = Arc::new(move |m: OwnedMessage| {
-        log.lock()
-            .unwrap()
-            .push((payload(&m), herald_schemas::now_millis()));
+        log.lock().unwrap().push((payload(&m), herald_schemas::now_millis()));
         Box::pin(async { Ok(()) })
     });
     let (stop, task) = f.start(f.kafka(), "g-due", timed);
@@ -467,24 +399,13 @@ async fn records_wait_until_due_while_other_partitions_keep_flowing() {
     task.await.unwrap();
 
     let seen = seen.lock().unwrap().clone();
-    let at = |name: &str| {
-        seen.iter()
-            .find(|(v, _)| v == name)
-            .map(|(_, t)| *t)
-            .unwrap()
-    };
+    let at = |name: &str| seen.iter().find(|(v, _)| v == name).map(|(_, t)| *t).unwrap();
     assert!(
         at("fresh-1") < now + 3_000 && at("fresh-2") < now + 3_000,
         "the other partition did not wait: {seen:?}"
     );
-    assert!(
-        at("late-head") >= now + 3_000,
-        "not handled before due: {seen:?}"
-    );
-    assert!(
-        at("behind-head") >= at("late-head"),
-        "order within the partition kept: {seen:?}"
-    );
+    assert!(at("late-head") >= now + 3_000, "not handled before due: {seen:?}");
+    assert!(at("behind-head") >= at("late-head"), "order within the partition kept: {seen:?}");
     let position = |name: &str| seen.iter().position(|(v, _)| v == name).unwrap();
     assert!(position("fresh-2") < position("late-head"));
 }

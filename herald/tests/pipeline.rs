@@ -13,11 +13,7 @@ use support::{TestEnv, add_user, email_body};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn kinds(events: &[DeliveryEvent], id: &str) -> Vec<(EventKind, Option<String>)> {
-    events
-        .iter()
-        .filter(|e| e.notification_id == id)
-        .map(|e| (e.kind, e.reason.clone()))
-        .collect()
+    events.iter().filter(|e| e.notification_id == id).map(|e| (e.kind, e.reason.clone())).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,19 +24,13 @@ async fn posted_email_reaches_the_smtp_server_with_recipient_subject_and_body() 
     let pipeline = env.pipeline().await;
 
     let (status, body) = pipeline
-        .post(
-            Some(&key),
-            &email_body("123456", "Your receipt", "Thanks for the order."),
-        )
+        .post(Some(&key), &email_body("123456", "Your receipt", "Thanks for the order."))
         .await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
 
-    let mail = env
-        .mail
-        .wait_for(WAIT, |m| m.to == ["ada@example.com"])
-        .await
-        .expect("mail arrives");
+    let mail =
+        env.mail.wait_for(WAIT, |m| m.to == ["ada@example.com"]).await.expect("mail arrives");
     assert_eq!(mail.header("Subject").as_deref(), Some("Your receipt"));
     assert_eq!(mail.header("From").as_deref(), Some("noreply@example.com"));
     assert!(mail.raw.contains("Thanks for the order."), "{}", mail.raw);
@@ -53,8 +43,7 @@ async fn posted_email_reaches_the_smtp_server_with_recipient_subject_and_body() 
         .read_records::<DeliveryEvent>(&env.topics().events(), WAIT, {
             let id = id.clone();
             move |e: &[DeliveryEvent]| {
-                e.iter()
-                    .any(|e| e.notification_id == id && e.kind == EventKind::Sent)
+                e.iter().any(|e| e.notification_id == id && e.kind == EventKind::Sent)
             }
         })
         .await;
@@ -71,14 +60,10 @@ async fn unknown_user_gets_a_skipped_event_and_the_pipeline_keeps_delivering() {
     let key = env.api_key();
     let pipeline = env.pipeline().await;
 
-    let (status, body) = pipeline
-        .post(Some(&key), &email_body("nobody-here", "s", "t"))
-        .await;
+    let (status, body) = pipeline.post(Some(&key), &email_body("nobody-here", "s", "t")).await;
     assert_eq!(status, 202, "{body}");
     let unknown_id = body["id"].as_str().unwrap().to_owned();
-    let (status, _) = pipeline
-        .post(Some(&key), &email_body("42", "after", "still works"))
-        .await;
+    let (status, _) = pipeline.post(Some(&key), &email_body("42", "after", "still works")).await;
     assert_eq!(status, 202);
 
     env.mail
@@ -95,11 +80,7 @@ async fn unknown_user_gets_a_skipped_event_and_the_pipeline_keeps_delivering() {
         kinds(&events, &unknown_id),
         vec![(EventKind::Skipped, Some("unknown_user".into()))]
     );
-    assert_eq!(
-        env.mail.received().len(),
-        1,
-        "nothing was sent for the unknown user"
-    );
+    assert_eq!(env.mail.received().len(), 1, "nothing was sent for the unknown user");
     pipeline.stop().await;
 }
 
@@ -126,10 +107,7 @@ async fn opted_out_channel_is_skipped_with_an_event_and_no_mail() {
     body["category"] = "marketing".into();
     let (_, marketing) = pipeline.post(Some(&key), &body.to_string()).await;
     let (_, receipt) = pipeline
-        .post(
-            Some(&key),
-            &email_body("7", "Receipt", "transactional still goes out"),
-        )
+        .post(Some(&key), &email_body("7", "Receipt", "transactional still goes out"))
         .await;
 
     env.mail
@@ -143,16 +121,8 @@ async fn opted_out_channel_is_skipped_with_an_event_and_no_mail() {
             move |e| e.iter().any(|e| e.notification_id == id)
         })
         .await;
-    assert_eq!(
-        kinds(&events, &marketing_id),
-        vec![(EventKind::Skipped, Some("opted_out".into()))]
-    );
-    assert!(
-        env.mail
-            .received()
-            .iter()
-            .all(|m| m.header("Subject").as_deref() != Some("Sale!"))
-    );
+    assert_eq!(kinds(&events, &marketing_id), vec![(EventKind::Skipped, Some("opted_out".into()))]);
+    assert!(env.mail.received().iter().all(|m| m.header("Subject").as_deref() != Some("Sale!")));
     assert!(receipt["id"].is_string());
     pipeline.stop().await;
 }
@@ -163,15 +133,11 @@ async fn malformed_or_invalid_requests_are_refused_and_nothing_is_produced() {
     let key = env.api_key();
     let pipeline = env.pipeline().await;
 
-    let (status, body) = pipeline
-        .post(Some(&key), r#"{"to":[{"user_id":1}],"subject":"#)
-        .await;
+    let (status, body) = pipeline.post(Some(&key), r#"{"to":[{"user_id":1}],"subject":"#).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "invalid_json");
 
-    let (status, body) = pipeline
-        .post(Some(&key), r#"{"to":[{"user_id":1}],"subjekt":"x"}"#)
-        .await;
+    let (status, body) = pipeline.post(Some(&key), r#"{"to":[{"user_id":1}],"subjekt":"x"}"#).await;
     assert_eq!(status, 400, "unknown fields are refused: {body}");
 
     let bad_address = r#"{"to":[{"email":"not-an-address"}],"subject":"s","content":[{"type":"text/plain","value":"v"}]}"#;
@@ -181,20 +147,15 @@ async fn malformed_or_invalid_requests_are_refused_and_nothing_is_produced() {
 
     let (status, _) = pipeline.post(None, &email_body("1", "s", "t")).await;
     assert_eq!(status, 401, "no key");
-    let (status, _) = pipeline
-        .post(Some("hrld_0000"), &email_body("1", "s", "t"))
-        .await;
+    let (status, _) = pipeline.post(Some("hrld_0000"), &email_body("1", "s", "t")).await;
     assert_eq!(status, 401, "unknown key");
 
     let huge = email_body("1", "s", &"x".repeat(300 * 1024));
     let (status, body) = pipeline.post(Some(&key), &huge).await;
     assert_eq!(status, 413, "{body}");
 
-    let produced = env
-        .read_topic(&env.topics().requests(), Duration::from_secs(3), |r| {
-            !r.is_empty()
-        })
-        .await;
+    let produced =
+        env.read_topic(&env.topics().requests(), Duration::from_secs(3), |r| !r.is_empty()).await;
     assert!(produced.is_empty(), "nothing reached herald.requests");
     pipeline.stop().await;
 }
@@ -207,49 +168,26 @@ async fn undecodable_request_goes_to_the_dlq_with_reason_and_the_partition_moves
     let producer = herald_runtime::kafka::Producer::new(&env.config.kafka, "poisoner").unwrap();
     // Same key as the good request that follows: same partition, behind the poison.
     producer
-        .send(
-            &env.topics().requests(),
-            Some(b"99"),
-            b"{\"not\": \"avro\"}",
-            None,
-        )
+        .send(&env.topics().requests(), Some(b"99"), b"{\"not\": \"avro\"}", None)
         .await
         .unwrap();
     let pipeline = env.pipeline().await;
-    let (status, _) = pipeline
-        .post(Some(&key), &email_body("99", "after poison", "flows"))
-        .await;
+    let (status, _) = pipeline.post(Some(&key), &email_body("99", "after poison", "flows")).await;
     assert_eq!(status, 202);
 
     env.mail
         .wait_for(WAIT, |m| m.to == ["after-poison@example.com"])
         .await
         .expect("partition moved on");
-    let dlq = env
-        .read_topic(&env.topics().dlq(), WAIT, |r| !r.is_empty())
-        .await;
+    let dlq = env.read_topic(&env.topics().dlq(), WAIT, |r| !r.is_empty()).await;
     assert_eq!(dlq.len(), 1);
     let dead = &dlq[0];
-    assert_eq!(
-        dead.payload(),
-        Some(&b"{\"not\": \"avro\"}"[..]),
-        "original bytes kept"
-    );
+    assert_eq!(dead.payload(), Some(&b"{\"not\": \"avro\"}"[..]), "original bytes kept");
     assert_eq!(dead.key(), Some(&b"99"[..]));
     assert_eq!(header_str(dead, headers::ERROR_CLASS), Some("poison"));
-    assert_eq!(
-        header_str(dead, headers::ORIGINAL_TOPIC),
-        Some(env.topics().requests().as_str())
-    );
-    assert_eq!(
-        header_str(dead, headers::FAILED_GROUP),
-        Some("herald-enricher")
-    );
-    assert!(
-        header_str(dead, headers::ERROR_REASON)
-            .unwrap()
-            .contains("not a decodable")
-    );
+    assert_eq!(header_str(dead, headers::ORIGINAL_TOPIC), Some(env.topics().requests().as_str()));
+    assert_eq!(header_str(dead, headers::FAILED_GROUP), Some("herald-enricher"));
+    assert!(header_str(dead, headers::ERROR_REASON).unwrap().contains("not a decodable"));
     pipeline.stop().await;
 }
 
@@ -257,8 +195,7 @@ async fn undecodable_request_goes_to_the_dlq_with_reason_and_the_partition_moves
 async fn smtp_permanent_rejection_becomes_a_failed_event_and_is_not_resent() {
     let env = TestEnv::start().await;
     add_user(&env, "5", "bounce@example.com").await;
-    env.mail
-        .refuse("bounce@example.com", 550, "5.1.1 no such user");
+    env.mail.refuse("bounce@example.com", 550, "5.1.1 no such user");
     let key = env.api_key();
     let pipeline = env.pipeline().await;
     let (_, body) = pipeline.post(Some(&key), &email_body("5", "s", "t")).await;
@@ -267,30 +204,17 @@ async fn smtp_permanent_rejection_becomes_a_failed_event_and_is_not_resent() {
     let events = env
         .read_records::<DeliveryEvent>(&env.topics().events(), WAIT, {
             let id = id.clone();
-            move |e| {
-                e.iter()
-                    .any(|e| e.notification_id == id && e.kind == EventKind::Failed)
-            }
+            move |e| e.iter().any(|e| e.notification_id == id && e.kind == EventKind::Failed)
         })
         .await;
     let failed = events
         .iter()
         .find(|e| e.notification_id == id && e.kind == EventKind::Failed)
         .expect("failed event");
-    assert!(
-        failed.reason.as_deref().unwrap().contains("no such user"),
-        "{failed:?}"
-    );
+    assert!(failed.reason.as_deref().unwrap().contains("no such user"), "{failed:?}");
     assert_eq!(failed.provider.as_deref(), Some("smtp"));
-    let dlq = env
-        .read_topic(&env.topics().dlq(), Duration::from_secs(2), |r| {
-            !r.is_empty()
-        })
-        .await;
-    assert!(
-        dlq.is_empty(),
-        "a permanent failure is an outcome, not a dead letter"
-    );
+    let dlq = env.read_topic(&env.topics().dlq(), Duration::from_secs(2), |r| !r.is_empty()).await;
+    assert!(dlq.is_empty(), "a permanent failure is an outcome, not a dead letter");
     pipeline.stop().await;
 }
 
@@ -325,32 +249,13 @@ async fn avro_produced_directly_by_a_service_is_delivered() {
     let payload = env.codec().encode(&topic, &request).await.unwrap();
     let producer =
         herald_runtime::kafka::Producer::new(&env.config.kafka, "orders-service").unwrap();
-    producer
-        .send(
-            &topic,
-            Some(request.partition_key().as_bytes()),
-            &payload,
-            None,
-        )
-        .await
-        .unwrap();
+    producer.send(&topic, Some(request.partition_key().as_bytes()), &payload, None).await.unwrap();
 
-    let mail = env
-        .mail
-        .wait_for(WAIT, |m| m.to == ["direct@example.com"])
-        .await
-        .expect("delivered");
+    let mail =
+        env.mail.wait_for(WAIT, |m| m.to == ["direct@example.com"]).await.expect("delivered");
+    assert!(mail.header("Content-Type").unwrap().contains("multipart/alternative"), "{}", mail.raw);
     assert!(
-        mail.header("Content-Type")
-            .unwrap()
-            .contains("multipart/alternative"),
-        "{}",
-        mail.raw
-    );
-    assert!(
-        mail.header("From")
-            .unwrap()
-            .contains("noreply@herald.localhost"),
+        mail.header("From").unwrap().contains("noreply@herald.localhost"),
         "default sender used"
     );
     pipeline.stop().await;

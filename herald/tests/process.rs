@@ -18,10 +18,7 @@ fn dispatcher_process(env: &TestEnv) -> Child {
         .args(["dispatch", "--channel", "email"])
         .env_remove("HERALD_CONFIG")
         .env("RUST_LOG", "warn")
-        .env(
-            "HERALD__KAFKA__BOOTSTRAP_SERVERS",
-            &c.kafka.bootstrap_servers,
-        )
+        .env("HERALD__KAFKA__BOOTSTRAP_SERVERS", &c.kafka.bootstrap_servers)
         .env("HERALD__KAFKA__TOPIC_PREFIX", &c.kafka.topic_prefix)
         .env("HERALD__KAFKA__CONSUMER__SESSION_TIMEOUT_MS", "6000")
         .env("HERALD__KAFKA__CONSUMER__HEARTBEAT_INTERVAL_MS", "1000")
@@ -30,34 +27,22 @@ fn dispatcher_process(env: &TestEnv) -> Child {
         // Only the commit made while draining on SIGTERM can record progress.
         .env("HERALD__KAFKA__CONSUMER__AUTO_COMMIT_INTERVAL_MS", "600000")
         .env("HERALD__SCHEMA_REGISTRY__URL", &c.schema_registry.url)
-        .env(
-            "HERALD__DISPATCH__EMAIL__SMTP__HOST",
-            &c.dispatch.email.smtp.host,
-        )
-        .env(
-            "HERALD__DISPATCH__EMAIL__SMTP__PORT",
-            c.dispatch.email.smtp.port.to_string(),
-        )
+        .env("HERALD__DISPATCH__EMAIL__SMTP__HOST", &c.dispatch.email.smtp.host)
+        .env("HERALD__DISPATCH__EMAIL__SMTP__PORT", c.dispatch.email.smtp.port.to_string())
         .stdout(Stdio::null())
         .spawn()
         .unwrap()
 }
 
 fn terminate(mut child: Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "did not exit within 20 s of SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "did not exit within 20 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -84,10 +69,7 @@ async fn send(env: &TestEnv, target: &str, subject: &str) {
     let topic = env.topics().channel(Channel::Email);
     let payload = env.codec().encode(&topic, &message).await.unwrap();
     let producer = Producer::new(&env.config.kafka, "test").unwrap();
-    producer
-        .send(&topic, Some(target.as_bytes()), &payload, None)
-        .await
-        .unwrap();
+    producer.send(&topic, Some(target.as_bytes()), &payload, None).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,11 +67,7 @@ impl std::fmt::Debug for Ingest {
 }
 
 fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
-    (
-        status,
-        Json(json!({"error": code, "message": message.to_string()})),
-    )
-        .into_response()
+    (status, Json(json!({"error": code, "message": message.to_string()}))).into_response()
 }
 
 impl Ingest {
@@ -81,9 +77,7 @@ impl Ingest {
         output: AvroProducer,
         requests_topic: String,
     ) -> Self {
-        let limits = Limits {
-            max_recipients: config.max_recipients,
-        };
+        let limits = Limits { max_recipients: config.max_recipients };
         Self {
             shared: Arc::new(Shared {
                 clients,
@@ -127,10 +121,7 @@ async fn count_requests(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    api_metrics()
-        .requests
-        .with_label_values(&[&route, response.status().as_str()])
-        .inc();
+    api_metrics().requests.with_label_values(&[&route, response.status().as_str()]).inc();
     response
 }
 
@@ -155,11 +146,7 @@ async fn send(
     let client_id = match shared.clients.authenticate(key).await {
         Ok(Some(client_id)) => client_id,
         Ok(None) => {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "unknown or revoked API key",
-            );
+            return error(StatusCode::UNAUTHORIZED, "unauthorized", "unknown or revoked API key");
         }
         Err(e) => {
             tracing::error!(error = %e, "API client store unavailable");
@@ -173,10 +160,7 @@ async fn send(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            let message = format!(
-                "request body is larger than {} bytes",
-                shared.max_body_bytes
-            );
+            let message = format!("request body is larger than {} bytes", shared.max_body_bytes);
             return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message);
         }
         Err(rejection) => return error(rejection.status(), "bad_request", rejection.body_text()),
@@ -207,12 +191,7 @@ async fn send(
         });
         match shared
             .output
-            .enqueue(
-                &shared.requests_topic,
-                request.partition_key(),
-                request,
-                Some(headers),
-            )
+            .enqueue(&shared.requests_topic, request.partition_key(), request, Some(headers))
             .await
         {
             Ok(ack) => acks.push(ack),

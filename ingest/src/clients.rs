@@ -41,9 +41,7 @@ fn hash(key: &str) -> String {
 
 impl ApiClients {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        Ok(Self {
-            pool: SqlitePool::open(path, SCHEMA)?,
-        })
+        Ok(Self { pool: SqlitePool::open(path, SCHEMA)? })
     }
 
     /// Creates a client; returns it and its key, which is not stored and cannot be shown again.
@@ -125,20 +123,14 @@ mod tests {
         let path = dir.path().join("ingest.db");
         let clients = ApiClients::open(&path).unwrap();
         let (client, key) = clients.add("billing").unwrap();
-        assert_eq!(
-            clients.authenticate(&key).await.unwrap(),
-            Some(client.client_id.clone())
-        );
+        assert_eq!(clients.authenticate(&key).await.unwrap(), Some(client.client_id.clone()));
         assert_eq!(clients.authenticate("hrld_wrong").await.unwrap(), None);
 
         let raw = std::fs::read(&path).unwrap();
         let wal = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
         let needle = key.as_bytes();
         let contains = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-        assert!(
-            !contains(&raw) && !contains(&wal),
-            "the key itself is never stored"
-        );
+        assert!(!contains(&raw) && !contains(&wal), "the key itself is never stored");
 
         assert!(clients.revoke(&client.client_id).unwrap());
         assert_eq!(clients.authenticate(&key).await.unwrap(), None);

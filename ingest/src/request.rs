@@ -117,10 +117,7 @@ struct Checker {
 
 impl Checker {
     fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(FieldError {
-            field: field.into(),
-            reason: reason.into(),
-        });
+        self.errors.push(FieldError { field: field.into(), reason: reason.into() });
     }
 
     fn email(&mut self, field: &str, value: &str) {
@@ -168,10 +165,7 @@ pub fn validate(
         check.fail("to", "at least one recipient is required");
     }
     if body.to.len() > limits.max_recipients {
-        check.fail(
-            "to",
-            format!("at most {} recipients per request", limits.max_recipients),
-        );
+        check.fail("to", format!("at most {} recipients per request", limits.max_recipients));
     }
     let mut recipients = Vec::with_capacity(body.to.len());
     for (i, r) in body.to.into_iter().enumerate() {
@@ -198,21 +192,14 @@ pub fn validate(
         if let Some(phone) = &r.phone {
             check.phone(&format!("{field}.phone"), phone);
         }
-        recipients.push(Recipient {
-            user_id,
-            email: r.email,
-            phone: r.phone,
-        });
+        recipients.push(Recipient { user_id, email: r.email, phone: r.phone });
     }
 
     let from = body.from.map(|f| {
         if let Some(email) = &f.email {
             check.email("from.email", email);
         }
-        Sender {
-            email: f.email,
-            name: f.name,
-        }
+        Sender { email: f.email, name: f.name }
     });
 
     let mut text = None;
@@ -234,10 +221,7 @@ pub fn validate(
             }
         };
         if slot.replace(part.value).is_some() {
-            check.fail(
-                format!("{field}.type"),
-                format!("{} given twice", part.kind),
-            );
+            check.fail(format!("{field}.type"), format!("{} given twice", part.kind));
         }
     }
     let email = match (body.subject, text.is_some() || html.is_some()) {
@@ -246,22 +230,12 @@ pub fn validate(
                 || subject.len() > MAX_SUBJECT
                 || subject.contains(['\r', '\n'])
             {
-                check.fail(
-                    "subject",
-                    format!("must be 1 to {MAX_SUBJECT} characters on one line"),
-                );
+                check.fail("subject", format!("must be 1 to {MAX_SUBJECT} characters on one line"));
             }
-            Some(EmailContent {
-                subject,
-                text,
-                html,
-            })
+            Some(EmailContent { subject, text, html })
         }
         (Some(_), false) => {
-            check.fail(
-                "content",
-                "an email needs at least one text/plain or text/html part",
-            );
+            check.fail("content", "an email needs at least one text/plain or text/html part");
             None
         }
         (None, true) => {
@@ -272,10 +246,7 @@ pub fn validate(
     };
     let sms = body.sms.map(|s| {
         if s.text.is_empty() || s.text.chars().count() > MAX_SMS_TEXT {
-            check.fail(
-                "sms.text",
-                format!("must be 1 to {MAX_SMS_TEXT} characters"),
-            );
+            check.fail("sms.text", format!("must be 1 to {MAX_SMS_TEXT} characters"));
         }
         SmsContent { text: s.text }
     });
@@ -283,11 +254,7 @@ pub fn validate(
         if p.body.is_empty() {
             check.fail("push.body", "must not be empty");
         }
-        PushContent {
-            title: p.title,
-            body: p.body,
-            data: p.data,
-        }
+        PushContent { title: p.title, body: p.body, data: p.data }
     });
 
     for (i, channel) in body.channels.iter().enumerate() {
@@ -321,10 +288,7 @@ pub fn validate(
         check.fail("category", "must be 1 to 64 of a-z, 0-9, _ and -");
     }
     if body.metadata.len() > MAX_METADATA_ENTRIES {
-        check.fail(
-            "metadata",
-            format!("at most {MAX_METADATA_ENTRIES} entries"),
-        );
+        check.fail("metadata", format!("at most {MAX_METADATA_ENTRIES} entries"));
     }
     if !check.errors.is_empty() {
         return Err(check.errors);
@@ -422,9 +386,7 @@ mod tests {
         assert_eq!(fields(&format!(r#"{{"to":[],{sms}}}"#)), vec!["to"]);
         assert_eq!(fields(&format!(r#"{{"to":[{{}}],{sms}}}"#)), vec!["to[0]"]);
         assert_eq!(
-            fields(&format!(
-                r#"{{"to":[{{"user_id":1,"email":"a@b.co"}}],{sms}}}"#
-            )),
+            fields(&format!(r#"{{"to":[{{"user_id":1,"email":"a@b.co"}}],{sms}}}"#)),
             vec!["to[0]"]
         );
         assert_eq!(

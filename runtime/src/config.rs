@@ -42,10 +42,7 @@ impl SecretSource {
             }
             SecretSource::File(path) => std::fs::read_to_string(path)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| SecretError::File {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                }),
+                .map_err(|e| SecretError::File { path: path.clone(), reason: e.to_string() }),
         }
     }
 }
@@ -75,9 +72,8 @@ impl fmt::Debug for KafkaConfig {
             .properties
             .iter()
             .map(|(k, v)| {
-                let secret = ["password", "secret", "key.pem", "token"]
-                    .iter()
-                    .any(|s| k.contains(s));
+                let secret =
+                    ["password", "secret", "key.pem", "token"].iter().any(|s| k.contains(s));
                 (k, if secret { "<redacted>" } else { v.as_str() })
             })
             .collect();

@@ -32,10 +32,7 @@ pub fn ops_router<R: Readiness>(readiness: Arc<R>) -> Router {
 }
 
 async fn metrics() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        crate::metrics::render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render())
 }
 
 /// Ready when the Kafka cluster answers a metadata request for `topic`.

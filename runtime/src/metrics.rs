@@ -15,9 +15,8 @@ pub fn registry() -> &'static Registry {
 }
 
 /// Latency buckets from 0.5 ms to 30 s.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// Metrics are defined once per process, each in a `OnceLock` next to the code that updates
 /// it, and registered here.
@@ -43,9 +42,7 @@ where
     #[allow(clippy::expect_used)]
     let metric = metric.expect("metric definition is valid");
     #[allow(clippy::expect_used)]
-    registry()
-        .register(Box::new(metric.clone()))
-        .expect("metric names are unique");
+    registry().register(Box::new(metric.clone())).expect("metric names are unique");
     metric
 }
 
@@ -116,55 +113,33 @@ fn consumer_metrics() -> &'static ConsumerMetrics {
 }
 
 pub(crate) fn consumer_received(group: &str) {
-    consumer_metrics()
-        .received
-        .with_label_values(&[group])
-        .inc();
+    consumer_metrics().received.with_label_values(&[group]).inc();
 }
 
 pub(crate) fn consumer_handled(group: &str, ok: bool, took: Duration) {
     let m = consumer_metrics();
-    m.handled
-        .with_label_values(&[group, if ok { "ok" } else { "error" }])
-        .inc();
-    m.handle_seconds
-        .with_label_values(&[group])
-        .observe(took.as_secs_f64());
+    m.handled.with_label_values(&[group, if ok { "ok" } else { "error" }]).inc();
+    m.handle_seconds.with_label_values(&[group]).observe(took.as_secs_f64());
 }
 
 pub(crate) fn consumer_in_flight(group: &str, in_flight: usize) {
     let value = i64::try_from(in_flight).unwrap_or(i64::MAX);
-    consumer_metrics()
-        .in_flight
-        .with_label_values(&[group])
-        .set(value);
+    consumer_metrics().in_flight.with_label_values(&[group]).set(value);
 }
 
 pub(crate) fn consumer_held(group: &str, held: usize) {
     let value = i64::try_from(held).unwrap_or(i64::MAX);
-    consumer_metrics()
-        .held
-        .with_label_values(&[group])
-        .set(value);
+    consumer_metrics().held.with_label_values(&[group]).set(value);
 }
 
 pub(crate) fn consumer_abandoned(group: &str, count: usize) {
-    consumer_metrics()
-        .abandoned
-        .with_label_values(&[group])
-        .inc_by(count as u64);
+    consumer_metrics().abandoned.with_label_values(&[group]).inc_by(count as u64);
 }
 
 pub(crate) fn dead_lettered(group: &str, class: &str) {
-    consumer_metrics()
-        .dead_letters
-        .with_label_values(&[group, class])
-        .inc();
+    consumer_metrics().dead_letters.with_label_values(&[group, class]).inc();
 }
 
 pub(crate) fn producer_queue_full(topic: &str) {
-    consumer_metrics()
-        .queue_full
-        .with_label_values(&[topic])
-        .inc();
+    consumer_metrics().queue_full.with_label_values(&[topic]).inc();
 }

@@ -10,15 +10,9 @@ use rusqlite::Connection;
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteError {
     #[error("cannot open SQLite database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: rusqlite::Error },
     #[error("SQLite query on {path} failed: {source}")]
-    Query {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Query { path: PathBuf, source: rusqlite::Error },
     #[error("SQLite worker thread failed: {0}")]
     Worker(String),
 }
@@ -33,10 +27,7 @@ pub struct SqlitePool {
 const MAX_IDLE: usize = 8;
 
 fn open(path: &Path) -> Result<Connection, SqliteError> {
-    let wrap = |source| SqliteError::Open {
-        path: path.to_owned(),
-        source,
-    };
+    let wrap = |source| SqliteError::Open { path: path.to_owned(), source };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| {
             wrap(rusqlite::Error::SqliteFailure(
@@ -46,9 +37,7 @@ fn open(path: &Path) -> Result<Connection, SqliteError> {
         })?;
     }
     let connection = Connection::open(path).map_err(wrap)?;
-    connection
-        .busy_timeout(Duration::from_secs(5))
-        .map_err(wrap)?;
+    connection.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
     // WAL lets readers proceed while one writer commits; NORMAL is durable across process
     // crashes (only an OS crash can lose the last transactions).
     connection
@@ -66,14 +55,8 @@ impl SqlitePool {
         let connection = open(&path)?;
         connection
             .execute_batch(schema)
-            .map_err(|source| SqliteError::Query {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(Self {
-            path: Arc::new(path),
-            idle: Arc::new(Mutex::new(vec![connection])),
-        })
+            .map_err(|source| SqliteError::Query { path: path.clone(), source })?;
+        Ok(Self { path: Arc::new(path), idle: Arc::new(Mutex::new(vec![connection])) })
     }
 
     pub fn path(&self) -> &Path {
@@ -102,10 +85,8 @@ impl SqlitePool {
             Some(c) => c,
             None => open(&self.path)?,
         };
-        let result = work(&mut connection).map_err(|source| SqliteError::Query {
-            path: (*self.path).clone(),
-            source,
-        });
+        let result = work(&mut connection)
+            .map_err(|source| SqliteError::Query { path: (*self.path).clone(), source });
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(connection);

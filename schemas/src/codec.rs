@@ -32,13 +32,7 @@ impl fmt::Debug for RegistryConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistryConfig")
             .field("url", &self.url)
-            .field(
-                "basic_auth",
-                &self
-                    .basic_auth
-                    .as_ref()
-                    .map(|(user, _)| (user, "<redacted>")),
-            )
+            .field("basic_auth", &self.basic_auth.as_ref().map(|(user, _)| (user, "<redacted>")))
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -46,11 +40,7 @@ impl fmt::Debug for RegistryConfig {
 
 impl RegistryConfig {
     pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            basic_auth: None,
-            timeout: Duration::from_secs(10),
-        }
+        Self { url: url.into(), basic_auth: None, timeout: Duration::from_secs(10) }
     }
 }
 
@@ -63,28 +53,15 @@ pub enum CodecSetupError {
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
     #[error("schema registry rejected or could not be reached for subject {subject}: {reason}")]
-    Registry {
-        subject: String,
-        reason: String,
-        retryable: bool,
-    },
+    Registry { subject: String, reason: String, retryable: bool },
     #[error("{record} does not fit its registered schema: {reason}")]
-    Schema {
-        record: &'static str,
-        reason: String,
-    },
+    Schema { record: &'static str, reason: String },
 }
 
 impl EncodeError {
     /// True when trying again later may succeed (the registry was unreachable).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            EncodeError::Registry {
-                retryable: true,
-                ..
-            }
-        )
+        matches!(self, EncodeError::Registry { retryable: true, .. })
     }
 }
 
@@ -97,10 +74,7 @@ pub enum DecodeError {
     #[error("not a decodable Confluent Avro record: {0}")]
     Undecodable(String),
     #[error("writer schema cannot be read as {record}: {reason}")]
-    Incompatible {
-        record: &'static str,
-        reason: String,
-    },
+    Incompatible { record: &'static str, reason: String },
 }
 
 impl DecodeError {
@@ -168,37 +142,29 @@ impl AvroCodec {
             false,
             SuppliedSchema::new(None, SchemaType::Avro, R::schema_json().to_owned()),
         );
-        self.encoder
-            .encode_struct(record, &strategy)
-            .await
-            .map_err(|e| {
-                // The converter reports registry and serialization failures with one type; the
-                // serializer's message is fixed, everything else came from the registry lookup.
-                if e.error == SERIALIZATION_FAILED {
-                    EncodeError::Schema {
-                        record: R::NAME,
-                        reason: describe(&e),
-                    }
-                } else {
-                    let retryable = is_registry_trouble(&e);
-                    if retryable {
-                        self.encoder.remove_errors_from_cache();
-                    }
-                    EncodeError::Registry {
-                        subject: format!("{topic}-value"),
-                        reason: describe(&e),
-                        retryable,
-                    }
+        self.encoder.encode_struct(record, &strategy).await.map_err(|e| {
+            // The converter reports registry and serialization failures with one type; the
+            // serializer's message is fixed, everything else came from the registry lookup.
+            if e.error == SERIALIZATION_FAILED {
+                EncodeError::Schema { record: R::NAME, reason: describe(&e) }
+            } else {
+                let retryable = is_registry_trouble(&e);
+                if retryable {
+                    self.encoder.remove_errors_from_cache();
                 }
-            })
+                EncodeError::Registry {
+                    subject: format!("{topic}-value"),
+                    reason: describe(&e),
+                    retryable,
+                }
+            }
+        })
     }
 
     /// Decodes a Confluent-framed Avro payload written with any registered schema that can be
     /// resolved to `R`'s schema.
     pub async fn decode<R: Record>(&self, payload: Option<&[u8]>) -> Result<R, DecodeError> {
-        let payload = payload
-            .filter(|p| !p.is_empty())
-            .ok_or(DecodeError::Empty)?;
+        let payload = payload.filter(|p| !p.is_empty()).ok_or(DecodeError::Empty)?;
         let decoded = self.decoder.decode(Some(payload)).await.map_err(|e| {
             if is_registry_trouble(&e) {
                 // Non-retriable errors are cached by the converter; this one must be retried.
@@ -208,14 +174,8 @@ impl AvroCodec {
                 DecodeError::Undecodable(describe(&e))
             }
         })?;
-        let incompatible = |reason: String| DecodeError::Incompatible {
-            record: R::NAME,
-            reason,
-        };
-        let value = decoded
-            .value
-            .resolve(R::schema())
-            .map_err(|e| incompatible(e.to_string()))?;
+        let incompatible = |reason: String| DecodeError::Incompatible { record: R::NAME, reason };
+        let value = decoded.value.resolve(R::schema()).map_err(|e| incompatible(e.to_string()))?;
         from_value(&value).map_err(|e| incompatible(e.to_string()))
     }
 }

@@ -56,12 +56,7 @@ struct ApiError(StatusCode, u32, String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error_code": self.1, "message": self.2});
-        (
-            self.0,
-            [(header::CONTENT_TYPE, CONTENT_TYPE)],
-            body.to_string(),
-        )
-            .into_response()
+        (self.0, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
     }
 }
 
@@ -70,11 +65,7 @@ fn ok(body: &Value) -> Response {
 }
 
 fn subject_not_found(subject: &str) -> ApiError {
-    ApiError(
-        StatusCode::NOT_FOUND,
-        40401,
-        format!("Subject '{subject}' not found."),
-    )
+    ApiError(StatusCode::NOT_FOUND, 40401, format!("Subject '{subject}' not found."))
 }
 
 fn parse_body(body: &SchemaBody) -> Result<Schema, ApiError> {
@@ -93,11 +84,7 @@ fn parse_body(body: &SchemaBody) -> Result<Schema, ApiError> {
         ));
     }
     Schema::parse_str(&body.schema).map_err(|e| {
-        ApiError(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            42201,
-            format!("Invalid schema: {e}"),
-        )
+        ApiError(StatusCode::UNPROCESSABLE_ENTITY, 42201, format!("Invalid schema: {e}"))
     })
 }
 
@@ -111,16 +98,10 @@ impl DevRegistry {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/", get(|| async { ok(&json!({})) }))
-            .route(
-                "/config",
-                get(|| async { ok(&json!({"compatibilityLevel": "BACKWARD"})) }),
-            )
+            .route("/config", get(|| async { ok(&json!({"compatibilityLevel": "BACKWARD"})) }))
             .route("/subjects", get(list_subjects))
             .route("/subjects/{subject}", post(lookup_under_subject))
-            .route(
-                "/subjects/{subject}/versions",
-                get(list_versions).post(register),
-            )
+            .route("/subjects/{subject}/versions", get(list_versions).post(register))
             .route("/subjects/{subject}/versions/{version}", get(get_version))
             .route("/schemas/ids/{id}", get(get_by_id))
             .route(
@@ -136,9 +117,7 @@ impl DevRegistry {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
     }
 
     /// Binds `addr` and serves in a background task; returns the bound address.
@@ -154,24 +133,14 @@ impl DevRegistry {
     }
 
     fn version_of(reg: &Registry, subject: &str, version: &str) -> Result<(u32, u32), ApiError> {
-        let versions = reg
-            .subjects
-            .get(subject)
-            .ok_or_else(|| subject_not_found(subject))?;
+        let versions = reg.subjects.get(subject).ok_or_else(|| subject_not_found(subject))?;
         let index = match version {
             "latest" | "-1" => versions.len().checked_sub(1),
             n => n.parse::<usize>().ok().and_then(|n| n.checked_sub(1)),
         };
-        let not_found = || {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                40402,
-                format!("Version {version} not found."),
-            )
-        };
-        let index = index
-            .filter(|i| *i < versions.len())
-            .ok_or_else(not_found)?;
+        let not_found =
+            || ApiError(StatusCode::NOT_FOUND, 40402, format!("Version {version} not found."));
+        let index = index.filter(|i| *i < versions.len()).ok_or_else(not_found)?;
         let version = u32::try_from(index + 1).map_err(|_| not_found())?;
         Ok((version, versions[index]))
     }
@@ -186,10 +155,7 @@ async fn list_versions(
     Path(subject): Path<String>,
 ) -> Result<Response, ApiError> {
     let reg = reg.lock();
-    let versions = reg
-        .subjects
-        .get(&subject)
-        .ok_or_else(|| subject_not_found(&subject))?;
+    let versions = reg.subjects.get(&subject).ok_or_else(|| subject_not_found(&subject))?;
     Ok(ok(&json!((1..=versions.len()).collect::<Vec<_>>())))
 }
 
@@ -200,9 +166,7 @@ async fn get_version(
     let reg = reg.lock();
     let (version, id) = DevRegistry::version_of(&reg, &subject, &version)?;
     let schema = &reg.schemas[id as usize - 1].text;
-    Ok(ok(
-        &json!({"subject": subject, "version": version, "id": id, "schema": schema}),
-    ))
+    Ok(ok(&json!({"subject": subject, "version": version, "id": id, "schema": schema})))
 }
 
 async fn get_by_id(
@@ -210,16 +174,9 @@ async fn get_by_id(
     Path(id): Path<u32>,
 ) -> Result<Response, ApiError> {
     let reg = reg.lock();
-    let stored = (id as usize)
-        .checked_sub(1)
-        .and_then(|i| reg.schemas.get(i));
-    let stored = stored.ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            40403,
-            format!("Schema {id} not found"),
-        )
-    })?;
+    let stored = (id as usize).checked_sub(1).and_then(|i| reg.schemas.get(i));
+    let stored = stored
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, 40403, format!("Schema {id} not found")))?;
     Ok(ok(&json!({"schema": stored.text})))
 }
 
@@ -232,9 +189,8 @@ async fn register(
     let canonical = parsed.canonical_form();
     let mut reg = reg.lock();
     let versions = reg.subjects.get(&subject).cloned().unwrap_or_default();
-    if let Some(id) = versions
-        .iter()
-        .find(|id| reg.schemas[**id as usize - 1].canonical == canonical)
+    if let Some(id) =
+        versions.iter().find(|id| reg.schemas[**id as usize - 1].canonical == canonical)
     {
         return Ok(ok(&json!({"id": id})));
     }
@@ -254,20 +210,12 @@ async fn register(
     let index = match existing {
         Some(index) => index,
         None => {
-            reg.schemas.push(StoredSchema {
-                text: body.schema,
-                canonical,
-                parsed,
-            });
+            reg.schemas.push(StoredSchema { text: body.schema, canonical, parsed });
             reg.schemas.len() - 1
         }
     };
     let id = u32::try_from(index + 1).map_err(|_| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            50001,
-            "too many schemas".into(),
-        )
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, 50001, "too many schemas".into())
     })?;
     reg.subjects.entry(subject).or_default().push(id);
     Ok(ok(&json!({"id": id})))
@@ -280,10 +228,7 @@ async fn lookup_under_subject(
 ) -> Result<Response, ApiError> {
     let canonical = parse_body(&body)?.canonical_form();
     let reg = reg.lock();
-    let versions = reg
-        .subjects
-        .get(&subject)
-        .ok_or_else(|| subject_not_found(&subject))?;
+    let versions = reg.subjects.get(&subject).ok_or_else(|| subject_not_found(&subject))?;
     let found = versions
         .iter()
         .enumerate()
@@ -291,9 +236,7 @@ async fn lookup_under_subject(
     let (index, id) =
         found.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, 40403, "Schema not found".into()))?;
     let schema = &reg.schemas[*id as usize - 1].text;
-    Ok(ok(
-        &json!({"subject": subject, "version": index + 1, "id": id, "schema": schema}),
-    ))
+    Ok(ok(&json!({"subject": subject, "version": index + 1, "id": id, "schema": schema})))
 }
 
 async fn check_compatibility(

@@ -11,6 +11,10 @@ pub const ORIGINAL_OFFSET: &str = "herald-original-offset";
 /// `poison`, `permanent`, `transient`: how the failure was classified.
 pub const ERROR_CLASS: &str = "herald-error-class";
 pub const ERROR_REASON: &str = "herald-error-reason";
+/// The reason of the first failure of a delivery, kept along the retry tiers.
+pub const FIRST_FAILURE: &str = "herald-first-failure";
+/// Set on records put back by `herald dlq redrive`: the dead letter's partition:offset.
+pub const REDRIVEN_FROM: &str = "herald-redriven-from";
 /// The consumer group that gave up on the record.
 pub const FAILED_GROUP: &str = "herald-failed-group";
 pub const FAILED_AT: &str = "herald-failed-at";

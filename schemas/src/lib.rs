@@ -25,8 +25,7 @@ pub fn install_tls_provider() {
 
 /// Milliseconds since the Unix epoch, the unit of every timestamp on the wire.
 pub fn now_millis() -> i64 {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let since_epoch =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }

@@ -222,16 +222,10 @@ mod tests {
             notification_id: "n-1".into(),
             accepted_at: 1_700_000_000_000,
             client_id: Some("svc".into()),
-            recipient: Recipient {
-                user_id: Some("123456".into()),
-                ..Recipient::default()
-            },
+            recipient: Recipient { user_id: Some("123456".into()), ..Recipient::default() },
             channels: vec!["email".into()],
             category: "transactional".into(),
-            from: Some(Sender {
-                email: Some("noreply@example.com".into()),
-                name: None,
-            }),
+            from: Some(Sender { email: Some("noreply@example.com".into()), name: None }),
             email: Some(EmailContent {
                 subject: "Hi".into(),
                 text: Some("Hello".into()),
@@ -263,11 +257,7 @@ mod tests {
             category: "security".into(),
             accepted_at: 5,
             from: None,
-            email: Some(EmailContent {
-                subject: "s".into(),
-                text: None,
-                html: Some("<b>".into()),
-            }),
+            email: Some(EmailContent { subject: "s".into(), text: None, html: Some("<b>".into()) }),
             sms: Some(SmsContent { text: "t".into() }),
             push: None,
             metadata: BTreeMap::new(),
@@ -284,17 +274,9 @@ mod tests {
 
     #[test]
     fn every_event_kind_is_a_schema_symbol() {
-        let Schema::Record(record) = DeliveryEvent::schema() else {
-            panic!("not a record")
-        };
-        let kind = record
-            .fields
-            .iter()
-            .find(|f| f.name == "kind")
-            .map(|f| &f.schema);
-        let Some(Schema::Enum(e)) = kind else {
-            panic!("kind is not an enum")
-        };
+        let Schema::Record(record) = DeliveryEvent::schema() else { panic!("not a record") };
+        let kind = record.fields.iter().find(|f| f.name == "kind").map(|f| &f.schema);
+        let Some(Schema::Enum(e)) = kind else { panic!("kind is not an enum") };
         for symbol in &e.symbols {
             let parsed: EventKind = serde_json::from_value(serde_json::json!(symbol))
                 .unwrap_or_else(|_| panic!("{symbol} has no EventKind"));

@@ -15,10 +15,7 @@ use herald_schemas::{
 use serde::{Deserialize, Serialize};
 
 async fn registry() -> (SocketAddr, AvroCodec) {
-    let addr = DevRegistry::default()
-        .spawn("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let addr = DevRegistry::default().spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let codec = AvroCodec::new(&RegistryConfig::new(format!("http://{addr}"))).unwrap();
     (addr, codec)
 }
@@ -28,10 +25,7 @@ fn request() -> NotificationRequest {
         notification_id: "0190f0a0-0000-7000-8000-000000000001".into(),
         accepted_at: 1_760_000_000_000,
         client_id: None,
-        recipient: Recipient {
-            user_id: Some("123456".into()),
-            ..Recipient::default()
-        },
+        recipient: Recipient { user_id: Some("123456".into()), ..Recipient::default() },
         channels: vec![],
         category: "transactional".into(),
         from: None,
@@ -51,11 +45,7 @@ async fn record_round_trips_in_confluent_framing() {
     let (_, codec) = registry().await;
     let bytes = codec.encode("t.requests", &request()).await.unwrap();
     assert_eq!(bytes[0], 0, "magic byte");
-    assert_eq!(
-        u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]),
-        1,
-        "schema id"
-    );
+    assert_eq!(u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]), 1, "schema id");
     let back: NotificationRequest = codec.decode(Some(&bytes)).await.unwrap();
     assert_eq!(back, request());
 }
@@ -144,9 +134,7 @@ async fn v1_record_still_decodes_after_a_field_with_default_is_added() {
 fn every_recorded_schema_version_is_readable_by_the_current_one() {
     let history = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("avro/history");
     let current = |name: &str| -> Schema {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("avro")
-            .join(name);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("avro").join(name);
         Schema::parse_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     };
     let mut checked = 0;
@@ -186,19 +174,11 @@ async fn reqwest_post(addr: SocketAddr, path: &str, schema: &str) -> (u16, Strin
 #[tokio::test]
 async fn garbage_and_unknown_schema_ids_are_poison_not_retryable() {
     let (_, codec) = registry().await;
-    let garbage = codec
-        .decode::<NotificationRequest>(Some(b"{\"json\": true}"))
-        .await;
-    assert!(
-        matches!(garbage, Err(DecodeError::Undecodable(_))),
-        "{garbage:?}"
-    );
+    let garbage = codec.decode::<NotificationRequest>(Some(b"{\"json\": true}")).await;
+    assert!(matches!(garbage, Err(DecodeError::Undecodable(_))), "{garbage:?}");
 
     let unknown_id = [0u8, 0, 0, 0, 99, 2, 3];
-    let err = codec
-        .decode::<NotificationRequest>(Some(&unknown_id))
-        .await
-        .unwrap_err();
+    let err = codec.decode::<NotificationRequest>(Some(&unknown_id)).await.unwrap_err();
     assert!(!err.is_retryable(), "{err}");
 
     let empty = codec.decode::<NotificationRequest>(None).await.unwrap_err();
@@ -208,17 +188,10 @@ async fn garbage_and_unknown_schema_ids_are_poison_not_retryable() {
 #[tokio::test]
 async fn unreachable_registry_is_retryable_not_poison() {
     // A port nothing listens on: bind, read the port, drop the listener.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let codec = AvroCodec::new(&RegistryConfig::new(format!("http://127.0.0.1:{port}"))).unwrap();
     let framed = [0u8, 0, 0, 0, 1, 2, 3];
-    let err = codec
-        .decode::<NotificationRequest>(Some(&framed))
-        .await
-        .unwrap_err();
+    let err = codec.decode::<NotificationRequest>(Some(&framed)).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
     let err = codec.encode("t.requests", &request()).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");

@@ -16,10 +16,7 @@ pub enum BrokerError {
     )]
     NotInstalled,
     #[error("cannot start Tansu ({binary}): {source}")]
-    Spawn {
-        binary: PathBuf,
-        source: std::io::Error,
-    },
+    Spawn { binary: PathBuf, source: std::io::Error },
     #[error("cannot find a free port for the broker: {0}")]
     Port(std::io::Error),
     #[error("Tansu started but does not answer: {0}")]
@@ -46,9 +43,7 @@ pub fn tansu_binary() -> Option<PathBuf> {
 
 /// Picks a port nothing listens on now.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A running Tansu broker with in-memory storage. Killed when dropped.
@@ -70,22 +65,12 @@ impl TansuBroker {
         let url = format!("tcp://127.0.0.1:{port}");
         let output = || -> Stdio {
             log.and_then(|path| {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .ok()
+                std::fs::OpenOptions::new().create(true).append(true).open(path).ok()
             })
             .map_or_else(Stdio::null, Stdio::from)
         };
         let child = tokio::process::Command::new(&binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())
             .stdout(output())
@@ -95,10 +80,7 @@ impl TansuBroker {
             // drains its consumers and then stops the broker, not the broker first.
             .process_group(0)
             .spawn()
-            .map_err(|source| BrokerError::Spawn {
-                binary: binary.clone(),
-                source,
-            })?;
+            .map_err(|source| BrokerError::Spawn { binary: binary.clone(), source })?;
         let broker = Self { child, port };
         admin::wait_until_reachable(&broker.kafka_config(), Duration::from_secs(30)).await?;
         Ok(broker)
@@ -110,11 +92,8 @@ impl TansuBroker {
 
     /// A Kafka configuration for this broker with the short group timings Tansu needs.
     pub fn kafka_config(&self) -> KafkaConfig {
-        KafkaConfig {
-            bootstrap_servers: self.bootstrap_servers(),
-            ..KafkaConfig::default()
-        }
-        .with_dev_timings()
+        KafkaConfig { bootstrap_servers: self.bootstrap_servers(), ..KafkaConfig::default() }
+            .with_dev_timings()
     }
 
     pub async fn stop(mut self) {

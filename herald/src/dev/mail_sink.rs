@@ -47,10 +47,22 @@ impl ReceivedMail {
     }
 }
 
+/// How an address is refused: with which reply, how many more times (`None`: always).
+#[derive(Debug, Clone)]
+struct Refusal {
+    code: u16,
+    message: String,
+    remaining: Option<u32>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     received: Vec<ReceivedMail>,
-    refusals: HashMap<String, (u16, String)>,
+    refusals: HashMap<String, Refusal>,
+    /// Every RCPT TO, accepted or not, with when (ms since the epoch).
+    attempts: Vec<(String, i64)>,
+    /// Time spent on each accepted message, as a slow relay would.
+    delay: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -83,9 +95,18 @@ impl Handler for Session {
     }
 
     fn rcpt(&mut self, to: &str) -> Response {
-        if let Some((code, message)) = self.shared.lock().refusals.get(to) {
-            return Response::custom(*code, message.clone());
+        let mut state = self.shared.lock();
+        state.attempts.push((to.to_owned(), herald_schemas::now_millis()));
+        if let Some(refusal) = state.refusals.get_mut(to) {
+            let refuse = refusal.remaining.is_none_or(|n| n > 0);
+            if let Some(n) = refusal.remaining.as_mut() {
+                *n = n.saturating_sub(1);
+            }
+            if refuse {
+                return Response::custom(refusal.code, refusal.message.clone());
+            }
         }
+        drop(state);
         self.to.push(to.to_owned());
         response::OK
     }
@@ -96,6 +117,10 @@ impl Handler for Session {
     }
 
     fn data_end(&mut self) -> Response {
+        let delay = self.shared.lock().delay;
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
         let mail = ReceivedMail {
             from: std::mem::take(&mut self.from),
             to: std::mem::take(&mut self.to),
@@ -110,10 +135,7 @@ impl Handler for Session {
 #[derive(Debug, thiserror::Error)]
 pub enum MailSinkError {
     #[error("cannot bind the SMTP sink to {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot start the SMTP sink: {0}")]
     Start(String),
 }
@@ -130,9 +152,7 @@ impl MailSink {
     pub fn start(addr: SocketAddr) -> Result<Self, MailSinkError> {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|source| MailSinkError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| MailSinkError::Bind { addr, source })?;
+        let bound = listener.local_addr().map_err(|source| MailSinkError::Bind { addr, source })?;
         let shared = Shared::default();
         let session = Session {
             shared: shared.clone(),
@@ -155,10 +175,7 @@ impl MailSink {
                 }
             })
             .map_err(|e| MailSinkError::Start(e.to_string()))?;
-        Ok(Self {
-            shared,
-            addr: bound,
-        })
+        Ok(Self { shared, addr: bound })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -173,10 +190,29 @@ impl MailSink {
     /// From now on, `RCPT TO:<address>` is answered with `code message` (e.g. 550 for a
     /// permanent failure, 451 for a transient one).
     pub fn refuse(&self, address: &str, code: u16, message: &str) {
-        self.shared
-            .lock()
-            .refusals
-            .insert(address.to_owned(), (code, message.to_owned()));
+        self.refuse_times(address, code, message, None);
+    }
+
+    /// Like [`MailSink::refuse`], for the next `times` attempts only (`None`: always).
+    pub fn refuse_times(&self, address: &str, code: u16, message: &str, times: Option<u32>) {
+        let refusal = Refusal { code, message: message.to_owned(), remaining: times };
+        self.shared.lock().refusals.insert(address.to_owned(), refusal);
+    }
+
+    /// Stops refusing `address`.
+    pub fn accept(&self, address: &str) {
+        self.shared.lock().refusals.remove(address);
+    }
+
+    /// When each delivery attempt to `address` reached the server (ms since the epoch).
+    pub fn attempts(&self, address: &str) -> Vec<i64> {
+        let state = self.shared.lock();
+        state.attempts.iter().filter(|(to, _)| to == address).map(|(_, at)| *at).collect()
+    }
+
+    /// Every accepted message takes this long, like a slow relay.
+    pub fn set_delay(&self, delay: Option<Duration>) {
+        self.shared.lock().delay = delay;
     }
 
     /// Waits until a received mail satisfies `matches`, up to `timeout`.

@@ -81,23 +81,22 @@ pub async fn run(
         None => {
             let port = port_is_free(options.broker_port).then_some(options.broker_port);
             let log = data.join("tansu.log");
-            let broker = TansuBroker::start(port, Some(&log))
-                .await
-                .context("starting the Tansu broker")?;
+            let broker =
+                TansuBroker::start(port, Some(&log)).await.context("starting the Tansu broker")?;
             config.kafka.bootstrap_servers = broker.bootstrap_servers();
             Some(broker)
         }
     };
     config.kafka = config.kafka.with_dev_timings();
 
-    let registry_listener = bind_preferring(options.registry_port)
-        .await
-        .context("schema registry port")?;
+    let registry_listener =
+        bind_preferring(options.registry_port).await.context("schema registry port")?;
     let registry_addr = registry_listener.local_addr()?;
     let registry_shutdown = shutdown.clone();
-    tokio::spawn(DevRegistry::default().serve(registry_listener, async move {
-        registry_shutdown.cancelled().await
-    }));
+    tokio::spawn(
+        DevRegistry::default()
+            .serve(registry_listener, async move { registry_shutdown.cancelled().await }),
+    );
     config.schema_registry.url = format!("http://{registry_addr}");
 
     let smtp_addr = SocketAddr::from(([127, 0, 0, 1], options.smtp_port));
@@ -112,20 +111,15 @@ pub async fn run(
     config.topics.replication_factor = 1;
     config.ingest.store_path = data.join("ingest.db");
     config.enricher.directory_path = data.join("directory.db");
+    config.dispatch.ledger.path = data.join("ledger.db");
     config.validate()?;
 
-    admin::create_topics(&config.kafka, &config.topic_specs())
-        .await
-        .context("creating topics")?;
+    admin::create_topics(&config.kafka, &config.topic_specs()).await.context("creating topics")?;
     let directory = SqliteDirectory::open(&config.enricher.directory_path)?;
-    seed::demo_users(&directory)
-        .await
-        .context("seeding demo users")?;
+    seed::demo_users(&directory).await.context("seeding demo users")?;
     let (_, api_key) = ApiClients::open(&config.ingest.store_path)?.add("herald-dev")?;
 
-    let mailbox_listener = bind_preferring(options.mailbox_port)
-        .await
-        .context("mailbox port")?;
+    let mailbox_listener = bind_preferring(options.mailbox_port).await.context("mailbox port")?;
     let mailbox_addr = mailbox_listener.local_addr()?;
     let mailbox = mailbox_router(mail.clone());
     let mailbox_shutdown = shutdown.clone();
@@ -135,9 +129,7 @@ pub async fn run(
             .await
     });
 
-    let api_listener = bind_preferring(options.api_port)
-        .await
-        .context("send API port")?;
+    let api_listener = bind_preferring(options.api_port).await.context("send API port")?;
     let pipeline = Pipeline::start(config.clone(), api_listener, shutdown.clone()).await?;
     print_banner(&Banner {
         api: pipeline.api_addr(),
@@ -203,10 +195,8 @@ struct Banner<'a> {
 
 #[allow(clippy::print_stdout)]
 fn print_banner(b: &Banner<'_>) {
-    let users: Vec<String> = seed::DEMO_USERS
-        .iter()
-        .map(|(id, what)| format!("{id} ({what})"))
-        .collect();
+    let users: Vec<String> =
+        seed::DEMO_USERS.iter().map(|(id, what)| format!("{id} ({what})")).collect();
     println!(
         r#"
 Herald dev is running. Data: {data}. Ctrl-C stops everything.

@@ -80,22 +80,11 @@ pub async fn demo_users(directory: &SqliteDirectory) -> Result<(), DirectoryErro
     directory
         .set_preference(
             "234567",
-            Preference {
-                category: "marketing".into(),
-                channel: "email".into(),
-                opted_in: false,
-            },
+            Preference { category: "marketing".into(), channel: "email".into(), opted_in: false },
         )
         .await?;
     directory
-        .upsert_user(user(
-            "345678",
-            None,
-            "+8613800138000",
-            "zh-CN",
-            "Asia/Shanghai",
-            "CN",
-        ))
+        .upsert_user(user("345678", None, "+8613800138000", "zh-CN", "Asia/Shanghai", "CN"))
         .await?;
     Ok(())
 }

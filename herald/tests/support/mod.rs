@@ -44,40 +44,26 @@ impl TestEnv {
     pub async fn start() -> Self {
         init_logging();
         herald_schemas::install_tls_provider();
-        let broker = TansuBroker::start(None, None)
-            .await
-            .expect("Tansu starts (infra/install-tansu.sh)");
-        let registry = DevRegistry::default()
-            .spawn("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let broker =
+            TansuBroker::start(None, None).await.expect("Tansu starts (infra/install-tansu.sh)");
+        let registry = DevRegistry::default().spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let mail = MailSink::start("127.0.0.1:0".parse().unwrap()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let mut config = HeraldConfig {
-            kafka: broker.kafka_config(),
-            ..HeraldConfig::default()
-        };
+        let mut config = HeraldConfig { kafka: broker.kafka_config(), ..HeraldConfig::default() };
         config.kafka.topic_prefix = format!("t{}.", uuid::Uuid::now_v7().simple());
         config.kafka.consumer.drain_deadline_ms = 3_000;
         config.schema_registry.url = format!("http://{registry}");
         config.topics.partitions = PARTITIONS;
         config.topics.replication_factor = 1;
-        config.topics.retry_tiers = 0;
+        config.dispatch.retry.delays_ms = vec![1_000, 2_000];
+        config.dispatch.ledger.path = dir.path().join("ledger.db");
         config.ingest.store_path = dir.path().join("ingest.db");
         config.enricher.directory_path = dir.path().join("directory.db");
         config.dispatch.email.smtp.host = mail.addr().ip().to_string();
         config.dispatch.email.smtp.port = mail.addr().port();
         config.validate().unwrap();
-        admin::create_topics(&config.kafka, &config.topic_specs())
-            .await
-            .unwrap();
-        Self {
-            broker,
-            registry,
-            mail,
-            dir,
-            config,
-        }
+        admin::create_topics(&config.kafka, &config.topic_specs()).await.unwrap();
+        Self { broker, registry, mail, dir, config }
     }
 
     pub fn directory(&self) -> SqliteDirectory {
@@ -85,11 +71,7 @@ impl TestEnv {
     }
 
     pub fn api_key(&self) -> String {
-        ApiClients::open(&self.config.ingest.store_path)
-            .unwrap()
-            .add("test")
-            .unwrap()
-            .1
+        ApiClients::open(&self.config.ingest.store_path).unwrap().add("test").unwrap().1
     }
 
     pub fn codec(&self) -> AvroCodec {
@@ -104,15 +86,10 @@ impl TestEnv {
     pub async fn pipeline(&self) -> RunningPipeline {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
-        let pipeline = Pipeline::start(self.config.clone(), listener, shutdown.clone())
-            .await
-            .unwrap();
+        let pipeline =
+            Pipeline::start(self.config.clone(), listener, shutdown.clone()).await.unwrap();
         let api = format!("http://{}", pipeline.api_addr());
-        RunningPipeline {
-            pipeline: Some(pipeline),
-            api,
-            http: reqwest::Client::new(),
-        }
+        RunningPipeline { pipeline: Some(pipeline), api, http: reqwest::Client::new() }
     }
 
     /// A reader of every partition of `topic` from the beginning.
@@ -125,14 +102,10 @@ impl TestEnv {
             .unwrap();
         let mut tpl = TopicPartitionList::new();
         for p in 0..PARTITIONS {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .unwrap();
+            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
         }
         consumer.assign(&tpl).unwrap();
-        TopicReader {
-            consumer,
-            read: Vec::new(),
-        }
+        TopicReader { consumer, read: Vec::new() }
     }
 
     /// Every record of `topic` that arrives within `wait`, stopping early once `until` holds.

@@ -25,16 +25,9 @@ pub enum AdminError {
     #[error("creating topics failed: {0}")]
     Request(rdkafka::error::KafkaError),
     #[error("creating topic {topic} failed: {code}")]
-    Topic {
-        topic: String,
-        code: RDKafkaErrorCode,
-    },
+    Topic { topic: String, code: RDKafkaErrorCode },
     #[error("broker at {servers} not reachable within {waited:?}: {last_error}")]
-    Unreachable {
-        servers: String,
-        waited: Duration,
-        last_error: String,
-    },
+    Unreachable { servers: String, waited: Duration, last_error: String },
 }
 
 /// Creates the topics that do not exist yet; existing topics are left as they are.
@@ -42,18 +35,12 @@ pub async fn create_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
     let client: AdminClient<DefaultClientContext> = base_client_config(config, "herald-admin")
         .map_err(ClientSetupError::from)?
         .create()
-        .map_err(|source| ClientSetupError::Create {
-            kind: "admin",
-            source,
-        })?;
+        .map_err(|source| ClientSetupError::Create { kind: "admin", source })?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
-            let mut topic = NewTopic::new(
-                &t.name,
-                t.partitions,
-                TopicReplication::Fixed(t.replication),
-            );
+            let mut topic =
+                NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication));
             for (key, value) in &t.config {
                 topic = topic.set(key, value);
             }
@@ -61,10 +48,7 @@ pub async fn create_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = client
-        .create_topics(&new_topics, &options)
-        .await
-        .map_err(AdminError::Request)?;
+    let results = client.create_topics(&new_topics, &options).await.map_err(AdminError::Request)?;
     for result in results {
         match result {
             Ok(name) => tracing::debug!(topic = %name, "topic created"),
@@ -85,10 +69,7 @@ pub async fn wait_until_reachable(
     let consumer: BaseConsumer = base_client_config(config, "herald-probe")
         .map_err(ClientSetupError::from)?
         .create()
-        .map_err(|source| ClientSetupError::Create {
-            kind: "probe",
-            source,
-        })?;
+        .map_err(|source| ClientSetupError::Create { kind: "probe", source })?;
     let servers = config.bootstrap_servers.clone();
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();

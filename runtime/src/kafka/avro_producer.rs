@@ -45,10 +45,7 @@ impl AvroProducer {
         headers: Option<OwnedHeaders>,
     ) -> Result<Ack, AvroProduceError> {
         let payload = self.codec.encode(topic, record).await?;
-        Ok(self
-            .producer
-            .enqueue(topic, Some(key.as_bytes()), &payload, headers)
-            .await?)
+        Ok(self.producer.enqueue(topic, Some(key.as_bytes()), &payload, headers).await?)
     }
 }
 

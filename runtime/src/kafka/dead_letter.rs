@@ -37,11 +37,7 @@ pub struct DeadLetters {
 impl DeadLetters {
     /// `group` names the consumer group that gives up on records, for the failed-group header.
     pub fn new(producer: Producer, topic: String, group: impl Into<String>) -> Self {
-        Self {
-            producer,
-            topic,
-            group: group.into(),
-        }
+        Self { producer, topic, group: group.into() }
     }
 
     /// Copies `original` (key, payload, headers) to the dead-letter topic with the failure in
@@ -52,33 +48,40 @@ impl DeadLetters {
         class: ErrorClass,
         reason: &str,
     ) -> Result<(), ProduceError> {
+        const REPLACED: [&str; 4] = [
+            headers::ERROR_CLASS,
+            headers::ERROR_REASON,
+            headers::FAILED_GROUP,
+            headers::FAILED_AT,
+        ];
         let mut out = OwnedHeaders::new();
         if let Some(existing) = original.headers() {
-            for header in existing.iter() {
+            for header in existing.iter().filter(|h| !REPLACED.contains(&h.key)) {
                 out = out.insert(header);
             }
         }
         let partition = original.partition().to_string();
         let offset = original.offset().to_string();
         let failed_at = herald_schemas::now_millis().to_string();
-        for (key, value) in [
+        let mut set = vec![
             (headers::ERROR_CLASS, class.as_str()),
             (headers::ERROR_REASON, reason),
-            (headers::ORIGINAL_TOPIC, original.topic()),
-            (headers::ORIGINAL_PARTITION, &partition),
-            (headers::ORIGINAL_OFFSET, &offset),
-            (headers::FAILED_GROUP, &self.group),
-            (headers::FAILED_AT, &failed_at),
-        ] {
-            out = out.insert(Header {
-                key,
-                value: Some(value),
-            });
+            (headers::FAILED_GROUP, self.group.as_str()),
+            (headers::FAILED_AT, failed_at.as_str()),
+        ];
+        // A record from a retry tier already names where it first came from.
+        if super::header_str(original, headers::ORIGINAL_TOPIC).is_none() {
+            set.extend([
+                (headers::ORIGINAL_TOPIC, original.topic()),
+                (headers::ORIGINAL_PARTITION, partition.as_str()),
+                (headers::ORIGINAL_OFFSET, offset.as_str()),
+            ]);
+        }
+        for (key, value) in set {
+            out = out.insert(Header { key, value: Some(value) });
         }
         let payload = original.payload().unwrap_or_default();
-        self.producer
-            .send(&self.topic, original.key(), payload, Some(out))
-            .await?;
+        self.producer.send(&self.topic, original.key(), payload, Some(out)).await?;
         crate::metrics::dead_lettered(&self.group, class.as_str());
         tracing::warn!(
             group = %self.group, class = class.as_str(), reason,

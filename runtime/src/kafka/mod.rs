@@ -16,6 +16,7 @@ pub use avro_producer::{AvroProduceError, AvroProducer, wait_all};
 pub use consumer::{ConsumerError, ConsumerSpec, Handler, HandlerError};
 pub use dead_letter::{DeadLetters, ErrorClass};
 pub use producer::{Ack, ProduceError, Producer};
+pub use rdkafka::Timestamp;
 pub use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,10 +24,7 @@ pub enum ClientSetupError {
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error("cannot create the Kafka {kind} client: {source}")]
-    Create {
-        kind: &'static str,
-        source: rdkafka::error::KafkaError,
-    },
+    Create { kind: &'static str, source: rdkafka::error::KafkaError },
 }
 
 pub(crate) fn base_client_config(

@@ -37,9 +37,7 @@ pub struct Ack {
 
 impl std::fmt::Debug for Ack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ack")
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
+        f.debug_struct("Ack").field("topic", &self.topic).finish_non_exhaustive()
     }
 }
 
@@ -48,10 +46,7 @@ impl Ack {
     pub async fn wait(self) -> Result<(i32, i64), ProduceError> {
         match self.delivery.await {
             Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
-            Ok(Err((source, _))) => Err(ProduceError::Kafka {
-                topic: self.topic,
-                source,
-            }),
+            Ok(Err((source, _))) => Err(ProduceError::Kafka { topic: self.topic, source }),
             Err(_) => Err(ProduceError::Cancelled { topic: self.topic }),
         }
     }
@@ -72,10 +67,9 @@ impl Producer {
         for (key, value) in &config.producer_properties {
             client.set(key, value);
         }
-        let inner = client.create().map_err(|source| ClientSetupError::Create {
-            kind: "producer",
-            source,
-        })?;
+        let inner = client
+            .create()
+            .map_err(|source| ClientSetupError::Create { kind: "producer", source })?;
         Ok(Self { inner })
     }
 
@@ -99,10 +93,7 @@ impl Producer {
         loop {
             match self.inner.send_result(record) {
                 Ok(delivery) => {
-                    return Ok(Ack {
-                        topic: topic.to_owned(),
-                        delivery,
-                    });
+                    return Ok(Ack { topic: topic.to_owned(), delivery });
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
@@ -110,10 +101,7 @@ impl Producer {
                     tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
                 }
                 Err((source, _)) => {
-                    return Err(ProduceError::Kafka {
-                        topic: topic.to_owned(),
-                        source,
-                    });
+                    return Err(ProduceError::Kafka { topic: topic.to_owned(), source });
                 }
             }
         }
@@ -127,10 +115,7 @@ impl Producer {
         payload: &[u8],
         headers: Option<OwnedHeaders>,
     ) -> Result<(i32, i64), ProduceError> {
-        self.enqueue(topic, key, payload, headers)
-            .await?
-            .wait()
-            .await
+        self.enqueue(topic, key, payload, headers).await?.wait().await
     }
 
     /// Waits for every queued record to be acknowledged, up to `timeout`.

@@ -64,11 +64,7 @@ mod tests {
         assert_eq!(t.take_to_store(), None, "nothing new");
         assert_eq!(t.committable(), Some(13));
         t.finished(14);
-        assert_eq!(
-            t.take_to_store(),
-            Some(15),
-            "gaps (compaction, markers) are skipped"
-        );
+        assert_eq!(t.take_to_store(), Some(15), "gaps (compaction, markers) are skipped");
         assert_eq!(t.unfinished(), 0);
     }
 }

@@ -54,10 +54,7 @@ impl DueGate {
         let mut due = Vec::new();
         let mut resume = Vec::new();
         self.held.retain(|tp, queue| {
-            while queue
-                .front()
-                .is_some_and(|m| due_at(m).is_none_or(|d| d <= now))
-            {
+            while queue.front().is_some_and(|m| due_at(m).is_none_or(|d| d <= now)) {
                 if let Some(message) = queue.pop_front() {
                     due.push(message);
                 }
@@ -97,10 +94,7 @@ mod tests {
 
     fn record(partition: i32, offset: i64, due: Option<i64>) -> OwnedMessage {
         let headers = due.map(|d| {
-            OwnedHeaders::new().insert(Header {
-                key: headers::DUE_AT,
-                value: Some(&d.to_string()),
-            })
+            OwnedHeaders::new().insert(Header { key: headers::DUE_AT, value: Some(&d.to_string()) })
         });
         OwnedMessage::new(
             None,
@@ -121,10 +115,7 @@ mod tests {
     fn not_due_head_holds_its_partition_in_order_and_others_flow() {
         let mut gate = DueGate::default();
         assert!(
-            matches!(
-                gate.admit(record(0, 1, Some(40)), 50),
-                Admission::Dispatch(_)
-            ),
+            matches!(gate.admit(record(0, 1, Some(40)), 50), Admission::Dispatch(_)),
             "due already"
         );
         assert!(
@@ -148,11 +139,7 @@ mod tests {
         let (due, resume) = gate.release(150);
         assert!(due.is_empty() && resume.is_empty(), "head not due at 150");
         let (due, resume) = gate.release(200);
-        assert_eq!(
-            offsets(&due),
-            [3, 4],
-            "head and what waited behind it, in order"
-        );
+        assert_eq!(offsets(&due), [3, 4], "head and what waited behind it, in order");
         assert_eq!(resume, [("retry".to_owned(), 0)]);
         assert_eq!(gate.held_count(), 0);
     }

@@ -52,9 +52,7 @@ pub struct HandlerError {
 
 impl HandlerError {
     pub fn new(reason: impl std::fmt::Display) -> Self {
-        Self {
-            reason: reason.to_string(),
-        }
+        Self { reason: reason.to_string() }
     }
 }
 
@@ -71,11 +69,7 @@ pub enum ConsumerError {
     #[error(transparent)]
     Setup(#[from] ClientSetupError),
     #[error("group {group} cannot subscribe to {topics:?}: {source}")]
-    Subscribe {
-        group: String,
-        topics: Vec<String>,
-        source: rdkafka::error::KafkaError,
-    },
+    Subscribe { group: String, topics: Vec<String>, source: rdkafka::error::KafkaError },
     #[error("the poll thread of group {0} failed")]
     PollThread(String),
 }
@@ -84,9 +78,7 @@ type TopicPartition = (String, i32);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Lanes and the poll thread never leave these structures half-updated.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs a consumer group member until `shutdown` is cancelled, then drains and leaves the
@@ -103,20 +95,11 @@ pub async fn run<H: Handler>(
         .set("group.id", &spec.group_id)
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
-        .set(
-            "auto.commit.interval.ms",
-            tuning.auto_commit_interval_ms.to_string(),
-        )
+        .set("auto.commit.interval.ms", tuning.auto_commit_interval_ms.to_string())
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", tuning.session_timeout_ms.to_string())
-        .set(
-            "heartbeat.interval.ms",
-            tuning.heartbeat_interval_ms.to_string(),
-        )
-        .set(
-            "max.poll.interval.ms",
-            tuning.max_poll_interval_ms.to_string(),
-        );
+        .set("heartbeat.interval.ms", tuning.heartbeat_interval_ms.to_string())
+        .set("max.poll.interval.ms", tuning.max_poll_interval_ms.to_string());
     for (key, value) in &tuning.properties {
         client.set(key, value);
     }
@@ -135,21 +118,14 @@ pub async fn run<H: Handler>(
         assignment_changed: AtomicBool::new(false),
     });
     let consumer: BaseConsumer<Ctx<H>> = client
-        .create_with_context(Ctx {
-            shared: Arc::clone(&shared),
-        })
-        .map_err(|source| ClientSetupError::Create {
-            kind: "consumer",
-            source,
-        })?;
+        .create_with_context(Ctx { shared: Arc::clone(&shared) })
+        .map_err(|source| ClientSetupError::Create { kind: "consumer", source })?;
     let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|source| ConsumerError::Subscribe {
-            group: spec.group_id.clone(),
-            topics: spec.topics.clone(),
-            source,
-        })?;
+    consumer.subscribe(&topics).map_err(|source| ConsumerError::Subscribe {
+        group: spec.group_id.clone(),
+        topics: spec.topics.clone(),
+        source,
+    })?;
     tracing::info!(group = %spec.group_id, topics = ?spec.topics, "consumer started");
 
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -168,9 +144,7 @@ pub async fn run<H: Handler>(
             let _ = done_tx.send(());
         })
         .map_err(|_| ConsumerError::PollThread(spec.group_id.clone()))?;
-    done_rx
-        .await
-        .map_err(|_| ConsumerError::PollThread(spec.group_id.clone()))?;
+    done_rx.await.map_err(|_| ConsumerError::PollThread(spec.group_id.clone()))?;
     tracing::info!(group = %spec.group_id, "consumer stopped");
     Ok(())
 }

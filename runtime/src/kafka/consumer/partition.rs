@@ -123,13 +123,7 @@ impl<H: Handler> Partitions<H> {
         });
         // A lane stops only after its partition's worker left the map, so this cannot fail
         // while the worker is reachable here.
-        if lane
-            .send(Dispatched {
-                message,
-                _budget: budget,
-            })
-            .is_err()
-        {
+        if lane.send(Dispatched { message, _budget: budget }).is_err() {
             tracing::error!(group = %self.group, "lane closed while its partition is assigned");
         }
     }
@@ -151,19 +145,13 @@ impl<H: Handler> Partitions<H> {
     pub(super) fn drain(&self, partitions: &[TopicPartition]) -> TopicPartitionList {
         let mut drained: Vec<(TopicPartition, PartitionWorker)> = {
             let mut workers = lock(&self.workers);
-            partitions
-                .iter()
-                .filter_map(|tp| workers.remove(tp).map(|w| (tp.clone(), w)))
-                .collect()
+            partitions.iter().filter_map(|tp| workers.remove(tp).map(|w| (tp.clone(), w))).collect()
         };
         let mut tpl = TopicPartitionList::new();
         if drained.is_empty() {
             return tpl;
         }
-        let unfinished: usize = drained
-            .iter()
-            .map(|(_, w)| lock(&w.tracker).unfinished())
-            .sum();
+        let unfinished: usize = drained.iter().map(|(_, w)| lock(&w.tracker).unfinished()).sum();
         tracing::info!(group = %self.group, partitions = drained.len(), unfinished, "draining partitions");
         let mut tasks = Vec::new();
         for (_, worker) in &mut drained {

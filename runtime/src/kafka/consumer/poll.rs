@@ -68,11 +68,8 @@ impl<H: Handler> ClientContext for Ctx<H> {
 impl<H: Handler> ConsumerContext for Ctx<H> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            let partitions: Vec<TopicPartition> = tpl
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_owned(), e.partition()))
-                .collect();
+            let partitions: Vec<TopicPartition> =
+                tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
             tracing::info!(group = %self.shared.group, revoked = partitions.len(), "partitions revoked");
             self.shared.revoke(consumer, &partitions);
         }
@@ -81,9 +78,7 @@ impl<H: Handler> ConsumerContext for Ctx<H> {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             tracing::info!(group = %self.shared.group, assigned = tpl.count(), "partitions assigned");
-            self.shared
-                .assignment_changed
-                .store(true, Ordering::Release);
+            self.shared.assignment_changed.store(true, Ordering::Release);
         }
     }
 
@@ -112,11 +107,8 @@ impl Pauses {
         let mut resume = TopicPartitionList::new();
         for element in assignment.elements() {
             let tp = (element.topic().to_owned(), element.partition());
-            let list = if self.over_limit || self.gated.contains(&tp) {
-                &mut pause
-            } else {
-                &mut resume
-            };
+            let list =
+                if self.over_limit || self.gated.contains(&tp) { &mut pause } else { &mut resume };
             let _ = list.add_partition(element.topic(), element.partition());
         }
         let results = [
@@ -137,10 +129,7 @@ pub(super) fn poll_loop<H: Handler>(
     shutdown: &CancellationToken,
 ) {
     let max_in_flight = shared.max_in_flight;
-    let mut pauses = Pauses {
-        over_limit: false,
-        gated: HashSet::new(),
-    };
+    let mut pauses = Pauses { over_limit: false, gated: HashSet::new() };
     while !shutdown.is_cancelled() {
         let mut changed = false;
         if shared.assignment_changed.swap(false, Ordering::AcqRel) {
@@ -198,12 +187,8 @@ pub(super) fn poll_loop<H: Handler>(
     }
     let mut assigned = shared.partitions.with_work();
     if let Ok(assignment) = consumer.assignment() {
-        assigned.extend(
-            assignment
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_owned(), e.partition())),
-        );
+        assigned
+            .extend(assignment.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
     }
     shared.revoke(consumer, &assigned);
 }

@@ -1,0 +1,150 @@
+//! Offset-based retry on a real broker: transient failures move along the retry tiers and
+//! wait for their due time without blocking fresh traffic; exhausted ones are dead-lettered;
+//! finished deliveries are never sent again.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use herald_runtime::kafka::{Message, Producer, header_str};
+use herald_schemas::{Channel, DeliveryEvent, EventKind, headers};
+use support::{TestEnv, add_user, email_body};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+fn of(events: &[DeliveryEvent], id: &str) -> Vec<(EventKind, i32)> {
+    events.iter().filter(|e| e.notification_id == id).map(|e| (e.kind, e.attempt)).collect()
+}
+
+async fn post(
+    env: &TestEnv,
+    pipeline: &support::RunningPipeline,
+    user: &str,
+    subject: &str,
+) -> String {
+    let key = env.api_key();
+    let (status, body) = pipeline.post(Some(&key), &email_body(user, subject, "body")).await;
+    assert_eq!(status, 202, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_through_the_tiers_until_sent_and_never_before_due() {
+    let env = TestEnv::start().await; // tiers: 1 s, 2 s
+    add_user(&env, "u1", "flaky@example.com").await;
+    env.mail.refuse_times("flaky@example.com", 451, "4.3.0 try again later", Some(2));
+    let pipeline = env.pipeline().await;
+    let id = post(&env, &pipeline, "u1", "eventually").await;
+
+    env.mail
+        .wait_for(WAIT, |m| m.to == ["flaky@example.com"])
+        .await
+        .expect("sent on the third attempt");
+    let attempts = env.mail.attempts("flaky@example.com");
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    assert!(attempts[1] - attempts[0] >= 1_000, "tier 1 waited its 1 s: {attempts:?}");
+    assert!(attempts[2] - attempts[1] >= 2_000, "tier 2 waited its 2 s: {attempts:?}");
+
+    let events = env
+        .read_records::<DeliveryEvent>(&env.topics().events(), WAIT, |e: &[DeliveryEvent]| {
+            e.iter().any(|e| e.kind == EventKind::Sent)
+        })
+        .await;
+    let seen: Vec<_> =
+        of(&events, &id).into_iter().filter(|(k, _)| *k != EventKind::Routed).collect();
+    assert_eq!(seen, [(EventKind::Retrying, 1), (EventKind::Retrying, 2), (EventKind::Sent, 3)]);
+    let retrying = events.iter().find(|e| e.kind == EventKind::Retrying).unwrap();
+    assert!(retrying.reason.as_deref().unwrap().contains("try again later"));
+    assert!(retrying.detail.contains_key("next_attempt_at"));
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_retries_reach_the_dlq_with_first_failure_and_origin() {
+    let env = TestEnv::start().await;
+    add_user(&env, "u2", "down@example.com").await;
+    env.mail.refuse("down@example.com", 421, "4.7.0 service not available");
+    let pipeline = env.pipeline().await;
+    let id = post(&env, &pipeline, "u2", "never").await;
+
+    let dlq = env.read_topic(&env.topics().dlq(), WAIT, |r| !r.is_empty()).await;
+    assert_eq!(dlq.len(), 1);
+    let dead = &dlq[0];
+    let h = |name| header_str(dead, name).map(str::to_owned);
+    assert_eq!(h(headers::ERROR_CLASS).as_deref(), Some("retries_exhausted"));
+    assert!(
+        h(headers::ERROR_REASON).unwrap().contains("after attempt 3"),
+        "{:?}",
+        h(headers::ERROR_REASON)
+    );
+    assert!(h(headers::FIRST_FAILURE).unwrap().contains("service not available"));
+    assert_eq!(h(headers::ORIGINAL_TOPIC), Some(env.topics().channel(Channel::Email)));
+    assert_eq!(h(headers::NOTIFICATION_ID), Some(id.clone()));
+    assert_eq!(env.mail.attempts("down@example.com").len(), 3, "one try and two retries");
+
+    let events = env
+        .read_records::<DeliveryEvent>(&env.topics().events(), WAIT, |e: &[DeliveryEvent]| {
+            e.iter().any(|e| e.kind == EventKind::DeadLettered)
+        })
+        .await;
+    assert!(of(&events, &id).contains(&(EventKind::DeadLettered, 3)));
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_traffic_keeps_flowing_while_a_retry_tier_waits() {
+    let mut env = TestEnv::start().await;
+    env.config.dispatch.retry.delays_ms = vec![20_000];
+    add_user(&env, "slow", "later@example.com").await;
+    add_user(&env, "fast", "now@example.com").await;
+    env.mail.refuse_times("later@example.com", 451, "try later", Some(1));
+    let pipeline = env.pipeline().await;
+    post(&env, &pipeline, "slow", "waits 20 s").await;
+    tokio::time::timeout(WAIT, async {
+        while env.mail.attempts("later@example.com").is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let failed_at = env.mail.attempts("later@example.com")[0];
+
+    post(&env, &pipeline, "fast", "goes now").await;
+    let fresh = env.mail.wait_for(Duration::from_secs(15), |m| m.to == ["now@example.com"]).await;
+    assert!(fresh.is_some(), "fresh traffic was not held behind the waiting retry");
+    assert!(
+        herald_schemas::now_millis() < failed_at + 20_000,
+        "and it went before the retry was due"
+    );
+    assert_eq!(env.mail.attempts("later@example.com").len(), 1, "the retry is still waiting");
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_record_already_sent_is_not_sent_again() {
+    let env = TestEnv::start().await;
+    add_user(&env, "u3", "once@example.com").await;
+    let pipeline = env.pipeline().await;
+    post(&env, &pipeline, "u3", "only once").await;
+    env.mail.wait_for(WAIT, |m| m.to == ["once@example.com"]).await.expect("sent");
+
+    // Replay: the same channel record produced again, as a replay or a redelivery would.
+    let channel_topic = env.topics().channel(Channel::Email);
+    let original = env.read_topic(&channel_topic, WAIT, |r| !r.is_empty()).await.remove(0);
+    let producer = Producer::new(&env.config.kafka, "replayer").unwrap();
+    producer.send(&channel_topic, original.key(), original.payload().unwrap(), None).await.unwrap();
+    let marker = post(&env, &pipeline, "u3", "marker after the replay").await;
+    env.mail
+        .wait_for(WAIT, |m| m.header("Message-ID").is_some_and(|id| id.contains(&marker)))
+        .await
+        .expect("later traffic delivered, so the replayed record was handled");
+    let once = env
+        .mail
+        .received()
+        .iter()
+        .filter(|m| m.header("Subject").as_deref() == Some("only once"))
+        .count();
+    assert_eq!(once, 1, "the replayed delivery was acknowledged without calling the provider");
+    pipeline.stop().await;
+}
