@@ -86,6 +86,13 @@ pub trait Directory: Send + Sync + 'static {
         &self,
         user_id: &str,
     ) -> impl Future<Output = Result<Vec<Preference>, DirectoryError>> + Send;
+    /// Stops targeting a device token a provider reported dead; returns how many devices
+    /// carried it.
+    fn deactivate_token(
+        &self,
+        platform: Platform,
+        token: &str,
+    ) -> impl Future<Output = Result<u64, DirectoryError>> + Send;
 }
 
 /// Everything the fan-out needs to know about one recipient.

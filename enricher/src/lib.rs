@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod directory;
+mod directory_updates;
 pub mod fanout;
 mod handler;
 pub mod sqlite_directory;
@@ -22,8 +23,11 @@ pub use sqlite_directory::SqliteDirectory;
 
 /// Consumer group of the enricher.
 pub const GROUP: &str = "herald-enricher";
+/// Consumer group applying directory updates from `herald.events`.
+pub const DIRECTORY_GROUP: &str = "herald-enricher-directory";
 
-/// Runs the enricher until `shutdown` is cancelled.
+/// Runs the enricher until `shutdown` is cancelled: the fan-out of `herald.requests`, and
+/// the directory updates carried by `herald.events` (dead device tokens).
 pub async fn run<D: Directory>(
     kafka: &KafkaConfig,
     directory: Arc<D>,
@@ -31,13 +35,34 @@ pub async fn run<D: Directory>(
     shutdown: CancellationToken,
 ) -> Result<(), consumer::ConsumerError> {
     let topics = kafka.topics();
-    let dead_letters = DeadLetters::new(output.producer().clone(), topics.dlq(), GROUP);
-    let handler =
-        Arc::new(handler::EnrichHandler::new(directory, output, dead_letters, topics.clone()));
-    let spec = ConsumerSpec {
-        group_id: GROUP.into(),
-        topics: vec![topics.requests()],
-        client_id: "herald-enricher".into(),
+    let producer = output.producer().clone();
+    let codec = output.codec_handle();
+    let fan_out = {
+        let dead_letters = DeadLetters::new(producer.clone(), topics.dlq(), GROUP);
+        let handler = Arc::new(handler::EnrichHandler::new(
+            Arc::clone(&directory),
+            output,
+            dead_letters,
+            topics.clone(),
+        ));
+        let spec = ConsumerSpec {
+            group_id: GROUP.into(),
+            topics: vec![topics.requests()],
+            client_id: GROUP.into(),
+        };
+        consumer::run(kafka, spec, handler, shutdown.clone())
     };
-    consumer::run(kafka, spec, handler, shutdown).await
+    let updates = {
+        let dead_letters = DeadLetters::new(producer, topics.dlq(), DIRECTORY_GROUP);
+        let handler =
+            Arc::new(directory_updates::DirectoryUpdates::new(directory, codec, dead_letters));
+        let spec = ConsumerSpec {
+            group_id: DIRECTORY_GROUP.into(),
+            topics: vec![topics.events()],
+            client_id: DIRECTORY_GROUP.into(),
+        };
+        consumer::run(kafka, spec, handler, shutdown)
+    };
+    let (fan_out, updates) = tokio::join!(fan_out, updates);
+    fan_out.and(updates)
 }

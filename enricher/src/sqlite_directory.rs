@@ -172,6 +172,24 @@ impl Directory for SqliteDirectory {
             .collect()
     }
 
+    async fn deactivate_token(
+        &self,
+        platform: Platform,
+        token: &str,
+    ) -> Result<u64, DirectoryError> {
+        let token = token.to_owned();
+        self.pool
+            .run(move |c| {
+                c.execute(
+                    "UPDATE devices SET active = 0 WHERE platform = ?1 AND token = ?2 AND active = 1",
+                    params![platform.as_str(), token],
+                )
+            })
+            .await
+            .map(|changed| changed as u64)
+            .map_err(unavailable)
+    }
+
     async fn preferences(&self, user_id: &str) -> Result<Vec<Preference>, DirectoryError> {
         let user_id = user_id.to_owned();
         self.pool
@@ -226,5 +244,13 @@ mod tests {
         assert_eq!(db.user("nobody").await.unwrap(), None);
         assert_eq!(db.devices("u1").await.unwrap(), vec![device]);
         assert_eq!(db.preferences("u1").await.unwrap(), vec![pref]);
+
+        assert_eq!(
+            db.deactivate_token(Platform::Android, &"ab".repeat(32)).await.unwrap(),
+            0,
+            "other platform"
+        );
+        assert_eq!(db.deactivate_token(Platform::Ios, &"ab".repeat(32)).await.unwrap(), 1);
+        assert!(!db.devices("u1").await.unwrap()[0].active);
     }
 }

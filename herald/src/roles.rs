@@ -10,9 +10,9 @@ use herald_dispatchers::ledger::scylla::ScyllaLedger;
 use herald_dispatchers::ledger::sqlite::SqliteLedger;
 use herald_dispatchers::{DeliveryLedger, DispatchSetup};
 use herald_enricher::SqliteDirectory;
-use herald_ingest::{ApiClients, Ingest};
+use herald_ingest::{ApiClients, Ingest, StatusStore};
 use herald_runtime::http::BrokerReadiness;
-use herald_runtime::kafka::{AvroProducer, Producer};
+use herald_runtime::kafka::{AvroProducer, Producer, admin};
 use herald_schemas::{AvroCodec, Channel};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -27,19 +27,30 @@ pub fn output(config: &HeraldConfig, client_id: &str) -> anyhow::Result<AvroProd
     Ok(AvroProducer::new(producer, Arc::new(codec)))
 }
 
-/// Serves the send API on `listener` until `shutdown`.
+/// Serves the send API on `listener` and runs the status sink until `shutdown`; also
+/// keeps the dead-letter depth metric current.
 pub async fn ingest(
     config: &HeraldConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let clients = ApiClients::open(&config.ingest.store_path).context("API client store")?;
+    let status = StatusStore::open(&config.ingest.store_path).context("status store")?;
     let output = output(config, "herald-ingest")?;
-    let api =
-        Ingest::new(&config.ingest, clients, output.clone(), config.kafka.topics().requests());
-    api.serve(listener, shutdown).await.context("send API")?;
+    let topics = config.kafka.topics();
+    let api = Ingest::new(&config.ingest, clients, status.clone(), output.clone(), topics.clone());
+    let sink = herald_ingest::status_sink::run(
+        &config.kafka,
+        status,
+        output.codec_handle(),
+        output.producer().clone(),
+        shutdown.clone(),
+    );
+    let depth = admin::track_depth(config.kafka.clone(), topics.dlq(), shutdown.clone());
+    let (api, sink, ()) = tokio::join!(api.serve(listener, shutdown), sink, depth);
     output.producer().flush(std::time::Duration::from_secs(5)).await;
-    Ok(())
+    api.context("send API")?;
+    sink.context("status sink")
 }
 
 pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -12,8 +12,13 @@ use support::{TestEnv, add_user, email_body};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// What the enricher and dispatchers said about `id` (the API's `accepted` left out).
 fn kinds(events: &[DeliveryEvent], id: &str) -> Vec<(EventKind, Option<String>)> {
-    events.iter().filter(|e| e.notification_id == id).map(|e| (e.kind, e.reason.clone())).collect()
+    events
+        .iter()
+        .filter(|e| e.notification_id == id && e.kind != EventKind::Accepted)
+        .map(|e| (e.kind, e.reason.clone()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +78,7 @@ async fn unknown_user_gets_a_skipped_event_and_the_pipeline_keeps_delivering() {
     let events = env
         .read_records::<DeliveryEvent>(&env.topics().events(), WAIT, {
             let id = unknown_id.clone();
-            move |e| e.iter().any(|e| e.notification_id == id)
+            move |e| e.iter().any(|e| e.notification_id == id && e.kind == EventKind::Skipped)
         })
         .await;
     assert_eq!(
@@ -118,7 +123,7 @@ async fn opted_out_channel_is_skipped_with_an_event_and_no_mail() {
     let events = env
         .read_records::<DeliveryEvent>(&env.topics().events(), WAIT, {
             let id = marketing_id.clone();
-            move |e| e.iter().any(|e| e.notification_id == id)
+            move |e| e.iter().any(|e| e.notification_id == id && e.kind == EventKind::Skipped)
         })
         .await;
     assert_eq!(kinds(&events, &marketing_id), vec![(EventKind::Skipped, Some("opted_out".into()))]);
@@ -258,5 +263,73 @@ async fn avro_produced_directly_by_a_service_is_delivered() {
         mail.header("From").unwrap().contains("noreply@herald.localhost"),
         "default sender used"
     );
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_device_token_reported_as_an_event_is_no_longer_targeted() {
+    use herald_enricher::directory::Directory;
+    use herald_enricher::{Device, Platform};
+
+    let env = TestEnv::start().await;
+    add_user(&env, "phone-user", "p@example.com").await;
+    let directory = env.directory();
+    for (id, platform, token) in [
+        ("iphone", Platform::Ios, "dead-ios-token"),
+        ("pixel", Platform::Android, "live-fcm-token"),
+    ] {
+        let device = Device {
+            device_id: id.into(),
+            platform,
+            token: token.into(),
+            app_id: None,
+            active: true,
+        };
+        directory.upsert_device("phone-user", device).await.unwrap();
+    }
+    let key = env.api_key();
+    let pipeline = env.pipeline().await;
+
+    // What a push dispatcher emits when the provider says the token is gone.
+    let mut dead = DeliveryEvent::new("earlier-notification", EventKind::Failed);
+    dead.channel = Some("ios".into());
+    dead.target = Some("dead-ios-token".into());
+    dead.detail.insert("dead_target".into(), "true".into());
+    let topic = env.topics().events();
+    let payload = env.codec().encode(&topic, &dead).await.unwrap();
+    let producer =
+        herald_runtime::kafka::Producer::new(&env.config.kafka, "push-dispatcher").unwrap();
+    producer.send(&topic, Some(b"earlier-notification"), &payload, None).await.unwrap();
+
+    let deadline = std::time::Instant::now() + WAIT;
+    while directory
+        .devices("phone-user")
+        .await
+        .unwrap()
+        .iter()
+        .any(|d| d.token == "dead-ios-token" && d.active)
+    {
+        assert!(std::time::Instant::now() < deadline, "device not deactivated");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let body = r#"{"to":[{"user_id":"phone-user"}],"push":{"title":"Hi","body":"there"}}"#;
+    let (status, body) = pipeline.post(Some(&key), body).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let events = env
+        .read_records::<DeliveryEvent>(&env.topics().events(), WAIT, {
+            let id = id.clone();
+            move |e: &[DeliveryEvent]| {
+                e.iter().any(|e| e.notification_id == id && e.kind == EventKind::Routed)
+            }
+        })
+        .await;
+    let routed: Vec<_> = events
+        .iter()
+        .filter(|e| e.notification_id == id && e.kind == EventKind::Routed)
+        .map(|e| (e.channel.clone().unwrap(), e.target.clone().unwrap()))
+        .collect();
+    assert_eq!(routed, [("android".to_owned(), "live-fcm-token".to_owned())]);
     pipeline.stop().await;
 }

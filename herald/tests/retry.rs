@@ -14,7 +14,12 @@ use support::{TestEnv, add_user, email_body};
 const WAIT: Duration = Duration::from_secs(40);
 
 fn of(events: &[DeliveryEvent], id: &str) -> Vec<(EventKind, i32)> {
-    events.iter().filter(|e| e.notification_id == id).map(|e| (e.kind, e.attempt)).collect()
+    let moves = |k: &EventKind| !matches!(k, EventKind::Accepted | EventKind::Routed);
+    events
+        .iter()
+        .filter(|e| e.notification_id == id && moves(&e.kind))
+        .map(|e| (e.kind, e.attempt))
+        .collect()
 }
 
 async fn post(
@@ -51,8 +56,7 @@ async fn transient_failures_are_retried_through_the_tiers_until_sent_and_never_b
             e.iter().any(|e| e.kind == EventKind::Sent)
         })
         .await;
-    let seen: Vec<_> =
-        of(&events, &id).into_iter().filter(|(k, _)| *k != EventKind::Routed).collect();
+    let seen = of(&events, &id);
     assert_eq!(seen, [(EventKind::Retrying, 1), (EventKind::Retrying, 2), (EventKind::Sent, 3)]);
     let retrying = events.iter().find(|e| e.kind == EventKind::Retrying).unwrap();
     assert!(retrying.reason.as_deref().unwrap().contains("try again later"));
@@ -146,5 +150,57 @@ async fn a_redelivered_record_already_sent_is_not_sent_again() {
         .filter(|m| m.header("Subject").as_deref() == Some("only once"))
         .count();
     assert_eq!(once, 1, "the replayed delivery was acknowledged without calling the provider");
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_api_shows_the_lifecycle_of_a_retried_notification_to_its_sender_only() {
+    let env = TestEnv::start().await;
+    add_user(&env, "u4", "twice@example.com").await;
+    env.mail.refuse_times("twice@example.com", 451, "greylisted", Some(1));
+    let pipeline = env.pipeline().await;
+    let key = env.api_key();
+    let (_, body) = pipeline.post(Some(&key), &email_body("u4", "status", "body")).await;
+    let id = body["id"].as_str().unwrap().to_owned();
+
+    let get = |key: String| {
+        let url = format!("{}/v1/notifications/{id}", pipeline.api);
+        let http = pipeline.http.clone();
+        async move {
+            let response = http.get(url).bearer_auth(key).send().await.unwrap();
+            (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, accepted) = get(key.clone()).await;
+    assert_eq!(status, 200, "readable right after the 202: {accepted}");
+    assert!(accepted["accepted_at"].is_i64());
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let body = loop {
+        let (_, body) = get(key.clone()).await;
+        if body["state"] == "sent" {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "never sent: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let delivery = &body["deliveries"][0];
+    assert_eq!(delivery["channel"], "email");
+    assert_eq!(delivery["target"], "twice@example.com");
+    assert_eq!(delivery["state"], "sent");
+    assert_eq!(delivery["attempt"], 2);
+    let kinds: Vec<&str> =
+        body["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for kind in ["accepted", "routed", "retrying", "sent"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let retrying =
+        body["events"].as_array().unwrap().iter().find(|e| e["kind"] == "retrying").unwrap();
+    assert_eq!(retrying["reason"].as_str().map(|r| r.contains("greylisted")), Some(true));
+
+    let (status, _) = get(env.api_key()).await;
+    assert_eq!(status, 404, "another client cannot read it");
+    let (status, _) = get("hrld_nope".into()).await;
+    assert_eq!(status, 401);
     pipeline.stop().await;
 }

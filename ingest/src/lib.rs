@@ -6,7 +6,11 @@ mod api;
 pub mod clients;
 pub mod config;
 pub mod request;
+mod routes;
+pub mod status;
+pub mod status_sink;
 
 pub use api::Ingest;
 pub use clients::{ApiClient, ApiClients};
 pub use config::IngestConfig;
+pub use status::StatusStore;

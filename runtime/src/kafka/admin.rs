@@ -96,3 +96,56 @@ pub async fn wait_until_reachable(
         })
     })
 }
+
+/// Records in `topic` now (sum over partitions of high minus low watermark).
+pub fn topic_depth(
+    consumer: &BaseConsumer,
+    topic: &str,
+) -> Result<i64, rdkafka::error::KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    let mut depth = 0;
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(5))?;
+            depth += (high - low).max(0);
+        }
+    }
+    Ok(depth)
+}
+
+/// Keeps `herald_topic_records{topic}` current for `topic` (every 15 s) until `shutdown`:
+/// how the dead-letter topic's depth reaches dashboards and alerts.
+pub async fn track_depth(
+    config: KafkaConfig,
+    topic: String,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    static DEPTH: std::sync::OnceLock<prometheus::IntGaugeVec> = std::sync::OnceLock::new();
+    let gauge = DEPTH.get_or_init(|| {
+        crate::metrics::gauge_vec(
+            "herald_topic_records",
+            "Records currently retained in a topic.",
+            &["topic"],
+        )
+    });
+    let consumer: BaseConsumer =
+        match base_client_config(&config, "herald-depth").map(|c| c.create()) {
+            Ok(Ok(consumer)) => consumer,
+            Ok(Err(e)) => return tracing::warn!(error = %e, "cannot create the depth probe"),
+            Err(e) => return tracing::warn!(error = %e, "cannot create the depth probe"),
+        };
+    let consumer = std::sync::Arc::new(consumer);
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (probe, name) = (std::sync::Arc::clone(&consumer), topic.clone());
+        match tokio::task::spawn_blocking(move || topic_depth(&probe, &name)).await {
+            Ok(Ok(depth)) => gauge.with_label_values(&[&topic]).set(depth),
+            Ok(Err(e)) => tracing::debug!(error = %e, topic, "topic depth unavailable"),
+            Err(e) => tracing::debug!(error = %e, "topic depth probe failed"),
+        }
+    }
+}

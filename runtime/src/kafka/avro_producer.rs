@@ -36,6 +36,10 @@ impl AvroProducer {
         &self.codec
     }
 
+    pub fn codec_handle(&self) -> Arc<AvroCodec> {
+        Arc::clone(&self.codec)
+    }
+
     /// Encodes and enqueues `record`; await the returned [`Ack`] for the broker's answer.
     pub async fn enqueue<R: Record>(
         &self,

@@ -1,0 +1,301 @@
+//! The status store ingest owns: every `DeliveryEvent` of a notification (fed by the status
+//! sink from `herald.events`, and by the API itself at acceptance), and the status computed
+//! from them for `GET /v1/notifications/{id}`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use herald_runtime::sqlite::{SqliteError, SqlitePool};
+use herald_schemas::{DeliveryEvent, EventKind};
+use rusqlite::params;
+use serde::Serialize;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS notification_events (
+    event_id        TEXT PRIMARY KEY,
+    notification_id TEXT NOT NULL,
+    occurred_at     INTEGER NOT NULL,
+    kind            TEXT NOT NULL,
+    channel         TEXT,
+    target          TEXT,
+    user_id         TEXT,
+    provider        TEXT,
+    reason          TEXT,
+    attempt         INTEGER NOT NULL,
+    detail          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notification_events_by_notification
+    ON notification_events (notification_id, occurred_at);
+";
+
+#[derive(Debug, Clone)]
+pub struct StatusStore {
+    pool: SqlitePool,
+}
+
+/// One event as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventView {
+    pub kind: &'static str,
+    pub at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub attempt: i32,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub detail: BTreeMap<String, String>,
+}
+
+/// Where one (channel, target) delivery stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryView {
+    pub channel: String,
+    pub target: String,
+    pub state: &'static str,
+    pub attempt: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotificationStatus {
+    pub id: String,
+    /// accepted, in_progress, sent, delivered, failed, partially_failed or skipped.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<i64>,
+    pub deliveries: Vec<DeliveryView>,
+    pub skipped: Vec<EventView>,
+    pub events: Vec<EventView>,
+    /// The API client that sent it, when known: only it may read the status.
+    #[serde(skip)]
+    pub client_id: Option<String>,
+}
+
+/// Later states win over earlier ones regardless of arrival order (events of one
+/// notification come from several roles).
+fn rank(kind: EventKind) -> u8 {
+    match kind {
+        EventKind::Routed => 1,
+        EventKind::Retrying => 2,
+        EventKind::Sent => 3,
+        EventKind::Delivered | EventKind::Opened | EventKind::Clicked => 4,
+        EventKind::Failed | EventKind::DeadLettered => 5,
+        _ => 0,
+    }
+}
+
+fn kind_of(name: &str) -> EventKind {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).unwrap_or(EventKind::Unknown)
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as `map_err`
+fn to_string(e: SqliteError) -> String {
+    e.to_string()
+}
+
+impl StatusStore {
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
+        Ok(Self { pool: SqlitePool::open(path, SCHEMA)? })
+    }
+
+    /// Stores events; an event seen before (same event id) is ignored, so redelivery and
+    /// replay of `herald.events` are harmless.
+    pub async fn record(&self, events: Vec<DeliveryEvent>) -> Result<(), SqliteError> {
+        self.pool
+            .run(move |c| {
+                let tx = c.transaction()?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT OR IGNORE INTO notification_events (event_id, notification_id, occurred_at, kind,
+                            channel, target, user_id, provider, reason, attempt, detail)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    )?;
+                    for e in &events {
+                        let detail = serde_json::to_string(&e.detail).unwrap_or_else(|_| "{}".into());
+                        insert.execute(params![
+                            e.event_id, e.notification_id, e.occurred_at, e.kind.as_str(), e.channel,
+                            e.target, e.user_id, e.provider, e.reason, e.attempt, detail
+                        ])?;
+                    }
+                }
+                tx.commit()
+            })
+            .await
+    }
+
+    /// The status of `notification_id`, or `None` if no event of it is known.
+    pub async fn status(
+        &self,
+        notification_id: &str,
+    ) -> Result<Option<NotificationStatus>, String> {
+        let id = notification_id.to_owned();
+        let rows = self
+            .pool
+            .run(move |c| {
+                let mut select = c.prepare_cached(
+                    "SELECT kind, occurred_at, channel, target, user_id, provider, reason, attempt, detail
+                     FROM notification_events WHERE notification_id = ?1 ORDER BY occurred_at, rowid",
+                )?;
+                let rows = select.query_map([id], |row| {
+                    let kind: String = row.get(0)?;
+                    let detail: String = row.get(8)?;
+                    Ok(EventView {
+                        kind: kind_of(&kind).as_str(),
+                        at: row.get(1)?,
+                        channel: row.get(2)?,
+                        target: row.get(3)?,
+                        user_id: row.get(4)?,
+                        provider: row.get(5)?,
+                        reason: row.get(6)?,
+                        attempt: row.get(7)?,
+                        detail: serde_json::from_str(&detail).unwrap_or_default(),
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await
+            .map_err(to_string)?;
+        Ok((!rows.is_empty()).then(|| summarize(notification_id, rows)))
+    }
+}
+
+fn summarize(id: &str, events: Vec<EventView>) -> NotificationStatus {
+    let mut deliveries: HashMap<(String, String), DeliveryView> = HashMap::new();
+    let mut skipped = Vec::new();
+    let mut accepted_at = None;
+    let mut client_id = None;
+    for event in &events {
+        let kind = kind_of(event.kind);
+        match kind {
+            EventKind::Accepted => {
+                accepted_at = Some(accepted_at.map_or(event.at, |at: i64| at.min(event.at)));
+                client_id = client_id.or_else(|| event.detail.get("client_id").cloned());
+            }
+            EventKind::Skipped => skipped.push(event.clone()),
+            _ if rank(kind) > 0 => {
+                let (Some(channel), Some(target)) = (&event.channel, &event.target) else {
+                    continue;
+                };
+                let view = DeliveryView {
+                    channel: channel.clone(),
+                    target: target.clone(),
+                    state: event.kind,
+                    attempt: event.attempt,
+                    provider: event.provider.clone(),
+                    reason: event.reason.clone(),
+                    updated_at: event.at,
+                };
+                let slot = deliveries
+                    .entry((channel.clone(), target.clone()))
+                    .or_insert_with(|| view.clone());
+                let newer = (rank(kind), event.at) >= (rank(kind_of(slot.state)), slot.updated_at);
+                if newer {
+                    *slot = view;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut deliveries: Vec<DeliveryView> = deliveries.into_values().collect();
+    deliveries.sort_by(|a, b| (&a.channel, &a.target).cmp(&(&b.channel, &b.target)));
+    let state = overall(&deliveries, !skipped.is_empty());
+    NotificationStatus {
+        id: id.to_owned(),
+        state,
+        accepted_at,
+        deliveries,
+        skipped,
+        events,
+        client_id,
+    }
+}
+
+fn overall(deliveries: &[DeliveryView], any_skipped: bool) -> &'static str {
+    if deliveries.is_empty() {
+        return if any_skipped { "skipped" } else { "accepted" };
+    }
+    let count = |states: &[&str]| deliveries.iter().filter(|d| states.contains(&d.state)).count();
+    let failed = count(&["failed", "dead_lettered"]);
+    let delivered = count(&["delivered", "opened", "clicked"]);
+    let done = count(&["sent"]) + delivered;
+    if failed + done < deliveries.len() {
+        "in_progress"
+    } else if failed == deliveries.len() {
+        "failed"
+    } else if failed > 0 {
+        "partially_failed"
+    } else if delivered == deliveries.len() {
+        "delivered"
+    } else {
+        "sent"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventKind, at: i64, target: &str) -> DeliveryEvent {
+        let mut e = DeliveryEvent::new("n-1", kind);
+        e.occurred_at = at;
+        e.channel = Some("email".into());
+        e.target = Some(target.into());
+        e
+    }
+
+    #[tokio::test]
+    async fn later_states_win_regardless_of_arrival_and_duplicates_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StatusStore::open(dir.path().join("s.db")).unwrap();
+        let mut accepted = DeliveryEvent::new("n-1", EventKind::Accepted);
+        accepted.occurred_at = 1;
+        accepted.detail.insert("client_id".into(), "c-1".into());
+        let sent = event(EventKind::Sent, 30, "a@example.com");
+        let retrying = event(EventKind::Retrying, 20, "a@example.com");
+        // The dispatcher's event may arrive before the enricher's.
+        let routed = event(EventKind::Routed, 10, "a@example.com");
+        let failed = event(EventKind::Failed, 25, "b@example.com");
+        store.record(vec![accepted, sent.clone(), retrying, routed, failed]).await.unwrap();
+        store.record(vec![sent]).await.unwrap();
+
+        let status = store.status("n-1").await.unwrap().unwrap();
+        assert_eq!(status.events.len(), 5, "the duplicate was ignored");
+        assert_eq!(status.accepted_at, Some(1));
+        assert_eq!(status.client_id.as_deref(), Some("c-1"));
+        let states: Vec<_> =
+            status.deliveries.iter().map(|d| (d.target.as_str(), d.state)).collect();
+        assert_eq!(states, [("a@example.com", "sent"), ("b@example.com", "failed")]);
+        assert_eq!(status.state, "partially_failed");
+        assert_eq!(store.status("unknown").await.unwrap(), None);
+    }
+
+    #[test]
+    fn overall_state() {
+        let d = |state| DeliveryView {
+            channel: "email".into(),
+            target: "t".into(),
+            state,
+            attempt: 1,
+            provider: None,
+            reason: None,
+            updated_at: 0,
+        };
+        assert_eq!(overall(&[], false), "accepted");
+        assert_eq!(overall(&[], true), "skipped");
+        assert_eq!(overall(&[d("sent"), d("retrying")], false), "in_progress");
+        assert_eq!(overall(&[d("sent"), d("sent")], false), "sent");
+        assert_eq!(overall(&[d("failed")], false), "failed");
+        assert_eq!(overall(&[d("delivered")], false), "delivered");
+    }
+}
