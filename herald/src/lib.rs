@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod dev;
+pub mod dlq;
 pub mod pipeline;
 pub mod roles;

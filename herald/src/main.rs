@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald::config::HeraldConfig;
 use herald::dev::{self, DevOptions};
+use herald::dlq;
 use herald::roles;
 use herald_ingest::ApiClients;
 use herald_runtime::kafka::admin;
@@ -55,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// The dead-letter topic: list, inspect, redrive.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Serve the development schema registry alone (not for production).
     DevRegistry {
         #[arg(long, default_value = "127.0.0.1:8081")]
@@ -68,6 +74,67 @@ enum Command {
 enum TopicsCommand {
     /// Create every pipeline topic that does not exist yet.
     Create,
+}
+
+#[derive(clap::Args, Debug)]
+struct DlqFilterArgs {
+    /// Only dead letters of this channel (email, sms, ios, android).
+    #[arg(long)]
+    channel: Option<Channel>,
+    /// Only reasons containing this text.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only this class: poison, permanent, retries_exhausted.
+    #[arg(long)]
+    class: Option<String>,
+    /// Only those given up by this consumer group.
+    #[arg(long)]
+    group: Option<String>,
+    /// Failed at or after: RFC 3339 time, or a duration ago (e.g. 2h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Failed before: RFC 3339 time, or a duration ago.
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl DlqFilterArgs {
+    fn filter(self) -> anyhow::Result<dlq::Filter> {
+        Ok(dlq::Filter {
+            channel: self.channel.map(|c| c.as_str().to_owned()),
+            reason: self.reason,
+            class: self.class,
+            group: self.group,
+            since: self.since.as_deref().map(dlq::parse_time).transpose()?,
+            until: self.until.as_deref().map(dlq::parse_time).transpose()?,
+        })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum DlqCommand {
+    /// List dead letters.
+    List {
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+    },
+    /// Show one dead letter, headers and decoded payload.
+    Show {
+        /// partition:offset, as `list` prints it.
+        position: String,
+    },
+    /// Put dead letters back: a channel's into its first retry tier, others into their
+    /// origin topic.
+    Redrive {
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// Count what would be redriven, produce nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many records a second.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +220,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Dlq { command } => run_dlq(command, &config).await,
         Command::DevRegistry { listen } => {
             let token = shutdown::on_signal();
             let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -166,4 +234,43 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+#[allow(clippy::print_stdout)]
+async fn run_dlq(command: DlqCommand, config: &HeraldConfig) -> anyhow::Result<()> {
+    let kafka = config.kafka.clone();
+    match command {
+        DlqCommand::List { filter } => {
+            let filter = filter.filter()?;
+            let letters = tokio::task::spawn_blocking(move || dlq::read(&kafka, &filter)).await??;
+            print!("{}", dlq::render_list(&letters));
+        }
+        DlqCommand::Show { position } => {
+            let (partition, offset) = position
+                .split_once(':')
+                .and_then(|(p, o)| Some((p.parse().ok()?, o.parse().ok()?)))
+                .context("position is partition:offset, e.g. 0:17")?;
+            let letter = tokio::task::spawn_blocking(move || dlq::fetch(&kafka, partition, offset))
+                .await??;
+            let codec = herald_schemas::AvroCodec::new(&config.schema_registry.resolve()?)?;
+            print!("{}", dlq::render_one(&letter, &codec).await);
+        }
+        DlqCommand::Redrive { filter, dry_run, rate } => {
+            let filter = filter.filter()?;
+            let reader = kafka.clone();
+            let letters =
+                tokio::task::spawn_blocking(move || dlq::read(&reader, &filter)).await??;
+            let progress = indicatif::ProgressBar::new(letters.len() as u64);
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}")
+            {
+                progress.set_style(style);
+            }
+            let sent = dlq::redrive(&kafka, &letters, rate, dry_run, &progress).await?;
+            progress.finish_and_clear();
+            let verb = if dry_run { "would redrive" } else { "redrove" };
+            println!("{verb} {sent} dead letter(s)");
+        }
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use herald_runtime::kafka::Producer;
@@ -13,22 +14,10 @@ use herald_schemas::{Channel, ChannelMessage, EmailContent};
 use support::TestEnv;
 
 fn dispatcher_process(env: &TestEnv) -> Child {
-    let c = &env.config;
-    Command::new(env!("CARGO_BIN_EXE_herald"))
+    support::herald_command(env)
         .args(["dispatch", "--channel", "email"])
-        .env_remove("HERALD_CONFIG")
-        .env("RUST_LOG", "warn")
-        .env("HERALD__KAFKA__BOOTSTRAP_SERVERS", &c.kafka.bootstrap_servers)
-        .env("HERALD__KAFKA__TOPIC_PREFIX", &c.kafka.topic_prefix)
-        .env("HERALD__KAFKA__CONSUMER__SESSION_TIMEOUT_MS", "6000")
-        .env("HERALD__KAFKA__CONSUMER__HEARTBEAT_INTERVAL_MS", "1000")
-        .env("HERALD__KAFKA__CONSUMER__MAX_POLL_INTERVAL_MS", "10000")
-        .env("HERALD__KAFKA__CONSUMER__DRAIN_DEADLINE_MS", "3000")
         // Only the commit made while draining on SIGTERM can record progress.
         .env("HERALD__KAFKA__CONSUMER__AUTO_COMMIT_INTERVAL_MS", "600000")
-        .env("HERALD__SCHEMA_REGISTRY__URL", &c.schema_registry.url)
-        .env("HERALD__DISPATCH__EMAIL__SMTP__HOST", &c.dispatch.email.smtp.host)
-        .env("HERALD__DISPATCH__EMAIL__SMTP__PORT", c.dispatch.email.smtp.port.to_string())
         .stdout(Stdio::null())
         .spawn()
         .unwrap()

@@ -85,6 +85,15 @@ impl Topics {
         format!("{}dlq", self.prefix)
     }
 
+    /// The channel a channel topic or retry tier belongs to.
+    pub fn channel_of(&self, topic: &str) -> Option<Channel> {
+        let rest = topic.strip_prefix(&self.prefix)?;
+        let name = rest.strip_prefix("channel.").or_else(|| {
+            rest.strip_prefix("retry.").and_then(|r| r.rsplit_once('.')).map(|(c, _)| c)
+        })?;
+        name.parse().ok()
+    }
+
     /// Every topic the pipeline reads or writes, for `herald topics create`.
     pub fn all(&self, retry_tiers: u32) -> Vec<String> {
         let mut all = vec![self.requests(), self.events(), self.dlq()];
@@ -108,6 +117,10 @@ mod tests {
         assert_eq!(t.retry(Channel::Sms, 2), "herald.retry.sms.2");
         assert_eq!(t.dlq(), "herald.dlq");
         assert_eq!(Topics::new("test-1.").events(), "test-1.events");
+        assert_eq!(t.channel_of("herald.channel.ios"), Some(Channel::Ios));
+        assert_eq!(t.channel_of("herald.retry.sms.3"), Some(Channel::Sms));
+        assert_eq!(t.channel_of("herald.requests"), None);
+        assert_eq!(t.channel_of("other.channel.email"), None);
     }
 
     #[test]

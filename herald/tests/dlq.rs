@@ -1,0 +1,64 @@
+//! `herald dlq` as an operator runs it: list with filters, show, redrive (dry run first).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use herald_runtime::kafka::Producer;
+use support::{TestEnv, add_user, email_body, herald_output};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_by_filter_shown_and_redriven_to_delivery() {
+    let env = TestEnv::start().await;
+    add_user(&env, "u", "bounced@example.com").await;
+    env.mail.refuse("bounced@example.com", 451, "mailbox busy");
+    let producer = Producer::new(&env.config.kafka, "poisoner").unwrap();
+    producer.send(&env.topics().requests(), Some(b"x"), b"not avro", None).await.unwrap();
+    let pipeline = env.pipeline().await;
+    let key = env.api_key();
+    let (_, body) = pipeline.post(Some(&key), &email_body("u", "redrive me", "body")).await;
+    let id = body["id"].as_str().unwrap().to_owned();
+    env.read_topic(&env.topics().dlq(), WAIT, |r| r.len() >= 2).await;
+
+    let all = herald_output(&env, &["dlq", "list"]);
+    assert!(all.starts_with("2 dead letter(s)"), "{all}");
+    let email_only = herald_output(&env, &["dlq", "list", "--channel", "email"]);
+    assert!(email_only.starts_with("1 dead letter(s)"), "{email_only}");
+    let row = email_only.lines().nth(2).unwrap();
+    assert!(
+        row.contains(&id) && row.contains("retries_exhausted") && row.contains("mailbox busy"),
+        "{row}"
+    );
+    let poison = herald_output(&env, &["dlq", "list", "--class", "poison", "--since", "10m"]);
+    assert!(
+        poison.starts_with("1 dead letter(s)") && poison.contains("herald-enricher"),
+        "{poison}"
+    );
+    let none = herald_output(&env, &["dlq", "list", "--until", "1h"]);
+    assert!(none.starts_with("0 dead letter(s)"), "{none}");
+
+    let position = row.split('\t').next().unwrap();
+    let shown = herald_output(&env, &["dlq", "show", position]);
+    assert!(shown.contains("\"target\": \"bounced@example.com\""), "payload decoded: {shown}");
+    assert!(shown.contains("herald-first-failure: "), "{shown}");
+
+    let attempts_before = env.mail.attempts("bounced@example.com").len();
+    let dry = herald_output(&env, &["dlq", "redrive", "--channel", "email", "--dry-run"]);
+    assert!(dry.contains("would redrive 1"), "{dry}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.mail.attempts("bounced@example.com").len(),
+        attempts_before,
+        "a dry run sends nothing"
+    );
+
+    env.mail.accept("bounced@example.com");
+    let done = herald_output(&env, &["dlq", "redrive", "--channel", "email"]);
+    assert!(done.contains("redrove 1"), "{done}");
+    let mail = env.mail.wait_for(WAIT, |m| m.to == ["bounced@example.com"]).await;
+    assert!(mail.is_some(), "the redriven dead letter was delivered");
+    pipeline.stop().await;
+}
