@@ -31,6 +31,7 @@ pub struct SmtpProvider {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     default_from: Mailbox,
     message_id_domain: String,
+    pool_size: usize,
 }
 
 impl std::fmt::Debug for SmtpProvider {
@@ -77,6 +78,7 @@ impl SmtpProvider {
             transport: builder.build(),
             default_from,
             message_id_domain: config.message_id_domain.clone(),
+            pool_size: usize::try_from(smtp.pool_size.max(1)).unwrap_or(1),
         })
     }
 
@@ -145,6 +147,10 @@ fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
 impl Provider for SmtpProvider {
     fn name(&self) -> &str {
         "smtp"
+    }
+
+    fn concurrency(&self) -> usize {
+        self.pool_size
     }
 
     async fn send(&self, message: &ChannelMessage) -> Result<Sent, DeliveryError> {

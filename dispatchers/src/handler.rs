@@ -55,6 +55,8 @@ pub struct DispatchSetup {
 
 pub(crate) struct DispatchHandler<P, L> {
     setup: DispatchSetup,
+    /// One permit per send the provider may have in progress.
+    sending: tokio::sync::Semaphore,
     provider: Arc<P>,
     ledger: Arc<L>,
     output: AvroProducer,
@@ -97,7 +99,8 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
         output: AvroProducer,
         dead_letters: DeadLetters,
     ) -> Self {
-        Self { setup, provider, ledger, output, dead_letters }
+        let sending = tokio::sync::Semaphore::new(provider.concurrency().max(1));
+        Self { setup, sending, provider, ledger, output, dead_letters }
     }
 
     fn count(&self, outcome: &str) {
@@ -173,6 +176,7 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
             channel: self.setup.channel.as_str().to_owned(),
             target: message.target.clone(),
         };
+        let _slot = self.sending.acquire().await.map_err(HandlerError::new)?;
         let now = herald_schemas::now_millis();
         let claim = self
             .ledger

@@ -49,6 +49,13 @@ pub trait Provider: Send + Sync + 'static {
     /// Name for events and metric labels (bounded: one per configured provider).
     fn name(&self) -> &str;
 
+    /// How many sends may be in progress at once. A delivery is claimed in the ledger only
+    /// once a slot is free, so the claims a crash can leave behind are the sends that were
+    /// really under way.
+    fn concurrency(&self) -> usize {
+        64
+    }
+
     fn send(
         &self,
         message: &ChannelMessage,

@@ -4,5 +4,6 @@
 pub mod config;
 pub mod dev;
 pub mod dlq;
+pub mod groups;
 pub mod pipeline;
 pub mod roles;

@@ -61,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Consumer groups: lag per partition.
+    Groups {
+        #[command(subcommand)]
+        command: GroupsCommand,
+    },
     /// Serve the development schema registry alone (not for production).
     DevRegistry {
         #[arg(long, default_value = "127.0.0.1:8081")]
@@ -138,6 +143,19 @@ enum DlqCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum GroupsCommand {
+    /// Committed offset, log end and lag of a group on each partition it reads.
+    Lag {
+        /// e.g. herald-enricher, herald-dispatch-email, herald-status-sink.
+        #[arg(long)]
+        group: String,
+        /// Topics to report (default: every pipeline topic).
+        #[arg(long)]
+        topic: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum ClientsCommand {
     /// Create a client; its key is printed once and never stored.
     Add {
@@ -152,7 +170,12 @@ enum ClientsCommand {
 fn init_tracing() {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn,mailin=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    // Logs go to stderr: stdout carries command output (`herald dlq list`, `herald config`).
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[tokio::main]
@@ -221,6 +244,19 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dlq { command } => run_dlq(command, &config).await,
+        Command::Groups { command: GroupsCommand::Lag { group, topic } } => {
+            let topics = if topic.is_empty() {
+                config.topic_specs().into_iter().map(|t| t.name).collect()
+            } else {
+                topic
+            };
+            let kafka = config.kafka.clone();
+            let rows =
+                tokio::task::spawn_blocking(move || herald::groups::lag(&kafka, &group, &topics))
+                    .await??;
+            print!("{}", herald::groups::render(&rows));
+            Ok(())
+        }
         Command::DevRegistry { listen } => {
             let token = shutdown::on_signal();
             let listener = tokio::net::TcpListener::bind(listen).await?;

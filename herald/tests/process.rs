@@ -13,14 +13,34 @@ use herald_runtime::kafka::Producer;
 use herald_schemas::{Channel, ChannelMessage, EmailContent};
 use support::TestEnv;
 
-fn dispatcher_process(env: &TestEnv) -> Child {
-    support::herald_command(env)
-        .args(["dispatch", "--channel", "email"])
-        // Only the commit made while draining on SIGTERM can record progress.
-        .env("HERALD__KAFKA__CONSUMER__AUTO_COMMIT_INTERVAL_MS", "600000")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
+/// A child process killed when the test ends, passed or not.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Running {
+    fn take(mut self) -> Child {
+        self.0.take().unwrap()
+    }
+}
+
+fn dispatcher_process(env: &TestEnv) -> Running {
+    Running(Some(
+        support::herald_command(env)
+            .args(["dispatch", "--channel", "email"])
+            // Only the commit made while draining on SIGTERM can record progress.
+            .env("HERALD__KAFKA__CONSUMER__AUTO_COMMIT_INTERVAL_MS", "600000")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ))
 }
 
 fn terminate(mut child: Child) -> std::process::ExitStatus {
@@ -36,8 +56,8 @@ fn terminate(mut child: Child) -> std::process::ExitStatus {
     }
 }
 
-async fn send(env: &TestEnv, target: &str, subject: &str) {
-    let message = ChannelMessage {
+fn channel_message(target: &str, subject: &str) -> ChannelMessage {
+    ChannelMessage {
         notification_id: uuid::Uuid::now_v7().to_string(),
         channel: "email".into(),
         target: target.into(),
@@ -54,11 +74,24 @@ async fn send(env: &TestEnv, target: &str, subject: &str) {
         sms: None,
         push: None,
         metadata: BTreeMap::new(),
-    };
+    }
+}
+
+/// Produces one email channel message per target, as the enricher would.
+async fn send_all(env: &TestEnv, targets: &[String], subject: &str) {
     let topic = env.topics().channel(Channel::Email);
-    let payload = env.codec().encode(&topic, &message).await.unwrap();
+    let codec = env.codec();
     let producer = Producer::new(&env.config.kafka, "test").unwrap();
-    producer.send(&topic, Some(target.as_bytes()), &payload, None).await.unwrap();
+    let mut acks = Vec::new();
+    for target in targets {
+        let payload = codec.encode(&topic, &channel_message(target, subject)).await.unwrap();
+        acks.push(producer.enqueue(&topic, Some(target.as_bytes()), &payload, None).await.unwrap());
+    }
+    herald_runtime::kafka::wait_all(acks).await.unwrap();
+}
+
+async fn send(env: &TestEnv, target: &str, subject: &str) {
+    send_all(env, &[target.to_owned()], subject).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,7 +103,7 @@ async fn sigterm_drains_commits_and_exits_cleanly_so_a_restart_sends_nothing_twi
         .wait_for(Duration::from_secs(30), |m| m.to == ["first@example.com"])
         .await
         .expect("first delivered");
-    let status = terminate(dispatcher);
+    let status = terminate(dispatcher.take());
     assert!(status.success(), "clean exit after SIGTERM: {status}");
 
     send(&env, "second@example.com", "second").await;
@@ -80,12 +113,101 @@ async fn sigterm_drains_commits_and_exits_cleanly_so_a_restart_sends_nothing_twi
         .await
         .expect("second delivered");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(terminate(dispatcher).success());
+    assert!(terminate(dispatcher.take()).success());
 
     let to: Vec<Vec<String>> = env.mail.received().into_iter().map(|m| m.to).collect();
     assert_eq!(
         to,
         [["first@example.com"], ["second@example.com"]],
         "the first was not resent after the restart"
+    );
+}
+
+/// Deliveries claimed and not completed: what a killed dispatcher had in flight.
+fn claimed_in_ledger(env: &TestEnv) -> usize {
+    let ledger = rusqlite::Connection::open(&env.config.dispatch.ledger.path).unwrap();
+    ledger
+        .query_row("SELECT count(*) FROM delivery_ledger WHERE state = 'claimed'", [], |row| {
+            row.get::<_, i64>(0)
+        })
+        .map(|n| n as usize)
+        .unwrap_or(0)
+}
+
+fn kill_9(child: &mut Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_killed_mid_batch_repeatedly_delivers_everything_with_duplicates_only_for_sends_in_flight()
+ {
+    const N: usize = 240;
+    let env = TestEnv::start().await;
+    env.mail.set_delay(Some(Duration::from_millis(40)));
+    let targets: Vec<String> = (0..N).map(|i| format!("r{i}@example.com")).collect();
+    send_all(&env, &targets, "batch").await;
+    let start = || {
+        let child = support::herald_command(&env)
+            .args(["dispatch", "--channel", "email"])
+            .env("HERALD__DISPATCH__LEDGER__CLAIM_TIMEOUT_MS", "3000")
+            .env("HERALD__DISPATCH__EMAIL__SMTP__TIMEOUT_MS", "2000")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Running(Some(child))
+    };
+
+    let mut in_flight_at_kills = 0;
+    for round in 1..=3 {
+        let dispatcher = start();
+        let target = round * N / 5;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while env.mail.received().len() < target {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: stuck at {}",
+                env.mail.received().len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        kill_9(&mut dispatcher.take());
+        let in_flight = claimed_in_ledger(&env);
+        in_flight_at_kills += in_flight;
+        eprintln!(
+            "round {round}: killed after {} mails with {in_flight} deliveries in flight",
+            env.mail.received().len()
+        );
+    }
+
+    let dispatcher = start();
+    let everyone = |mails: &[herald::dev::mail_sink::ReceivedMail]| {
+        mails
+            .iter()
+            .flat_map(|m| m.to.iter().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == N
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !everyone(&env.mail.received()) {
+        assert!(
+            Instant::now() < deadline,
+            "not everything delivered: {} unique",
+            env.mail.received().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await; // anything still coming would be a duplicate
+    terminate(dispatcher.take());
+
+    let mails = env.mail.received();
+    let duplicates = mails.len() - N;
+    eprintln!(
+        "{N} delivered, {duplicates} duplicates, {in_flight_at_kills} sends in flight at the kills"
+    );
+    assert!(
+        duplicates <= in_flight_at_kills,
+        "{duplicates} duplicates but only {in_flight_at_kills} sends were in flight at the kills"
     );
 }

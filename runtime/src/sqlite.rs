@@ -24,7 +24,8 @@ pub struct SqlitePool {
     idle: Arc<Mutex<Vec<Connection>>>,
 }
 
-const MAX_IDLE: usize = 8;
+/// Connections kept open for reuse; opening one costs a file open and the pragmas.
+const MAX_IDLE: usize = 32;
 
 fn open(path: &Path) -> Result<Connection, SqliteError> {
     let wrap = |source| SqliteError::Open { path: path.to_owned(), source };

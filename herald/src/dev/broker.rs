@@ -17,6 +17,8 @@ pub enum BrokerError {
     NotInstalled,
     #[error("cannot start Tansu ({binary}): {source}")]
     Spawn { binary: PathBuf, source: std::io::Error },
+    #[error("cannot prepare the broker's data directory: {0}")]
+    DataDir(std::io::Error),
     #[error("cannot find a free port for the broker: {0}")]
     Port(std::io::Error),
     #[error("Tansu started but does not answer: {0}")]
@@ -46,7 +48,12 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A running Tansu broker with in-memory storage. Killed when dropped.
+/// A running Tansu broker storing into SQLite (libsql) in a directory of its own. Killed
+/// when dropped.
+///
+/// Not the in-memory engine: Tansu 0.6.0's `memory://` storage counts a multi-record batch
+/// as one offset in the high watermark and returns nothing when a fetch starts inside a
+/// batch, so a consumer resuming from a committed offset in the middle of a batch stalls.
 #[derive(Debug)]
 pub struct TansuBroker {
     child: tokio::process::Child,
@@ -54,10 +61,15 @@ pub struct TansuBroker {
 }
 
 impl TansuBroker {
-    /// Starts Tansu on `port` (a free one if `None`), logging to `log` (discarded if `None`),
-    /// and waits until it answers metadata requests.
-    pub async fn start(port: Option<u16>, log: Option<&Path>) -> Result<Self, BrokerError> {
+    /// Starts Tansu on `port` (a free one if `None`) with its data in `data_dir`, logging to
+    /// `log` (discarded if `None`), and waits until it answers metadata requests.
+    pub async fn start(
+        port: Option<u16>,
+        data_dir: &Path,
+        log: Option<&Path>,
+    ) -> Result<Self, BrokerError> {
         let binary = tansu_binary().ok_or(BrokerError::NotInstalled)?;
+        std::fs::create_dir_all(data_dir).map_err(BrokerError::DataDir)?;
         let port = match port {
             Some(port) => port,
             None => free_port().map_err(BrokerError::Port)?,
@@ -71,7 +83,9 @@ impl TansuBroker {
         };
         let child = tokio::process::Command::new(&binary)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            // Tansu resolves a sqlite:// path against its working directory.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(data_dir)
             .stdin(Stdio::null())
             .stdout(output())
             .stderr(output())

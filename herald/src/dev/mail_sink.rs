@@ -165,7 +165,9 @@ impl MailSink {
             .with_name("herald-mail-sink.localhost")
             .with_ssl(SslConfig::None)
             .map_err(|e| MailSinkError::Start(e.to_string()))?
-            .with_num_threads(4)
+            // A session holds a thread for as long as the client keeps the connection, and
+            // SMTP clients pool connections: leave room for every pooled connection.
+            .with_num_threads(64)
             .with_tcp_listener(listener);
         std::thread::Builder::new()
             .name("smtp-sink".into())

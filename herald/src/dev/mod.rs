@@ -81,8 +81,16 @@ pub async fn run(
         None => {
             let port = port_is_free(options.broker_port).then_some(options.broker_port);
             let log = data.join("tansu.log");
-            let broker =
-                TansuBroker::start(port, Some(&log)).await.context("starting the Tansu broker")?;
+            // The development registry lives in memory, so the broker starts empty too:
+            // records written with schema ids of an earlier run could not be decoded.
+            let broker_data = data.join("broker");
+            if broker_data.exists() {
+                std::fs::remove_dir_all(&broker_data)
+                    .context("clearing the previous run's broker data")?;
+            }
+            let broker = TansuBroker::start(port, &broker_data, Some(&log))
+                .await
+                .context("starting the Tansu broker")?;
             config.kafka.bootstrap_servers = broker.bootstrap_servers();
             Some(broker)
         }

@@ -44,11 +44,12 @@ impl TestEnv {
     pub async fn start() -> Self {
         init_logging();
         herald_schemas::install_tls_provider();
-        let broker =
-            TansuBroker::start(None, None).await.expect("Tansu starts (infra/install-tansu.sh)");
+        let dir = tempfile::tempdir().unwrap();
+        let broker = TansuBroker::start(None, &dir.path().join("broker"), None)
+            .await
+            .expect("Tansu starts (infra/install-tansu.sh)");
         let registry = DevRegistry::default().spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let mail = MailSink::start("127.0.0.1:0".parse().unwrap()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
         let mut config = HeraldConfig { kafka: broker.kafka_config(), ..HeraldConfig::default() };
         config.kafka.topic_prefix = format!("t{}.", uuid::Uuid::now_v7().simple());
         config.kafka.consumer.drain_deadline_ms = 3_000;
@@ -172,7 +173,7 @@ pub fn herald_command(env: &TestEnv) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
     command
         .env_remove("HERALD_CONFIG")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("HERALD_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".into()))
         .env("HERALD__KAFKA__BOOTSTRAP_SERVERS", &c.kafka.bootstrap_servers)
         .env("HERALD__KAFKA__TOPIC_PREFIX", &c.kafka.topic_prefix)
         .env(

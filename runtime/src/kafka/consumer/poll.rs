@@ -90,6 +90,8 @@ impl<H: Handler> ConsumerContext for Ctx<H> {
 }
 
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the poll loop logs where it stands (debug level).
+const STATUS_EVERY: Duration = Duration::from_secs(10);
 
 /// Which partitions are paused and why: the in-flight limit pauses all of them, the due gate
 /// pauses the ones whose head record is not due. A partition runs only when neither holds it.
@@ -130,7 +132,17 @@ pub(super) fn poll_loop<H: Handler>(
 ) {
     let max_in_flight = shared.max_in_flight;
     let mut pauses = Pauses { over_limit: false, gated: HashSet::new() };
+    let mut received: u64 = 0;
+    let mut last_report = std::time::Instant::now();
     while !shutdown.is_cancelled() {
+        if last_report.elapsed() >= STATUS_EVERY {
+            last_report = std::time::Instant::now();
+            tracing::debug!(
+                group = %shared.group, received, in_flight = shared.partitions.in_flight(),
+                held = lock(&shared.gate).held_count(), gated = pauses.gated.len(), over_limit = pauses.over_limit,
+                "consumer status"
+            );
+        }
         let mut changed = false;
         if shared.assignment_changed.swap(false, Ordering::AcqRel) {
             // Revoked partitions left the gate; a new assignment starts from what is known.
@@ -167,6 +179,7 @@ pub(super) fn poll_loop<H: Handler>(
 
         match consumer.poll(POLL_INTERVAL) {
             Some(Ok(message)) => {
+                received += 1;
                 metrics::consumer_received(&shared.group);
                 let admission =
                     lock(&shared.gate).admit(message.detach(), herald_schemas::now_millis());
