@@ -176,7 +176,7 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
             channel: self.setup.channel.as_str().to_owned(),
             target: message.target.clone(),
         };
-        let _slot = self.sending.acquire().await.map_err(HandlerError::new)?;
+        let slot = self.sending.acquire().await.map_err(HandlerError::new)?;
         let now = herald_schemas::now_millis();
         let claim = self
             .ledger
@@ -213,67 +213,89 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
         // The provider has answered: from here on the handler must not fail, or the record
         // would be handled again and the provider called twice. Each step is idempotent and
         // retried until it holds; a drain deadline abandons it (the ledger's claim then
-        // protects against a second send).
+        // protects against a second send). The send slot is given back as soon as the
+        // ledger knows the outcome: events and retry records need no provider.
+        self.until_durable(|| self.record_outcome(&key, &settlement)).await;
+        drop(slot);
+        self.until_durable(|| self.publish(record, &message, attempt, &settlement)).await;
+        Ok(())
+    }
+
+    async fn until_durable<F, Fut>(&self, mut step: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), HandlerError>>,
+    {
         let mut backoff = SETTLE_RETRY_START;
-        loop {
-            match self.settle(record, &message, &key, attempt, &settlement).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(channel = %self.setup.channel, error = %e, retry_in = ?backoff, "outcome not durable yet; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(SETTLE_RETRY_MAX);
-                }
-            }
+        while let Err(e) = step().await {
+            tracing::warn!(channel = %self.setup.channel, error = %e, retry_in = ?backoff, "outcome not durable yet; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(SETTLE_RETRY_MAX);
         }
     }
 
-    async fn settle(
+    /// What the ledger must know before anything else happens.
+    async fn record_outcome(
         &self,
-        record: &OwnedMessage,
-        message: &ChannelMessage,
         key: &DeliveryKey,
-        attempt: i32,
         settlement: &Settlement,
     ) -> Result<(), HandlerError> {
         let now = herald_schemas::now_millis();
-        let ledger_err = HandlerError::new;
-        match settlement {
+        let result = match settlement {
+            Settlement::Sent(_) => self.ledger.complete(key, Completion::Sent, now).await,
+            Settlement::Failed { .. } | Settlement::Invalid { .. } => {
+                self.ledger.complete(key, Completion::Failed, now).await
+            }
+            // The retry claims it again; a dead letter can be redriven.
+            Settlement::Retry { .. } | Settlement::Exhausted { .. } => {
+                self.ledger.release(key).await
+            }
+            // The claim is another process's.
+            Settlement::Wait { .. } => Ok(()),
+        };
+        result.map_err(HandlerError::new)
+    }
+
+    /// The outcome's records: the event, and the retry record or dead letter.
+    async fn publish(
+        &self,
+        record: &OwnedMessage,
+        message: &ChannelMessage,
+        attempt: i32,
+        settlement: &Settlement,
+    ) -> Result<(), HandlerError> {
+        let event = match settlement {
             Settlement::Sent(sent) => {
-                self.ledger.complete(key, Completion::Sent, now).await.map_err(ledger_err)?;
                 let mut event = self.event(message, EventKind::Sent, attempt);
                 if let Some(id) = &sent.provider_message_id {
                     event.detail.insert("provider_message_id".into(), id.clone());
                 }
-                self.emit(&event).await
+                event
             }
             Settlement::Failed { error } => {
-                self.ledger.complete(key, Completion::Failed, now).await.map_err(ledger_err)?;
                 let mut event = self.event(message, EventKind::Failed, attempt);
                 if matches!(error, DeliveryError::DeadTarget { .. }) {
                     event.detail.insert("dead_target".into(), "true".into());
                 }
                 event.reason = Some(error.to_string());
-                self.emit(&event).await
+                event
             }
             Settlement::Invalid { error } => {
-                self.ledger.complete(key, Completion::Failed, now).await.map_err(ledger_err)?;
                 self.poison(record, &error.to_string()).await?;
                 let mut event = self.event(message, EventKind::DeadLettered, attempt);
                 event.reason = Some(error.to_string());
-                self.emit(&event).await
+                event
             }
             Settlement::Retry { tier, due_at, reason, next_attempt } => {
-                self.ledger.release(key).await.map_err(ledger_err)?;
                 let headers = retry::retry_headers(record, *next_attempt, *due_at, reason);
                 self.to_tier(record, *tier, headers).await?;
                 let mut event = self.event(message, EventKind::Retrying, attempt);
                 event.reason = Some(reason.clone());
                 event.detail.insert("next_attempt_at".into(), due_at.to_string());
                 event.detail.insert("tier".into(), tier.to_string());
-                self.emit(&event).await
+                event
             }
             Settlement::Exhausted { reason } => {
-                self.ledger.release(key).await.map_err(ledger_err)?;
                 let reason = format!("retries exhausted after attempt {attempt}: {reason}");
                 self.dead_letters
                     .send(record, ErrorClass::RetriesExhausted, &reason)
@@ -281,7 +303,7 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
                     .map_err(HandlerError::new)?;
                 let mut event = self.event(message, EventKind::DeadLettered, attempt);
                 event.reason = Some(reason);
-                self.emit(&event).await
+                event
             }
             Settlement::Wait { tier, due_at } => {
                 let reason =
@@ -291,9 +313,10 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
                 let mut event = self.event(message, EventKind::Retrying, attempt);
                 event.reason = Some(reason.into());
                 event.detail.insert("next_attempt_at".into(), due_at.to_string());
-                self.emit(&event).await
+                event
             }
-        }
+        };
+        self.emit(&event).await
     }
 
     async fn to_tier(

@@ -26,10 +26,13 @@ impl PartitionLag {
 }
 
 /// Committed offsets and watermarks of `group` on `topics`, without joining the group.
+/// With `explicit`, every partition of `topics` is reported; otherwise only those the group
+/// has committed offsets for.
 pub fn lag(
     kafka: &KafkaConfig,
     group: &str,
     topics: &[String],
+    explicit: bool,
 ) -> anyhow::Result<Vec<PartitionLag>> {
     let mut config = ClientConfig::new();
     for (key, value) in kafka.client_properties()? {
@@ -50,6 +53,10 @@ pub fn lag(
     let committed = consumer.committed_offsets(tpl, timeout)?;
     let mut rows = Vec::new();
     for element in committed.elements() {
+        // Without explicit topics, only what the group reads (has committed) is reported.
+        if !explicit && !matches!(element.offset(), Offset::Offset(_)) {
+            continue;
+        }
         let (low, high) =
             consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
         let committed = match element.offset() {

@@ -71,6 +71,27 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: std::net::SocketAddr,
     },
+    /// Fault run: send notifications through separately running roles while killing them
+    /// and failing deliveries; print sent, delivered, lost, duplicates, dead-lettered.
+    Chaos {
+        #[arg(long, default_value_t = 10_000)]
+        notifications: usize,
+        /// How often a random enricher or dispatcher process is SIGKILLed (e.g. 5s).
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        kill_every: std::time::Duration,
+        /// Share of SMTP deliveries refused with 451.
+        #[arg(long, default_value_t = 0.05)]
+        failure_rate: f64,
+        #[arg(long, default_value_t = 2)]
+        dispatchers: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value = ".herald/chaos")]
+        data_dir: PathBuf,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Print the effective configuration (after file and environment) and exit.
     Config,
 }
@@ -245,15 +266,17 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
         }
         Command::Dlq { command } => run_dlq(command, &config).await,
         Command::Groups { command: GroupsCommand::Lag { group, topic } } => {
+            let explicit = !topic.is_empty();
             let topics = if topic.is_empty() {
                 config.topic_specs().into_iter().map(|t| t.name).collect()
             } else {
                 topic
             };
             let kafka = config.kafka.clone();
-            let rows =
-                tokio::task::spawn_blocking(move || herald::groups::lag(&kafka, &group, &topics))
-                    .await??;
+            let rows = tokio::task::spawn_blocking(move || {
+                herald::groups::lag(&kafka, &group, &topics, explicit)
+            })
+            .await??;
             print!("{}", herald::groups::render(&rows));
             Ok(())
         }
@@ -262,6 +285,31 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             tracing::info!(%listen, "development schema registry listening");
             DevRegistry::default().serve(listener, async move { token.cancelled().await }).await?;
+            Ok(())
+        }
+        Command::Chaos {
+            notifications,
+            kill_every,
+            failure_rate,
+            dispatchers,
+            concurrency,
+            data_dir,
+            json,
+        } => {
+            let options = herald::chaos::ChaosOptions {
+                notifications,
+                kill_every,
+                failure_rate,
+                dispatchers,
+                concurrency,
+                data_dir,
+            };
+            let report = herald::chaos::run(options).await?;
+            print!("{}", report.render());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+            }
+            anyhow::ensure!(report.lost == 0, "{} notification(s) lost", report.lost);
             Ok(())
         }
         Command::Config => {

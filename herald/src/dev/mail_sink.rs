@@ -1,9 +1,10 @@
 //! A local SMTP server that keeps what it receives: the delivery target of `herald dev` and
 //! of the tests. It speaks real SMTP (mailin), so the email dispatcher's SMTP client,
 //! pooling and error handling are exercised exactly as against a relay. Addresses can be
-//! set to be refused with a given reply, to see how Herald classifies failures.
+//! set to be refused with a given reply, and a share of all deliveries can be refused
+//! transiently at random, to see how Herald classifies and retries failures.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -57,12 +58,48 @@ struct Refusal {
 
 #[derive(Debug, Default)]
 struct State {
-    received: Vec<ReceivedMail>,
+    /// The most recent messages, oldest first, at most `options.keep_messages`.
+    received: VecDeque<ReceivedMail>,
+    /// Messages accepted per recipient, over the whole run.
+    per_recipient: HashMap<String, u32>,
+    total: u64,
     refusals: HashMap<String, Refusal>,
-    /// Every RCPT TO, accepted or not, with when (ms since the epoch).
+    /// Every RCPT TO, accepted or not, with when (ms since the epoch), if recorded.
     attempts: Vec<(String, i64)>,
     /// Time spent on each accepted message, as a slow relay would.
     delay: Option<Duration>,
+    options: SinkOptions,
+    /// xorshift state for random refusals.
+    random: u64,
+}
+
+/// What the sink keeps and how it misbehaves.
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    /// How many of the most recent messages are kept whole (counts are kept for all).
+    pub keep_messages: usize,
+    /// Record every delivery attempt with its time ([`MailSink::attempts`]).
+    pub record_attempts: bool,
+    /// Share of recipients refused with `451` at random (a flaky relay).
+    pub transient_failure_rate: f64,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        Self { keep_messages: usize::MAX, record_attempts: true, transient_failure_rate: 0.0 }
+    }
+}
+
+impl State {
+    fn next_random(&mut self) -> f64 {
+        // xorshift64: plenty for sampling failures.
+        let mut x = self.random.max(1);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.random = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -96,7 +133,13 @@ impl Handler for Session {
 
     fn rcpt(&mut self, to: &str) -> Response {
         let mut state = self.shared.lock();
-        state.attempts.push((to.to_owned(), herald_schemas::now_millis()));
+        if state.options.record_attempts {
+            state.attempts.push((to.to_owned(), herald_schemas::now_millis()));
+        }
+        let rate = state.options.transient_failure_rate;
+        if rate > 0.0 && state.next_random() < rate {
+            return Response::custom(451, "4.3.0 temporary local problem (injected)".into());
+        }
         if let Some(refusal) = state.refusals.get_mut(to) {
             let refuse = refusal.remaining.is_none_or(|n| n > 0);
             if let Some(n) = refusal.remaining.as_mut() {
@@ -126,7 +169,18 @@ impl Handler for Session {
             to: std::mem::take(&mut self.to),
             raw: String::from_utf8_lossy(&std::mem::take(&mut self.data)).into_owned(),
         };
-        self.shared.lock().received.push(mail);
+        let mut state = self.shared.lock();
+        state.total += 1;
+        for to in &mail.to {
+            *state.per_recipient.entry(to.clone()).or_default() += 1;
+        }
+        if state.options.keep_messages > 0 {
+            if state.received.len() >= state.options.keep_messages {
+                state.received.pop_front();
+            }
+            state.received.push_back(mail);
+        }
+        drop(state);
         self.shared.arrived.notify_waiters();
         response::OK
     }
@@ -148,12 +202,21 @@ pub struct MailSink {
 }
 
 impl MailSink {
-    /// Starts the server on `addr` (port 0 for any free port).
+    /// Starts the server on `addr` (port 0 for any free port), keeping everything.
     pub fn start(addr: SocketAddr) -> Result<Self, MailSinkError> {
+        Self::start_with(addr, SinkOptions::default())
+    }
+
+    pub fn start_with(addr: SocketAddr, options: SinkOptions) -> Result<Self, MailSinkError> {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|source| MailSinkError::Bind { addr, source })?;
         let bound = listener.local_addr().map_err(|source| MailSinkError::Bind { addr, source })?;
         let shared = Shared::default();
+        {
+            let mut state = shared.lock();
+            state.options = options;
+            state.random = u64::from(bound.port()) | 0x9e37_79b9_7f4a_7c15;
+        }
         let session = Session {
             shared: shared.clone(),
             from: String::new(),
@@ -184,9 +247,19 @@ impl MailSink {
         self.addr
     }
 
-    /// Everything received so far, oldest first.
+    /// The messages kept, oldest first.
     pub fn received(&self) -> Vec<ReceivedMail> {
-        self.shared.lock().received.clone()
+        self.shared.lock().received.iter().cloned().collect()
+    }
+
+    /// Messages accepted over the whole run.
+    pub fn total(&self) -> u64 {
+        self.shared.lock().total
+    }
+
+    /// Messages accepted per recipient over the whole run.
+    pub fn per_recipient(&self) -> HashMap<String, u32> {
+        self.shared.lock().per_recipient.clone()
     }
 
     /// From now on, `RCPT TO:<address>` is answered with `code message` (e.g. 550 for a

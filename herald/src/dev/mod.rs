@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HeraldConfig;
 use crate::pipeline::Pipeline;
 use broker::TansuBroker;
-use mail_sink::MailSink;
+use mail_sink::{MailSink, SinkOptions};
 
 #[derive(Debug, Clone)]
 pub struct DevOptions {
@@ -108,8 +108,10 @@ pub async fn run(
     config.schema_registry.url = format!("http://{registry_addr}");
 
     let smtp_addr = SocketAddr::from(([127, 0, 0, 1], options.smtp_port));
-    let mail = MailSink::start(smtp_addr)
-        .or_else(|_| MailSink::start(SocketAddr::from(([127, 0, 0, 1], 0))))
+    // A long-running dev session keeps the latest messages whole and counts the rest.
+    let sink = SinkOptions { keep_messages: 200, record_attempts: false, ..SinkOptions::default() };
+    let mail = MailSink::start_with(smtp_addr, sink.clone())
+        .or_else(|_| MailSink::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), sink))
         .context("SMTP sink")?;
     config.dispatch.email.smtp.host = mail.addr().ip().to_string();
     config.dispatch.email.smtp.port = mail.addr().port();
