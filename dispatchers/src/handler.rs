@@ -2,7 +2,7 @@
 //! the outcome made durable (ledger, event, retry tier or dead letter) before the offset
 //! may be stored.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use herald_runtime::kafka::{
@@ -14,7 +14,8 @@ use herald_schemas::{Channel, ChannelMessage, DeliveryEvent, EventKind, Topics};
 use prometheus::{HistogramVec, IntCounterVec};
 
 use crate::ledger::{Claim, Completion, DeliveryKey, DeliveryLedger};
-use crate::provider::{DeliveryError, Provider, Sent};
+use crate::providers::registry::{ProviderHandle, Routes};
+use crate::providers::{DeliveryError, Sent};
 use crate::retry::{self, NextStep, RetryPolicy};
 
 struct DeliveryMetrics {
@@ -53,12 +54,10 @@ pub struct DispatchSetup {
     pub claim_timeout: Duration,
 }
 
-pub(crate) struct DispatchHandler<P, L> {
+pub(crate) struct DispatchHandler<L> {
     setup: DispatchSetup,
-    /// One permit per send the provider may have in progress.
-    sending: tokio::sync::Semaphore,
-    provider: Arc<P>,
-    ledger: Arc<L>,
+    routes: Routes,
+    ledger: std::sync::Arc<L>,
     output: AvroProducer,
     dead_letters: DeadLetters,
 }
@@ -91,29 +90,34 @@ enum Settlement {
 const SETTLE_RETRY_START: Duration = Duration::from_millis(100);
 const SETTLE_RETRY_MAX: Duration = Duration::from_secs(5);
 
-impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
+impl<L: DeliveryLedger> DispatchHandler<L> {
     pub(crate) fn new(
         setup: DispatchSetup,
-        provider: Arc<P>,
-        ledger: Arc<L>,
+        routes: Routes,
+        ledger: std::sync::Arc<L>,
         output: AvroProducer,
         dead_letters: DeadLetters,
     ) -> Self {
-        let sending = tokio::sync::Semaphore::new(provider.concurrency().max(1));
-        Self { setup, sending, provider, ledger, output, dead_letters }
+        Self { setup, routes, ledger, output, dead_letters }
     }
 
-    fn count(&self, outcome: &str) {
-        let labels = [self.setup.channel.as_str(), self.provider.name(), outcome];
+    fn count(&self, provider: &str, outcome: &str) {
+        let labels = [self.setup.channel.as_str(), provider, outcome];
         delivery_metrics().outcomes.with_label_values(&labels).inc();
     }
 
-    fn event(&self, message: &ChannelMessage, kind: EventKind, attempt: i32) -> DeliveryEvent {
+    fn event(
+        &self,
+        message: &ChannelMessage,
+        kind: EventKind,
+        attempt: i32,
+        provider: &str,
+    ) -> DeliveryEvent {
         let mut event = DeliveryEvent::new(&message.notification_id, kind);
         event.channel = Some(self.setup.channel.as_str().to_owned());
         event.target = Some(message.target.clone());
         event.user_id = message.user_id.clone();
-        event.provider = Some(self.provider.name().to_owned());
+        event.provider = Some(provider.to_owned());
         event.attempt = attempt;
         event
     }
@@ -132,18 +136,26 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
         self.dead_letters.send(record, ErrorClass::Poison, reason).await.map_err(HandlerError::new)
     }
 
-    async fn call_provider(&self, message: &ChannelMessage, attempt: i32) -> Settlement {
+    async fn call_provider(
+        &self,
+        provider: &ProviderHandle,
+        message: &ChannelMessage,
+        attempt: i32,
+    ) -> Settlement {
         let started = Instant::now();
-        let result = self.provider.send(message).await;
-        let labels = [self.setup.channel.as_str(), self.provider.name()];
+        let result = provider.send(message).await;
+        let labels = [self.setup.channel.as_str(), provider.name()];
         delivery_metrics()
             .provider_seconds
             .with_label_values(&labels)
             .observe(started.elapsed().as_secs_f64());
-        self.count(match &result {
-            Ok(_) => "sent",
-            Err(e) => e.outcome_label(),
-        });
+        self.count(
+            provider.name(),
+            match &result {
+                Ok(_) => "sent",
+                Err(e) => e.outcome_label(),
+            },
+        );
         match result {
             Ok(sent) => Settlement::Sent(sent),
             Err(error @ (DeliveryError::Permanent { .. } | DeliveryError::DeadTarget { .. })) => {
@@ -171,12 +183,19 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
         message: ChannelMessage,
     ) -> Result<(), HandlerError> {
         let attempt = retry::attempt(record);
+        let Some(provider) = self.routes.providers(&message.route).first() else {
+            let reason = format!(
+                "no provider serves route {:?} of channel {}",
+                message.route, self.setup.channel
+            );
+            return self.poison(record, &reason).await;
+        };
         let key = DeliveryKey {
             notification_id: message.notification_id.clone(),
             channel: self.setup.channel.as_str().to_owned(),
             target: message.target.clone(),
         };
-        let slot = self.sending.acquire().await.map_err(HandlerError::new)?;
+        let slot = provider.slot().await;
         let now = herald_schemas::now_millis();
         let claim = self
             .ledger
@@ -186,17 +205,15 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
         let settlement = match claim {
             Claim::Done(_) => {
                 // A redelivery or replay of a finished delivery: its events exist already.
-                self.count("duplicate_suppressed");
+                self.count(provider.name(), "duplicate_suppressed");
                 return Ok(());
             }
             Claim::Busy { claimed_at } => {
-                self.count("deferred");
+                self.count(provider.name(), "deferred");
                 let timeout =
                     i64::try_from(self.setup.claim_timeout.as_millis()).unwrap_or(i64::MAX);
-                Settlement::Wait {
-                    tier: self.setup.retry.tier_for_wait(attempt),
-                    due_at: claimed_at.saturating_add(timeout),
-                }
+                let tier = self.setup.retry.tier_for_wait(attempt);
+                Settlement::Wait { tier, due_at: claimed_at.saturating_add(timeout) }
             }
             Claim::Granted { took_over } => {
                 if took_over {
@@ -207,7 +224,7 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
                     tracing::warn!(channel = %self.setup.channel, notification_id = %key.notification_id,
                         "took over a stale claim: the previous attempt's outcome is unknown");
                 }
-                self.call_provider(&message, attempt).await
+                self.call_provider(provider, &message, attempt).await
             }
         };
         // The provider has answered: from here on the handler must not fail, or the record
@@ -217,7 +234,8 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
         // ledger knows the outcome: events and retry records need no provider.
         self.until_durable(|| self.record_outcome(&key, &settlement)).await;
         drop(slot);
-        self.until_durable(|| self.publish(record, &message, attempt, &settlement)).await;
+        let name = provider.name();
+        self.until_durable(|| self.publish(record, &message, attempt, name, &settlement)).await;
         Ok(())
     }
 
@@ -262,18 +280,19 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
         record: &OwnedMessage,
         message: &ChannelMessage,
         attempt: i32,
+        provider: &str,
         settlement: &Settlement,
     ) -> Result<(), HandlerError> {
         let event = match settlement {
             Settlement::Sent(sent) => {
-                let mut event = self.event(message, EventKind::Sent, attempt);
+                let mut event = self.event(message, EventKind::Sent, attempt, provider);
                 if let Some(id) = &sent.provider_message_id {
                     event.detail.insert("provider_message_id".into(), id.clone());
                 }
                 event
             }
             Settlement::Failed { error } => {
-                let mut event = self.event(message, EventKind::Failed, attempt);
+                let mut event = self.event(message, EventKind::Failed, attempt, provider);
                 if matches!(error, DeliveryError::DeadTarget { .. }) {
                     event.detail.insert("dead_target".into(), "true".into());
                 }
@@ -282,14 +301,14 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
             }
             Settlement::Invalid { error } => {
                 self.poison(record, &error.to_string()).await?;
-                let mut event = self.event(message, EventKind::DeadLettered, attempt);
+                let mut event = self.event(message, EventKind::DeadLettered, attempt, provider);
                 event.reason = Some(error.to_string());
                 event
             }
             Settlement::Retry { tier, due_at, reason, next_attempt } => {
                 let headers = retry::retry_headers(record, *next_attempt, *due_at, reason);
                 self.to_tier(record, *tier, headers).await?;
-                let mut event = self.event(message, EventKind::Retrying, attempt);
+                let mut event = self.event(message, EventKind::Retrying, attempt, provider);
                 event.reason = Some(reason.clone());
                 event.detail.insert("next_attempt_at".into(), due_at.to_string());
                 event.detail.insert("tier".into(), tier.to_string());
@@ -301,7 +320,7 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
                     .send(record, ErrorClass::RetriesExhausted, &reason)
                     .await
                     .map_err(HandlerError::new)?;
-                let mut event = self.event(message, EventKind::DeadLettered, attempt);
+                let mut event = self.event(message, EventKind::DeadLettered, attempt, provider);
                 event.reason = Some(reason);
                 event
             }
@@ -310,7 +329,7 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
                     "another dispatcher holds the delivery claim; waiting for it to expire";
                 let headers = retry::retry_headers(record, attempt, *due_at, reason);
                 self.to_tier(record, *tier, headers).await?;
-                let mut event = self.event(message, EventKind::Retrying, attempt);
+                let mut event = self.event(message, EventKind::Retrying, attempt, provider);
                 event.reason = Some(reason.into());
                 event.detail.insert("next_attempt_at".into(), due_at.to_string());
                 event
@@ -336,7 +355,7 @@ impl<P: Provider, L: DeliveryLedger> DispatchHandler<P, L> {
     }
 }
 
-impl<P: Provider, L: DeliveryLedger> Handler for DispatchHandler<P, L> {
+impl<L: DeliveryLedger> Handler for DispatchHandler<L> {
     async fn handle(&self, record: &OwnedMessage) -> Result<(), HandlerError> {
         let message = match self.output.codec().decode::<ChannelMessage>(record.payload()).await {
             Ok(message) => message,

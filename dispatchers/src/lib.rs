@@ -5,10 +5,9 @@
 //! conclusive place: sent, failed for good, waiting in a retry tier, or dead-lettered.
 
 pub mod config;
-pub mod email;
 mod handler;
 pub mod ledger;
-pub mod provider;
+pub mod providers;
 pub mod retry;
 
 use std::sync::Arc;
@@ -21,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::DispatchConfig;
 pub use handler::DispatchSetup;
 pub use ledger::DeliveryLedger;
-pub use provider::{DeliveryError, Provider, Sent};
+pub use providers::registry::Routes;
+pub use providers::{DeliveryError, Provider, Sent};
 
 /// Consumer group of a channel's dispatchers.
 pub fn group(channel: Channel) -> String {
@@ -30,10 +30,10 @@ pub fn group(channel: Channel) -> String {
 
 /// Runs the dispatcher of `setup.channel` until `shutdown` is cancelled: it consumes the
 /// channel topic and every retry tier of the channel.
-pub async fn run<P: Provider, L: DeliveryLedger>(
+pub async fn run<L: DeliveryLedger>(
     kafka: &KafkaConfig,
     setup: DispatchSetup,
-    provider: Arc<P>,
+    routes: Routes,
     ledger: Arc<L>,
     output: AvroProducer,
     shutdown: CancellationToken,
@@ -45,6 +45,6 @@ pub async fn run<P: Provider, L: DeliveryLedger>(
     inputs.extend((1..=setup.retry.tiers()).map(|tier| topics.retry(setup.channel, tier)));
     let spec = ConsumerSpec { group_id: group.clone(), topics: inputs, client_id: group };
     let handler =
-        Arc::new(handler::DispatchHandler::new(setup, provider, ledger, output, dead_letters));
+        Arc::new(handler::DispatchHandler::new(setup, routes, ledger, output, dead_letters));
     consumer::run(kafka, spec, handler, shutdown).await
 }

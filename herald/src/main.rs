@@ -230,8 +230,9 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
         }
         Command::Dispatch { channel } => {
             let token = shutdown::on_signal();
+            let none = roles::GivenProviders::new();
             let (role, ops) = tokio::join!(
-                roles::dispatcher(&config, channel, token.clone()),
+                roles::dispatcher(&config, channel, &none, token.clone()),
                 roles::ops(&config, token)
             );
             role.and(ops)

@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HeraldConfig;
-use crate::roles;
+use crate::roles::{self, GivenProviders};
 
 #[derive(Debug)]
 pub struct Pipeline {
@@ -19,10 +19,24 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts every role; they stop when `shutdown` is cancelled (or [`Pipeline::stop`]).
+    /// Starts the send API, the enricher and the email dispatcher; they stop when `shutdown`
+    /// is cancelled (or [`Pipeline::stop`]).
     pub async fn start(
         config: HeraldConfig,
         api_listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(config, api_listener, &[Channel::Email], GivenProviders::new(), shutdown)
+            .await
+    }
+
+    /// Like [`Pipeline::start`], with a dispatcher for each of `channels` and provider
+    /// instances given by name.
+    pub async fn start_with(
+        config: HeraldConfig,
+        api_listener: TcpListener,
+        channels: &[Channel],
+        given: GivenProviders,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let api_addr = api_listener.local_addr()?;
@@ -31,8 +45,11 @@ impl Pipeline {
         tasks.spawn(async move { roles::ingest(&c, api_listener, s).await });
         let (c, s) = (config.clone(), shutdown.clone());
         tasks.spawn(async move { roles::enricher(&c, s).await });
-        let (c, s) = (config, shutdown.clone());
-        tasks.spawn(async move { roles::dispatcher(&c, Channel::Email, s).await });
+        let given = std::sync::Arc::new(given);
+        for channel in channels.iter().copied() {
+            let (c, s, g) = (config.clone(), shutdown.clone(), std::sync::Arc::clone(&given));
+            tasks.spawn(async move { roles::dispatcher(&c, channel, &g, s).await });
+        }
         Ok(Self { api_addr, shutdown, tasks })
     }
 

@@ -1,14 +1,15 @@
 //! Starting each role from the configuration. `herald ingest|enrich|dispatch` run one role
 //! per process; `herald dev` and the tests run them side by side in one.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 use herald_dispatchers::config::LedgerBackend;
-use herald_dispatchers::email::SmtpProvider;
+use herald_dispatchers::config::ProviderLimits;
 use herald_dispatchers::ledger::scylla::ScyllaLedger;
 use herald_dispatchers::ledger::sqlite::SqliteLedger;
-use herald_dispatchers::{DeliveryLedger, DispatchSetup};
+use herald_dispatchers::{DeliveryLedger, DispatchSetup, Provider, Routes};
 use herald_enricher::SqliteDirectory;
 use herald_ingest::{ApiClients, Ingest, StatusStore};
 use herald_runtime::http::BrokerReadiness;
@@ -62,11 +63,19 @@ pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> any
         .context("enricher")
 }
 
+/// Provider instances supplied by the caller by name, instead of built from configuration
+/// (`herald dev`'s in-memory sandboxes).
+pub type GivenProviders = HashMap<String, (Arc<dyn Provider>, ProviderLimits)>;
+
 pub async fn dispatcher(
     config: &HeraldConfig,
     channel: Channel,
+    given: &GivenProviders,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let routes = Routes::build(channel, &config.dispatch, given).with_context(|| {
+        format!("the providers of channel {channel} ([dispatch.routes.{channel}])")
+    })?;
     let ledger_config = &config.dispatch.ledger;
     match ledger_config.backend {
         LedgerBackend::Sqlite => {
@@ -76,7 +85,7 @@ pub async fn dispatcher(
                 ledger_config.retention(),
                 shutdown.clone(),
             ));
-            let result = dispatch_with(config, channel, Arc::new(ledger), shutdown).await;
+            let result = dispatch_with(config, channel, routes, Arc::new(ledger), shutdown).await;
             expiry.abort();
             result
         }
@@ -84,7 +93,7 @@ pub async fn dispatcher(
             let ledger = ScyllaLedger::connect(&ledger_config.scylla, ledger_config.retention())
                 .await
                 .context("delivery ledger")?;
-            dispatch_with(config, channel, Arc::new(ledger), shutdown).await
+            dispatch_with(config, channel, routes, Arc::new(ledger), shutdown).await
         }
     }
 }
@@ -113,6 +122,7 @@ async fn expire_ledger(
 async fn dispatch_with<L: DeliveryLedger>(
     config: &HeraldConfig,
     channel: Channel,
+    routes: Routes,
     ledger: Arc<L>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -123,24 +133,9 @@ async fn dispatch_with<L: DeliveryLedger>(
         retry: config.dispatch.retry.policy(),
         claim_timeout: config.dispatch.ledger.claim_timeout(),
     };
-    match channel {
-        Channel::Email => {
-            let provider = SmtpProvider::new(&config.dispatch.email).context("email provider")?;
-            herald_dispatchers::run(
-                &config.kafka,
-                setup,
-                Arc::new(provider),
-                ledger,
-                output,
-                shutdown,
-            )
-            .await
-            .context("email dispatcher")
-        }
-        Channel::Sms | Channel::Ios | Channel::Android => {
-            anyhow::bail!("no provider is implemented for the {channel} channel yet")
-        }
-    }
+    herald_dispatchers::run(&config.kafka, setup, routes, ledger, output, shutdown)
+        .await
+        .with_context(|| format!("{channel} dispatcher"))
 }
 
 /// Serves `/healthz`, `/readyz` (Kafka reachable) and `/metrics` for a consumer role, if

@@ -31,6 +31,19 @@ impl fmt::Display for Channel {
     }
 }
 
+impl serde::Serialize for Channel {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Channel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("unknown channel {0:?}: expected one of email, sms, ios, android")]
 pub struct UnknownChannel(pub String);

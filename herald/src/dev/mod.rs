@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod mail_sink;
 pub mod seed;
+pub mod standins;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,16 +14,23 @@ use std::path::PathBuf;
 use anyhow::Context;
 use axum::Json;
 use axum::routing::get;
-use herald_dispatchers::config::SmtpTls;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use herald_dispatchers::Provider;
+use herald_dispatchers::config::{ProviderLimits, SmtpTls};
+use herald_dispatchers::providers::sandbox::{Recordings, SandboxProvider};
 use herald_enricher::SqliteDirectory;
 use herald_ingest::ApiClients;
 use herald_runtime::kafka::admin;
+use herald_schemas::Channel;
 use herald_schemas::dev_registry::DevRegistry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HeraldConfig;
 use crate::pipeline::Pipeline;
+use crate::roles::GivenProviders;
 use broker::TansuBroker;
 use mail_sink::{MailSink, SinkOptions};
 
@@ -131,7 +139,8 @@ pub async fn run(
 
     let mailbox_listener = bind_preferring(options.mailbox_port).await.context("mailbox port")?;
     let mailbox_addr = mailbox_listener.local_addr()?;
-    let mailbox = mailbox_router(mail.clone());
+    let recordings = Recordings::default();
+    let mailbox = mailbox_router(mail.clone(), recordings.clone());
     let mailbox_shutdown = shutdown.clone();
     tokio::spawn(async move {
         axum::serve(mailbox_listener, mailbox)
@@ -139,8 +148,21 @@ pub async fn run(
             .await
     });
 
+    // Push and SMS go to sandbox providers that record what they would have sent.
+    let mut given = GivenProviders::new();
+    for channel in [Channel::Sms, Channel::Ios, Channel::Android] {
+        let name = format!("sandbox-{channel}");
+        let provider: Arc<dyn Provider> =
+            Arc::new(SandboxProvider::in_memory(&name, recordings.clone()));
+        given.insert(name.clone(), (provider, ProviderLimits::default()));
+        let routes = BTreeMap::from([("default".to_owned(), vec![name])]);
+        config.dispatch.routes.insert(channel.as_str().to_owned(), routes);
+    }
+
     let api_listener = bind_preferring(options.api_port).await.context("send API port")?;
-    let pipeline = Pipeline::start(config.clone(), api_listener, shutdown.clone()).await?;
+    let pipeline =
+        Pipeline::start_with(config.clone(), api_listener, &Channel::ALL, given, shutdown.clone())
+            .await?;
     print_banner(&Banner {
         api: pipeline.api_addr(),
         bootstrap: &config.kafka.bootstrap_servers,
@@ -157,9 +179,17 @@ pub async fn run(
     result
 }
 
-fn mailbox_router(mail: MailSink) -> axum::Router {
+fn mailbox_router(mail: MailSink, recordings: Recordings) -> axum::Router {
     let listing = mail.clone();
+    let sandbox = recordings.clone();
     axum::Router::new()
+        .route(
+            "/sandbox",
+            get(move || {
+                let recordings = sandbox.clone();
+                async move { Json(recordings.latest()) }
+            }),
+        )
         .route(
             "/messages",
             get(move || {
@@ -171,12 +201,31 @@ fn mailbox_router(mail: MailSink) -> axum::Router {
             "/",
             get(move || {
                 let mail = listing.clone();
-                async move { render_mailbox(&mail) }
+                let recordings = recordings.clone();
+                async move { render_mailbox(&mail, &recordings) }
             }),
         )
 }
 
-fn render_mailbox(mail: &MailSink) -> String {
+fn render_mailbox(mail: &MailSink, recordings: &Recordings) -> String {
+    let mut out = String::new();
+    let recorded = recordings.latest();
+    if !recorded.is_empty() {
+        out.push_str(&format!("{} push/SMS message(s) recorded by the sandbox providers, newest first (JSON: /sandbox)\n", recorded.len()));
+        for r in recorded.iter().rev() {
+            let title = r.title.as_deref().map(|t| format!("{t}: ")).unwrap_or_default();
+            out.push_str(&format!(
+                "  {} {} -> {}  {title}{}\n",
+                r.channel, r.provider, r.target, r.text
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str(&render_mail(mail));
+    out
+}
+
+fn render_mail(mail: &MailSink) -> String {
     let received = mail.received();
     if received.is_empty() {
         return "The mailbox is empty. Send a notification with the curl command herald dev printed.\n".into();

@@ -85,10 +85,20 @@ impl TestEnv {
 
     /// Starts ingest, enricher and email dispatcher; returns the running pipeline.
     pub async fn pipeline(&self) -> RunningPipeline {
+        self.pipeline_with(&[]).await
+    }
+
+    /// Like [`TestEnv::pipeline`], with dispatchers for `channels` besides email.
+    pub async fn pipeline_with(&self, channels: &[herald_schemas::Channel]) -> RunningPipeline {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
+        let mut all = vec![herald_schemas::Channel::Email];
+        all.extend_from_slice(channels);
+        let given = herald::roles::GivenProviders::new();
         let pipeline =
-            Pipeline::start(self.config.clone(), listener, shutdown.clone()).await.unwrap();
+            Pipeline::start_with(self.config.clone(), listener, &all, given, shutdown.clone())
+                .await
+                .unwrap();
         let api = format!("http://{}", pipeline.api_addr());
         RunningPipeline { pipeline: Some(pipeline), api, http: reqwest::Client::new() }
     }

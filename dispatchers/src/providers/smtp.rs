@@ -13,8 +13,8 @@ use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sha2::{Digest, Sha256};
 
+use super::{DeliveryError, Provider, SendFuture, Sent};
 use crate::config::{EmailConfig, SmtpTls};
-use crate::provider::{DeliveryError, Provider, Sent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailSetupError {
@@ -31,7 +31,6 @@ pub struct SmtpProvider {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     default_from: Mailbox,
     message_id_domain: String,
-    pool_size: usize,
 }
 
 impl std::fmt::Debug for SmtpProvider {
@@ -78,7 +77,6 @@ impl SmtpProvider {
             transport: builder.build(),
             default_from,
             message_id_domain: config.message_id_domain.clone(),
-            pool_size: usize::try_from(smtp.pool_size.max(1)).unwrap_or(1),
         })
     }
 
@@ -145,22 +143,16 @@ fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
 }
 
 impl Provider for SmtpProvider {
-    fn name(&self) -> &str {
-        "smtp"
-    }
-
-    fn concurrency(&self) -> usize {
-        self.pool_size
-    }
-
-    async fn send(&self, message: &ChannelMessage) -> Result<Sent, DeliveryError> {
-        let email = self.build(message)?;
-        match self.transport.send(email).await {
-            Ok(response) => {
-                Ok(Sent { provider_message_id: response.message().next().map(str::to_owned) })
+    fn send<'a>(&'a self, message: &'a ChannelMessage) -> SendFuture<'a> {
+        Box::pin(async move {
+            let email = self.build(message)?;
+            match self.transport.send(email).await {
+                Ok(response) => {
+                    Ok(Sent { provider_message_id: response.message().next().map(str::to_owned) })
+                }
+                Err(e) => Err(classify(&e)),
             }
-            Err(e) => Err(classify(&e)),
-        }
+        })
     }
 }
 

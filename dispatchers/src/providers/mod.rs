@@ -1,5 +1,14 @@
 //! What a provider is to a dispatcher, and how its answers are classified.
 
+pub mod fcm;
+pub mod http;
+pub mod jwt;
+pub mod limits;
+pub mod registry;
+pub mod sandbox;
+pub mod smtp;
+
+use std::pin::Pin;
 use std::time::Duration;
 
 use herald_schemas::ChannelMessage;
@@ -45,19 +54,13 @@ impl DeliveryError {
     }
 }
 
+/// What [`Provider::send`] returns: boxed so providers of different kinds can sit in one
+/// registry.
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Sent, DeliveryError>> + Send + 'a>>;
+
+/// One provider account (an SMTP relay, an FCM project, a Twilio account, ...). Adding a
+/// provider kind is one module implementing this plus its configuration variant.
 pub trait Provider: Send + Sync + 'static {
-    /// Name for events and metric labels (bounded: one per configured provider).
-    fn name(&self) -> &str;
-
-    /// How many sends may be in progress at once. A delivery is claimed in the ledger only
-    /// once a slot is free, so the claims a crash can leave behind are the sends that were
-    /// really under way.
-    fn concurrency(&self) -> usize {
-        64
-    }
-
-    fn send(
-        &self,
-        message: &ChannelMessage,
-    ) -> impl Future<Output = Result<Sent, DeliveryError>> + Send;
+    /// Sends one message; classifies every failure.
+    fn send<'a>(&'a self, message: &'a ChannelMessage) -> SendFuture<'a>;
 }
