@@ -14,7 +14,7 @@ use herald_schemas::{Channel, ChannelMessage, DeliveryEvent, EventKind, Topics};
 use prometheus::{HistogramVec, IntCounterVec};
 
 use crate::ledger::{Claim, Completion, DeliveryKey, DeliveryLedger};
-use crate::providers::registry::{ProviderHandle, Routes};
+use crate::providers::registry::{Pick, ProviderHandle, Routes};
 use crate::providers::{DeliveryError, Sent};
 use crate::retry::{self, NextStep, RetryPolicy};
 
@@ -183,19 +183,41 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
         message: ChannelMessage,
     ) -> Result<(), HandlerError> {
         let attempt = retry::attempt(record);
-        let Some(provider) = self.routes.providers(&message.route).first() else {
-            let reason = format!(
-                "no provider serves route {:?} of channel {}",
-                message.route, self.setup.channel
-            );
-            return self.poison(record, &reason).await;
+        let (provider, slot) = loop {
+            let (provider, probe) = match self
+                .routes
+                .pick(&message.route, message.app_id.as_deref())
+            {
+                Pick::Send { provider, probe } => (provider, probe),
+                Pick::Held { until_ms } => {
+                    // Not an attempt: the runtime keeps the record and tries again with
+                    // back-off, so an outage without failover spends no retry tiers and
+                    // fills no DLQ.
+                    let wait_ms = until_ms.saturating_sub(herald_schemas::now_millis()).max(0);
+                    return Err(HandlerError::new(format!(
+                        "every provider of route {:?} of channel {} is failing; holding for {wait_ms} ms",
+                        message.route, self.setup.channel
+                    )));
+                }
+                Pick::NoProvider => {
+                    let reason = format!(
+                        "no provider serves route {:?} of channel {}",
+                        message.route, self.setup.channel
+                    );
+                    return self.poison(record, &reason).await;
+                }
+            };
+            let slot = provider.slot().await;
+            // The provider may have been taken out while this waited for its slot.
+            if probe || provider.is_healthy() {
+                break (provider, slot);
+            }
         };
         let key = DeliveryKey {
             notification_id: message.notification_id.clone(),
             channel: self.setup.channel.as_str().to_owned(),
             target: message.target.clone(),
         };
-        let slot = provider.slot().await;
         let now = herald_schemas::now_millis();
         let claim = self
             .ledger

@@ -4,6 +4,7 @@
 
 use herald_schemas::{Channel, ChannelMessage, DeliveryEvent, EventKind, NotificationRequest};
 
+use crate::config::RegionRoutes;
 use crate::directory::{Platform, Profile};
 
 /// Channels a request may ask for. `push` fans out to the `ios` and `android` dispatch
@@ -49,13 +50,20 @@ impl Plan {
         self.events.push(event);
     }
 
-    fn route(&mut self, request: &NotificationRequest, channel: Channel, target: &str) {
+    fn route(
+        &mut self,
+        request: &NotificationRequest,
+        (channel, route): (Channel, &str),
+        target: &str,
+        app_id: Option<&str>,
+    ) {
         let message = ChannelMessage {
             notification_id: request.notification_id.clone(),
             channel: channel.as_str().to_owned(),
             target: target.to_owned(),
             user_id: request.recipient.user_id.clone(),
-            route: "default".into(),
+            app_id: app_id.map(str::to_owned),
+            route: route.to_owned(),
             category: request.category.clone(),
             accepted_at: request.accepted_at,
             from: request.from.clone(),
@@ -96,9 +104,16 @@ fn requested_channels(request: &NotificationRequest) -> Vec<&str> {
 }
 
 /// Plans the deliveries of `request`. `profile` is the directory's view of the recipient when
-/// the request names a user id (`None` when the directory does not know the user).
-pub fn plan(request: &NotificationRequest, profile: Option<&Profile>) -> Plan {
+/// the request names a user id (`None` when the directory does not know the user); the
+/// recipient's region chooses each message's route.
+pub fn plan(
+    request: &NotificationRequest,
+    profile: Option<&Profile>,
+    routes: &RegionRoutes,
+) -> Plan {
     let mut plan = Plan::default();
+    let region = profile.and_then(|p| p.user.region.as_deref());
+    let to = |channel: Channel| (channel, routes.route(channel, region));
     let known_user = request.recipient.user_id.is_some();
     if known_user && profile.is_none() {
         plan.skip(request, None, SkipReason::UnknownUser);
@@ -129,7 +144,7 @@ pub fn plan(request: &NotificationRequest, profile: Option<&Profile>) -> Plan {
                     None => request.recipient.email.as_deref(),
                 };
                 match address {
-                    Some(address) => plan.route(request, Channel::Email, address),
+                    Some(address) => plan.route(request, to(Channel::Email), address, None),
                     None => plan.skip(request, Some(channel), SkipReason::NoAddress),
                 }
             }
@@ -139,7 +154,7 @@ pub fn plan(request: &NotificationRequest, profile: Option<&Profile>) -> Plan {
                     None => request.recipient.phone.as_deref(),
                 };
                 match phone {
-                    Some(phone) => plan.route(request, Channel::Sms, phone),
+                    Some(phone) => plan.route(request, to(Channel::Sms), phone, None),
                     None => plan.skip(request, Some(channel), SkipReason::NoAddress),
                 }
             }
@@ -154,7 +169,7 @@ pub fn plan(request: &NotificationRequest, profile: Option<&Profile>) -> Plan {
                         Platform::Ios => Channel::Ios,
                         Platform::Android => Channel::Android,
                     };
-                    plan.route(request, dispatch, &device.token);
+                    plan.route(request, to(dispatch), &device.token, device.app_id.as_deref());
                 }
             }
         }
@@ -223,7 +238,7 @@ mod tests {
 
     #[test]
     fn content_decides_channels_and_push_fans_out_per_active_device() {
-        let plan = plan(&request(Some("u1")), Some(&profile()));
+        let plan = plan(&request(Some("u1")), Some(&profile()), &RegionRoutes::default());
         let targets: Vec<_> = plan.messages.iter().map(|(c, m)| (*c, m.target.as_str())).collect();
         assert_eq!(
             targets,
@@ -239,7 +254,7 @@ mod tests {
 
     #[test]
     fn unknown_user_is_one_skip() {
-        let plan = plan(&request(Some("ghost")), None);
+        let plan = plan(&request(Some("ghost")), None, &RegionRoutes::default());
         assert!(plan.messages.is_empty());
         assert_eq!(reasons(&plan), vec![(None, "unknown_user")]);
     }
@@ -257,7 +272,7 @@ mod tests {
             channel: "push".into(),
             opted_in: false,
         });
-        let plan = plan(&request(Some("u1")), Some(&p));
+        let plan = plan(&request(Some("u1")), Some(&p), &RegionRoutes::default());
         assert_eq!(reasons(&plan), vec![(Some("email"), "opted_out")]);
         assert_eq!(plan.messages.len(), 2, "push still goes out: its opt-out is for security");
     }
@@ -266,7 +281,7 @@ mod tests {
     fn requested_channel_without_content_address_or_name_is_skipped() {
         let mut r = request(Some("u1"));
         r.channels = vec!["sms".into(), "fax".into()];
-        let plan1 = plan(&r, Some(&profile()));
+        let plan1 = plan(&r, Some(&profile()), &RegionRoutes::default());
         assert_eq!(
             reasons(&plan1),
             vec![(Some("sms"), "no_content"), (Some("fax"), "unknown_channel")]
@@ -274,7 +289,7 @@ mod tests {
 
         r.sms = Some(SmsContent { text: "hi".into() });
         r.channels = vec!["sms".into()];
-        let plan2 = plan(&r, Some(&profile()));
+        let plan2 = plan(&r, Some(&profile()), &RegionRoutes::default());
         assert_eq!(reasons(&plan2), vec![(Some("sms"), "no_address")]);
     }
 
@@ -283,8 +298,33 @@ mod tests {
         let mut r = request(None);
         r.recipient.email = Some("guest@example.com".into());
         r.push = None;
-        let plan = plan(&r, None);
+        let plan = plan(&r, None, &RegionRoutes::default());
         assert_eq!(plan.messages.len(), 1);
         assert_eq!(plan.messages[0].1.target, "guest@example.com");
+    }
+
+    #[test]
+    fn the_recipients_region_chooses_the_route_of_each_channel() {
+        let routes = RegionRoutes::new(BTreeMap::from([(
+            Channel::Android,
+            BTreeMap::from([("CN".to_owned(), "china".to_owned())]),
+        )]));
+        let mut p = profile();
+        p.user.region = Some("cn".into());
+        let plan = plan(&request(Some("u1")), Some(&p), &routes);
+        let route_of = |channel| {
+            plan.messages.iter().find(|(c, _)| *c == channel).map(|(_, m)| m.route.as_str())
+        };
+        assert_eq!(route_of(Channel::Android), Some("china"));
+        assert_eq!(route_of(Channel::Ios), Some("default"), "no route for ios in CN");
+        p.user.region = Some("DE".into());
+        let elsewhere = super::plan(&request(Some("u1")), Some(&p), &routes);
+        assert!(elsewhere.messages.iter().all(|(_, m)| m.route == "default"));
+        assert!(routes.validate().is_ok());
+        let lower = RegionRoutes::new(BTreeMap::from([(
+            Channel::Sms,
+            BTreeMap::from([("cn".to_owned(), "x".to_owned())]),
+        )]));
+        assert!(lower.validate().is_err());
     }
 }

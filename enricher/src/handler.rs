@@ -8,6 +8,7 @@ use herald_runtime::kafka::{
 };
 use herald_schemas::{NotificationRequest, Topics, headers};
 
+use crate::config::RegionRoutes;
 use crate::directory::{self, Directory};
 use crate::fanout;
 
@@ -16,6 +17,7 @@ pub(crate) struct EnrichHandler<D> {
     output: AvroProducer,
     dead_letters: DeadLetters,
     topics: Topics,
+    routes: RegionRoutes,
 }
 
 impl<D: Directory> EnrichHandler<D> {
@@ -23,9 +25,9 @@ impl<D: Directory> EnrichHandler<D> {
         directory: Arc<D>,
         output: AvroProducer,
         dead_letters: DeadLetters,
-        topics: Topics,
+        (topics, routes): (Topics, RegionRoutes),
     ) -> Self {
-        Self { directory, output, dead_letters, topics }
+        Self { directory, output, dead_letters, topics, routes }
     }
 
     async fn enrich(&self, request: NotificationRequest) -> Result<(), HandlerError> {
@@ -35,7 +37,7 @@ impl<D: Directory> EnrichHandler<D> {
             }
             None => None,
         };
-        let plan = fanout::plan(&request, profile.as_ref());
+        let plan = fanout::plan(&request, profile.as_ref(), &self.routes);
         let mut acks = Vec::with_capacity(plan.messages.len() + plan.events.len());
         for (channel, message) in &plan.messages {
             let headers = OwnedHeaders::new().insert(Header {

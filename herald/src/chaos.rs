@@ -4,8 +4,8 @@
 //! deliveries transiently. Then counts what arrived: sent, delivered, lost, duplicates,
 //! dead-lettered, and the longest stretch without a delivery.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::config::HeraldConfig;
-use crate::dev::broker::{TansuBroker, free_port};
+use crate::dev::broker::{Storage, TansuBroker, free_port};
 use crate::dev::mail_sink::{MailSink, SinkOptions};
 
 #[derive(Debug, Clone)]
@@ -33,6 +33,16 @@ pub struct ChaosOptions {
     /// Requests in flight from the sender.
     pub concurrency: usize,
     pub data_dir: PathBuf,
+    pub storage: ChaosStorage,
+}
+
+/// The broker's storage for a chaos run (see [`Storage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChaosStorage {
+    /// Fast at any volume; every role writes one record per batch.
+    Memory,
+    /// Correct for any producer, slows down past tens of thousands of records.
+    Sqlite,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +52,11 @@ pub struct ChaosReport {
     pub delivered: usize,
     pub lost: usize,
     pub duplicates: u64,
+    /// Deliveries whose claim was taken over from a killed dispatcher: the outcome of the
+    /// first attempt unknown, the one window where a duplicate is possible.
+    pub unknown_outcomes: usize,
+    /// Duplicates of notifications outside that window: must be 0.
+    pub unexplained_duplicates: u64,
     pub dead_lettered: usize,
     pub kills: usize,
     pub max_stall_seconds: f64,
@@ -52,12 +67,14 @@ pub struct ChaosReport {
 impl ChaosReport {
     pub fn render(&self) -> String {
         format!(
-            "notifications {}\nsent (202)    {}\ndelivered     {}\nlost          {}\nduplicates    {}\ndead-lettered {}\nkills         {}\nmax stall     {:.1} s\nelapsed       {:.1} s ({:.0} deliveries/s)\n",
+            "notifications {}\nsent (202)    {}\ndelivered     {}\nlost          {}\nduplicates    {} (unknown outcomes {}, outside them {})\ndead-lettered {}\nkills         {}\nmax stall     {:.1} s\nelapsed       {:.1} s ({:.0} deliveries/s)\n",
             self.notifications,
             self.sent,
             self.delivered,
             self.lost,
             self.duplicates,
+            self.unknown_outcomes,
+            self.unexplained_duplicates,
             self.dead_lettered,
             self.kills,
             self.max_stall_seconds,
@@ -67,34 +84,6 @@ impl ChaosReport {
     }
 }
 
-/// The environment that configures a role process like `config`.
-fn role_env(config: &HeraldConfig) -> Vec<(String, String)> {
-    let c = config;
-    let consumer = &c.kafka.consumer;
-    let delays: Vec<String> = c.dispatch.retry.delays_ms.iter().map(u64::to_string).collect();
-    [
-        ("KAFKA__BOOTSTRAP_SERVERS", c.kafka.bootstrap_servers.clone()),
-        ("KAFKA__TOPIC_PREFIX", c.kafka.topic_prefix.clone()),
-        ("KAFKA__CONSUMER__SESSION_TIMEOUT_MS", consumer.session_timeout_ms.to_string()),
-        ("KAFKA__CONSUMER__HEARTBEAT_INTERVAL_MS", consumer.heartbeat_interval_ms.to_string()),
-        ("KAFKA__CONSUMER__MAX_POLL_INTERVAL_MS", consumer.max_poll_interval_ms.to_string()),
-        ("KAFKA__CONSUMER__DRAIN_DEADLINE_MS", consumer.drain_deadline_ms.to_string()),
-        ("SCHEMA_REGISTRY__URL", c.schema_registry.url.clone()),
-        ("INGEST__LISTEN", c.ingest.listen.to_string()),
-        ("INGEST__STORE_PATH", c.ingest.store_path.display().to_string()),
-        ("ENRICHER__DIRECTORY_PATH", c.enricher.directory_path.display().to_string()),
-        ("DISPATCH__EMAIL__SMTP__HOST", c.dispatch.email.smtp.host.clone()),
-        ("DISPATCH__EMAIL__SMTP__PORT", c.dispatch.email.smtp.port.to_string()),
-        ("DISPATCH__EMAIL__SMTP__TIMEOUT_MS", c.dispatch.email.smtp.timeout_ms.to_string()),
-        ("DISPATCH__LEDGER__PATH", c.dispatch.ledger.path.display().to_string()),
-        ("DISPATCH__LEDGER__CLAIM_TIMEOUT_MS", c.dispatch.ledger.claim_timeout_ms.to_string()),
-        ("DISPATCH__RETRY__DELAYS_MS", format!("[{}]", delays.join(","))),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("HERALD__{k}"), v))
-    .collect()
-}
-
 struct Role {
     args: Vec<&'static str>,
     log: PathBuf,
@@ -102,14 +91,13 @@ struct Role {
 }
 
 impl Role {
-    fn start(&mut self, env: &[(String, String)]) -> anyhow::Result<()> {
+    fn start(&mut self, config_file: &Path) -> anyhow::Result<()> {
         let exe = std::env::current_exe().context("locating the herald binary")?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let child = Command::new(exe)
             .args(&self.args)
-            .env_remove("HERALD_CONFIG")
+            .env("HERALD_CONFIG", config_file)
             .env("RUST_LOG", "warn,librdkafka=error")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -133,10 +121,60 @@ impl Drop for Role {
     }
 }
 
+fn recipient(i: usize) -> String {
+    format!("c{i}@chaos.test")
+}
+
+/// Notification ids whose stale claim a dispatcher took over, from the dispatchers' logs
+/// (the processes that could count them are the ones killed).
+fn taken_over(data: &Path) -> anyhow::Result<BTreeSet<String>> {
+    let mut ids = BTreeSet::new();
+    for entry in std::fs::read_dir(data)? {
+        let path = entry?.path();
+        let is_dispatcher = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("dispatch-") && n.ends_with(".log"));
+        if !is_dispatcher {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path)?.lines() {
+            if !line.contains("took over a stale claim") {
+                continue;
+            }
+            let plain = strip_ansi(line);
+            if let Some(id) =
+                plain.split("notification_id=").nth(1).and_then(|r| r.split_whitespace().next())
+            {
+                ids.insert(id.to_owned());
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// `line` without terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Posts notification `i` until the API answers 202; returns its notification id.
 async fn send_one(http: &reqwest::Client, url: &str, key: &str, i: usize) -> String {
     let body = serde_json::json!({
-        "to": [{"email": format!("c{i}@chaos.test")}],
+        "to": [{"email": recipient(i)}],
         "subject": format!("chaos {i}"),
         "content": [{"type": "text/plain", "value": "chaos run"}],
     });
@@ -161,8 +199,11 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
         std::fs::remove_dir_all(&data).context("clearing the previous chaos run")?;
     }
     std::fs::create_dir_all(&data)?;
-    let broker =
-        TansuBroker::start(None, &data.join("broker"), Some(&data.join("tansu.log"))).await?;
+    let storage = match options.storage {
+        ChaosStorage::Memory => Storage::Memory,
+        ChaosStorage::Sqlite => Storage::Sqlite(data.join("broker")),
+    };
+    let broker = TansuBroker::start(None, storage, Some(&data.join("tansu.log"))).await?;
     let registry = DevRegistry::default().spawn("127.0.0.1:0".parse()?).await?;
     let sink_options = SinkOptions {
         keep_messages: 0,
@@ -189,20 +230,26 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     admin::create_topics(&config.kafka, &config.topic_specs()).await?;
     let (_, key) = ApiClients::open(&config.ingest.store_path)?.add("chaos")?;
 
-    let env = role_env(&config);
+    // The roles read exactly this configuration (including the broker's producer settings).
+    let config_file = data.join("herald.toml");
+    std::fs::write(
+        &config_file,
+        toml::to_string(&config).context("writing the roles' configuration")?,
+    )?;
+    let env = config_file.as_path();
     let role = |name: &str, args: Vec<&'static str>| Role {
         args,
         log: data.join(format!("{name}.log")),
         child: None,
     };
     let mut ingest = role("ingest", vec!["ingest"]);
-    ingest.start(&env)?;
+    ingest.start(env)?;
     let mut victims = vec![role("enrich", vec!["enrich"])];
     for i in 0..options.dispatchers.max(1) {
         victims.push(role(&format!("dispatch-{i}"), vec!["dispatch", "--channel", "email"]));
     }
     for victim in &mut victims {
-        victim.start(&env)?;
+        victim.start(env)?;
     }
 
     let http = reqwest::Client::new();
@@ -235,12 +282,12 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
                     let id = send_one(&http, &url, &key, i).await;
                     sent.fetch_add(1, Ordering::Relaxed);
                     drop(permit);
-                    id
+                    (recipient(i), id)
                 });
             }
-            let mut ids = BTreeSet::new();
-            while let Some(Ok(id)) = tasks.join_next().await {
-                ids.insert(id);
+            let mut ids = BTreeMap::new();
+            while let Some(Ok((recipient, id))) = tasks.join_next().await {
+                ids.insert(recipient, id);
             }
             ids
         })
@@ -252,7 +299,7 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     let mut last_total = 0;
     let mut last_progress = Instant::now();
     let mut max_stall = Duration::ZERO;
-    let expected: Vec<String> = (0..n).map(|i| format!("c{i}@chaos.test")).collect();
+    let expected: Vec<String> = (0..n).map(recipient).collect();
     let delivered_unique =
         |per: &HashMap<String, u32>| expected.iter().filter(|a| per.contains_key(*a)).count();
     let settled_at = loop {
@@ -276,7 +323,7 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
             victim.kill();
             kills += 1;
             tokio::time::sleep(Duration::from_millis(500)).await;
-            victim.start(&env)?;
+            victim.start(env)?;
             last_kill = Instant::now();
         }
         if !sending && last_progress.elapsed() > Duration::from_secs(5) {
@@ -287,6 +334,7 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
         }
     };
     let ids = sender.await?;
+    let sent_ids: BTreeSet<&String> = ids.values().collect();
     let elapsed = settled_at.duration_since(started);
 
     for victim in &mut victims {
@@ -301,13 +349,19 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     let dead: BTreeSet<String> = letters
         .iter()
         .filter_map(|l| l.notification_id.clone())
-        .filter(|id| ids.contains(id))
+        .filter(|id| sent_ids.contains(id))
         .collect();
     broker.stop().await;
 
     let per = sink.per_recipient();
     let delivered = delivered_unique(&per);
     let duplicates: u64 = per.values().map(|c| u64::from(c.saturating_sub(1))).sum();
+    let unknown = taken_over(&data)?;
+    let unexplained_duplicates: u64 = per
+        .iter()
+        .filter(|(to, _)| ids.get(*to).is_none_or(|id| !unknown.contains(id)))
+        .map(|(_, c)| u64::from(c.saturating_sub(1)))
+        .sum();
     let lost = n.saturating_sub(delivered + dead.len());
     Ok(ChaosReport {
         notifications: n,
@@ -315,6 +369,8 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
         delivered,
         lost,
         duplicates,
+        unknown_outcomes: unknown.len(),
+        unexplained_duplicates,
         dead_lettered: dead.len(),
         kills,
         max_stall_seconds: max_stall.as_secs_f64(),

@@ -8,6 +8,7 @@ use std::path::Path;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use herald_dispatchers::DispatchConfig;
+use herald_dispatchers::providers::registry;
 use herald_enricher::EnricherConfig;
 use herald_ingest::IngestConfig;
 use herald_runtime::kafka::admin::TopicSpec;
@@ -113,6 +114,7 @@ impl HeraldConfig {
                 "topics.partitions and topics.replication_factor must be at least 1".into(),
             );
         }
+        self.enricher.region_routes.validate().map_err(ConfigError::Invalid)?;
         if self.ingest.max_body_bytes < 1024 || self.ingest.max_recipients == 0 {
             return fail(
                 "ingest.max_body_bytes must be at least 1024 and max_recipients at least 1".into(),
@@ -124,10 +126,13 @@ impl HeraldConfig {
                     .into(),
             );
         }
-        if self.dispatch.ledger.claim_timeout_ms <= self.dispatch.email.smtp.timeout_ms {
+        registry::check(&self.dispatch)
+            .map_err(|e| ConfigError::Invalid(format!("dispatch: {e}")))?;
+        let longest = registry::longest_timeout_ms(&self.dispatch);
+        if self.dispatch.ledger.claim_timeout_ms <= longest {
             return fail(format!(
-                "dispatch.ledger.claim_timeout_ms ({}) must exceed the provider timeout ({} ms): a claim must outlive the call it guards",
-                self.dispatch.ledger.claim_timeout_ms, self.dispatch.email.smtp.timeout_ms
+                "dispatch.ledger.claim_timeout_ms ({}) must exceed the longest provider timeout ({longest} ms): a claim must outlive the call it guards",
+                self.dispatch.ledger.claim_timeout_ms
             ));
         }
         Ok(())
@@ -182,5 +187,42 @@ mod tests {
         let mut config = HeraldConfig::default();
         config.kafka.consumer.drain_deadline_ms = 400_000;
         assert!(config.validate().unwrap_err().to_string().contains("drain_deadline_ms"));
+    }
+
+    #[test]
+    fn the_example_configuration_with_every_provider_kind_is_valid() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/herald.example.toml");
+        let config = HeraldConfig::load(Some(Path::new(example))).unwrap();
+        let kinds: Vec<_> = config
+            .dispatch
+            .providers
+            .values()
+            .map(|p| serde_json::to_value(p).unwrap()["kind"].as_str().unwrap().to_owned())
+            .collect();
+        for kind in ["fcm", "apns", "jpush", "pushy", "twilio", "vonage"] {
+            assert!(kinds.iter().any(|k| k == kind), "{kind} missing from the example");
+        }
+        let routes = &config.enricher.region_routes;
+        assert_eq!(routes.route(herald_schemas::Channel::Android, Some("cn")), "china");
+    }
+
+    #[test]
+    fn routes_to_unknown_or_unfit_providers_are_rejected_at_start() {
+        let mut config = HeraldConfig::default();
+        let route = |names: &[&str]| {
+            std::collections::BTreeMap::from([(
+                "default".to_owned(),
+                names.iter().map(|n| (*n).to_owned()).collect(),
+            )])
+        };
+        config.dispatch.routes.insert("sms".into(), route(&["nobody"]));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("\"nobody\""), "{err}");
+        config.dispatch.routes.insert("sms".into(), route(&["smtp"]));
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("cannot serve channel sms"), "{err}");
+        config.dispatch.routes.remove("sms");
+        config.dispatch.routes.insert("fax".into(), route(&["smtp"]));
+        assert!(config.validate().unwrap_err().to_string().contains("\"fax\""));
     }
 }

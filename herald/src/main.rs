@@ -88,6 +88,9 @@ enum Command {
         concurrency: usize,
         #[arg(long, default_value = ".herald/chaos")]
         data_dir: PathBuf,
+        /// Broker storage: memory (fast) or sqlite (slows down past ~50,000 records).
+        #[arg(long, value_enum, default_value = "memory")]
+        storage: herald::chaos::ChaosStorage,
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -295,6 +298,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             dispatchers,
             concurrency,
             data_dir,
+            storage,
             json,
         } => {
             let options = herald::chaos::ChaosOptions {
@@ -304,6 +308,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
                 dispatchers,
                 concurrency,
                 data_dir,
+                storage,
             };
             let report = herald::chaos::run(options).await?;
             print!("{}", report.render());
@@ -311,6 +316,11 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
                 std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
             }
             anyhow::ensure!(report.lost == 0, "{} notification(s) lost", report.lost);
+            anyhow::ensure!(
+                report.unexplained_duplicates == 0,
+                "{} duplicate(s) outside taken-over claims",
+                report.unexplained_duplicates
+            );
             Ok(())
         }
         Command::Config => {

@@ -58,7 +58,8 @@ pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> any
     let directory =
         SqliteDirectory::open(&config.enricher.directory_path).context("enricher directory")?;
     let output = output(config, "herald-enricher")?;
-    herald_enricher::run(&config.kafka, Arc::new(directory), output, shutdown)
+    let routes = config.enricher.region_routes.clone();
+    herald_enricher::run(&config.kafka, routes, Arc::new(directory), output, shutdown)
         .await
         .context("enricher")
 }

@@ -62,6 +62,7 @@ fn channel_message(target: &str, subject: &str) -> ChannelMessage {
         channel: "email".into(),
         target: target.into(),
         user_id: None,
+        app_id: None,
         route: "default".into(),
         category: "transactional".into(),
         accepted_at: herald_schemas::now_millis(),
@@ -236,4 +237,8 @@ fn chaos_run_killing_enricher_and_dispatchers_loses_nothing() {
         "{stdout}"
     );
     assert!(report["kills"].as_u64().unwrap() >= 1, "roles were killed: {stdout}");
+    assert_eq!(
+        report["unexplained_duplicates"], 0,
+        "a duplicate only where a killed dispatcher's claim was taken over: {stdout}"
+    );
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use herald::dev::standins::fcm::FcmStandIn;
 use herald_dispatchers::config::{FcmSettings, ProviderConfig, ProviderLimits};
+use herald_enricher::Platform;
 use herald_enricher::directory::Directory;
-use herald_enricher::{Device, Platform};
 use herald_runtime::SecretSource;
 use herald_schemas::{Channel, DeliveryEvent, EventKind};
 use support::{TestEnv, add_user};
@@ -41,14 +41,7 @@ async fn with_fcm() -> (TestEnv, FcmStandIn) {
 
 async fn add_android(env: &TestEnv, user: &str, token: &str) {
     add_user(env, user, &format!("{user}@example.com")).await;
-    let device = Device {
-        device_id: format!("{user}-phone"),
-        platform: Platform::Android,
-        token: token.into(),
-        app_id: None,
-        active: true,
-    };
-    env.directory().upsert_device(user, device).await.unwrap();
+    support::add_device(env, user, Platform::Android, token, None).await;
 }
 
 fn push_body(user: &str, title: &str) -> String {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::http::{self, retry_after, transport_failure};
+use super::http::{self, transport_failure};
 use super::jwt::{KeyError, Signer};
 use super::{DeliveryError, Provider, SendFuture, Sent};
 use crate::config::FcmSettings;
@@ -149,12 +149,10 @@ impl FcmProvider {
     }
 
     fn body(message: &ChannelMessage) -> Result<Value, DeliveryError> {
-        let push = message.push.as_ref().ok_or_else(|| DeliveryError::Invalid {
-            reason: "channel message has no push content".into(),
-        })?;
+        let push = super::push_content(message)?;
         let mut data = push.data.clone();
         data.insert("notification_id".into(), message.notification_id.clone());
-        let urgent = matches!(message.category.as_str(), "security" | "transactional");
+        let urgent = super::is_urgent(message);
         let mut notification = json!({"body": push.body});
         if let Some(title) = &push.title {
             notification["title"] = json!(title);
@@ -203,26 +201,17 @@ impl Provider for FcmProvider {
         Box::pin(async move {
             let body = Self::body(message)?;
             let token = self.tokens.get().await?;
-            let response = self
-                .http
-                .post(&self.send_url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .map_err(transport_failure)?;
-            let status = response.status();
-            let retry = retry_after(response.headers());
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
-            if status.is_success() {
-                return Ok(Sent {
-                    provider_message_id: answer["name"].as_str().map(str::to_owned),
-                });
+            let answer =
+                http::exchange(self.http.post(&self.send_url).bearer_auth(token).json(&body))
+                    .await?;
+            if answer.status.is_success() {
+                let name = answer.body["name"].as_str().map(str::to_owned);
+                return Ok(Sent { provider_message_id: name });
             }
-            if status == StatusCode::UNAUTHORIZED {
+            if answer.status == StatusCode::UNAUTHORIZED {
                 self.tokens.invalidate().await;
             }
-            Err(classify(status, retry, &answer))
+            Err(classify(answer.status, answer.retry_after(), &answer.body))
         })
     }
 }

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde_json::Value;
 
 use super::DeliveryError;
 
@@ -12,6 +14,45 @@ use super::DeliveryError;
 pub struct ClientError {
     pub provider: String,
     pub reason: String,
+}
+
+/// Why an HTTP provider could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Secret(#[from] herald_runtime::config::SecretError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A provider's answer: status, headers, and its JSON body (`Null` when it sent none).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// `Retry-After`, in seconds or as a date.
+    pub fn retry_after(&self) -> Option<Duration> {
+        retry_after(&self.headers)
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
+}
+
+/// Sends `request` and reads the answer; no answer at all is a transient failure.
+pub async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer, DeliveryError> {
+    let response = request.send().await.map_err(transport_failure)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(Value::Null);
+    Ok(Answer { status, headers, body })
 }
 
 /// An HTTP client with `timeout` per request; `http2_only` for APNs, which speaks nothing
@@ -58,6 +99,8 @@ fn httpdate(value: &str) -> Option<std::time::SystemTime> {
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(transport_failure)`
 pub fn transport_failure(e: reqwest::Error) -> DeliveryError {
     let what = if e.is_timeout() { "timed out" } else { "failed" };
+    // Some providers take their key in the query string: a URL never goes into a reason.
+    let e = e.without_url();
     DeliveryError::Transient { reason: format!("request {what}: {e}"), retry_after: None }
 }
 

@@ -1,17 +1,26 @@
 //! What a provider is to a dispatcher, and how its answers are classified.
 
+pub mod apns;
+mod breaker;
+pub mod email;
 pub mod fcm;
 pub mod http;
+pub mod jpush;
 pub mod jwt;
 pub mod limits;
+pub mod pushy;
 pub mod registry;
 pub mod sandbox;
+pub mod sendgrid;
+pub mod sms;
 pub mod smtp;
+pub mod twilio;
+pub mod vonage;
 
 use std::pin::Pin;
 use std::time::Duration;
 
-use herald_schemas::ChannelMessage;
+use herald_schemas::{ChannelMessage, PushContent};
 
 /// The provider took the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,4 +72,46 @@ pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Sent, DeliveryError
 pub trait Provider: Send + Sync + 'static {
     /// Sends one message; classifies every failure.
     fn send<'a>(&'a self, message: &'a ChannelMessage) -> SendFuture<'a>;
+}
+
+/// The push content of a message on a push channel; a message without it is poison.
+pub(crate) fn push_content(message: &ChannelMessage) -> Result<&PushContent, DeliveryError> {
+    message.push.as_ref().ok_or_else(|| DeliveryError::Invalid {
+        reason: "channel message has no push content".into(),
+    })
+}
+
+/// Security and transactional messages go at the providers' high priority; the rest may be
+/// batched by the provider to save the device's battery.
+pub(crate) fn is_urgent(message: &ChannelMessage) -> bool {
+    matches!(message.category.as_str(), "security" | "transactional")
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::collections::BTreeMap;
+
+    use herald_schemas::{ChannelMessage, PushContent};
+
+    pub(crate) fn push_message(id: &str, target: &str) -> ChannelMessage {
+        ChannelMessage {
+            notification_id: id.into(),
+            channel: "ios".into(),
+            target: target.into(),
+            user_id: None,
+            app_id: None,
+            route: "default".into(),
+            category: "transactional".into(),
+            accepted_at: 0,
+            from: None,
+            email: None,
+            sms: None,
+            push: Some(PushContent {
+                title: Some("t".into()),
+                body: "b".into(),
+                data: BTreeMap::new(),
+            }),
+            metadata: BTreeMap::new(),
+        }
+    }
 }

@@ -9,10 +9,17 @@ use std::sync::Arc;
 use herald_schemas::Channel;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::apns::ApnsProvider;
+use super::breaker::{Admission, Breaker};
 use super::fcm::FcmProvider;
+use super::jpush::JpushProvider;
 use super::limits::RateLimiter;
+use super::pushy::PushyProvider;
 use super::sandbox::SandboxProvider;
+use super::sendgrid::SendgridProvider;
 use super::smtp::SmtpProvider;
+use super::twilio::TwilioProvider;
+use super::vonage::VonageProvider;
 use super::{DeliveryError, Provider, Sent};
 use crate::config::{DispatchConfig, ProviderConfig, ProviderLimits};
 use herald_schemas::ChannelMessage;
@@ -23,6 +30,19 @@ pub struct ProviderHandle {
     provider: Arc<dyn Provider>,
     slots: Semaphore,
     limiter: RateLimiter,
+    breaker: Breaker,
+}
+
+/// Which provider a message goes to now.
+#[derive(Debug)]
+pub enum Pick<'a> {
+    /// `probe`: the provider is out of its routes and this send checks on it.
+    Send { provider: &'a Arc<ProviderHandle>, probe: bool },
+    /// Every provider of the route is failing: hold the message (and its partition) instead
+    /// of spending its retries, until `until_ms` at the earliest.
+    Held { until_ms: i64 },
+    /// The route has no provider at all.
+    NoProvider,
 }
 
 impl std::fmt::Debug for ProviderHandle {
@@ -38,11 +58,17 @@ impl ProviderHandle {
             provider,
             slots: Semaphore::new(limits.concurrency.max(1)),
             limiter: RateLimiter::new(limits.rate_per_second),
+            breaker: Breaker::new(limits.breaker_failures, limits.breaker_open_ms),
         }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Not taken out of its routes for failing.
+    pub fn is_healthy(&self) -> bool {
+        self.breaker.is_closed()
     }
 
     /// Waits for a free send slot and the rate limit. Hold the permit from the ledger claim
@@ -59,6 +85,8 @@ impl ProviderHandle {
         if let Err(DeliveryError::Transient { retry_after: Some(wait), .. }) = &result {
             self.limiter.pause_for(*wait);
         }
+        let transient = matches!(result, Err(DeliveryError::Transient { .. }));
+        self.breaker.record(&self.name, transient, herald_schemas::now_millis());
         result
     }
 }
@@ -73,24 +101,83 @@ pub enum RegistryError {
     WrongChannel { provider: String, kind: &'static str, channel: Channel },
     #[error("channel {0} has no route named \"default\"")]
     NoDefault(Channel),
+    #[error("routes name channel {0:?}, which is not one of email, sms, ios, android")]
+    UnknownChannel(String),
     #[error("cannot set up provider {provider:?}: {reason}")]
     Setup { provider: String, reason: String },
 }
 
-/// The providers of one channel by route.
+/// The providers of one channel by route, and by app where an app has its own.
 #[derive(Debug)]
 pub struct Routes {
     channel: Channel,
     routes: HashMap<String, Vec<Arc<ProviderHandle>>>,
+    apps: HashMap<String, Vec<Arc<ProviderHandle>>>,
 }
 
-/// Channel of each provider kind; `None`: any (sandbox).
-fn kind_channel(config: &ProviderConfig) -> (&'static str, Option<Channel>) {
+/// Each provider kind and the channels it can serve.
+fn kind_channels(config: &ProviderConfig) -> (&'static str, Vec<Channel>) {
     match config {
-        ProviderConfig::Smtp(_) => ("smtp", Some(Channel::Email)),
-        ProviderConfig::Fcm(_) => ("fcm", Some(Channel::Android)),
-        ProviderConfig::Sandbox(s) => ("sandbox", Some(s.channel)),
+        ProviderConfig::Smtp(_) => ("smtp", vec![Channel::Email]),
+        ProviderConfig::Sendgrid(_) => ("sendgrid", vec![Channel::Email]),
+        ProviderConfig::Fcm(_) => ("fcm", vec![Channel::Android]),
+        ProviderConfig::Apns(_) => ("apns", vec![Channel::Ios]),
+        ProviderConfig::Jpush(_) => ("jpush", vec![Channel::Android, Channel::Ios]),
+        ProviderConfig::Pushy(_) => ("pushy", vec![Channel::Android, Channel::Ios]),
+        ProviderConfig::Twilio(_) => ("twilio", vec![Channel::Sms]),
+        ProviderConfig::Vonage(_) => ("vonage", vec![Channel::Sms]),
+        ProviderConfig::Sandbox(s) => ("sandbox", vec![s.channel]),
     }
+}
+
+/// Checks without building anything (no secrets read, no connections) that every route
+/// names a configured provider able to serve its channel, and that each channel with routes
+/// has a default one. Run at start-up by every role.
+pub fn check(config: &DispatchConfig) -> Result<(), RegistryError> {
+    let parse = |name: &str| {
+        name.parse::<Channel>().map_err(|_| RegistryError::UnknownChannel(name.to_owned()))
+    };
+    for (channel, routes) in &config.routes {
+        let channel = parse(channel)?;
+        if !routes.contains_key("default") {
+            return Err(RegistryError::NoDefault(channel));
+        }
+    }
+    let all = config.routes.iter().chain(&config.app_routes);
+    for (channel, routes) in all {
+        let channel = parse(channel)?;
+        for (route, names) in routes {
+            for name in names {
+                let settings = config.provider(name).ok_or_else(|| RegistryError::Unknown {
+                    channel,
+                    route: route.clone(),
+                    provider: name.clone(),
+                })?;
+                let (kind, serves) = kind_channels(&settings);
+                if !serves.contains(&channel) {
+                    let provider = name.clone();
+                    return Err(RegistryError::WrongChannel { provider, kind, channel });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The longest call any configured provider may take.
+pub fn longest_timeout_ms(config: &DispatchConfig) -> u64 {
+    let limits = config.providers.values().map(|p| match p {
+        ProviderConfig::Smtp(email) => email.smtp.timeout_ms,
+        ProviderConfig::Sendgrid(s) => s.limits.timeout_ms,
+        ProviderConfig::Fcm(s) => s.limits.timeout_ms,
+        ProviderConfig::Apns(s) => s.limits.timeout_ms,
+        ProviderConfig::Jpush(s) => s.limits.timeout_ms,
+        ProviderConfig::Pushy(s) => s.limits.timeout_ms,
+        ProviderConfig::Twilio(s) => s.limits.timeout_ms,
+        ProviderConfig::Vonage(s) => s.limits.timeout_ms,
+        ProviderConfig::Sandbox(s) => s.limits.timeout_ms,
+    });
+    limits.fold(config.email.smtp.timeout_ms, u64::max)
 }
 
 impl Routes {
@@ -98,9 +185,31 @@ impl Routes {
         self.channel
     }
 
-    /// The providers of `route`, best first; unknown routes use the channel's default.
-    pub fn providers(&self, route: &str) -> &[Arc<ProviderHandle>] {
-        self.routes.get(route).or_else(|| self.routes.get("default")).map_or(&[], Vec::as_slice)
+    /// The providers for a message of `app` on `route`, best first: the app's own if it has
+    /// some, else the route's; unknown routes use the channel's default.
+    pub fn providers(&self, route: &str, app: Option<&str>) -> &[Arc<ProviderHandle>] {
+        let by_app = app.and_then(|a| self.apps.get(a));
+        by_app
+            .or_else(|| self.routes.get(route))
+            .or_else(|| self.routes.get("default"))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The provider to try now: the best one not taken out for failing.
+    pub fn pick(&self, route: &str, app: Option<&str>) -> Pick<'_> {
+        let providers = self.providers(route, app);
+        let now = herald_schemas::now_millis();
+        for provider in providers {
+            match provider.breaker.admit(now) {
+                Admission::Closed => return Pick::Send { provider, probe: false },
+                Admission::Probe => return Pick::Send { provider, probe: true },
+                Admission::Refused => {}
+            }
+        }
+        match providers.iter().map(|p| p.breaker.open_until()).min() {
+            Some(until_ms) => Pick::Held { until_ms },
+            None => Pick::NoProvider,
+        }
     }
 
     /// Every provider named by the channel's routes, built once each. `given` supplies
@@ -117,7 +226,10 @@ impl Routes {
         }
         let mut built: HashMap<String, Arc<ProviderHandle>> = HashMap::new();
         let mut by_route = HashMap::new();
-        for (route, names) in routes {
+        let mut by_app = HashMap::new();
+        let apps = config.app_routes_of(channel).into_iter().map(|(app, names)| (app, names, true));
+        let all = routes.into_iter().map(|(route, names)| (route, names, false)).chain(apps);
+        for (route, names, is_app) in all {
             let mut handles = Vec::new();
             for name in names {
                 if let Some(handle) = built.get(&name) {
@@ -139,9 +251,13 @@ impl Routes {
                 built.insert(name.clone(), Arc::clone(&handle));
                 handles.push(handle);
             }
-            by_route.insert(route, handles);
+            if is_app {
+                by_app.insert(route, handles);
+            } else {
+                by_route.insert(route, handles);
+            }
         }
-        Ok(Self { channel, routes: by_route })
+        Ok(Self { channel, routes: by_route, apps: by_app })
     }
 }
 
@@ -150,8 +266,8 @@ fn build_one(
     settings: &ProviderConfig,
     channel: Channel,
 ) -> Result<ProviderHandle, RegistryError> {
-    let (kind, serves) = kind_channel(settings);
-    if serves != Some(channel) {
+    let (kind, serves) = kind_channels(settings);
+    if !serves.contains(&channel) {
         return Err(RegistryError::WrongChannel { provider: name.to_owned(), kind, channel });
     }
     let setup = |e: &dyn std::fmt::Display| RegistryError::Setup {
@@ -164,11 +280,30 @@ fn build_one(
                 concurrency: usize::try_from(email.smtp.pool_size).unwrap_or(1),
                 timeout_ms: email.smtp.timeout_ms,
                 rate_per_second: email.rate_per_second,
+                ..ProviderLimits::default()
             };
             (Arc::new(SmtpProvider::new(email).map_err(|e| setup(&e))?), limits)
         }
         ProviderConfig::Fcm(fcm) => {
             (Arc::new(FcmProvider::new(name, fcm).map_err(|e| setup(&e))?), fcm.limits.clone())
+        }
+        ProviderConfig::Apns(apns) => {
+            (Arc::new(ApnsProvider::new(name, apns).map_err(|e| setup(&e))?), apns.limits.clone())
+        }
+        ProviderConfig::Sendgrid(g) => {
+            (Arc::new(SendgridProvider::new(name, g).map_err(|e| setup(&e))?), g.limits.clone())
+        }
+        ProviderConfig::Jpush(j) => {
+            (Arc::new(JpushProvider::new(name, j).map_err(|e| setup(&e))?), j.limits.clone())
+        }
+        ProviderConfig::Pushy(p) => {
+            (Arc::new(PushyProvider::new(name, p).map_err(|e| setup(&e))?), p.limits.clone())
+        }
+        ProviderConfig::Twilio(t) => {
+            (Arc::new(TwilioProvider::new(name, t).map_err(|e| setup(&e))?), t.limits.clone())
+        }
+        ProviderConfig::Vonage(v) => {
+            (Arc::new(VonageProvider::new(name, v).map_err(|e| setup(&e))?), v.limits.clone())
         }
         ProviderConfig::Sandbox(sandbox) => {
             let path = sandbox

@@ -4,17 +4,16 @@
 
 use std::time::Duration;
 
+use super::email::{message_id, unsubscribe_headers};
+use super::{DeliveryError, Provider, SendFuture, Sent};
+use crate::config::{EmailConfig, SmtpTls, Unsubscribe};
 use herald_schemas::ChannelMessage;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::Tls;
 use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use sha2::{Digest, Sha256};
-
-use super::{DeliveryError, Provider, SendFuture, Sent};
-use crate::config::{EmailConfig, SmtpTls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailSetupError {
@@ -31,6 +30,7 @@ pub struct SmtpProvider {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     default_from: Mailbox,
     message_id_domain: String,
+    unsubscribe: Unsubscribe,
 }
 
 impl std::fmt::Debug for SmtpProvider {
@@ -77,6 +77,7 @@ impl SmtpProvider {
             transport: builder.build(),
             default_from,
             message_id_domain: config.message_id_domain.clone(),
+            unsubscribe: config.unsubscribe.clone(),
         })
     }
 
@@ -100,11 +101,15 @@ impl SmtpProvider {
             }
             None => self.default_from.clone(),
         };
-        let builder = Message::builder()
+        let mut builder = Message::builder()
             .from(from)
             .to(to)
             .subject(content.subject.clone())
             .message_id(Some(self.message_id(message)));
+        for (name, value) in unsubscribe_headers(message, &self.unsubscribe) {
+            builder =
+                builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(name), value));
+        }
         let built = match (&content.text, &content.html) {
             (Some(text), Some(html)) => {
                 builder.multipart(MultiPart::alternative_plain_html(text.clone(), html.clone()))
@@ -120,9 +125,7 @@ impl SmtpProvider {
     }
 
     fn message_id(&self, message: &ChannelMessage) -> String {
-        let target = Sha256::digest(message.target.as_bytes());
-        let target = hex::encode(&target[..8]);
-        format!("<{}.{target}@{}>", message.notification_id, self.message_id_domain)
+        message_id(message, &self.message_id_domain)
     }
 }
 
@@ -170,6 +173,7 @@ mod tests {
             channel: "email".into(),
             target: "ada@example.com".into(),
             user_id: None,
+            app_id: None,
             route: "default".into(),
             category: "transactional".into(),
             accepted_at: 0,
@@ -205,6 +209,24 @@ mod tests {
         let mut other = message();
         other.target = "bob@example.com".into();
         assert_ne!(id, p.message_id(&other), "distinct per target");
+        assert!(!raw.contains("List-Unsubscribe"), "transactional mail has none: {raw}");
+    }
+
+    #[tokio::test]
+    async fn marketing_mail_carries_list_unsubscribe() {
+        let config = EmailConfig {
+            unsubscribe: Unsubscribe {
+                url: Some("https://prefs.example.com/u/{notification_id}".into()),
+                ..Unsubscribe::default()
+            },
+            ..EmailConfig::default()
+        };
+        let p = SmtpProvider::new(&config).unwrap();
+        let mut m = message();
+        m.category = "marketing".into();
+        let raw = String::from_utf8(p.build(&m).unwrap().formatted()).unwrap();
+        assert!(raw.contains("List-Unsubscribe: <https://prefs.example.com/u/n-1>"), "{raw}");
+        assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{raw}");
     }
 
     #[tokio::test]

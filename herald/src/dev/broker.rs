@@ -48,28 +48,37 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// A running Tansu broker storing into SQLite (libsql) in a directory of its own. Killed
-/// when dropped.
-///
-/// Not the in-memory engine: Tansu 0.6.0's `memory://` storage counts a multi-record batch
-/// as one offset in the high watermark and returns nothing when a fetch starts inside a
-/// batch, so a consumer resuming from a committed offset in the middle of a batch stalls.
+/// Where Tansu keeps its log.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// SQLite (libsql) in this directory. Correct for any producer; every fetch scans the
+    /// table, so it slows down as the log grows (tens of thousands of records).
+    Sqlite(PathBuf),
+    /// In memory: fast at any volume, but Tansu 0.6.0 counts a multi-record batch as one
+    /// offset and returns nothing for a fetch that starts inside a batch, so a consumer
+    /// resuming from a committed offset there stalls. Usable only when every producer writes
+    /// one record per batch, which [`TansuBroker::kafka_config`] then sets
+    /// (`batch.num.messages=1`).
+    Memory,
+}
+
+/// A running Tansu broker. Killed when dropped.
 #[derive(Debug)]
 pub struct TansuBroker {
     child: tokio::process::Child,
     port: u16,
+    storage: Storage,
 }
 
 impl TansuBroker {
-    /// Starts Tansu on `port` (a free one if `None`) with its data in `data_dir`, logging to
-    /// `log` (discarded if `None`), and waits until it answers metadata requests.
+    /// Starts Tansu on `port` (a free one if `None`) with `storage`, logging to `log`
+    /// (discarded if `None`), and waits until it answers metadata requests.
     pub async fn start(
         port: Option<u16>,
-        data_dir: &Path,
+        storage: Storage,
         log: Option<&Path>,
     ) -> Result<Self, BrokerError> {
         let binary = tansu_binary().ok_or(BrokerError::NotInstalled)?;
-        std::fs::create_dir_all(data_dir).map_err(BrokerError::DataDir)?;
         let port = match port {
             Some(port) => port,
             None => free_port().map_err(BrokerError::Port)?,
@@ -81,11 +90,19 @@ impl TansuBroker {
             })
             .map_or_else(Stdio::null, Stdio::from)
         };
-        let child = tokio::process::Command::new(&binary)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            // Tansu resolves a sqlite:// path against its working directory.
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(data_dir)
+        let mut command = tokio::process::Command::new(&binary);
+        command.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url]);
+        match &storage {
+            Storage::Sqlite(dir) => {
+                std::fs::create_dir_all(dir).map_err(BrokerError::DataDir)?;
+                // Tansu resolves a sqlite:// path against its working directory.
+                command.args(["--storage-engine", "sqlite://tansu.db"]).current_dir(dir);
+            }
+            Storage::Memory => {
+                command.args(["--storage-engine", "memory://tansu/"]);
+            }
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(output())
             .stderr(output())
@@ -95,7 +112,7 @@ impl TansuBroker {
             .process_group(0)
             .spawn()
             .map_err(|source| BrokerError::Spawn { binary: binary.clone(), source })?;
-        let broker = Self { child, port };
+        let broker = Self { child, port, storage };
         admin::wait_until_reachable(&broker.kafka_config(), Duration::from_secs(30)).await?;
         Ok(broker)
     }
@@ -106,8 +123,13 @@ impl TansuBroker {
 
     /// A Kafka configuration for this broker with the short group timings Tansu needs.
     pub fn kafka_config(&self) -> KafkaConfig {
-        KafkaConfig { bootstrap_servers: self.bootstrap_servers(), ..KafkaConfig::default() }
-            .with_dev_timings()
+        let mut config =
+            KafkaConfig { bootstrap_servers: self.bootstrap_servers(), ..KafkaConfig::default() }
+                .with_dev_timings();
+        if matches!(self.storage, Storage::Memory) {
+            config.producer_properties.insert("batch.num.messages".into(), "1".into());
+        }
+        config
     }
 
     pub async fn stop(mut self) {

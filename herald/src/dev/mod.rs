@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HeraldConfig;
 use crate::pipeline::Pipeline;
 use crate::roles::GivenProviders;
-use broker::TansuBroker;
+use broker::{Storage, TansuBroker};
 use mail_sink::{MailSink, SinkOptions};
 
 #[derive(Debug, Clone)]
@@ -96,7 +96,7 @@ pub async fn run(
                 std::fs::remove_dir_all(&broker_data)
                     .context("clearing the previous run's broker data")?;
             }
-            let broker = TansuBroker::start(port, &broker_data, Some(&log))
+            let broker = TansuBroker::start(port, Storage::Sqlite(broker_data), Some(&log))
                 .await
                 .context("starting the Tansu broker")?;
             config.kafka.bootstrap_servers = broker.bootstrap_servers();

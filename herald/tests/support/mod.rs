@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use herald::config::HeraldConfig;
-use herald::dev::broker::TansuBroker;
+use herald::dev::broker::{Storage, TansuBroker};
 use herald::dev::mail_sink::MailSink;
 use herald::pipeline::Pipeline;
 use herald_enricher::SqliteDirectory;
@@ -45,7 +45,7 @@ impl TestEnv {
         init_logging();
         herald_schemas::install_tls_provider();
         let dir = tempfile::tempdir().unwrap();
-        let broker = TansuBroker::start(None, &dir.path().join("broker"), None)
+        let broker = TansuBroker::start(None, Storage::Sqlite(dir.path().join("broker")), None)
             .await
             .expect("Tansu starts (infra/install-tansu.sh)");
         let registry = DevRegistry::default().spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -273,4 +273,39 @@ pub async fn add_user(env: &TestEnv, user_id: &str, email: &str) {
         })
         .await
         .unwrap();
+}
+
+/// The events on `herald.events` once each of `ids` has one of `kind`.
+pub async fn events_until_all(
+    env: &TestEnv,
+    ids: &[String],
+    kind: herald_schemas::EventKind,
+) -> Vec<herald_schemas::DeliveryEvent> {
+    let wanted = ids.to_vec();
+    env.read_records::<herald_schemas::DeliveryEvent>(
+        &env.topics().events(),
+        Duration::from_secs(40),
+        move |e: &[herald_schemas::DeliveryEvent]| {
+            wanted.iter().all(|id| e.iter().any(|e| &e.notification_id == id && e.kind == kind))
+        },
+    )
+    .await
+}
+
+/// An active device of `user` (who must exist) on `platform` with push `token`.
+pub async fn add_device(
+    env: &TestEnv,
+    user: &str,
+    platform: herald_enricher::Platform,
+    token: &str,
+    app_id: Option<&str>,
+) {
+    let device = herald_enricher::Device {
+        device_id: format!("{user}-{}", app_id.unwrap_or("phone")),
+        platform,
+        token: token.into(),
+        app_id: app_id.map(str::to_owned),
+        active: true,
+    };
+    env.directory().upsert_device(user, device).await.unwrap();
 }

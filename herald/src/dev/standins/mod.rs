@@ -2,4 +2,146 @@
 //! provider's real request and answer shapes, checks what the provider checks (credentials,
 //! required fields), and can be told to fail the way the provider does.
 
+pub mod apns;
 pub mod fcm;
+pub mod jpush;
+pub mod pushy;
+pub mod sendgrid;
+pub mod twilio;
+pub mod vonage;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::http::HeaderMap;
+use base64::Engine;
+
+/// How the next send is to fail, if at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The provider's rate limit (429 or its equivalent).
+    Throttled,
+    /// The provider's outage (5xx or its equivalent).
+    Failing,
+    /// The target is gone (unregistered token, unsubscribed number).
+    Dead,
+}
+
+#[derive(Debug)]
+struct State<T> {
+    accepted: Vec<T>,
+    requests: usize,
+    throttled: u32,
+    failing: u32,
+    dead: HashSet<String>,
+}
+
+/// What a stand-in accepted, and the faults it was told to inject.
+#[derive(Debug)]
+pub struct Recorder<T> {
+    state: Arc<Mutex<State<T>>>,
+}
+
+impl<T> Clone for Recorder<T> {
+    fn clone(&self) -> Self {
+        Self { state: Arc::clone(&self.state) }
+    }
+}
+
+impl<T> Default for Recorder<T> {
+    fn default() -> Self {
+        let state = State {
+            accepted: Vec::new(),
+            requests: 0,
+            throttled: 0,
+            failing: 0,
+            dead: HashSet::new(),
+        };
+        Self { state: Arc::new(Mutex::new(state)) }
+    }
+}
+
+impl<T: Clone> Recorder<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What was accepted, in order.
+    pub fn accepted(&self) -> Vec<T> {
+        self.lock().accepted.clone()
+    }
+
+    /// Send requests received, answered however.
+    pub fn requests(&self) -> usize {
+        self.lock().requests
+    }
+
+    /// The next `times` sends are refused by the rate limit.
+    pub fn throttle(&self, times: u32) {
+        self.lock().throttled = times;
+    }
+
+    /// The next `times` sends meet an outage.
+    pub fn fail(&self, times: u32) {
+        self.lock().failing = times;
+    }
+
+    /// `target` is gone from now on.
+    pub fn unregister(&self, target: &str) {
+        self.lock().dead.insert(target.to_owned());
+    }
+
+    /// Counts a request; call first in every send handler.
+    pub(crate) fn arrived(&self) {
+        self.lock().requests += 1;
+    }
+
+    /// The fault this send to `target` meets, consuming one injected fault.
+    pub(crate) fn fault(&self, target: &str) -> Option<Fault> {
+        let mut state = self.lock();
+        if state.throttled > 0 {
+            state.throttled -= 1;
+            return Some(Fault::Throttled);
+        }
+        if state.failing > 0 {
+            state.failing -= 1;
+            return Some(Fault::Failing);
+        }
+        state.dead.contains(target).then_some(Fault::Dead)
+    }
+
+    /// Records an accepted send; returns its sequence number.
+    pub(crate) fn accept(&self, item: T) -> usize {
+        let mut state = self.lock();
+        state.accepted.push(item);
+        state.accepted.len()
+    }
+}
+
+/// Serves `app` on a free local port.
+pub(crate) async fn serve(app: axum::Router) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
+}
+
+/// Whether the request carries HTTP basic credentials `user:password`.
+pub(crate) fn basic_auth_is(headers: &HeaderMap, user: &str, password: &str) -> bool {
+    let expected = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .is_some_and(|v| v == expected)
+}
+
+/// E.164: `+`, then 8 to 15 digits, the first not 0.
+pub(crate) fn is_e164(number: &str) -> bool {
+    number.strip_prefix('+').is_some_and(|digits| {
+        (8..=15).contains(&digits.len())
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && !digits.starts_with('0')
+    })
+}

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::retry::RetryPolicy;
 
+mod providers;
+
+pub use providers::*;
+
 /// `[dispatch]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +27,9 @@ pub struct DispatchConfig {
     /// Per channel, per route: the providers serving it, best first. Every channel needs a
     /// `default` route; the enricher chooses a message's route (e.g. by region).
     pub routes: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// Per channel, per app id: providers for that app's devices, overriding the route
+    /// (apps of different Firebase projects or Apple teams).
+    pub app_routes: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
 
 impl Default for DispatchConfig {
@@ -33,6 +40,7 @@ impl Default for DispatchConfig {
             ledger: LedgerConfig::default(),
             providers: BTreeMap::new(),
             routes: crate::providers::registry::default_routes(),
+            app_routes: BTreeMap::new(),
         }
     }
 }
@@ -41,6 +49,11 @@ impl DispatchConfig {
     /// The routes of `channel` (none configured: none).
     pub fn routes_of(&self, channel: Channel) -> BTreeMap<String, Vec<String>> {
         self.routes.get(channel.as_str()).cloned().unwrap_or_default()
+    }
+
+    /// The per-app routes of `channel`.
+    pub fn app_routes_of(&self, channel: Channel) -> BTreeMap<String, Vec<String>> {
+        self.app_routes.get(channel.as_str()).cloned().unwrap_or_default()
     }
 
     /// The settings of the provider called `name`; `smtp` is `[dispatch.email]` unless a
@@ -52,58 +65,6 @@ impl DispatchConfig {
             None => None,
         }
     }
-}
-
-/// What every provider account is allowed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ProviderLimits {
-    /// Sends in progress at once.
-    pub concurrency: usize,
-    /// Sends per second (unset: no limit beyond what the provider answers with 429s).
-    pub rate_per_second: Option<f64>,
-    pub timeout_ms: u64,
-}
-
-impl Default for ProviderLimits {
-    fn default() -> Self {
-        Self { concurrency: 64, rate_per_second: None, timeout_ms: 10_000 }
-    }
-}
-
-/// One provider account; `kind` says which API it speaks.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ProviderConfig {
-    /// Another SMTP relay, configured like `[dispatch.email]`.
-    Smtp(EmailConfig),
-    /// Firebase Cloud Messaging HTTP v1 (android).
-    Fcm(FcmSettings),
-    /// Records instead of sending.
-    Sandbox(SandboxSettings),
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FcmSettings {
-    /// The service-account key (JSON) of the Firebase project.
-    pub credentials: SecretSource,
-    /// Default `https://fcm.googleapis.com`.
-    #[serde(default)]
-    pub base_url: Option<String>,
-    #[serde(default)]
-    pub limits: ProviderLimits,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SandboxSettings {
-    pub channel: Channel,
-    /// JSON lines file; default `data/dispatch/sandbox-<name>.jsonl`.
-    #[serde(default)]
-    pub record_to: Option<PathBuf>,
-    #[serde(default)]
-    pub limits: ProviderLimits,
 }
 
 /// `[dispatch.retry]`: one retry tier per delay.
@@ -180,6 +141,26 @@ pub struct EmailConfig {
     pub message_id_domain: String,
     /// Messages per second through this relay (unset: no limit).
     pub rate_per_second: Option<f64>,
+    pub unsubscribe: Unsubscribe,
+}
+
+/// `List-Unsubscribe` (RFC 2369) with one-click unsubscribe (RFC 8058) on the categories a
+/// user may leave, as mailbox providers require of bulk senders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Unsubscribe {
+    /// HTTPS URL; `{user_id}`, `{notification_id}`, `{category}` and `{address}` are
+    /// replaced (URL-encoded). It must accept a POST for one-click unsubscribes.
+    pub url: Option<String>,
+    /// `mailto:` address for clients without one-click support.
+    pub mailto: Option<String>,
+    pub categories: Vec<String>,
+}
+
+impl Default for Unsubscribe {
+    fn default() -> Self {
+        Self { url: None, mailto: None, categories: vec!["marketing".into()] }
+    }
 }
 
 impl Default for EmailConfig {
@@ -189,6 +170,7 @@ impl Default for EmailConfig {
             default_from: "Herald <noreply@herald.localhost>".into(),
             message_id_domain: "herald.localhost".into(),
             rate_per_second: None,
+            unsubscribe: Unsubscribe::default(),
         }
     }
 }

@@ -1,0 +1,129 @@
+//! SendGrid's v3 mail/send as SendGrid answers: a bearer API key (401), the body checked
+//! field by field (400 with `errors[].field`), 429 with `X-RateLimit-Reset`, 5xx outages,
+//! 202 with `X-Message-Id` when accepted.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::{Fault, Recorder, serve};
+
+/// A mail SendGrid accepted: the request body as sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendgridMail {
+    pub to: String,
+    pub body: Value,
+}
+
+#[derive(Clone)]
+struct Account {
+    api_key: String,
+    recorder: Recorder<SendgridMail>,
+}
+
+#[derive(Debug)]
+pub struct SendgridStandIn {
+    addr: SocketAddr,
+    recorder: Recorder<SendgridMail>,
+}
+
+impl Deref for SendgridStandIn {
+    type Target = Recorder<SendgridMail>;
+    fn deref(&self) -> &Self::Target {
+        &self.recorder
+    }
+}
+
+fn error(status: StatusCode, field: Option<&str>, message: &str) -> Response {
+    let body = json!({"errors": [{"message": message, "field": field, "help": null}]});
+    (status, Json(body)).into_response()
+}
+
+fn check(body: &Value) -> Result<String, (&'static str, &'static str)> {
+    let to = body["personalizations"][0]["to"][0]["email"]
+        .as_str()
+        .filter(|a| a.contains('@'))
+        .ok_or(("personalizations.0.to", "Does not contain a valid address."))?;
+    if !body["from"]["email"].as_str().is_some_and(|a| a.contains('@')) {
+        return Err(("from.email", "The from email does not contain a valid address."));
+    }
+    if body["subject"].as_str().is_none_or(str::is_empty) {
+        return Err(("subject", "The subject is required."));
+    }
+    let content = body["content"].as_array().filter(|c| !c.is_empty());
+    let Some(content) = content else {
+        return Err((
+            "content",
+            "Unless a valid template_id is provided, the content parameter is required.",
+        ));
+    };
+    if content.len() > 1 && content[0]["type"] != "text/plain" {
+        return Err(("content.0.type", "If present, text/plain must be first."));
+    }
+    Ok(to.to_owned())
+}
+
+async fn send(State(account): State<Account>, headers: HeaderMap, body: String) -> Response {
+    account.recorder.arrived();
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if bearer != Some(format!("Bearer {}", account.api_key).as_str()) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "The provided authorization grant is invalid, expired, or revoked",
+        );
+    }
+    let Ok(body) = serde_json::from_str::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, None, "Bad Request");
+    };
+    let to = match check(&body) {
+        Ok(to) => to,
+        Err((field, message)) => return error(StatusCode::BAD_REQUEST, Some(field), message),
+    };
+    match account.recorder.fault(&to) {
+        Some(Fault::Throttled) => {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, None, "too many requests");
+            let reset = herald_schemas::now_millis() / 1000 + 1;
+            if let Ok(value) = HeaderValue::from_str(&reset.to_string()) {
+                response.headers_mut().insert("x-ratelimit-reset", value);
+            }
+            return response;
+        }
+        Some(Fault::Failing) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, None, "Service Unavailable");
+        }
+        Some(Fault::Dead) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                Some("personalizations.0.to"),
+                "Does not contain a valid address.",
+            );
+        }
+        None => {}
+    }
+    let n = account.recorder.accept(SendgridMail { to, body });
+    let mut response = StatusCode::ACCEPTED.into_response();
+    if let Ok(id) = HeaderValue::from_str(&format!("sg{n:020}")) {
+        response.headers_mut().insert("x-message-id", id);
+    }
+    response
+}
+
+impl SendgridStandIn {
+    pub async fn start(api_key: &str) -> anyhow::Result<Self> {
+        let recorder = Recorder::default();
+        let account = Account { api_key: api_key.to_owned(), recorder: recorder.clone() };
+        let app = Router::new().route("/v3/mail/send", post(send)).with_state(account);
+        Ok(Self { addr: serve(app).await?, recorder })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}

@@ -1,0 +1,153 @@
+//! Twilio's Messages API as Twilio answers: basic auth with the account SID and auth token
+//! (20003), form fields checked (21211 invalid 'To', 21602 no body, 21603 no sender, 21617
+//! over 1600 characters), 21610 for numbers that replied STOP, 20429 throttling with
+//! `Retry-After`, 500 outages; 201 with the message resource when queued.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Form, Json, Router};
+use serde_json::json;
+
+use super::{Fault, Recorder, basic_auth_is, is_e164, serve};
+
+/// An SMS Twilio queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwilioMessage {
+    pub sid: String,
+    pub to: String,
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    pub body: String,
+    pub status_callback: Option<String>,
+}
+
+#[derive(Clone)]
+struct Account {
+    sid: String,
+    token: String,
+    recorder: Recorder<TwilioMessage>,
+}
+
+#[derive(Debug)]
+pub struct TwilioStandIn {
+    addr: SocketAddr,
+    recorder: Recorder<TwilioMessage>,
+}
+
+impl Deref for TwilioStandIn {
+    type Target = Recorder<TwilioMessage>;
+    fn deref(&self) -> &Self::Target {
+        &self.recorder
+    }
+}
+
+fn error(status: StatusCode, code: u32, message: &str) -> Response {
+    let body = json!({
+        "code": code,
+        "message": message,
+        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+        "status": status.as_u16(),
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn create_message(
+    State(account): State<Account>,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    account.recorder.arrived();
+    if sid != account.sid || !basic_auth_is(&headers, &account.sid, &account.token) {
+        return error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
+    }
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let to = field("To").unwrap_or_default();
+    let (from, service) = (field("From"), field("MessagingServiceSid"));
+    let body = field("Body").unwrap_or_default();
+    if !is_e164(&to) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            21211,
+            &format!("The 'To' number {to} is not a valid phone number."),
+        );
+    }
+    if from.is_none() && service.is_none() {
+        return error(StatusCode::BAD_REQUEST, 21603, "A 'From' phone number is required.");
+    }
+    if body.is_empty() {
+        return error(StatusCode::BAD_REQUEST, 21602, "Message body is required.");
+    }
+    if body.chars().count() > 1600 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            21617,
+            "The concatenated message body exceeds the 1600 character limit.",
+        );
+    }
+    match account.recorder.fault(&to) {
+        Some(Fault::Throttled) => {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests");
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return response;
+        }
+        Some(Fault::Failing) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                20500,
+                "An internal server error has occurred",
+            );
+        }
+        Some(Fault::Dead) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                21610,
+                "Attempt to send to unsubscribed recipient",
+            );
+        }
+        None => {}
+    }
+    let message = TwilioMessage {
+        sid: String::new(),
+        to: to.clone(),
+        from: from.clone(),
+        messaging_service_sid: service,
+        body: body.clone(),
+        status_callback: field("StatusCallback"),
+    };
+    let n = account.recorder.accept(message);
+    let sid = format!("SM{n:032x}");
+    let resource = json!({
+        "sid": sid, "account_sid": account.sid, "to": to, "from": from, "body": body,
+        "status": "queued", "direction": "outbound-api", "num_segments": "1",
+        "uri": format!("/2010-04-01/Accounts/{}/Messages/{sid}.json", account.sid),
+    });
+    (StatusCode::CREATED, Json(resource)).into_response()
+}
+
+impl TwilioStandIn {
+    /// Serves the account `account_sid` whose auth token is `auth_token`.
+    pub async fn start(account_sid: &str, auth_token: &str) -> anyhow::Result<Self> {
+        let recorder = Recorder::default();
+        let account = Account {
+            sid: account_sid.to_owned(),
+            token: auth_token.to_owned(),
+            recorder: recorder.clone(),
+        };
+        let app = Router::new()
+            .route("/2010-04-01/Accounts/{sid}/Messages.json", post(create_message))
+            .with_state(account);
+        Ok(Self { addr: serve(app).await?, recorder })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}

@@ -1,0 +1,229 @@
+//! SMS through Twilio and Vonage stand-ins: the providers' real request shapes, segment
+//! limits, permanent refusals, and failover from a failing provider to the route's next one.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use herald::dev::standins::twilio::TwilioStandIn;
+use herald::dev::standins::vonage::VonageStandIn;
+use herald_dispatchers::config::{
+    ProviderConfig, ProviderLimits, SmsOptions, TwilioSettings, VonageSettings,
+};
+use herald_runtime::SecretSource;
+use herald_schemas::{Channel, DeliveryEvent, EventKind};
+use support::TestEnv;
+
+const WAIT: Duration = Duration::from_secs(40);
+const SID: &str = "AC00000000000000000000000000000001";
+
+struct Sms {
+    env: TestEnv,
+    twilio: TwilioStandIn,
+    vonage: VonageStandIn,
+}
+
+/// sms routed to `twilio` then `vonage`; each trips its breaker after two failures.
+async fn with_sms_providers() -> Sms {
+    let mut env = TestEnv::start().await;
+    let twilio = TwilioStandIn::start(SID, "twilio-auth-token").await.unwrap();
+    let vonage = VonageStandIn::start("vonage-key", "vonage-secret").await.unwrap();
+    let secret = |name: &str, value: &str| {
+        let path = env.dir.path().join(name);
+        std::fs::write(&path, format!("{value}\n")).unwrap();
+        SecretSource::File(path.display().to_string())
+    };
+    let limits =
+        ProviderLimits { breaker_failures: 2, breaker_open_ms: 60_000, ..Default::default() };
+    let sms = SmsOptions { from: "+15005550006".into(), max_segments: 3 };
+    let twilio_settings = TwilioSettings {
+        account_sid: SID.into(),
+        auth_token: secret("twilio-token", "twilio-auth-token"),
+        messaging_service_sid: None,
+        status_callback: None,
+        sms: sms.clone(),
+        base_url: Some(twilio.base_url()),
+        limits: limits.clone(),
+    };
+    let vonage_settings = VonageSettings {
+        api_key: "vonage-key".into(),
+        api_secret: secret("vonage-secret", "vonage-secret"),
+        sms: SmsOptions { from: "Herald".into(), ..sms },
+        base_url: Some(vonage.base_url()),
+        limits,
+    };
+    let providers = &mut env.config.dispatch.providers;
+    providers.insert("twilio".into(), ProviderConfig::Twilio(twilio_settings));
+    providers.insert("vonage".into(), ProviderConfig::Vonage(vonage_settings));
+    env.config.dispatch.routes.insert(
+        "sms".into(),
+        BTreeMap::from([("default".into(), vec!["twilio".into(), "vonage".into()])]),
+    );
+    Sms { env, twilio, vonage }
+}
+
+fn sms_body(phone: &str, text: &str) -> String {
+    serde_json::json!({"to": [{"phone": phone}], "sms": {"text": text}}).to_string()
+}
+
+async fn events_until(env: &TestEnv, id: &str, kind: EventKind) -> Vec<DeliveryEvent> {
+    let wanted = id.to_owned();
+    env.read_records::<DeliveryEvent>(&env.topics().events(), WAIT, move |e: &[DeliveryEvent]| {
+        e.iter().any(|e| e.notification_id == wanted && e.kind == kind)
+    })
+    .await
+    .into_iter()
+    .filter(|e| e.notification_id == id)
+    .collect()
+}
+
+async fn send(pipeline: &support::RunningPipeline, key: &str, phone: &str, text: &str) -> String {
+    let (status, body) = pipeline.post(Some(key), &sms_body(phone, text)).await;
+    assert_eq!(status, 202, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_goes_through_twilio_with_basic_auth_and_the_messages_form() {
+    let Sms { env, twilio, vonage } = with_sms_providers().await;
+    let pipeline = env.pipeline_with(&[Channel::Sms]).await;
+    let id = send(&pipeline, &env.api_key(), "+14155550100", "Your code is 123456").await;
+
+    let events = events_until(&env, &id, EventKind::Sent).await;
+    let sent = events.iter().find(|e| e.kind == EventKind::Sent).unwrap();
+    assert_eq!(sent.provider.as_deref(), Some("twilio"));
+    let accepted = twilio.accepted();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].to, "+14155550100");
+    assert_eq!(accepted[0].from.as_deref(), Some("+15005550006"));
+    assert_eq!(accepted[0].body, "Your code is 123456");
+    assert!(vonage.accepted().is_empty());
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sms_provider_fails_over_to_the_next_and_nothing_is_sent_twice() {
+    let Sms { env, twilio, vonage } = with_sms_providers().await;
+    twilio.fail(1_000);
+    let pipeline = env.pipeline_with(&[Channel::Sms]).await;
+    let key = env.api_key();
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(send(&pipeline, &key, &format!("+1415555010{n}"), &format!("message {n}")).await);
+    }
+    let deadline = Instant::now() + WAIT;
+    while vonage.accepted().len() < 4 {
+        assert!(Instant::now() < deadline, "vonage got {:?}", vonage.accepted());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let delivered = vonage.accepted();
+    let mut targets: Vec<_> = delivered.iter().map(|m| m.to.clone()).collect();
+    targets.sort();
+    targets.dedup();
+    assert_eq!(targets.len(), 4, "each number once: {delivered:?}");
+    assert!(twilio.accepted().is_empty());
+    assert!(
+        twilio.requests() <= 4,
+        "the breaker stopped calling twilio after two failures in a row: {} calls",
+        twilio.requests()
+    );
+    assert!(delivered.iter().all(|m| m.client_ref.as_ref().is_some_and(|r| ids.contains(r))));
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unicode_sms_is_sent_as_ucs2_and_texts_over_the_segment_limit_fail_without_retry() {
+    let Sms { mut env, twilio, vonage } = with_sms_providers().await;
+    env.config
+        .dispatch
+        .routes
+        .insert("sms".into(), BTreeMap::from([("default".into(), vec!["vonage".into()])]));
+    let pipeline = env.pipeline_with(&[Channel::Sms]).await;
+    let key = env.api_key();
+    let korean = "인증번호는 123456 입니다. ".repeat(5); // 95 UTF-16 units: two parts
+    let ok = send(&pipeline, &key, "+821012345678", &korean).await;
+    let too_long = send(&pipeline, &key, "+821012345679", &"가".repeat(202)).await; // 4 parts
+
+    events_until(&env, &ok, EventKind::Sent).await;
+    let accepted = vonage.accepted();
+    assert_eq!(accepted.len(), 1);
+    assert!(accepted[0].unicode, "asked Vonage for type=unicode");
+    assert_eq!(accepted[0].to, "821012345678", "Vonage takes numbers without the +");
+    assert_eq!(accepted[0].parts, 2);
+    let events = events_until(&env, &too_long, EventKind::Failed).await;
+    let failed = events.iter().find(|e| e.kind == EventKind::Failed).unwrap();
+    assert!(failed.reason.as_deref().unwrap().contains("4 parts"), "{failed:?}");
+    assert!(events.iter().all(|e| e.kind != EventKind::Retrying), "a permanent failure");
+    assert_eq!(vonage.requests(), 1, "the long text never reached the provider");
+    assert_eq!(twilio.requests(), 0);
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_that_replied_stop_fails_permanently_and_a_throttled_send_is_retried() {
+    let Sms { env, twilio, .. } = with_sms_providers().await;
+    twilio.unregister("+14155550199");
+    twilio.throttle(1);
+    let pipeline = env.pipeline_with(&[Channel::Sms]).await;
+    let key = env.api_key();
+    let stopped = send(&pipeline, &key, "+14155550199", "promo").await;
+    let events = events_until(&env, &stopped, EventKind::Failed).await;
+    let failed = events.iter().find(|e| e.kind == EventKind::Failed).unwrap();
+    assert!(failed.reason.as_deref().unwrap().contains("21610"), "{failed:?}");
+    let retried = events.iter().find(|e| e.kind == EventKind::Retrying).unwrap();
+    assert!(
+        retried.reason.as_deref().unwrap().contains("20429"),
+        "the 429 came first: {retried:?}"
+    );
+
+    let later = send(&pipeline, &key, "+14155550198", "hello").await;
+    events_until(&env, &later, EventKind::Sent).await;
+    assert_eq!(twilio.accepted().len(), 1);
+    assert_eq!(twilio.accepted()[0].to, "+14155550198");
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_outage_without_failover_holds_the_channel_instead_of_burning_retries() {
+    let Sms { mut env, twilio, vonage } = with_sms_providers().await;
+    let dispatch = &mut env.config.dispatch;
+    dispatch
+        .routes
+        .insert("sms".into(), BTreeMap::from([("default".into(), vec!["twilio".into()])]));
+    if let Some(ProviderConfig::Twilio(t)) = dispatch.providers.get_mut("twilio") {
+        t.limits.concurrency = 1;
+        t.limits.breaker_open_ms = 1_500;
+    }
+    dispatch.retry.delays_ms = vec![1_000, 2_000, 4_000, 8_000];
+    twilio.fail(u32::MAX);
+    let pipeline = env.pipeline_with(&[Channel::Sms]).await;
+    let key = env.api_key();
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        ids.push(send(&pipeline, &key, &format!("+1415555020{n:02}"), "outage").await);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let during_outage = twilio.requests();
+    twilio.fail(0);
+
+    let deadline = Instant::now() + WAIT;
+    while twilio.accepted().len() < 12 {
+        assert!(Instant::now() < deadline, "twilio got {}", twilio.accepted().len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        during_outage <= 7,
+        "two failures open the breaker, then one probe per window: {during_outage} calls"
+    );
+    let mut numbers: Vec<_> = twilio.accepted().into_iter().map(|m| m.to).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 12, "each once");
+    let events = support::events_until_all(&env, &ids, EventKind::Sent).await;
+    assert!(events.iter().all(|e| e.kind != EventKind::DeadLettered), "nothing dead-lettered");
+    assert!(vonage.accepted().is_empty());
+    pipeline.stop().await;
+}
