@@ -1,6 +1,7 @@
 //! The `herald` binary's library: configuration, wiring of the roles, and the development
 //! environment. The roles themselves live in their own crates.
 
+pub mod bench;
 pub mod chaos;
 pub mod config;
 pub mod dev;

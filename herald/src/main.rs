@@ -95,8 +95,38 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Print the effective configuration (after file and environment) and exit.
     Config,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Sends per second of each provider kind against its local stand-in: the provider
+    /// layer alone, then a whole dispatcher on an embedded broker.
+    Dispatch {
+        /// Providers to measure (repeatable); all when none is given.
+        #[arg(long = "provider", value_enum)]
+        providers: Vec<herald::bench::BenchProvider>,
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// How long each stand-in takes to answer.
+        #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
+        latency: std::time::Duration,
+        /// Concurrent sends per provider.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Measure the provider layer only (no broker, no ledger).
+        #[arg(long)]
+        provider_only: bool,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -321,6 +351,36 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
                 "{} duplicate(s) outside taken-over claims",
                 report.unexplained_duplicates
             );
+            Ok(())
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Dispatch {
+                    providers,
+                    messages,
+                    latency,
+                    concurrency,
+                    provider_only,
+                    json,
+                },
+        } => {
+            let providers = if providers.is_empty() {
+                herald::bench::BenchProvider::ALL.to_vec()
+            } else {
+                providers
+            };
+            let options = herald::bench::DispatchBenchOptions {
+                providers,
+                messages,
+                latency,
+                concurrency,
+                dispatcher: !provider_only,
+            };
+            let rows = herald::bench::dispatch(options.clone()).await?;
+            print!("{}", herald::bench::render(&rows, &options));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+            }
             Ok(())
         }
         Command::Config => {

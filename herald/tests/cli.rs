@@ -67,3 +67,26 @@ fn secrets_named_in_the_config_are_not_printed() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("env:KEY_PW"), "the source is shown, not the value: {shown}");
 }
+
+#[test]
+fn bench_dispatch_measures_every_send_against_the_stand_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let output = herald()
+        .args(["bench", "dispatch", "--provider", "pushy", "--provider", "twilio"])
+        .args(["--messages", "300", "--provider-only", "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("sends/s"), "{stdout}");
+    let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for row in rows {
+        assert_eq!(row["errors"], 0, "{row}");
+        assert_eq!(row["sent"], 300, "every send accepted by the stand-in: {row}");
+        assert!(row["sends_per_second"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["p99_ms"].as_f64().unwrap() >= row["p50_ms"].as_f64().unwrap(), "{row}");
+    }
+}

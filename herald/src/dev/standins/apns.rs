@@ -45,6 +45,7 @@ struct Inner {
     dead_tokens: HashSet<String>,
     throttled: u32,
     unavailable: u32,
+    latency: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -146,7 +147,14 @@ async fn send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.lock().versions.push(version);
+    let latency = {
+        let mut inner = shared.lock();
+        inner.versions.push(version);
+        inner.latency
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     if version != Version::HTTP_2 {
         // APNs closes HTTP/1.1 connections; a status is the nearest a handler can say.
         return refuse(StatusCode::HTTP_VERSION_NOT_SUPPORTED, "HTTP/2 required");
@@ -254,6 +262,23 @@ impl ApnsStandIn {
     /// The next `times` sends get 429 `TooManyRequests`.
     pub fn throttle(&self, times: u32) {
         self.shared.lock().throttled = times;
+    }
+
+    /// Every request is answered after `latency`.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.shared.lock().latency = latency;
+    }
+
+    /// How many notifications were accepted.
+    pub fn accepted_count(&self) -> usize {
+        self.shared.lock().accepted.len()
+    }
+
+    /// Forgets what was accepted and how requests arrived (a benchmark's long runs).
+    pub fn clear(&self) {
+        let mut inner = self.shared.lock();
+        inner.accepted.clear();
+        inner.versions.clear();
     }
 
     /// The next `times` sends get 503 `ServiceUnavailable`.

@@ -49,7 +49,7 @@ fn error(status: StatusCode, code: u32, message: &str) -> Response {
 }
 
 async fn push(State(app): State<App>, headers: HeaderMap, body: String) -> Response {
-    app.recorder.arrived();
+    app.recorder.arrived().await;
     if !basic_auth_is(&headers, &app.key, &app.secret) {
         return error(StatusCode::UNAUTHORIZED, 1004, "Authen failed");
     }

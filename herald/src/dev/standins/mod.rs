@@ -13,6 +13,7 @@ pub mod vonage;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use base64::Engine;
@@ -35,6 +36,7 @@ struct State<T> {
     throttled: u32,
     failing: u32,
     dead: HashSet<String>,
+    latency: Duration,
 }
 
 /// What a stand-in accepted, and the faults it was told to inject.
@@ -57,6 +59,7 @@ impl<T> Default for Recorder<T> {
             throttled: 0,
             failing: 0,
             dead: HashSet::new(),
+            latency: Duration::ZERO,
         };
         Self { state: Arc::new(Mutex::new(state)) }
     }
@@ -92,9 +95,31 @@ impl<T: Clone> Recorder<T> {
         self.lock().dead.insert(target.to_owned());
     }
 
-    /// Counts a request; call first in every send handler.
-    pub(crate) fn arrived(&self) {
-        self.lock().requests += 1;
+    /// Every request is answered after `latency` (a provider's processing time).
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
+    }
+
+    /// Forgets what was accepted (a benchmark's long runs).
+    pub fn clear(&self) {
+        self.lock().accepted.clear();
+    }
+
+    /// How many sends were accepted.
+    pub fn accepted_count(&self) -> usize {
+        self.lock().accepted.len()
+    }
+
+    /// Counts a request and waits the configured latency; call first in every send handler.
+    pub(crate) async fn arrived(&self) {
+        let latency = {
+            let mut state = self.lock();
+            state.requests += 1;
+            state.latency
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
     }
 
     /// The fault this send to `target` meets, consuming one injected fault.

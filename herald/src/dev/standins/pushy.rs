@@ -52,7 +52,7 @@ async fn push(
     Query(query): Query<HashMap<String, String>>,
     body: String,
 ) -> Response {
-    app.recorder.arrived();
+    app.recorder.arrived().await;
     if query.get("api_key") != Some(&app.api_key) {
         return error(
             StatusCode::UNAUTHORIZED,

@@ -70,7 +70,7 @@ fn check(body: &Value) -> Result<String, (&'static str, &'static str)> {
 }
 
 async fn send(State(account): State<Account>, headers: HeaderMap, body: String) -> Response {
-    account.recorder.arrived();
+    account.recorder.arrived().await;
     let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if bearer != Some(format!("Bearer {}", account.api_key).as_str()) {
         return error(

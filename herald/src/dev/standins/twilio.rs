@@ -62,7 +62,7 @@ async fn create_message(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    account.recorder.arrived();
+    account.recorder.arrived().await;
     if sid != account.sid || !basic_auth_is(&headers, &account.sid, &account.token) {
         return error(StatusCode::UNAUTHORIZED, 20003, "Authenticate");
     }

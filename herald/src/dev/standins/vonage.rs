@@ -52,7 +52,7 @@ fn refused(status: &str, error_text: &str) -> Response {
 }
 
 async fn send(State(account): State<Account>, Form(form): Form<Vec<(String, String)>>) -> Response {
-    account.recorder.arrived();
+    account.recorder.arrived().await;
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     if field("api_key").as_deref() != Some(&account.key)
         || field("api_secret").as_deref() != Some(&account.secret)

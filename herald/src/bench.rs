@@ -1,0 +1,490 @@
+//! `herald bench dispatch`: how fast each provider kind sends against its local stand-in
+//! answering after a set latency. Two figures per provider: the provider layer alone
+//! (slots, rate limiter, breaker, HTTP client, the provider's request and answer handling)
+//! and a whole dispatcher (channel topic on an embedded Tansu, delivery ledger, events),
+//! with the process's peak memory.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use base64::Engine;
+use herald_dispatchers::config::{
+    ApnsAuth, ApnsSettings, JpushSettings, ProviderConfig, ProviderLimits, PushySettings,
+    SendgridSettings, SmsOptions, TwilioSettings, Unsubscribe, VonageSettings,
+};
+use herald_dispatchers::providers::registry::{Pick, Routes};
+use herald_runtime::SecretSource;
+use herald_runtime::kafka::{admin, wait_all};
+use herald_schemas::dev_registry::DevRegistry;
+use herald_schemas::{Channel, ChannelMessage, EmailContent, PushContent, SmsContent};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HeraldConfig;
+use crate::dev::broker::{Storage, TansuBroker};
+use crate::dev::standins::apns::ApnsStandIn;
+use crate::dev::standins::jpush::JpushStandIn;
+use crate::dev::standins::pushy::PushyStandIn;
+use crate::dev::standins::sendgrid::SendgridStandIn;
+use crate::dev::standins::twilio::TwilioStandIn;
+use crate::dev::standins::vonage::VonageStandIn;
+use crate::roles::{self, GivenProviders};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchProvider {
+    Apns,
+    Jpush,
+    Pushy,
+    Twilio,
+    Vonage,
+    Sendgrid,
+}
+
+impl BenchProvider {
+    pub const ALL: [BenchProvider; 6] = [
+        BenchProvider::Apns,
+        BenchProvider::Jpush,
+        BenchProvider::Pushy,
+        BenchProvider::Twilio,
+        BenchProvider::Vonage,
+        BenchProvider::Sendgrid,
+    ];
+
+    fn channel(self) -> Channel {
+        match self {
+            BenchProvider::Apns => Channel::Ios,
+            BenchProvider::Jpush | BenchProvider::Pushy => Channel::Android,
+            BenchProvider::Twilio | BenchProvider::Vonage => Channel::Sms,
+            BenchProvider::Sendgrid => Channel::Email,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BenchProvider::Apns => "apns",
+            BenchProvider::Jpush => "jpush",
+            BenchProvider::Pushy => "pushy",
+            BenchProvider::Twilio => "twilio",
+            BenchProvider::Vonage => "vonage",
+            BenchProvider::Sendgrid => "sendgrid",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatchBenchOptions {
+    pub providers: Vec<BenchProvider>,
+    pub messages: usize,
+    pub latency: Duration,
+    pub concurrency: usize,
+    /// Also run each provider behind a whole dispatcher on an embedded broker.
+    pub dispatcher: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    pub provider: BenchProvider,
+    /// `provider` (the provider layer alone) or `dispatcher` (topic, ledger, events).
+    pub mode: &'static str,
+    pub messages: usize,
+    /// Sends the provider accepted.
+    pub sent: usize,
+    pub seconds: f64,
+    pub sends_per_second: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub errors: usize,
+    pub peak_rss_mib: f64,
+}
+
+/// A running stand-in: how many sends it accepted, and how to forget them.
+struct StandIn {
+    accepted: Box<dyn Fn() -> usize + Send + Sync>,
+    clear: Box<dyn Fn() + Send + Sync>,
+    _keep: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl StandIn {
+    fn of<T: Send + Sync + 'static>(standin: T, accepted: fn(&T) -> usize, clear: fn(&T)) -> Self {
+        let standin = Arc::new(standin);
+        let (a, c) = (Arc::clone(&standin), Arc::clone(&standin));
+        Self {
+            accepted: Box::new(move || accepted(&a)),
+            clear: Box::new(move || clear(&c)),
+            _keep: Box::new(standin),
+        }
+    }
+}
+
+fn secret(dir: &Path, name: &str, value: &str) -> anyhow::Result<SecretSource> {
+    let path = dir.join(name);
+    std::fs::write(&path, value)?;
+    Ok(SecretSource::File(path.display().to_string()))
+}
+
+/// A fresh P-256 key in Apple's .p8 (PKCS#8 PEM) form.
+fn p8_key() -> anyhow::Result<String> {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &rng,
+    )
+    .map_err(|_| anyhow::anyhow!("cannot generate a P-256 key"))?;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
+    let lines: Vec<&str> =
+        encoded.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+    Ok(format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n")))
+}
+
+/// Starts the stand-in of `provider` and returns it with the provider's settings.
+async fn stand_in(
+    provider: BenchProvider,
+    dir: &Path,
+    limits: ProviderLimits,
+    latency: Duration,
+) -> anyhow::Result<(StandIn, ProviderConfig)> {
+    Ok(match provider {
+        BenchProvider::Apns => {
+            let key = p8_key()?;
+            let s = ApnsStandIn::start(&key, "TEAMBENCH1", "KEYBENCH01", &["com.example.bench"])
+                .await?;
+            s.set_latency(latency);
+            let settings = ApnsSettings {
+                auth: ApnsAuth::Token {
+                    team_id: "TEAMBENCH1".into(),
+                    key_id: "KEYBENCH01".into(),
+                    key: secret(dir, "apns.p8", &key)?,
+                },
+                topic: "com.example.bench".into(),
+                topics: BTreeMap::new(),
+                base_url: Some(s.base_url()),
+                limits,
+            };
+            (
+                StandIn::of(s, ApnsStandIn::accepted_count, ApnsStandIn::clear),
+                ProviderConfig::Apns(settings),
+            )
+        }
+        BenchProvider::Jpush => {
+            let s = JpushStandIn::start("bench-app-key", "bench-master-secret").await?;
+            s.set_latency(latency);
+            let settings = JpushSettings {
+                app_key: "bench-app-key".into(),
+                master_secret: secret(dir, "jpush", "bench-master-secret")?,
+                apns_production: false,
+                time_to_live_secs: 3600,
+                base_url: Some(s.base_url()),
+                limits,
+            };
+            (StandIn::of(s, |s| s.accepted_count(), |s| s.clear()), ProviderConfig::Jpush(settings))
+        }
+        BenchProvider::Pushy => {
+            let s = PushyStandIn::start("bench-pushy-key").await?;
+            s.set_latency(latency);
+            let settings = PushySettings {
+                api_key: secret(dir, "pushy", "bench-pushy-key")?,
+                time_to_live_secs: 3600,
+                base_url: Some(s.base_url()),
+                limits,
+            };
+            (StandIn::of(s, |s| s.accepted_count(), |s| s.clear()), ProviderConfig::Pushy(settings))
+        }
+        BenchProvider::Twilio => {
+            let sid = "ACbench0000000000000000000000000000";
+            let s = TwilioStandIn::start(sid, "bench-token").await?;
+            s.set_latency(latency);
+            let settings = TwilioSettings {
+                account_sid: sid.into(),
+                auth_token: secret(dir, "twilio", "bench-token")?,
+                messaging_service_sid: None,
+                status_callback: None,
+                sms: SmsOptions { from: "+15005550006".into(), max_segments: 4 },
+                base_url: Some(s.base_url()),
+                limits,
+            };
+            (
+                StandIn::of(s, |s| s.accepted_count(), |s| s.clear()),
+                ProviderConfig::Twilio(settings),
+            )
+        }
+        BenchProvider::Vonage => {
+            let s = VonageStandIn::start("bench-key", "bench-secret").await?;
+            s.set_latency(latency);
+            let settings = VonageSettings {
+                api_key: "bench-key".into(),
+                api_secret: secret(dir, "vonage", "bench-secret")?,
+                sms: SmsOptions { from: "Herald".into(), max_segments: 4 },
+                base_url: Some(s.base_url()),
+                limits,
+            };
+            (
+                StandIn::of(s, |s| s.accepted_count(), |s| s.clear()),
+                ProviderConfig::Vonage(settings),
+            )
+        }
+        BenchProvider::Sendgrid => {
+            let s = SendgridStandIn::start("SG.bench").await?;
+            s.set_latency(latency);
+            let settings = SendgridSettings {
+                api_key: secret(dir, "sendgrid", "SG.bench")?,
+                default_from: "Herald <noreply@example.com>".into(),
+                unsubscribe: Unsubscribe::default(),
+                base_url: Some(s.base_url()),
+                limits,
+            };
+            (
+                StandIn::of(s, |s| s.accepted_count(), |s| s.clear()),
+                ProviderConfig::Sendgrid(settings),
+            )
+        }
+    })
+}
+
+/// Message `i` for `provider`'s channel, to a target the stand-in accepts.
+fn message(provider: BenchProvider, i: usize) -> ChannelMessage {
+    let channel = provider.channel();
+    let target = match channel {
+        Channel::Ios => format!("{i:064x}"),
+        Channel::Android => format!("bench-device-{i}"),
+        Channel::Sms => format!("+1415{:07}", i % 10_000_000),
+        Channel::Email => format!("user{i}@example.com"),
+    };
+    ChannelMessage {
+        notification_id: format!("bench-{i}"),
+        channel: channel.as_str().to_owned(),
+        target,
+        user_id: Some(format!("user-{i}")),
+        app_id: None,
+        route: "default".into(),
+        category: "transactional".into(),
+        accepted_at: herald_schemas::now_millis(),
+        from: None,
+        email: (channel == Channel::Email).then(|| EmailContent {
+            subject: "Your order shipped".into(),
+            text: Some("It is on its way.".into()),
+            html: Some("<p>It is on its way.</p>".into()),
+        }),
+        sms: (channel == Channel::Sms).then(|| SmsContent { text: "Your code is 123456".into() }),
+        push: matches!(channel, Channel::Ios | Channel::Android).then(|| PushContent {
+            title: Some("Shipped".into()),
+            body: "Your order is on its way.".into(),
+            data: BTreeMap::from([("screen".to_owned(), "orders".to_owned())]),
+        }),
+        metadata: BTreeMap::new(),
+    }
+}
+
+/// The process's peak resident memory (VmHWM), in MiB; 0 where /proc is not available.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((sorted.len() as f64) * p).ceil() as usize;
+    sorted.get(rank.saturating_sub(1).min(sorted.len() - 1)).copied()
+}
+
+/// The provider layer alone: `concurrency` senders through the provider's handle.
+async fn provider_layer(
+    provider: BenchProvider,
+    config: &HeraldConfig,
+    options: &DispatchBenchOptions,
+) -> anyhow::Result<BenchRow> {
+    let routes =
+        Arc::new(Routes::build(provider.channel(), &config.dispatch, &GivenProviders::new())?);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..options.concurrency.max(1) {
+        let (routes, next, n) = (Arc::clone(&routes), Arc::clone(&next), options.messages);
+        tasks.spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0usize);
+            let Pick::Send { provider: handle, .. } = routes.pick("default", None) else {
+                return (latencies, n);
+            };
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let message = message(provider, i);
+                let _slot = handle.slot().await;
+                let sent_at = Instant::now();
+                match handle.send(&message).await {
+                    Ok(_) => latencies.push(sent_at.elapsed().as_secs_f64() * 1000.0),
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    while let Some(result) = tasks.join_next().await {
+        let (l, e) = result?;
+        latencies.extend(l);
+        errors += e;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    Ok(BenchRow {
+        provider,
+        mode: "provider",
+        messages: options.messages,
+        sent: latencies.len(),
+        seconds,
+        sends_per_second: latencies.len() as f64 / seconds.max(1e-9),
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        errors,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// A whole dispatcher: messages produced to the channel topic first, then consumed,
+/// claimed in the ledger, sent and recorded as events.
+async fn whole_dispatcher(
+    provider: BenchProvider,
+    config: &HeraldConfig,
+    options: &DispatchBenchOptions,
+    accepted: &(dyn Fn() -> usize + Send + Sync),
+) -> anyhow::Result<BenchRow> {
+    let channel = provider.channel();
+    let output = roles::output(config, "herald-bench")?;
+    let topic = config.kafka.topics().channel(channel);
+    let mut acks = Vec::new();
+    for i in 0..options.messages {
+        let message = message(provider, i);
+        acks.push(output.enqueue(&topic, &message.target, &message, None).await?);
+        if acks.len() >= 5_000 {
+            wait_all(std::mem::take(&mut acks)).await?;
+        }
+    }
+    wait_all(acks).await?;
+    let shutdown = CancellationToken::new();
+    let started = Instant::now();
+    let dispatcher = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            roles::dispatcher(&config, channel, &GivenProviders::new(), shutdown).await
+        })
+    };
+    let deadline = started + Duration::from_secs(600);
+    while accepted() < options.messages {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the dispatcher sent {} in 10 minutes",
+            accepted()
+        );
+        if dispatcher.is_finished() {
+            anyhow::bail!("the dispatcher stopped: {:?}", dispatcher.await);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    shutdown.cancel();
+    dispatcher.await?.context("dispatcher")?;
+    Ok(BenchRow {
+        provider,
+        mode: "dispatcher",
+        messages: options.messages,
+        sent: accepted(),
+        seconds,
+        sends_per_second: options.messages as f64 / seconds.max(1e-9),
+        p50_ms: None,
+        p99_ms: None,
+        errors: 0,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+pub async fn dispatch(options: DispatchBenchOptions) -> anyhow::Result<Vec<BenchRow>> {
+    let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run_all(&options, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_all(options: &DispatchBenchOptions, dir: &Path) -> anyhow::Result<Vec<BenchRow>> {
+    let broker = if options.dispatcher {
+        Some(TansuBroker::start(None, Storage::Memory, Some(&dir.join("tansu.log"))).await?)
+    } else {
+        None
+    };
+    let registry = DevRegistry::default().spawn("127.0.0.1:0".parse()?).await?;
+    let mut rows = Vec::new();
+    for (round, provider) in options.providers.iter().copied().enumerate() {
+        let limits = ProviderLimits {
+            concurrency: options.concurrency.max(1),
+            timeout_ms: 30_000,
+            ..ProviderLimits::default()
+        };
+        let (standin, settings) = stand_in(provider, dir, limits, options.latency).await?;
+        let mut config = HeraldConfig::default();
+        if let Some(broker) = &broker {
+            config.kafka = broker.kafka_config();
+        }
+        config.kafka.topic_prefix = format!("bench{round}.");
+        config.schema_registry.url = format!("http://{registry}");
+        config.topics.partitions = 8;
+        config.topics.replication_factor = 1;
+        config.dispatch.ledger.path = dir.join(format!("ledger-{round}.db"));
+        config.dispatch.providers.insert(provider.name().into(), settings);
+        config.dispatch.routes.insert(
+            provider.channel().as_str().into(),
+            BTreeMap::from([("default".to_owned(), vec![provider.name().to_owned()])]),
+        );
+        let row = provider_layer(provider, &config, options).await?;
+        rows.push(row);
+        if broker.is_some() {
+            (standin.clear)();
+            admin::create_topics(&config.kafka, &config.topic_specs()).await?;
+            rows.push(whole_dispatcher(provider, &config, options, &*standin.accepted).await?);
+        }
+    }
+    if let Some(broker) = broker {
+        broker.stop().await;
+    }
+    Ok(rows)
+}
+
+pub fn render(rows: &[BenchRow], options: &DispatchBenchOptions) -> String {
+    let mut out = format!(
+        "stand-ins answer after {} ms; {} concurrent sends per provider; {} messages each\n\n",
+        options.latency.as_secs_f64() * 1000.0,
+        options.concurrency,
+        options.messages
+    );
+    out.push_str("provider  mode        sends/s    p50 ms  p99 ms  errors  peak RSS MiB\n");
+    for r in rows {
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+        out.push_str(&format!(
+            "{:<9} {:<10} {:>8.0}  {:>7} {:>7} {:>7}  {:>8.0}\n",
+            r.provider.name(),
+            r.mode,
+            r.sends_per_second,
+            ms(r.p50_ms),
+            ms(r.p99_ms),
+            r.errors,
+            r.peak_rss_mib
+        ));
+    }
+    out.push_str(
+        "\npeak RSS is the whole process (stand-ins and broker included), highest so far\n",
+    );
+    out
+}
