@@ -132,6 +132,27 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
         ack.wait().await.map(drop).map_err(HandlerError::new)
     }
 
+    /// A push that failed for good goes to its category's fallback channel, if it has one.
+    /// Produced again when this step is retried: the fallback dispatcher's ledger sends it
+    /// once.
+    async fn fall_back(&self, message: &ChannelMessage) -> Result<Option<Channel>, HandlerError> {
+        let Some((to, fallback)) = message.fallback_message() else { return Ok(None) };
+        let topic = self.setup.topics.channel(to);
+        let ack = self
+            .output
+            .enqueue(&topic, &fallback.target, &fallback, None)
+            .await
+            .map_err(HandlerError::new)?;
+        ack.wait().await.map_err(HandlerError::new)?;
+        let mut routed = DeliveryEvent::new(&fallback.notification_id, EventKind::Routed);
+        routed.channel = Some(to.as_str().to_owned());
+        routed.target = Some(fallback.target.clone());
+        routed.user_id = fallback.user_id.clone();
+        routed.detail.insert("fallback_from".into(), message.channel.clone());
+        self.emit(&routed).await?;
+        Ok(Some(to))
+    }
+
     async fn poison(&self, record: &OwnedMessage, reason: &str) -> Result<(), HandlerError> {
         self.dead_letters.send(record, ErrorClass::Poison, reason).await.map_err(HandlerError::new)
     }
@@ -317,6 +338,9 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
                 let mut event = self.event(message, EventKind::Failed, attempt, provider);
                 if matches!(error, DeliveryError::DeadTarget { .. }) {
                     event.detail.insert("dead_target".into(), "true".into());
+                }
+                if let Some(to) = self.fall_back(message).await? {
+                    event.detail.insert("fallback".into(), to.as_str().to_owned());
                 }
                 event.reason = Some(error.to_string());
                 event

@@ -13,6 +13,52 @@ pub struct EnricherConfig {
     /// Per dispatch channel, the route of users by region (e.g. `android.CN = "china"`):
     /// dispatchers map routes to providers. Users of other regions take `default`.
     pub region_routes: RegionRoutes,
+    /// Per category, where a push goes when the user has no active device or the push fails
+    /// for good: `fallback.security = { push = "sms" }` (sms or email).
+    pub fallback: Fallbacks,
+}
+
+/// Category -> requested channel -> the channel it falls back to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Fallbacks(BTreeMap<String, BTreeMap<String, Channel>>);
+
+impl Fallbacks {
+    pub fn new(rules: BTreeMap<String, BTreeMap<String, Channel>>) -> Self {
+        Self(rules)
+    }
+
+    /// Where a push of `category` falls back to, if anywhere.
+    pub fn for_push(&self, category: &str) -> Option<Channel> {
+        self.0.get(category)?.get("push").copied()
+    }
+
+    /// Only push falls back, and only to sms or email.
+    pub fn validate(&self) -> Result<(), String> {
+        for (category, rules) in &self.0 {
+            for (from, to) in rules {
+                if from != "push" || !matches!(to, Channel::Sms | Channel::Email) {
+                    return Err(format!(
+                        "enricher.fallback.{category}: {from} -> {to} is not supported (push -> sms or email)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What decides where each message goes, besides the directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub routes: RegionRoutes,
+    pub fallbacks: Fallbacks,
+}
+
+impl From<&EnricherConfig> for Rules {
+    fn from(config: &EnricherConfig) -> Self {
+        Self { routes: config.region_routes.clone(), fallbacks: config.fallback.clone() }
+    }
 }
 
 impl Default for EnricherConfig {
@@ -20,6 +66,7 @@ impl Default for EnricherConfig {
         Self {
             directory_path: PathBuf::from("data/enricher/directory.db"),
             region_routes: RegionRoutes::default(),
+            fallback: Fallbacks::default(),
         }
     }
 }

@@ -2,9 +2,11 @@
 //! deliveries to make and which to skip (with the reason). Pure: no I/O, so every rule is
 //! tested directly.
 
-use herald_schemas::{Channel, ChannelMessage, DeliveryEvent, EventKind, NotificationRequest};
+use herald_schemas::{
+    Channel, ChannelMessage, DeliveryEvent, EventKind, Fallback, NotificationRequest,
+};
 
-use crate::config::RegionRoutes;
+use crate::config::Rules;
 use crate::directory::{Platform, Profile};
 
 /// Channels a request may ask for. `push` fans out to the `ios` and `android` dispatch
@@ -53,35 +55,53 @@ impl Plan {
     fn route(
         &mut self,
         request: &NotificationRequest,
-        (channel, route): (Channel, &str),
-        target: &str,
-        app_id: Option<&str>,
+        channel_route: (Channel, &str),
+        target: (&str, Option<&str>),
+        fallback: Option<&Fallback>,
     ) {
-        let message = ChannelMessage {
-            notification_id: request.notification_id.clone(),
-            channel: channel.as_str().to_owned(),
-            target: target.to_owned(),
-            user_id: request.recipient.user_id.clone(),
-            app_id: app_id.map(str::to_owned),
-            route: route.to_owned(),
-            category: request.category.clone(),
-            accepted_at: request.accepted_at,
-            from: request.from.clone(),
-            email: if channel == Channel::Email { request.email.clone() } else { None },
-            sms: if channel == Channel::Sms { request.sms.clone() } else { None },
-            push: if matches!(channel, Channel::Ios | Channel::Android) {
-                request.push.clone()
-            } else {
-                None
-            },
-            metadata: request.metadata.clone(),
-        };
-        let mut event = DeliveryEvent::new(&request.notification_id, EventKind::Routed);
+        let message = channel_message(request, channel_route, target, fallback);
+        self.add(channel_route.0, message);
+    }
+
+    fn add(&mut self, channel: Channel, message: ChannelMessage) {
+        let mut event = DeliveryEvent::new(&message.notification_id, EventKind::Routed);
         event.channel = Some(channel.as_str().to_owned());
-        event.target = Some(target.to_owned());
-        event.user_id = request.recipient.user_id.clone();
+        event.target = Some(message.target.clone());
+        event.user_id = message.user_id.clone();
+        if let Some(from) = message.metadata.get("fallback_from") {
+            event.detail.insert("fallback_from".into(), from.clone());
+        }
         self.events.push(event);
         self.messages.push((channel, message));
+    }
+}
+
+/// The message for one target of `request` on `channel`.
+fn channel_message(
+    request: &NotificationRequest,
+    (channel, route): (Channel, &str),
+    (target, app_id): (&str, Option<&str>),
+    fallback: Option<&Fallback>,
+) -> ChannelMessage {
+    ChannelMessage {
+        notification_id: request.notification_id.clone(),
+        channel: channel.as_str().to_owned(),
+        target: target.to_owned(),
+        user_id: request.recipient.user_id.clone(),
+        app_id: app_id.map(str::to_owned),
+        route: route.to_owned(),
+        category: request.category.clone(),
+        accepted_at: request.accepted_at,
+        from: request.from.clone(),
+        email: if channel == Channel::Email { request.email.clone() } else { None },
+        sms: if channel == Channel::Sms { request.sms.clone() } else { None },
+        push: if matches!(channel, Channel::Ios | Channel::Android) {
+            request.push.clone()
+        } else {
+            None
+        },
+        metadata: request.metadata.clone(),
+        fallback: fallback.cloned(),
     }
 }
 
@@ -106,14 +126,17 @@ fn requested_channels(request: &NotificationRequest) -> Vec<&str> {
 /// Plans the deliveries of `request`. `profile` is the directory's view of the recipient when
 /// the request names a user id (`None` when the directory does not know the user); the
 /// recipient's region chooses each message's route.
-pub fn plan(
-    request: &NotificationRequest,
-    profile: Option<&Profile>,
-    routes: &RegionRoutes,
-) -> Plan {
+pub fn plan(request: &NotificationRequest, profile: Option<&Profile>, rules: &Rules) -> Plan {
     let mut plan = Plan::default();
     let region = profile.and_then(|p| p.user.region.as_deref());
-    let to = |channel: Channel| (channel, routes.route(channel, region));
+    let to = |channel: Channel| (channel, rules.routes.route(channel, region));
+    let address = |channel: Channel| match (channel, profile) {
+        (Channel::Email, Some(p)) => p.user.email.as_deref(),
+        (Channel::Email, None) => request.recipient.email.as_deref(),
+        (Channel::Sms, Some(p)) => p.user.phone.as_deref(),
+        (Channel::Sms, None) => request.recipient.phone.as_deref(),
+        (Channel::Ios | Channel::Android, _) => None,
+    };
     let known_user = request.recipient.user_id.is_some();
     if known_user && profile.is_none() {
         plan.skip(request, None, SkipReason::UnknownUser);
@@ -138,38 +161,41 @@ pub fn plan(
             continue;
         }
         match channel {
-            "email" => {
-                let address = match profile {
-                    Some(p) => p.user.email.as_deref(),
-                    None => request.recipient.email.as_deref(),
-                };
-                match address {
-                    Some(address) => plan.route(request, to(Channel::Email), address, None),
-                    None => plan.skip(request, Some(channel), SkipReason::NoAddress),
-                }
-            }
-            "sms" => {
-                let phone = match profile {
-                    Some(p) => p.user.phone.as_deref(),
-                    None => request.recipient.phone.as_deref(),
-                };
-                match phone {
-                    Some(phone) => plan.route(request, to(Channel::Sms), phone, None),
+            "email" | "sms" => {
+                let dispatch = if channel == "email" { Channel::Email } else { Channel::Sms };
+                match address(dispatch) {
+                    Some(address) => plan.route(request, to(dispatch), (address, None), None),
                     None => plan.skip(request, Some(channel), SkipReason::NoAddress),
                 }
             }
             _ => {
+                let fallback = rules.fallbacks.for_push(&request.category).and_then(|to| {
+                    let target = address(to)?.to_owned();
+                    Some(Fallback { channel: to.as_str().to_owned(), target })
+                });
                 let devices: Vec<_> =
                     profile.iter().flat_map(|p| &p.devices).filter(|d| d.active).collect();
                 if devices.is_empty() {
                     plan.skip(request, Some(channel), SkipReason::NoDevice);
+                    // No device to try: the fallback now, as the push would have become.
+                    let mut push = channel_message(
+                        request,
+                        (Channel::Android, "default"),
+                        ("", None),
+                        fallback.as_ref(),
+                    );
+                    push.channel = "push".into();
+                    if let Some((to, message)) = push.fallback_message() {
+                        plan.add(to, message);
+                    }
                 }
                 for device in devices {
                     let dispatch = match device.platform {
                         Platform::Ios => Channel::Ios,
                         Platform::Android => Channel::Android,
                     };
-                    plan.route(request, to(dispatch), &device.token, device.app_id.as_deref());
+                    let target = (device.token.as_str(), device.app_id.as_deref());
+                    plan.route(request, to(dispatch), target, fallback.as_ref());
                 }
             }
         }
@@ -184,6 +210,7 @@ mod tests {
     use herald_schemas::{EmailContent, PushContent, Recipient, SmsContent};
 
     use super::*;
+    use crate::config::{Fallbacks, RegionRoutes};
     use crate::directory::{Device, Preference, User};
 
     fn request(user_id: Option<&str>) -> NotificationRequest {
@@ -238,7 +265,7 @@ mod tests {
 
     #[test]
     fn content_decides_channels_and_push_fans_out_per_active_device() {
-        let plan = plan(&request(Some("u1")), Some(&profile()), &RegionRoutes::default());
+        let plan = plan(&request(Some("u1")), Some(&profile()), &Rules::default());
         let targets: Vec<_> = plan.messages.iter().map(|(c, m)| (*c, m.target.as_str())).collect();
         assert_eq!(
             targets,
@@ -254,7 +281,7 @@ mod tests {
 
     #[test]
     fn unknown_user_is_one_skip() {
-        let plan = plan(&request(Some("ghost")), None, &RegionRoutes::default());
+        let plan = plan(&request(Some("ghost")), None, &Rules::default());
         assert!(plan.messages.is_empty());
         assert_eq!(reasons(&plan), vec![(None, "unknown_user")]);
     }
@@ -272,7 +299,7 @@ mod tests {
             channel: "push".into(),
             opted_in: false,
         });
-        let plan = plan(&request(Some("u1")), Some(&p), &RegionRoutes::default());
+        let plan = plan(&request(Some("u1")), Some(&p), &Rules::default());
         assert_eq!(reasons(&plan), vec![(Some("email"), "opted_out")]);
         assert_eq!(plan.messages.len(), 2, "push still goes out: its opt-out is for security");
     }
@@ -281,7 +308,7 @@ mod tests {
     fn requested_channel_without_content_address_or_name_is_skipped() {
         let mut r = request(Some("u1"));
         r.channels = vec!["sms".into(), "fax".into()];
-        let plan1 = plan(&r, Some(&profile()), &RegionRoutes::default());
+        let plan1 = plan(&r, Some(&profile()), &Rules::default());
         assert_eq!(
             reasons(&plan1),
             vec![(Some("sms"), "no_content"), (Some("fax"), "unknown_channel")]
@@ -289,7 +316,7 @@ mod tests {
 
         r.sms = Some(SmsContent { text: "hi".into() });
         r.channels = vec!["sms".into()];
-        let plan2 = plan(&r, Some(&profile()), &RegionRoutes::default());
+        let plan2 = plan(&r, Some(&profile()), &Rules::default());
         assert_eq!(reasons(&plan2), vec![(Some("sms"), "no_address")]);
     }
 
@@ -298,7 +325,7 @@ mod tests {
         let mut r = request(None);
         r.recipient.email = Some("guest@example.com".into());
         r.push = None;
-        let plan = plan(&r, None, &RegionRoutes::default());
+        let plan = plan(&r, None, &Rules::default());
         assert_eq!(plan.messages.len(), 1);
         assert_eq!(plan.messages[0].1.target, "guest@example.com");
     }
@@ -311,14 +338,15 @@ mod tests {
         )]));
         let mut p = profile();
         p.user.region = Some("cn".into());
-        let plan = plan(&request(Some("u1")), Some(&p), &routes);
+        let rules = Rules { routes: routes.clone(), ..Rules::default() };
+        let plan = plan(&request(Some("u1")), Some(&p), &rules);
         let route_of = |channel| {
             plan.messages.iter().find(|(c, _)| *c == channel).map(|(_, m)| m.route.as_str())
         };
         assert_eq!(route_of(Channel::Android), Some("china"));
         assert_eq!(route_of(Channel::Ios), Some("default"), "no route for ios in CN");
         p.user.region = Some("DE".into());
-        let elsewhere = super::plan(&request(Some("u1")), Some(&p), &routes);
+        let elsewhere = super::plan(&request(Some("u1")), Some(&p), &rules);
         assert!(elsewhere.messages.iter().all(|(_, m)| m.route == "default"));
         assert!(routes.validate().is_ok());
         let lower = RegionRoutes::new(BTreeMap::from([(
@@ -326,5 +354,65 @@ mod tests {
             BTreeMap::from([("cn".to_owned(), "x".to_owned())]),
         )]));
         assert!(lower.validate().is_err());
+    }
+
+    fn security_falls_back_to_sms() -> Rules {
+        let rules = BTreeMap::from([(
+            "security".to_owned(),
+            BTreeMap::from([("push".to_owned(), Channel::Sms)]),
+        )]);
+        Rules { fallbacks: Fallbacks::new(rules), ..Rules::default() }
+    }
+
+    #[test]
+    fn a_push_without_devices_goes_to_the_categorys_fallback_channel() {
+        let mut r = request(Some("u1"));
+        r.category = "security".into();
+        r.email = None;
+        let mut p = profile();
+        p.devices.clear();
+        p.user.phone = Some("+15551234567".into());
+        let plan = plan(&r, Some(&p), &security_falls_back_to_sms());
+        assert_eq!(reasons(&plan), vec![(Some("push"), "no_device")]);
+        assert_eq!(plan.messages.len(), 1);
+        let (channel, sms) = &plan.messages[0];
+        assert_eq!((*channel, sms.target.as_str()), (Channel::Sms, "+15551234567"));
+        assert_eq!(sms.sms.as_ref().unwrap().text, "b");
+        let routed = plan.events.iter().find(|e| e.kind == EventKind::Routed).unwrap();
+        assert_eq!(routed.detail.get("fallback_from").map(String::as_str), Some("push"));
+
+        r.category = "marketing".into();
+        let other = super::plan(&r, Some(&p), &security_falls_back_to_sms());
+        assert!(other.messages.is_empty(), "marketing has no fallback");
+    }
+
+    #[test]
+    fn pushes_to_devices_carry_the_fallback_target_for_a_failure() {
+        let mut r = request(Some("u1"));
+        r.category = "security".into();
+        let mut p = profile();
+        p.user.phone = Some("+15551234567".into());
+        let plan = plan(&r, Some(&p), &security_falls_back_to_sms());
+        let pushes: Vec<_> = plan
+            .messages
+            .iter()
+            .filter(|(c, _)| matches!(c, Channel::Ios | Channel::Android))
+            .collect();
+        assert_eq!(pushes.len(), 2);
+        for (_, push) in pushes {
+            let fallback = push.fallback.as_ref().unwrap();
+            assert_eq!(
+                (fallback.channel.as_str(), fallback.target.as_str()),
+                ("sms", "+15551234567")
+            );
+        }
+        assert!(
+            Fallbacks::new(BTreeMap::from([(
+                "security".to_owned(),
+                BTreeMap::from([("push".to_owned(), Channel::Ios)])
+            )]))
+            .validate()
+            .is_err()
+        );
     }
 }

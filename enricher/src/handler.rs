@@ -8,7 +8,7 @@ use herald_runtime::kafka::{
 };
 use herald_schemas::{NotificationRequest, Topics, headers};
 
-use crate::config::RegionRoutes;
+use crate::config::Rules;
 use crate::directory::{self, Directory};
 use crate::fanout;
 
@@ -17,7 +17,7 @@ pub(crate) struct EnrichHandler<D> {
     output: AvroProducer,
     dead_letters: DeadLetters,
     topics: Topics,
-    routes: RegionRoutes,
+    rules: Rules,
 }
 
 impl<D: Directory> EnrichHandler<D> {
@@ -25,9 +25,9 @@ impl<D: Directory> EnrichHandler<D> {
         directory: Arc<D>,
         output: AvroProducer,
         dead_letters: DeadLetters,
-        (topics, routes): (Topics, RegionRoutes),
+        (topics, rules): (Topics, Rules),
     ) -> Self {
-        Self { directory, output, dead_letters, topics, routes }
+        Self { directory, output, dead_letters, topics, rules }
     }
 
     async fn enrich(&self, request: NotificationRequest) -> Result<(), HandlerError> {
@@ -37,7 +37,7 @@ impl<D: Directory> EnrichHandler<D> {
             }
             None => None,
         };
-        let plan = fanout::plan(&request, profile.as_ref(), &self.routes);
+        let plan = fanout::plan(&request, profile.as_ref(), &self.rules);
         let mut acks = Vec::with_capacity(plan.messages.len() + plan.events.len());
         for (channel, message) in &plan.messages {
             let headers = OwnedHeaders::new().insert(Header {

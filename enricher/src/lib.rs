@@ -17,7 +17,7 @@ use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::{AvroProducer, ConsumerSpec, DeadLetters, consumer};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{EnricherConfig, RegionRoutes};
+pub use config::{EnricherConfig, Fallbacks, RegionRoutes, Rules};
 pub use directory::{Device, Directory, DirectoryError, Platform, Preference, User};
 pub use sqlite_directory::SqliteDirectory;
 
@@ -30,7 +30,7 @@ pub const DIRECTORY_GROUP: &str = "herald-enricher-directory";
 /// the directory updates carried by `herald.events` (dead device tokens).
 pub async fn run<D: Directory>(
     kafka: &KafkaConfig,
-    routes: RegionRoutes,
+    rules: Rules,
     directory: Arc<D>,
     output: AvroProducer,
     shutdown: CancellationToken,
@@ -44,7 +44,7 @@ pub async fn run<D: Directory>(
             Arc::clone(&directory),
             output,
             dead_letters,
-            (topics.clone(), routes),
+            (topics.clone(), rules),
         ));
         let spec = ConsumerSpec {
             group_id: GROUP.into(),

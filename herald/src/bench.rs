@@ -276,6 +276,7 @@ fn message(provider: BenchProvider, i: usize) -> ChannelMessage {
             data: BTreeMap::from([("screen".to_owned(), "orders".to_owned())]),
         }),
         metadata: BTreeMap::new(),
+        fallback: None,
     }
 }
 

@@ -115,6 +115,7 @@ impl HeraldConfig {
             );
         }
         self.enricher.region_routes.validate().map_err(ConfigError::Invalid)?;
+        self.enricher.fallback.validate().map_err(ConfigError::Invalid)?;
         if self.ingest.max_body_bytes < 1024 || self.ingest.max_recipients == 0 {
             return fail(
                 "ingest.max_body_bytes must be at least 1024 and max_recipients at least 1".into(),

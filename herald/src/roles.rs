@@ -58,8 +58,8 @@ pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> any
     let directory =
         SqliteDirectory::open(&config.enricher.directory_path).context("enricher directory")?;
     let output = output(config, "herald-enricher")?;
-    let routes = config.enricher.region_routes.clone();
-    herald_enricher::run(&config.kafka, routes, Arc::new(directory), output, shutdown)
+    let rules = herald_enricher::Rules::from(&config.enricher);
+    herald_enricher::run(&config.kafka, rules, Arc::new(directory), output, shutdown)
         .await
         .context("enricher")
 }

@@ -75,6 +75,7 @@ fn channel_message(target: &str, subject: &str) -> ChannelMessage {
         sms: None,
         push: None,
         metadata: BTreeMap::new(),
+        fallback: None,
     }
 }
 

@@ -11,8 +11,8 @@ pub mod topics;
 
 pub use codec::{AvroCodec, DecodeError, EncodeError, RegistryConfig};
 pub use records::{
-    ChannelMessage, DeliveryEvent, EmailContent, EventKind, NotificationRequest, PushContent,
-    Recipient, Record, Sender, SmsContent,
+    ChannelMessage, DeliveryEvent, EmailContent, EventKind, Fallback, NotificationRequest,
+    PushContent, Recipient, Record, Sender, SmsContent,
 };
 pub use topics::{Channel, Topics};
 

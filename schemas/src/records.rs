@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use crate::topics::Channel;
 use apache_avro::Schema;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -113,8 +114,54 @@ pub struct ChannelMessage {
     pub sms: Option<SmsContent>,
     pub push: Option<PushContent>,
     pub metadata: BTreeMap<String, String>,
+    pub fallback: Option<Fallback>,
 }
 record!(ChannelMessage, "channel_message.avsc");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fallback {
+    pub channel: String,
+    pub target: String,
+}
+
+impl ChannelMessage {
+    /// The message a push becomes on its fallback channel: SMS text or email from the push's
+    /// title and body, same notification id (so each ledger still sends it once).
+    pub fn fallback_message(&self) -> Option<(Channel, ChannelMessage)> {
+        let fallback = self.fallback.as_ref()?;
+        let push = self.push.as_ref()?;
+        let channel: Channel = fallback.channel.parse().ok()?;
+        let text = match &push.title {
+            Some(title) => format!("{title}: {}", push.body),
+            None => push.body.clone(),
+        };
+        let (email, sms) = match channel {
+            Channel::Sms => (None, Some(SmsContent { text })),
+            Channel::Email => {
+                let subject = push.title.clone().unwrap_or_else(|| push.body.clone());
+                (Some(EmailContent { subject, text: Some(push.body.clone()), html: None }), None)
+            }
+            Channel::Ios | Channel::Android => return None,
+        };
+        let mut metadata = self.metadata.clone();
+        metadata.insert("fallback_from".into(), self.channel.clone());
+        Some((
+            channel,
+            ChannelMessage {
+                channel: channel.as_str().to_owned(),
+                target: fallback.target.clone(),
+                app_id: None,
+                route: "default".into(),
+                email,
+                sms,
+                push: None,
+                metadata,
+                fallback: None,
+                ..self.clone()
+            },
+        ))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -263,7 +310,46 @@ mod tests {
             sms: Some(SmsContent { text: "t".into() }),
             push: None,
             metadata: BTreeMap::new(),
+            fallback: Some(Fallback { channel: "sms".into(), target: "+15551234567".into() }),
         });
+    }
+
+    #[test]
+    fn a_push_becomes_an_sms_or_email_on_its_fallback_channel() {
+        let push = ChannelMessage {
+            notification_id: "n-1".into(),
+            channel: "android".into(),
+            target: "token".into(),
+            user_id: Some("u".into()),
+            app_id: Some("app".into()),
+            route: "china".into(),
+            category: "security".into(),
+            accepted_at: 5,
+            from: None,
+            email: None,
+            sms: None,
+            push: Some(PushContent {
+                title: Some("Code".into()),
+                body: "123456".into(),
+                data: BTreeMap::new(),
+            }),
+            metadata: BTreeMap::new(),
+            fallback: Some(Fallback { channel: "sms".into(), target: "+15551234567".into() }),
+        };
+        let (channel, sms) = push.fallback_message().unwrap();
+        assert_eq!(channel, Channel::Sms);
+        assert_eq!(sms.target, "+15551234567");
+        assert_eq!(sms.sms.unwrap().text, "Code: 123456");
+        assert_eq!((sms.notification_id.as_str(), sms.route.as_str()), ("n-1", "default"));
+        assert!(sms.push.is_none() && sms.fallback.is_none() && sms.app_id.is_none());
+        assert_eq!(sms.metadata.get("fallback_from").map(String::as_str), Some("android"));
+        let mut to_email = push.clone();
+        to_email.fallback =
+            Some(Fallback { channel: "email".into(), target: "u@example.com".into() });
+        assert_eq!(to_email.fallback_message().unwrap().1.email.unwrap().subject, "Code");
+        let mut none = push;
+        none.fallback = None;
+        assert!(none.fallback_message().is_none());
     }
 
     #[test]

@@ -112,6 +112,7 @@ pub(crate) mod tests_support {
                 data: BTreeMap::new(),
             }),
             metadata: BTreeMap::new(),
+            fallback: None,
         }
     }
 }

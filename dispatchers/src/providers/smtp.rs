@@ -189,6 +189,7 @@ mod tests {
             sms: None,
             push: None,
             metadata: BTreeMap::new(),
+            fallback: None,
         }
     }
 
