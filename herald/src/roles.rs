@@ -11,7 +11,7 @@ use herald_dispatchers::ledger::scylla::ScyllaLedger;
 use herald_dispatchers::ledger::sqlite::SqliteLedger;
 use herald_dispatchers::{DeliveryLedger, DispatchSetup, Provider, Routes};
 use herald_enricher::SqliteDirectory;
-use herald_ingest::{ApiClients, Ingest, StatusStore};
+use herald_ingest::{ApiClients, IdempotencyStore, Ingest, StatusStore};
 use herald_runtime::http::BrokerReadiness;
 use herald_runtime::kafka::{AvroProducer, Producer, admin};
 use herald_schemas::{AvroCodec, Channel};
@@ -39,7 +39,11 @@ pub async fn ingest(
     let status = StatusStore::open(&config.ingest.store_path).context("status store")?;
     let output = output(config, "herald-ingest")?;
     let topics = config.kafka.topics();
-    let api = Ingest::new(&config.ingest, clients, status.clone(), output.clone(), topics.clone());
+    let idempotency =
+        IdempotencyStore::open(&config.ingest.store_path, config.ingest.idempotency_window_ms())
+            .context("idempotency store")?;
+    let stores = (clients, status.clone(), idempotency);
+    let api = Ingest::new(&config.ingest, stores, output.clone(), topics.clone());
     let sink = herald_ingest::status_sink::run(
         &config.kafka,
         status,

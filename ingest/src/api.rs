@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clients::ApiClients;
 use crate::config::IngestConfig;
+use crate::idempotency::IdempotencyStore;
 use crate::request::Limits;
 use crate::routes;
 use crate::status::StatusStore;
@@ -47,6 +48,7 @@ pub(crate) fn api_metrics() -> &'static ApiMetrics {
 pub(crate) struct Shared {
     pub(crate) clients: ApiClients,
     pub(crate) status: StatusStore,
+    pub(crate) idempotency: IdempotencyStore,
     pub(crate) output: AvroProducer,
     pub(crate) topics: Topics,
     pub(crate) limits: Limits,
@@ -72,8 +74,7 @@ pub(crate) fn error(status: StatusCode, code: &str, message: impl std::fmt::Disp
 impl Ingest {
     pub fn new(
         config: &IngestConfig,
-        clients: ApiClients,
-        status: StatusStore,
+        (clients, status, idempotency): (ApiClients, StatusStore, IdempotencyStore),
         output: AvroProducer,
         topics: Topics,
     ) -> Self {
@@ -81,6 +82,7 @@ impl Ingest {
         let shared = Shared {
             clients,
             status,
+            idempotency,
             output,
             topics,
             limits,

@@ -12,8 +12,16 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Recipients in one `POST /v1/notifications`.
     pub max_recipients: usize,
-    /// The embedded store ingest owns (API clients).
+    /// The embedded store ingest owns (API clients, idempotency keys, statuses).
     pub store_path: PathBuf,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_window_hours: u64,
+}
+
+impl IngestConfig {
+    pub fn idempotency_window_ms(&self) -> i64 {
+        i64::try_from(self.idempotency_window_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX)
+    }
 }
 
 impl Default for IngestConfig {
@@ -23,6 +31,7 @@ impl Default for IngestConfig {
             max_body_bytes: 256 * 1024,
             max_recipients: 100,
             store_path: PathBuf::from("data/ingest/ingest.db"),
+            idempotency_window_hours: 24,
         }
     }
 }

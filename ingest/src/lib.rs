@@ -5,6 +5,7 @@
 mod api;
 pub mod clients;
 pub mod config;
+pub mod idempotency;
 pub mod request;
 mod routes;
 pub mod status;
@@ -13,4 +14,5 @@ pub mod status_sink;
 pub use api::Ingest;
 pub use clients::{ApiClient, ApiClients};
 pub use config::IngestConfig;
+pub use idempotency::IdempotencyStore;
 pub use status::StatusStore;

@@ -7,14 +7,18 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_runtime::kafka::{AvroProduceError, Header, OwnedHeaders, wait_all};
 use herald_schemas::{DeliveryEvent, EventKind, headers};
-use serde_json::json;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::api::{Shared, api_metrics, authenticate, error};
+use crate::idempotency::{self, Begin};
 use crate::request::{self, SendBody};
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 pub(crate) async fn send(
     State(shared): State<Arc<Shared>>,
@@ -44,12 +48,75 @@ pub(crate) async fn send(
             return (StatusCode::BAD_REQUEST, Json(body)).into_response();
         }
     };
-    let notification_id = uuid::Uuid::now_v7().to_string();
-    let requests = match request::validate(parsed, shared.limits, &notification_id, &client_id) {
+    let key = match request_headers.get(IDEMPOTENCY_KEY).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(key)) if idempotency::valid_key(key) => Some(key.to_owned()),
+        Some(_) => {
+            let message = "Idempotency-Key must be 1 to 255 visible ASCII characters";
+            return error(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message);
+        }
+    };
+    let proposed = uuid::Uuid::now_v7().to_string();
+    let Some(key) = key else {
+        let (status, answer) = accept(&shared, parsed, &client_id, &proposed).await;
+        return (status, Json(answer)).into_response();
+    };
+    let body_hash = hex::encode(Sha256::digest(&body));
+    let now = herald_schemas::now_millis();
+    let begun = shared.idempotency.begin(&client_id, &key, &body_hash, &proposed, now).await;
+    let notification_id = match begun {
+        Ok(Begin::Proceed { notification_id }) => notification_id,
+        Ok(Begin::Replay { status, response }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED);
+            let mut replayed = (status, response).into_response();
+            replayed
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            replayed.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return replayed;
+        }
+        Ok(Begin::Mismatch) => {
+            let message = "this Idempotency-Key was used with a different request body";
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", message);
+        }
+        Ok(Begin::InProgress) => {
+            let message = "a request with this Idempotency-Key is still being processed";
+            return error(StatusCode::CONFLICT, "idempotency_key_in_use", message);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "idempotency store unavailable");
+            let message = "cannot check the Idempotency-Key right now; retry later";
+            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        }
+    };
+    let (status, answer) = accept(&shared, parsed, &client_id, &notification_id).await;
+    let recorded = if status == StatusCode::ACCEPTED {
+        shared.idempotency.finish(&client_id, &key, status.as_u16(), &answer.to_string()).await
+    } else {
+        shared.idempotency.abandon(&client_id, &key).await
+    };
+    if let Err(e) = recorded {
+        // A retry then waits out the claim and produces again under the same id.
+        tracing::warn!(error = %e, "could not record the Idempotency-Key's outcome");
+    }
+    (status, Json(answer)).into_response()
+}
+
+/// Validates and produces a parsed request under `notification_id`: the answer to give.
+async fn accept(
+    shared: &Shared,
+    parsed: SendBody,
+    client_id: &str,
+    notification_id: &str,
+) -> (StatusCode, Value) {
+    let unavailable = |message: &str| {
+        (StatusCode::SERVICE_UNAVAILABLE, json!({"error": "unavailable", "message": message}))
+    };
+    let requests = match request::validate(parsed, shared.limits, notification_id, client_id) {
         Ok(requests) => requests,
         Err(errors) => {
             let body = json!({"error": "validation_failed", "errors": errors});
-            return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+            return (StatusCode::UNPROCESSABLE_ENTITY, body);
         }
     };
 
@@ -59,34 +126,31 @@ pub(crate) async fn send(
     let mut acks = Vec::with_capacity(requests.len() * 2);
     let mut accepted = Vec::with_capacity(requests.len());
     for request in &requests {
-        let id_header =
-            Header { key: headers::NOTIFICATION_ID, value: Some(notification_id.as_str()) };
-        let mut event = DeliveryEvent::new(&notification_id, EventKind::Accepted);
+        let id_header = Header { key: headers::NOTIFICATION_ID, value: Some(notification_id) };
+        let mut event = DeliveryEvent::new(notification_id, EventKind::Accepted);
         event.occurred_at = request.accepted_at;
         event.user_id = request.recipient.user_id.clone();
-        event.detail.insert("client_id".into(), client_id.clone());
+        event.detail.insert("client_id".into(), client_id.to_owned());
         let queued = async {
             let key = request.partition_key();
             let headers = Some(OwnedHeaders::new().insert(id_header));
             let request_ack = shared.output.enqueue(&requests_topic, key, request, headers).await?;
             let event_ack =
-                shared.output.enqueue(&events_topic, &notification_id, &event, None).await?;
+                shared.output.enqueue(&events_topic, notification_id, &event, None).await?;
             Ok::<_, AvroProduceError>([request_ack, event_ack])
         };
         match queued.await {
             Ok(pair) => acks.extend(pair),
             Err(e) => {
                 tracing::error!(error = %e, "cannot produce request");
-                let message = "the request could not be queued; retry later";
-                return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+                return unavailable("the request could not be queued; retry later");
             }
         }
         accepted.push(event);
     }
     if let Err(e) = wait_all(acks).await {
         tracing::error!(error = %e, "broker did not acknowledge request");
-        let message = "the broker did not acknowledge the request; retry later";
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        return unavailable("the broker did not acknowledge the request; retry later");
     }
     // The status sink stores these from herald.events too; storing them now lets the caller
     // read the status right after the 202.
@@ -95,8 +159,7 @@ pub(crate) async fn send(
     }
     let took = started.elapsed().as_secs_f64();
     api_metrics().produce_seconds.with_label_values(&["/v1/notifications"]).observe(took);
-    let body = json!({"id": notification_id, "recipients": requests.len()});
-    (StatusCode::ACCEPTED, Json(body)).into_response()
+    (StatusCode::ACCEPTED, json!({"id": notification_id, "recipients": requests.len()}))
 }
 
 pub(crate) async fn status(

@@ -243,6 +243,29 @@ impl RunningPipeline {
         (status, body)
     }
 
+    /// Like [`RunningPipeline::post`], with extra headers; also returns the answer's headers.
+    pub async fn post_with(
+        &self,
+        key: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/notifications", self.api))
+            .header("content-type", "application/json")
+            .bearer_auth(key)
+            .body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let answer_headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body, answer_headers)
+    }
+
     pub async fn stop(mut self) {
         if let Some(p) = self.pipeline.take() {
             p.stop().await.unwrap();
