@@ -214,6 +214,15 @@ enum ClientsCommand {
     /// Create a client; its key is printed once and never stored.
     Add {
         name: String,
+        /// Channels it may request (email, sms, push; repeatable); all when none is given.
+        #[arg(long = "channel")]
+        channels: Vec<String>,
+        /// Categories it may send (repeatable); all when none is given.
+        #[arg(long = "category")]
+        categories: Vec<String>,
+        /// Requests per second it may make (answered 429 with Retry-After beyond).
+        #[arg(long)]
+        rate: Option<f64>,
     },
     List,
     Revoke {
@@ -278,8 +287,16 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
         Command::Clients { command } => {
             let clients = ApiClients::open(&config.ingest.store_path)?;
             match command {
-                ClientsCommand::Add { name } => {
-                    let (client, key) = clients.add(&name)?;
+                ClientsCommand::Add { name, channels, categories, rate } => {
+                    if let Some(bad) =
+                        channels.iter().find(|c| !["email", "sms", "push"].contains(&c.as_str()))
+                    {
+                        anyhow::bail!("unknown channel {bad:?}: email, sms or push");
+                    }
+                    anyhow::ensure!(rate.is_none_or(|r| r > 0.0), "--rate must be above 0");
+                    let policy =
+                        herald_ingest::ClientPolicy { channels, categories, rate_per_second: rate };
+                    let (client, key) = clients.add_with(&name, policy)?;
                     println!(
                         "client {} ({})\nkey (shown once): {key}",
                         client.client_id, client.name
@@ -288,7 +305,18 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
                 ClientsCommand::List => {
                     for c in clients.list()? {
                         let state = if c.revoked { "revoked" } else { "active" };
-                        println!("{}\t{}\t{state}", c.client_id, c.name);
+                        let all = |v: &[String]| {
+                            if v.is_empty() { "all".to_owned() } else { v.join(",") }
+                        };
+                        let rate =
+                            c.policy.rate_per_second.map_or("-".to_owned(), |r| format!("{r}/s"));
+                        println!(
+                            "{}\t{}\t{state}\tchannels={}\tcategories={}\trate={rate}",
+                            c.client_id,
+                            c.name,
+                            all(&c.policy.channels),
+                            all(&c.policy.categories)
+                        );
                     }
                 }
                 ClientsCommand::Revoke { client_id } => {

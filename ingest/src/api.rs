@@ -17,9 +17,10 @@ use prometheus::{HistogramVec, IntCounterVec};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::ApiClients;
+use crate::clients::{ApiClients, Caller};
 use crate::config::IngestConfig;
 use crate::idempotency::IdempotencyStore;
+use crate::rate::ClientRates;
 use crate::request::Limits;
 use crate::routes;
 use crate::status::StatusStore;
@@ -49,6 +50,7 @@ pub(crate) struct Shared {
     pub(crate) clients: ApiClients,
     pub(crate) status: StatusStore,
     pub(crate) idempotency: IdempotencyStore,
+    pub(crate) rates: ClientRates,
     pub(crate) output: AvroProducer,
     pub(crate) topics: Topics,
     pub(crate) limits: Limits,
@@ -83,6 +85,7 @@ impl Ingest {
             clients,
             status,
             idempotency,
+            rates: ClientRates::default(),
             output,
             topics,
             limits,
@@ -134,14 +137,14 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
-/// The calling client's id, or the response refusing the call.
-pub(crate) async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<String, Response> {
+/// The calling client, or the response refusing the call.
+pub(crate) async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Caller, Response> {
     let Some(key) = bearer(headers) else {
         let message = "missing API key: send `Authorization: Bearer <key>`";
         return Err(error(StatusCode::UNAUTHORIZED, "unauthorized", message));
     };
     match shared.clients.authenticate(key).await {
-        Ok(Some(client_id)) => Ok(client_id),
+        Ok(Some(caller)) => Ok(caller),
         Ok(None) => {
             Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "unknown or revoked API key"))
         }

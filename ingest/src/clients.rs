@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use herald_runtime::sqlite::{SqliteError, SqlitePool};
 use rand::RngCore;
 use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 const SCHEMA: &str = "
@@ -19,15 +20,51 @@ CREATE TABLE IF NOT EXISTS api_clients (
 );
 ";
 
+/// Columns added after the first release, for stores created before them.
+const MIGRATIONS: [&str; 1] =
+    ["ALTER TABLE api_clients ADD COLUMN policy TEXT NOT NULL DEFAULT '{}'"];
+
+/// What a client may send, and how fast. Empty lists allow everything.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientPolicy {
+    /// Requestable channels: email, sms, push.
+    pub channels: Vec<String>,
+    pub categories: Vec<String>,
+    /// Requests per second (a burst of one second's worth); none: unlimited.
+    pub rate_per_second: Option<f64>,
+}
+
+impl ClientPolicy {
+    /// Why this client may not send on `channel` in `category`, if it may not.
+    pub fn refuses(&self, channel: &str, category: &str) -> Option<String> {
+        if !self.channels.is_empty() && !self.channels.iter().any(|c| c == channel) {
+            return Some(format!("this API key may not send on channel {channel:?}"));
+        }
+        if !self.categories.is_empty() && !self.categories.iter().any(|c| c == category) {
+            return Some(format!("this API key may not send category {category:?}"));
+        }
+        None
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    pub client_id: String,
+    pub policy: ClientPolicy,
+}
+
 /// Keys start with this, so they are recognisable in secret scanners.
 const KEY_PREFIX: &str = "hrld_";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiClient {
     pub client_id: String,
     pub name: String,
     pub created_at: i64,
     pub revoked: bool,
+    pub policy: ClientPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -41,11 +78,31 @@ fn hash(key: &str) -> String {
 
 impl ApiClients {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        Ok(Self { pool: SqlitePool::open(path, SCHEMA)? })
+        let pool = SqlitePool::open(path, SCHEMA)?;
+        pool.run_blocking(|c| {
+            for migration in MIGRATIONS {
+                match c.execute(migration, []) {
+                    Ok(_) => {}
+                    Err(e) if e.to_string().contains("duplicate column") => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Self { pool })
+    }
+
+    /// Creates a client allowed everything; see [`ApiClients::add_with`].
+    pub fn add(&self, name: &str) -> Result<(ApiClient, String), SqliteError> {
+        self.add_with(name, ClientPolicy::default())
     }
 
     /// Creates a client; returns it and its key, which is not stored and cannot be shown again.
-    pub fn add(&self, name: &str) -> Result<(ApiClient, String), SqliteError> {
+    pub fn add_with(
+        &self,
+        name: &str,
+        policy: ClientPolicy,
+    ) -> Result<(ApiClient, String), SqliteError> {
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         let key = format!("{KEY_PREFIX}{}", hex::encode(secret));
@@ -54,12 +111,14 @@ impl ApiClients {
             name: name.to_owned(),
             created_at: herald_schemas::now_millis(),
             revoked: false,
+            policy,
         };
         let key_hash = hash(&key);
+        let policy = serde_json::to_string(&client.policy).unwrap_or_else(|_| "{}".into());
         self.pool.run_blocking(|c| {
             c.execute(
-                "INSERT INTO api_clients (client_id, name, key_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![client.client_id, client.name, key_hash, client.created_at],
+                "INSERT INTO api_clients (client_id, name, key_hash, created_at, policy) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![client.client_id, client.name, key_hash, client.created_at, policy],
             )
         })?;
         Ok((client, key))
@@ -68,14 +127,16 @@ impl ApiClients {
     pub fn list(&self) -> Result<Vec<ApiClient>, SqliteError> {
         self.pool.run_blocking(|c| {
             let mut statement = c.prepare(
-                "SELECT client_id, name, created_at, revoked_at IS NOT NULL FROM api_clients ORDER BY created_at",
+                "SELECT client_id, name, created_at, revoked_at IS NOT NULL, policy FROM api_clients ORDER BY created_at",
             )?;
             let rows = statement.query_map([], |row| {
+                let policy: String = row.get(4)?;
                 Ok(ApiClient {
                     client_id: row.get(0)?,
                     name: row.get(1)?,
                     created_at: row.get(2)?,
                     revoked: row.get(3)?,
+                    policy: serde_json::from_str(&policy).unwrap_or_default(),
                 })
             })?;
             rows.collect()
@@ -96,7 +157,7 @@ impl ApiClients {
     }
 
     /// The client a presented key belongs to, if the key is known and not revoked.
-    pub async fn authenticate(&self, key: &str) -> Result<Option<String>, SqliteError> {
+    pub async fn authenticate(&self, key: &str) -> Result<Option<Caller>, SqliteError> {
         if !key.starts_with(KEY_PREFIX) {
             return Ok(None);
         }
@@ -104,9 +165,17 @@ impl ApiClients {
         self.pool
             .run(move |c| {
                 c.prepare_cached(
-                    "SELECT client_id FROM api_clients WHERE key_hash = ?1 AND revoked_at IS NULL",
+                    "SELECT client_id, policy FROM api_clients WHERE key_hash = ?1 AND revoked_at IS NULL",
                 )?
-                .query_row([key_hash], |row| row.get(0))
+                .query_row([key_hash], |row| {
+                    let policy: String = row.get(1)?;
+                    // A policy this version cannot read allows nothing rather than everything.
+                    let policy = serde_json::from_str(&policy).unwrap_or_else(|_| ClientPolicy {
+                        channels: vec!["none".into()],
+                        ..ClientPolicy::default()
+                    });
+                    Ok(Caller { client_id: row.get(0)?, policy })
+                })
                 .optional()
             })
             .await
@@ -123,7 +192,8 @@ mod tests {
         let path = dir.path().join("ingest.db");
         let clients = ApiClients::open(&path).unwrap();
         let (client, key) = clients.add("billing").unwrap();
-        assert_eq!(clients.authenticate(&key).await.unwrap(), Some(client.client_id.clone()));
+        let caller = clients.authenticate(&key).await.unwrap().unwrap();
+        assert_eq!(caller.client_id, client.client_id);
         assert_eq!(clients.authenticate("hrld_wrong").await.unwrap(), None);
 
         let raw = std::fs::read(&path).unwrap();
@@ -135,5 +205,26 @@ mod tests {
         assert!(clients.revoke(&client.client_id).unwrap());
         assert_eq!(clients.authenticate(&key).await.unwrap(), None);
         assert!(clients.list().unwrap()[0].revoked);
+    }
+
+    #[tokio::test]
+    async fn policies_are_stored_and_limit_channels_and_categories() {
+        let dir = tempfile::tempdir().unwrap();
+        let clients = ApiClients::open(dir.path().join("ingest.db")).unwrap();
+        let policy = ClientPolicy {
+            channels: vec!["email".into()],
+            categories: vec!["transactional".into()],
+            rate_per_second: Some(5.0),
+        };
+        let (_, key) = clients.add_with("billing", policy.clone()).unwrap();
+        let caller = clients.authenticate(&key).await.unwrap().unwrap();
+        assert_eq!(caller.policy, policy);
+        assert!(policy.refuses("email", "transactional").is_none());
+        assert!(policy.refuses("sms", "transactional").unwrap().contains("\"sms\""));
+        assert!(policy.refuses("email", "marketing").unwrap().contains("\"marketing\""));
+        assert!(ClientPolicy::default().refuses("push", "marketing").is_none());
+        assert_eq!(clients.list().unwrap()[0].policy, policy);
+        drop(clients);
+        ApiClients::open(dir.path().join("ingest.db")).unwrap();
     }
 }

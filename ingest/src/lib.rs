@@ -6,13 +6,14 @@ mod api;
 pub mod clients;
 pub mod config;
 pub mod idempotency;
+mod rate;
 pub mod request;
 mod routes;
 pub mod status;
 pub mod status_sink;
 
 pub use api::Ingest;
-pub use clients::{ApiClient, ApiClients};
+pub use clients::{ApiClient, ApiClients, Caller, ClientPolicy};
 pub use config::IngestConfig;
 pub use idempotency::IdempotencyStore;
 pub use status::StatusStore;

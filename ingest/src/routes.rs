@@ -10,11 +10,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_runtime::kafka::{AvroProduceError, Header, OwnedHeaders, wait_all};
-use herald_schemas::{DeliveryEvent, EventKind, headers};
+use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, headers};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::api::{Shared, api_metrics, authenticate, error};
+use crate::clients::{Caller, ClientPolicy};
 use crate::idempotency::{self, Begin};
 use crate::request::{self, SendBody};
 
@@ -25,10 +26,25 @@ pub(crate) async fn send(
     request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let client_id = match authenticate(&shared, &request_headers).await {
-        Ok(client_id) => client_id,
+    let caller = match authenticate(&shared, &request_headers).await {
+        Ok(caller) => caller,
         Err(response) => return response,
     };
+    if let Err(wait) =
+        shared.rates.admit(&caller.client_id, caller.policy.rate_per_second, Instant::now())
+    {
+        let seconds = wait.as_secs_f64().ceil().max(1.0);
+        let mut refused = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("this API key is over its rate; retry in {seconds} s"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&format!("{seconds}")) {
+            refused.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return refused;
+    }
+    let client_id = caller.client_id.as_str();
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -58,12 +74,12 @@ pub(crate) async fn send(
     };
     let proposed = uuid::Uuid::now_v7().to_string();
     let Some(key) = key else {
-        let (status, answer) = accept(&shared, parsed, &client_id, &proposed).await;
+        let (status, answer) = accept(&shared, parsed, &caller, &proposed).await;
         return (status, Json(answer)).into_response();
     };
     let body_hash = hex::encode(Sha256::digest(&body));
     let now = herald_schemas::now_millis();
-    let begun = shared.idempotency.begin(&client_id, &key, &body_hash, &proposed, now).await;
+    let begun = shared.idempotency.begin(client_id, &key, &body_hash, &proposed, now).await;
     let notification_id = match begun {
         Ok(Begin::Proceed { notification_id }) => notification_id,
         Ok(Begin::Replay { status, response }) => {
@@ -89,11 +105,11 @@ pub(crate) async fn send(
             return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
         }
     };
-    let (status, answer) = accept(&shared, parsed, &client_id, &notification_id).await;
+    let (status, answer) = accept(&shared, parsed, &caller, &notification_id).await;
     let recorded = if status == StatusCode::ACCEPTED {
-        shared.idempotency.finish(&client_id, &key, status.as_u16(), &answer.to_string()).await
+        shared.idempotency.finish(client_id, &key, status.as_u16(), &answer.to_string()).await
     } else {
-        shared.idempotency.abandon(&client_id, &key).await
+        shared.idempotency.abandon(client_id, &key).await
     };
     if let Err(e) = recorded {
         // A retry then waits out the claim and produces again under the same id.
@@ -106,9 +122,10 @@ pub(crate) async fn send(
 async fn accept(
     shared: &Shared,
     parsed: SendBody,
-    client_id: &str,
+    caller: &Caller,
     notification_id: &str,
 ) -> (StatusCode, Value) {
+    let client_id = caller.client_id.as_str();
     let unavailable = |message: &str| {
         (StatusCode::SERVICE_UNAVAILABLE, json!({"error": "unavailable", "message": message}))
     };
@@ -119,6 +136,9 @@ async fn accept(
             return (StatusCode::UNPROCESSABLE_ENTITY, body);
         }
     };
+    if let Some(refusal) = requests.first().and_then(|r| out_of_scope(&caller.policy, r)) {
+        return (StatusCode::FORBIDDEN, json!({"error": "forbidden", "message": refusal}));
+    }
 
     let started = Instant::now();
     let requests_topic = shared.topics.requests();
@@ -162,13 +182,28 @@ async fn accept(
     (StatusCode::ACCEPTED, json!({"id": notification_id, "recipients": requests.len()}))
 }
 
+/// Why `policy` forbids `request`: a channel it asks for (or carries content for) or its
+/// category.
+fn out_of_scope(policy: &ClientPolicy, request: &NotificationRequest) -> Option<String> {
+    let mut channels: Vec<&str> = request.channels.iter().map(String::as_str).collect();
+    if channels.is_empty() {
+        let carried = [
+            ("email", request.email.is_some()),
+            ("sms", request.sms.is_some()),
+            ("push", request.push.is_some()),
+        ];
+        channels = carried.into_iter().filter(|(_, has)| *has).map(|(c, _)| c).collect();
+    }
+    channels.into_iter().find_map(|channel| policy.refuses(channel, &request.category))
+}
+
 pub(crate) async fn status(
     State(shared): State<Arc<Shared>>,
     request_headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     let client_id = match authenticate(&shared, &request_headers).await {
-        Ok(client_id) => client_id,
+        Ok(caller) => caller.client_id,
         Err(response) => return response,
     };
     match shared.status.status(&id).await {
