@@ -116,6 +116,14 @@ impl HeraldConfig {
         }
         self.enricher.region_routes.validate().map_err(ConfigError::Invalid)?;
         self.enricher.fallback.validate().map_err(ConfigError::Invalid)?;
+        let ingest = &self.ingest;
+        if ingest.bulk_max_recipients < ingest.max_recipients
+            || ingest.bulk_max_body_bytes < ingest.max_body_bytes
+        {
+            return fail(
+                "ingest.bulk_max_recipients and bulk_max_body_bytes must be at least max_recipients and max_body_bytes".into(),
+            );
+        }
         if self.ingest.max_body_bytes < 1024 || self.ingest.max_recipients == 0 {
             return fail(
                 "ingest.max_body_bytes must be at least 1024 and max_recipients at least 1".into(),

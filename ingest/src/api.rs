@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) topics: Topics,
     pub(crate) limits: Limits,
     pub(crate) max_body_bytes: usize,
+    pub(crate) bulk_limits: Limits,
+    pub(crate) bulk_max_body_bytes: usize,
 }
 
 /// The send API, ready to serve.
@@ -90,6 +92,8 @@ impl Ingest {
             topics,
             limits,
             max_body_bytes: config.max_body_bytes,
+            bulk_limits: Limits { max_recipients: config.bulk_max_recipients },
+            bulk_max_body_bytes: config.bulk_max_body_bytes,
         };
         Self { shared: Arc::new(shared) }
     }
@@ -101,6 +105,11 @@ impl Ingest {
         ));
         Router::new()
             .route("/v1/notifications", post(routes::send))
+            .route(
+                "/v1/notifications/bulk",
+                post(routes::send_bulk)
+                    .layer(DefaultBodyLimit::max(self.shared.bulk_max_body_bytes)),
+            )
             .route("/v1/notifications/{id}", get(routes::status))
             .layer(DefaultBodyLimit::max(self.shared.max_body_bytes))
             .with_state(Arc::clone(&self.shared))

@@ -12,6 +12,9 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Recipients in one `POST /v1/notifications`.
     pub max_recipients: usize,
+    /// Recipients in one `POST /v1/notifications/bulk`, and its body limit.
+    pub bulk_max_recipients: usize,
+    pub bulk_max_body_bytes: usize,
     /// The embedded store ingest owns (API clients, idempotency keys, statuses).
     pub store_path: PathBuf,
     /// How long an `Idempotency-Key` is remembered.
@@ -30,6 +33,8 @@ impl Default for IngestConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 256 * 1024,
             max_recipients: 100,
+            bulk_max_recipients: 10_000,
+            bulk_max_body_bytes: 16 * 1024 * 1024,
             store_path: PathBuf::from("data/ingest/ingest.db"),
             idempotency_window_hours: 24,
         }

@@ -26,7 +26,38 @@ pub(crate) async fn send(
     request_headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let caller = match authenticate(&shared, &request_headers).await {
+    let route = Route { limits: shared.limits, max_body_bytes: shared.max_body_bytes };
+    handle_send(&shared, &request_headers, body, route).await
+}
+
+/// Many recipients in one request, produced in batches.
+pub(crate) async fn send_bulk(
+    State(shared): State<Arc<Shared>>,
+    request_headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let route = Route { limits: shared.bulk_limits, max_body_bytes: shared.bulk_max_body_bytes };
+    handle_send(&shared, &request_headers, body, route).await
+}
+
+/// What differs between the send routes.
+#[derive(Clone, Copy)]
+struct Route {
+    limits: request::Limits,
+    max_body_bytes: usize,
+}
+
+/// Records produced before waiting for the broker's acknowledgements: bounds a bulk
+/// request's memory without a round trip per recipient.
+const ACK_BATCH: usize = 1_000;
+
+async fn handle_send(
+    shared: &Shared,
+    request_headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    route: Route,
+) -> Response {
+    let caller = match authenticate(shared, request_headers).await {
         Ok(caller) => caller,
         Err(response) => return response,
     };
@@ -48,7 +79,7 @@ pub(crate) async fn send(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            let message = format!("request body is larger than {} bytes", shared.max_body_bytes);
+            let message = format!("request body is larger than {} bytes", route.max_body_bytes);
             return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message);
         }
         Err(rejection) => return error(rejection.status(), "bad_request", rejection.body_text()),
@@ -74,7 +105,7 @@ pub(crate) async fn send(
     };
     let proposed = uuid::Uuid::now_v7().to_string();
     let Some(key) = key else {
-        let (status, answer) = accept(&shared, parsed, &caller, &proposed).await;
+        let (status, answer) = accept(shared, (parsed, route.limits), &caller, &proposed).await;
         return (status, Json(answer)).into_response();
     };
     let body_hash = hex::encode(Sha256::digest(&body));
@@ -105,11 +136,16 @@ pub(crate) async fn send(
             return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
         }
     };
-    let (status, answer) = accept(&shared, parsed, &caller, &notification_id).await;
+    let (status, answer) = accept(shared, (parsed, route.limits), &caller, &notification_id).await;
     let recorded = if status == StatusCode::ACCEPTED {
         shared.idempotency.finish(client_id, &key, status.as_u16(), &answer.to_string()).await
-    } else {
+    } else if status.is_client_error() {
+        // Nothing was produced: the key is free for a corrected request.
         shared.idempotency.abandon(client_id, &key).await
+    } else {
+        // Part may have been produced: the claim stays, and a retry after it expires
+        // produces again under the same notification id, which is sent once.
+        Ok(())
     };
     if let Err(e) = recorded {
         // A retry then waits out the claim and produces again under the same id.
@@ -121,7 +157,7 @@ pub(crate) async fn send(
 /// Validates and produces a parsed request under `notification_id`: the answer to give.
 async fn accept(
     shared: &Shared,
-    parsed: SendBody,
+    (parsed, limits): (SendBody, request::Limits),
     caller: &Caller,
     notification_id: &str,
 ) -> (StatusCode, Value) {
@@ -129,7 +165,7 @@ async fn accept(
     let unavailable = |message: &str| {
         (StatusCode::SERVICE_UNAVAILABLE, json!({"error": "unavailable", "message": message}))
     };
-    let requests = match request::validate(parsed, shared.limits, notification_id, client_id) {
+    let requests = match request::validate(parsed, limits, notification_id, client_id) {
         Ok(requests) => requests,
         Err(errors) => {
             let body = json!({"error": "validation_failed", "errors": errors});
@@ -167,6 +203,12 @@ async fn accept(
             }
         }
         accepted.push(event);
+        if acks.len() >= ACK_BATCH
+            && let Err(e) = wait_all(std::mem::take(&mut acks)).await
+        {
+            tracing::error!(error = %e, "broker did not acknowledge request");
+            return unavailable("the broker did not acknowledge the request; retry later");
+        }
     }
     if let Err(e) = wait_all(acks).await {
         tracing::error!(error = %e, "broker did not acknowledge request");
