@@ -8,4 +8,5 @@ pub mod dev;
 pub mod dlq;
 pub mod groups;
 pub mod pipeline;
+pub mod produce;
 pub mod roles;

@@ -95,6 +95,12 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Produce JSON lines of NotificationRequest to herald.requests as Confluent-framed Avro.
+    Produce {
+        /// A file with one request per line.
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -379,6 +385,23 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
                 "{} duplicate(s) outside taken-over claims",
                 report.unexplained_duplicates
             );
+            Ok(())
+        }
+        Command::Produce { file } => {
+            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            let progress = indicatif::ProgressBar::new(size);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ) {
+                progress.set_style(style);
+            }
+            let report = herald::produce::run(&config, &file, &progress).await?;
+            progress.finish_and_clear();
+            for (line, reason) in &report.refused {
+                eprintln!("line {line}: {reason}");
+            }
+            println!("produced {}, skipped {}", report.produced, report.refused.len());
+            anyhow::ensure!(report.refused.is_empty(), "{} line(s) skipped", report.refused.len());
             Ok(())
         }
         Command::Bench {
