@@ -97,15 +97,13 @@ pub fn parse_time(text: &str) -> anyhow::Result<i64> {
     Ok(herald_schemas::now_millis() - i64::try_from(ago.as_millis())?)
 }
 
-fn reader(kafka: &KafkaConfig) -> anyhow::Result<BaseConsumer> {
+/// A consumer for reading topics by position; it joins no group and commits nothing.
+pub(crate) fn reader(kafka: &KafkaConfig, tool: &str) -> anyhow::Result<BaseConsumer> {
     let mut config = ClientConfig::new();
     for (key, value) in kafka.client_properties()? {
         config.set(key, value);
     }
-    config
-        .set("group.id", "herald-dlq-tool")
-        .set("enable.auto.commit", "false")
-        .set("client.id", "herald-dlq-tool");
+    config.set("group.id", tool).set("enable.auto.commit", "false").set("client.id", tool);
     Ok(config.create()?)
 }
 
@@ -113,7 +111,7 @@ fn reader(kafka: &KafkaConfig) -> anyhow::Result<BaseConsumer> {
 pub fn read(kafka: &KafkaConfig, filter: &Filter) -> anyhow::Result<Vec<DeadLetter>> {
     let topics = kafka.topics();
     let topic = topics.dlq();
-    let consumer = reader(kafka)?;
+    let consumer = reader(kafka, "herald-dlq-tool")?;
     let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
     let partitions: Vec<i32> =
         metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
@@ -155,7 +153,7 @@ pub fn read(kafka: &KafkaConfig, filter: &Filter) -> anyhow::Result<Vec<DeadLett
 /// One dead letter by its position.
 pub fn fetch(kafka: &KafkaConfig, partition: i32, offset: i64) -> anyhow::Result<DeadLetter> {
     let topics = kafka.topics();
-    let consumer = reader(kafka)?;
+    let consumer = reader(kafka, "herald-dlq-tool")?;
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(&topics.dlq(), partition, Offset::Offset(offset))?;
     consumer.assign(&assignment)?;

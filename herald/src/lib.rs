@@ -9,4 +9,5 @@ pub mod dlq;
 pub mod groups;
 pub mod pipeline;
 pub mod produce;
+pub mod replay;
 pub mod roles;

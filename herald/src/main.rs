@@ -95,6 +95,22 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Produce a topic's records of a time window again (default: herald.requests). Already
+    /// delivered notifications are not sent again: the delivery ledger remembers them.
+    Replay {
+        /// Topic name, or a pipeline topic without its prefix (requests, events, channel.email).
+        #[arg(long, default_value = "requests")]
+        topic: String,
+        /// Start of the window: RFC 3339 time, or a duration meaning that long ago (2h).
+        #[arg(long)]
+        from: String,
+        /// End of the window (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Count what would be replayed; produce nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Produce JSON lines of NotificationRequest to herald.requests as Confluent-framed Avro.
     Produce {
         /// A file with one request per line.
@@ -385,6 +401,32 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
                 "{} duplicate(s) outside taken-over claims",
                 report.unexplained_duplicates
             );
+            Ok(())
+        }
+        Command::Replay { topic, from, to, dry_run } => {
+            let topic = if topic.starts_with(&config.kafka.topic_prefix) {
+                topic
+            } else {
+                format!("{}{topic}", config.kafka.topic_prefix)
+            };
+            let from_ms = herald::dlq::parse_time(&from)?;
+            let to_ms = to.as_deref().map(herald::dlq::parse_time).transpose()?;
+            let to_ms = to_ms.unwrap_or_else(herald_schemas::now_millis);
+            let kafka = config.kafka.clone();
+            let window_topic = topic.clone();
+            let records = tokio::task::spawn_blocking(move || {
+                herald::replay::read_window(&kafka, &window_topic, from_ms, to_ms)
+            })
+            .await??;
+            if dry_run {
+                println!("{} record(s) of {topic} would be replayed", records.len());
+                return Ok(());
+            }
+            let progress = indicatif::ProgressBar::new(records.len() as u64);
+            let replayed =
+                herald::replay::replay(&config.kafka, &topic, &records, &progress).await?;
+            progress.finish_and_clear();
+            println!("replayed {replayed} record(s) of {topic}");
             Ok(())
         }
         Command::Produce { file } => {

@@ -15,6 +15,8 @@ pub const ERROR_REASON: &str = "herald-error-reason";
 pub const FIRST_FAILURE: &str = "herald-first-failure";
 /// Set on records put back by `herald dlq redrive`: the dead letter's partition:offset.
 pub const REDRIVEN_FROM: &str = "herald-redriven-from";
+/// Set on records put back by `herald replay`: when they were replayed (ms).
+pub const REPLAYED_AT: &str = "herald-replayed-at";
 /// The consumer group that gave up on the record.
 pub const FAILED_GROUP: &str = "herald-failed-group";
 pub const FAILED_AT: &str = "herald-failed-at";

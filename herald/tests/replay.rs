@@ -1,0 +1,57 @@
+//! `herald replay`: a window of herald.requests re-driven through the pipeline; the delivery
+//! ledger keeps notifications already delivered from being sent again.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use herald_schemas::{Channel, ChannelMessage};
+use rdkafka::message::{Headers, Message as _};
+use support::{TestEnv, add_user, email_body, herald_output};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_window_goes_through_the_pipeline_without_sending_twice() {
+    let env = TestEnv::start().await;
+    for user in ["r1", "r2"] {
+        add_user(&env, user, &format!("{user}@example.com")).await;
+    }
+    let pipeline = env.pipeline().await;
+    let key = env.api_key();
+    for user in ["r1", "r2"] {
+        let (status, body) = pipeline.post(Some(&key), &email_body(user, "Invoice", "Due")).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while env.mail.received().len() < 2 {
+        assert!(Instant::now() < deadline, "first deliveries");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let dry = herald_output(&env, &["replay", "--from", "10m", "--dry-run"]);
+    assert!(dry.contains("2 record(s)"), "{dry}");
+    let done = herald_output(&env, &["replay", "--from", "10m"]);
+    assert!(done.contains("replayed 2 record(s)"), "{done}");
+
+    // The enricher fans the replayed requests out again...
+    let topic = env.topics().channel(Channel::Email);
+    let replayed =
+        env.read_records::<ChannelMessage>(&topic, Duration::from_secs(40), |m| m.len() >= 4).await;
+    assert_eq!(replayed.len(), 4, "fanned out again");
+    let mut ids: Vec<_> = replayed.into_iter().map(|m| m.notification_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "the same two notifications, again");
+    // ...and the dispatcher's ledger does not send them a second time.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let per = env.mail.per_recipient();
+    assert_eq!((per.get("r1@example.com"), per.get("r2@example.com")), (Some(&1), Some(&1)));
+    let requests =
+        env.read_topic(&env.topics().requests(), Duration::from_secs(10), |r| r.len() >= 4).await;
+    let marked = requests
+        .iter()
+        .filter(|r| r.headers().is_some_and(|h| h.iter().any(|h| h.key == "herald-replayed-at")))
+        .count();
+    assert_eq!(marked, 2);
+    pipeline.stop().await;
+}
