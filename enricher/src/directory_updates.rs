@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use herald_runtime::kafka::{
-    DeadLetters, ErrorClass, Handler, HandlerError, Message, OwnedMessage,
-};
+use herald_runtime::kafka::{DeadLetters, Handler, HandlerError, OwnedMessage};
 use herald_schemas::{AvroCodec, DeliveryEvent, EventKind};
 
 use crate::directory::{Directory, Platform};
@@ -36,17 +34,9 @@ fn dead_token(event: &DeliveryEvent) -> Option<(Platform, &str)> {
 
 impl<D: Directory> Handler for DirectoryUpdates<D> {
     async fn handle(&self, record: &OwnedMessage) -> Result<(), HandlerError> {
-        let event = match self.codec.decode::<DeliveryEvent>(record.payload()).await {
-            Ok(event) => event,
-            Err(e) if e.is_retryable() => return Err(HandlerError::new(e)),
-            Err(e) => {
-                return self
-                    .dead_letters
-                    .send(record, ErrorClass::Poison, &e.to_string())
-                    .await
-                    .map_err(HandlerError::new);
-            }
-        };
+        let decoded =
+            self.dead_letters.decode_or_dead_letter::<DeliveryEvent>(&self.codec, record).await?;
+        let Some(event) = decoded else { return Ok(()) };
         let Some((platform, token)) = dead_token(&event) else { return Ok(()) };
         let deactivated =
             self.directory.deactivate_token(platform, token).await.map_err(HandlerError::new)?;

@@ -226,6 +226,7 @@ mod tests {
             sms: None,
             push: Some(PushContent { title: None, body: "b".into(), data: BTreeMap::new() }),
             metadata: BTreeMap::new(),
+            send_at: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod directory;
 mod directory_updates;
 pub mod fanout;
 mod handler;
+mod scheduler;
 pub mod sqlite_directory;
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub use sqlite_directory::SqliteDirectory;
 pub const GROUP: &str = "herald-enricher";
 /// Consumer group applying directory updates from `herald.events`.
 pub const DIRECTORY_GROUP: &str = "herald-enricher-directory";
+/// Consumer group moving scheduled requests through `herald.delay.*`.
+pub const SCHEDULER_GROUP: &str = "herald-scheduler";
 
 /// Runs the enricher until `shutdown` is cancelled: the fan-out of `herald.requests`, and
 /// the directory updates carried by `herald.events` (dead device tokens).
@@ -54,16 +57,30 @@ pub async fn run<D: Directory>(
         consumer::run(kafka, spec, handler, shutdown.clone())
     };
     let updates = {
-        let dead_letters = DeadLetters::new(producer, topics.dlq(), DIRECTORY_GROUP);
-        let handler =
-            Arc::new(directory_updates::DirectoryUpdates::new(directory, codec, dead_letters));
+        let dead_letters = DeadLetters::new(producer.clone(), topics.dlq(), DIRECTORY_GROUP);
+        let handler = Arc::new(directory_updates::DirectoryUpdates::new(
+            directory,
+            Arc::clone(&codec),
+            dead_letters,
+        ));
         let spec = ConsumerSpec {
             group_id: DIRECTORY_GROUP.into(),
             topics: vec![topics.events()],
             client_id: DIRECTORY_GROUP.into(),
         };
+        consumer::run(kafka, spec, handler, shutdown.clone())
+    };
+    let schedule = {
+        let dead_letters = DeadLetters::new(producer.clone(), topics.dlq(), SCHEDULER_GROUP);
+        let handler =
+            Arc::new(scheduler::Scheduler::new(codec, producer, dead_letters, topics.clone()));
+        let spec = ConsumerSpec {
+            group_id: SCHEDULER_GROUP.into(),
+            topics: herald_schemas::DELAY_TIERS.iter().map(|t| topics.delay(t)).collect(),
+            client_id: SCHEDULER_GROUP.into(),
+        };
         consumer::run(kafka, spec, handler, shutdown)
     };
-    let (fan_out, updates) = tokio::join!(fan_out, updates);
-    fan_out.and(updates)
+    let (fan_out, updates, schedule) = tokio::join!(fan_out, updates, schedule);
+    fan_out.and(updates).and(schedule)
 }

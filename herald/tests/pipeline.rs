@@ -249,6 +249,7 @@ async fn avro_produced_directly_by_a_service_is_delivered() {
         sms: None,
         push: None,
         metadata: Default::default(),
+        send_at: None,
     };
     let topic = env.topics().requests();
     let payload = env.codec().encode(&topic, &request).await.unwrap();

@@ -82,7 +82,8 @@ impl Ingest {
         output: AvroProducer,
         topics: Topics,
     ) -> Self {
-        let limits = Limits { max_recipients: config.max_recipients };
+        let max_schedule_ms = config.max_schedule_ms();
+        let limits = Limits { max_recipients: config.max_recipients, max_schedule_ms };
         let shared = Shared {
             clients,
             status,
@@ -92,7 +93,7 @@ impl Ingest {
             topics,
             limits,
             max_body_bytes: config.max_body_bytes,
-            bulk_limits: Limits { max_recipients: config.bulk_max_recipients },
+            bulk_limits: Limits { max_recipients: config.bulk_max_recipients, max_schedule_ms },
             bulk_max_body_bytes: config.bulk_max_body_bytes,
         };
         Self { shared: Arc::new(shared) }

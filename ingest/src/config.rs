@@ -19,9 +19,15 @@ pub struct IngestConfig {
     pub store_path: PathBuf,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_window_hours: u64,
+    /// How far ahead `send_at` may schedule a notification.
+    pub max_schedule_days: u32,
 }
 
 impl IngestConfig {
+    pub fn max_schedule_ms(&self) -> i64 {
+        i64::from(self.max_schedule_days) * 86_400_000
+    }
+
     pub fn idempotency_window_ms(&self) -> i64 {
         i64::try_from(self.idempotency_window_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX)
     }
@@ -37,6 +43,7 @@ impl Default for IngestConfig {
             bulk_max_body_bytes: 16 * 1024 * 1024,
             store_path: PathBuf::from("data/ingest/ingest.db"),
             idempotency_window_hours: 24,
+            max_schedule_days: 30,
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct SendBody {
     pub push: Option<PushBody>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// RFC 3339 time to send at; absent or past: now.
+    #[serde(default)]
+    pub send_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +107,8 @@ pub struct FieldError {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_recipients: usize,
+    /// How far ahead `send_at` may be.
+    pub max_schedule_ms: i64,
 }
 
 const MAX_USER_ID: usize = 128;
@@ -144,6 +149,24 @@ fn is_e164(value: &str) -> bool {
     (8..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0')
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time (`Z` or an offset).
+fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let time = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).ok().or_else(|| {
+        // humantime reads UTC only: apply an explicit offset ourselves.
+        let (base, sign, offset) =
+            text.rfind('+').map(|i| (&text[..i], 1, &text[i + 1..])).or_else(|| {
+                text.rfind('-').filter(|i| *i > 10).map(|i| (&text[..i], -1, &text[i + 1..]))
+            })?;
+        let (h, m) = offset.split_once(':')?;
+        let shift = (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?) * 60;
+        let utc = humantime::parse_rfc3339_weak(base).ok()?;
+        let secs = i64::try_from(utc.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs()).ok()?;
+        let shifted = u64::try_from(secs - sign * shift).ok()?;
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(shifted))
+    })?;
+    i64::try_from(time.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()
 }
 
 fn is_category(value: &str) -> bool {
@@ -290,6 +313,18 @@ pub fn validate(
     if body.metadata.len() > MAX_METADATA_ENTRIES {
         check.fail("metadata", format!("at most {MAX_METADATA_ENTRIES} entries"));
     }
+    let now = herald_schemas::now_millis();
+    let send_at = body.send_at.as_deref().and_then(|text| {
+        let Some(at) = parse_rfc3339_ms(text) else {
+            check.fail("send_at", "must be an RFC 3339 time, e.g. 2026-11-25T18:00:00Z");
+            return None;
+        };
+        if at - now > limits.max_schedule_ms {
+            let days = limits.max_schedule_ms / 86_400_000;
+            check.fail("send_at", format!("at most {days} days ahead"));
+        }
+        (at > now).then_some(at)
+    });
     if !check.errors.is_empty() {
         return Err(check.errors);
     }
@@ -309,6 +344,7 @@ pub fn validate(
             sms: sms.clone(),
             push: push.clone(),
             metadata: body.metadata.clone(),
+            send_at,
         })
         .collect())
 }
@@ -317,7 +353,15 @@ pub fn validate(
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_recipients: 3 };
+    const LIMITS: Limits = Limits { max_recipients: 3, max_schedule_ms: 30 * 86_400_000 };
+
+    #[test]
+    fn send_at_is_rfc3339_within_the_limit_and_past_means_now() {
+        assert_eq!(parse_rfc3339_ms("2026-01-01T00:00:00Z"), Some(1_767_225_600_000));
+        assert_eq!(parse_rfc3339_ms("2026-01-01T09:00:00+09:00"), Some(1_767_225_600_000));
+        assert_eq!(parse_rfc3339_ms("2025-12-31T19:00:00-05:00"), Some(1_767_225_600_000));
+        assert_eq!(parse_rfc3339_ms("tomorrow"), None);
+    }
 
     fn parse(json: &str) -> SendBody {
         serde_json::from_str(json).unwrap()

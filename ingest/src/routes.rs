@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_runtime::kafka::{AvroProduceError, Header, OwnedHeaders, wait_all};
-use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, headers};
+use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, delay_stop, headers};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -178,6 +178,7 @@ async fn accept(
 
     let started = Instant::now();
     let requests_topic = shared.topics.requests();
+    let delay_topic = |tier| shared.topics.delay(tier);
     let events_topic = shared.topics.events();
     let mut acks = Vec::with_capacity(requests.len() * 2);
     let mut accepted = Vec::with_capacity(requests.len());
@@ -187,16 +188,38 @@ async fn accept(
         event.occurred_at = request.accepted_at;
         event.user_id = request.recipient.user_id.clone();
         event.detail.insert("client_id".into(), client_id.to_owned());
+        // A request for later waits in the delay tiers; the enricher's scheduler moves it on.
+        let stop = request.send_at.and_then(|at| delay_stop(at, herald_schemas::now_millis()));
+        let due_at = stop.map(|(_, due_at)| due_at.to_string());
+        let mut scheduled = None;
+        if let Some(at) = request.send_at {
+            let mut event = DeliveryEvent::new(notification_id, EventKind::Scheduled);
+            event.user_id = request.recipient.user_id.clone();
+            event.detail.insert("send_at".into(), at.to_string());
+            scheduled = Some(event);
+        }
         let queued = async {
             let key = request.partition_key();
-            let headers = Some(OwnedHeaders::new().insert(id_header));
-            let request_ack = shared.output.enqueue(&requests_topic, key, request, headers).await?;
+            let mut record_headers = OwnedHeaders::new().insert(id_header);
+            if let Some(due_at) = &due_at {
+                let due = Header { key: headers::DUE_AT, value: Some(due_at.as_str()) };
+                record_headers = record_headers.insert(due);
+            }
+            let topic = stop.map_or_else(|| requests_topic.clone(), |(tier, _)| delay_topic(tier));
+            let request_ack =
+                shared.output.enqueue(&topic, key, request, Some(record_headers)).await?;
             let event_ack =
                 shared.output.enqueue(&events_topic, notification_id, &event, None).await?;
-            Ok::<_, AvroProduceError>([request_ack, event_ack])
+            let mut queued = vec![request_ack, event_ack];
+            if let Some(scheduled) = &scheduled {
+                queued.push(
+                    shared.output.enqueue(&events_topic, notification_id, scheduled, None).await?,
+                );
+            }
+            Ok::<_, AvroProduceError>(queued)
         };
         match queued.await {
-            Ok(pair) => acks.extend(pair),
+            Ok(queued) => acks.extend(queued),
             Err(e) => {
                 tracing::error!(error = %e, "cannot produce request");
                 return unavailable("the request could not be queued; retry later");

@@ -14,7 +14,7 @@ pub use records::{
     ChannelMessage, DeliveryEvent, EmailContent, EventKind, Fallback, NotificationRequest,
     PushContent, Recipient, Record, Sender, SmsContent,
 };
-pub use topics::{Channel, Topics};
+pub use topics::{Channel, DELAY_TIERS, DelayTier, Topics, delay_stop, delay_tier_for};
 
 /// reqwest and lettre are built without a default rustls crypto provider so that exactly one
 /// (ring) is compiled in; it must be installed once per process before the first TLS client.

@@ -83,6 +83,8 @@ pub struct NotificationRequest {
     pub sms: Option<SmsContent>,
     pub push: Option<PushContent>,
     pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub send_at: Option<i64>,
 }
 record!(NotificationRequest, "notification_request.avsc");
 
@@ -286,6 +288,7 @@ mod tests {
                 data: BTreeMap::from([("k".into(), "v".into())]),
             }),
             metadata: BTreeMap::from([("trace".into(), "abc".into())]),
+            send_at: Some(1_800_000_000_000),
         }
     }
 

@@ -107,9 +107,15 @@ impl Topics {
         name.parse().ok()
     }
 
+    /// A delay tier of scheduled requests: every record in it waits the same time.
+    pub fn delay(&self, tier: &DelayTier) -> String {
+        format!("{}delay.{}", self.prefix, tier.name)
+    }
+
     /// Every topic the pipeline reads or writes, for `herald topics create`.
     pub fn all(&self, retry_tiers: u32) -> Vec<String> {
         let mut all = vec![self.requests(), self.events(), self.dlq()];
+        all.extend(DELAY_TIERS.iter().map(|tier| self.delay(tier)));
         for channel in Channel::ALL {
             all.push(self.channel(channel));
             all.extend((1..=retry_tiers).map(|tier| self.retry(channel, tier)));
@@ -118,9 +124,54 @@ impl Topics {
     }
 }
 
+/// A delay topic for scheduled requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelayTier {
+    pub name: &'static str,
+    pub delay_ms: i64,
+}
+
+/// Scheduled requests hop down these tiers: one record waits a fixed time in each, so the
+/// records of a partition come due in order and a pause never holds an earlier one back.
+pub const DELAY_TIERS: [DelayTier; 6] = [
+    DelayTier { name: "1s", delay_ms: 1_000 },
+    DelayTier { name: "10s", delay_ms: 10_000 },
+    DelayTier { name: "1m", delay_ms: 60_000 },
+    DelayTier { name: "10m", delay_ms: 600_000 },
+    DelayTier { name: "1h", delay_ms: 3_600_000 },
+    DelayTier { name: "1d", delay_ms: 86_400_000 },
+];
+
+/// Where a request due in `remaining_ms` waits next: the longest tier that does not
+/// overshoot; `None` when it is due within the shortest.
+pub fn delay_tier_for(remaining_ms: i64) -> Option<&'static DelayTier> {
+    DELAY_TIERS.iter().rev().find(|tier| tier.delay_ms <= remaining_ms)
+}
+
+/// The delay tier a request to send at `send_at` waits in at `now`, and when it is due
+/// there; `None`: send it now. Never early: its last wait is in the shortest tier, due at
+/// `send_at` itself.
+pub fn delay_stop(send_at: i64, now: i64) -> Option<(&'static DelayTier, i64)> {
+    let remaining = send_at - now;
+    match delay_tier_for(remaining) {
+        Some(tier) => Some((tier, now + tier.delay_ms)),
+        None if remaining > 0 => Some((&DELAY_TIERS[0], send_at)),
+        None => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scheduled_requests_wait_in_the_longest_tier_that_does_not_overshoot() {
+        assert_eq!(delay_tier_for(999), None);
+        assert_eq!(delay_tier_for(1_000).map(|t| t.name), Some("1s"));
+        assert_eq!(delay_tier_for(59_999).map(|t| t.name), Some("10s"));
+        assert_eq!(delay_tier_for(30 * 86_400_000).map(|t| t.name), Some("1d"));
+        assert_eq!(Topics::default().delay(&DELAY_TIERS[0]), "herald.delay.1s");
+    }
 
     #[test]
     fn names_follow_the_design_card() {

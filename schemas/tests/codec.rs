@@ -37,6 +37,7 @@ fn request() -> NotificationRequest {
         sms: None,
         push: None,
         metadata: BTreeMap::new(),
+        send_at: None,
     }
 }
 

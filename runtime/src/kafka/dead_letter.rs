@@ -35,6 +35,24 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
+    /// The record decoded, or `None` once an undecodable one is in the dead-letter topic; an
+    /// unreachable registry is the handler's error, to be retried.
+    pub async fn decode_or_dead_letter<R: herald_schemas::Record>(
+        &self,
+        codec: &herald_schemas::AvroCodec,
+        record: &OwnedMessage,
+    ) -> Result<Option<R>, super::HandlerError> {
+        match codec.decode::<R>(record.payload()).await {
+            Ok(decoded) => Ok(Some(decoded)),
+            Err(e) if e.is_retryable() => Err(super::HandlerError::new(e)),
+            Err(e) => self
+                .send(record, ErrorClass::Poison, &e.to_string())
+                .await
+                .map(|()| None)
+                .map_err(super::HandlerError::new),
+        }
+    }
+
     /// `group` names the consumer group that gives up on records, for the failed-group header.
     pub fn new(producer: Producer, topic: String, group: impl Into<String>) -> Self {
         Self { producer, topic, group: group.into() }

@@ -1,0 +1,90 @@
+//! Scheduled requests: a request with `send_at` in the future waits in the delay tiers
+//! (`herald.delay.*`, each a fixed wait, so a partition's records come due in order) and
+//! hops to shorter tiers as its time nears; within the shortest tier of its time it goes to
+//! `herald.requests`. Waiting is the consumer runtime's due gate pausing one partition,
+//! never a sleep in a handler, and never in front of unscheduled traffic.
+
+use std::sync::Arc;
+
+use herald_runtime::kafka::{
+    DeadLetters, Handler, HandlerError, Header, Headers, Message, OwnedHeaders, OwnedMessage,
+    Producer,
+};
+use herald_schemas::{AvroCodec, NotificationRequest, Topics, delay_stop, headers};
+
+pub(crate) struct Scheduler {
+    codec: Arc<AvroCodec>,
+    producer: Producer,
+    dead_letters: DeadLetters,
+    topics: Topics,
+}
+
+impl Scheduler {
+    pub(crate) fn new(
+        codec: Arc<AvroCodec>,
+        producer: Producer,
+        dead_letters: DeadLetters,
+        topics: Topics,
+    ) -> Self {
+        Self { codec, producer, dead_letters, topics }
+    }
+}
+
+/// Where a request due at `send_at` goes at `now`, and when it is due there. Never early:
+/// the last wait is in the shortest tier, due at `send_at` itself.
+pub(crate) fn next_stop(topics: &Topics, send_at: i64, now: i64) -> (String, Option<i64>) {
+    match delay_stop(send_at, now) {
+        Some((tier, due_at)) => (topics.delay(tier), Some(due_at)),
+        None => (topics.requests(), None),
+    }
+}
+
+impl Handler for Scheduler {
+    async fn handle(&self, record: &OwnedMessage) -> Result<(), HandlerError> {
+        let decoded = self
+            .dead_letters
+            .decode_or_dead_letter::<NotificationRequest>(&self.codec, record)
+            .await?;
+        let Some(request) = decoded else { return Ok(()) };
+        let now = herald_schemas::now_millis();
+        let (topic, due_at) = next_stop(&self.topics, request.send_at.unwrap_or(now), now);
+        let mut onward = OwnedHeaders::new();
+        if let Some(original) = record.headers() {
+            for h in original.iter().filter(|h| h.key != headers::DUE_AT) {
+                onward = onward.insert(Header { key: h.key, value: h.value });
+            }
+        }
+        let due = due_at.map(|at| at.to_string());
+        if let Some(due) = &due {
+            onward = onward.insert(Header { key: headers::DUE_AT, value: Some(due.as_str()) });
+        }
+        let payload = record.payload().unwrap_or_default();
+        self.producer
+            .send(&topic, record.key(), payload, Some(onward))
+            .await
+            .map(drop)
+            .map_err(HandlerError::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_hops_down_the_tiers_and_leaves_within_a_second_of_its_time() {
+        let topics = Topics::default();
+        let at = 1_000_000;
+        assert_eq!(
+            next_stop(&topics, at + 90_000, at),
+            ("herald.delay.1m".into(), Some(at + 60_000))
+        );
+        assert_eq!(
+            next_stop(&topics, at + 5_500, at),
+            ("herald.delay.1s".into(), Some(at + 1_000))
+        );
+        assert_eq!(next_stop(&topics, at + 400, at), ("herald.delay.1s".into(), Some(at + 400)));
+        assert_eq!(next_stop(&topics, at, at), ("herald.requests".into(), None));
+        assert_eq!(next_stop(&topics, at - 5, at), ("herald.requests".into(), None), "late: now");
+    }
+}
