@@ -25,6 +25,16 @@ impl PartitionLag {
     }
 }
 
+/// A client speaking for `group` without joining it.
+fn group_consumer(kafka: &KafkaConfig, group: &str) -> anyhow::Result<BaseConsumer> {
+    let mut config = ClientConfig::new();
+    for (key, value) in kafka.client_properties()? {
+        config.set(key, value);
+    }
+    config.set("group.id", group).set("enable.auto.commit", "false");
+    Ok(config.create()?)
+}
+
 /// Committed offsets and watermarks of `group` on `topics`, without joining the group.
 /// With `explicit`, every partition of `topics` is reported; otherwise only those the group
 /// has committed offsets for.
@@ -34,12 +44,7 @@ pub fn lag(
     topics: &[String],
     explicit: bool,
 ) -> anyhow::Result<Vec<PartitionLag>> {
-    let mut config = ClientConfig::new();
-    for (key, value) in kafka.client_properties()? {
-        config.set(key, value);
-    }
-    config.set("group.id", group).set("enable.auto.commit", "false");
-    let consumer: BaseConsumer = config.create()?;
+    let consumer = group_consumer(kafka, group)?;
     let timeout = Duration::from_secs(10);
     let mut tpl = TopicPartitionList::new();
     for topic in topics {
@@ -89,6 +94,73 @@ pub fn render(rows: &[PartitionLag]) -> String {
             r.high,
             r.lag()
         ));
+    }
+    out
+}
+
+/// One partition's move in `herald groups reset-offsets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reset {
+    pub topic: String,
+    pub partition: i32,
+    pub from: Option<i64>,
+    pub to: i64,
+}
+
+/// Moves `group`'s committed offsets on every partition it reads (or of `topics`, when
+/// given) to the first record at or after `at_ms`, or the log end when there is none.
+/// The group must have no running members: the broker refuses commits from outside a live
+/// group, and a member would overwrite them.
+pub fn reset_to_datetime(
+    kafka: &KafkaConfig,
+    group: &str,
+    topics: &[String],
+    explicit: bool,
+    (at_ms, dry_run): (i64, bool),
+) -> anyhow::Result<Vec<Reset>> {
+    let positions = lag(kafka, group, topics, explicit)?;
+    let consumer = group_consumer(kafka, group)?;
+    let timeout = Duration::from_secs(10);
+    let mut by_time = TopicPartitionList::new();
+    for p in &positions {
+        by_time.add_partition_offset(&p.topic, p.partition, Offset::Offset(at_ms))?;
+    }
+    let found = consumer
+        .offsets_for_times(by_time, timeout)
+        .map_err(|e| anyhow::anyhow!("the broker cannot look offsets up by time: {e}"))?;
+    let mut resets = Vec::new();
+    let mut commit = TopicPartitionList::new();
+    for p in &positions {
+        let to = found
+            .find_partition(&p.topic, p.partition)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(o) if o >= 0 => Some(o),
+                _ => None,
+            })
+            .unwrap_or(p.high)
+            .clamp(p.low, p.high);
+        commit.add_partition_offset(&p.topic, p.partition, Offset::Offset(to))?;
+        resets.push(Reset {
+            topic: p.topic.clone(),
+            partition: p.partition,
+            from: p.committed,
+            to,
+        });
+    }
+    if !dry_run && !resets.is_empty() {
+        consumer.commit(&commit, rdkafka::consumer::CommitMode::Sync).map_err(|e| {
+            anyhow::anyhow!("cannot commit for group {group} (stop its consumers first): {e}")
+        })?;
+    }
+    Ok(resets)
+}
+
+pub fn render_resets(resets: &[Reset], dry_run: bool) -> String {
+    let verb = if dry_run { "would move" } else { "moved" };
+    let mut out = format!("{verb} {} partition(s)\nTOPIC\tPARTITION\tFROM\tTO\n", resets.len());
+    for r in resets {
+        let from = r.from.map_or_else(|| "-".to_owned(), |o| o.to_string());
+        out.push_str(&format!("{}\t{}\t{from}\t{}\n", r.topic, r.partition, r.to));
     }
     out
 }

@@ -229,6 +229,20 @@ enum GroupsCommand {
         #[arg(long)]
         topic: Vec<String>,
     },
+    /// Move a stopped group's committed offsets to a point in time (re-reads from there).
+    ResetOffsets {
+        #[arg(long)]
+        group: String,
+        /// RFC 3339 time, or a duration meaning that long ago (2h).
+        #[arg(long)]
+        to_datetime: String,
+        /// Topics to move (default: every pipeline topic the group has read).
+        #[arg(long)]
+        topic: Vec<String>,
+        /// Show the moves; commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -349,6 +363,30 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dlq { command } => run_dlq(command, &config).await,
+        Command::Groups {
+            command: GroupsCommand::ResetOffsets { group, to_datetime, topic, dry_run },
+        } => {
+            let explicit = !topic.is_empty();
+            let topics = if explicit {
+                topic
+            } else {
+                config.topic_specs().into_iter().map(|t| t.name).collect()
+            };
+            let at_ms = herald::dlq::parse_time(&to_datetime)?;
+            let kafka = config.kafka.clone();
+            let resets = tokio::task::spawn_blocking(move || {
+                herald::groups::reset_to_datetime(
+                    &kafka,
+                    &group,
+                    &topics,
+                    explicit,
+                    (at_ms, dry_run),
+                )
+            })
+            .await??;
+            print!("{}", herald::groups::render_resets(&resets, dry_run));
+            Ok(())
+        }
         Command::Groups { command: GroupsCommand::Lag { group, topic } } => {
             let explicit = !topic.is_empty();
             let topics = if topic.is_empty() {
