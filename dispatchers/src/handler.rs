@@ -403,11 +403,9 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
 
 impl<L: DeliveryLedger> Handler for DispatchHandler<L> {
     async fn handle(&self, record: &OwnedMessage) -> Result<(), HandlerError> {
-        let message = match self.output.codec().decode::<ChannelMessage>(record.payload()).await {
-            Ok(message) => message,
-            Err(e) if e.is_retryable() => return Err(HandlerError::new(e)),
-            Err(e) => return self.poison(record, &e.to_string()).await,
-        };
+        let codec = self.output.codec();
+        let decoded = self.dead_letters.decode_or_dead_letter::<ChannelMessage>(codec, record);
+        let Some(message) = decoded.await? else { return Ok(()) };
         if message.channel != self.setup.channel.as_str() {
             let reason = format!(
                 "message for channel {:?} on the {} dispatcher's topic",

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use herald_runtime::kafka::{
-    AvroProducer, DeadLetters, ErrorClass, Handler, HandlerError, Header, Message, OwnedHeaders,
-    OwnedMessage, wait_all,
+    AvroProducer, DeadLetters, Handler, HandlerError, Header, OwnedHeaders, OwnedMessage, wait_all,
 };
 use herald_schemas::{NotificationRequest, Topics, headers};
 
@@ -67,14 +66,11 @@ impl<D: Directory> EnrichHandler<D> {
 
 impl<D: Directory> Handler for EnrichHandler<D> {
     async fn handle(&self, message: &OwnedMessage) -> Result<(), HandlerError> {
-        match self.output.codec().decode::<NotificationRequest>(message.payload()).await {
-            Ok(request) => self.enrich(request).await,
-            Err(e) if e.is_retryable() => Err(HandlerError::new(e)),
-            Err(e) => self
-                .dead_letters
-                .send(message, ErrorClass::Poison, &e.to_string())
-                .await
-                .map_err(HandlerError::new),
+        let codec = self.output.codec();
+        match self.dead_letters.decode_or_dead_letter::<NotificationRequest>(codec, message).await?
+        {
+            Some(request) => self.enrich(request).await,
+            None => Ok(()),
         }
     }
 }

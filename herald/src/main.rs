@@ -266,6 +266,16 @@ enum ClientsCommand {
     },
 }
 
+/// The topics a `herald groups` command covers: those given, or every pipeline topic; and
+/// whether they were given.
+fn group_topics(config: &HeraldConfig, given: Vec<String>) -> (Vec<String>, bool) {
+    if given.is_empty() {
+        (config.topic_specs().into_iter().map(|t| t.name).collect(), false)
+    } else {
+        (given, true)
+    }
+}
+
 fn init_tracing() {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn,mailin=warn"));
@@ -366,12 +376,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
         Command::Groups {
             command: GroupsCommand::ResetOffsets { group, to_datetime, topic, dry_run },
         } => {
-            let explicit = !topic.is_empty();
-            let topics = if explicit {
-                topic
-            } else {
-                config.topic_specs().into_iter().map(|t| t.name).collect()
-            };
+            let (topics, explicit) = group_topics(&config, topic);
             let at_ms = herald::dlq::parse_time(&to_datetime)?;
             let kafka = config.kafka.clone();
             let resets = tokio::task::spawn_blocking(move || {
@@ -388,12 +393,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Groups { command: GroupsCommand::Lag { group, topic } } => {
-            let explicit = !topic.is_empty();
-            let topics = if topic.is_empty() {
-                config.topic_specs().into_iter().map(|t| t.name).collect()
-            } else {
-                topic
-            };
+            let (topics, explicit) = group_topics(&config, topic);
             let kafka = config.kafka.clone();
             let rows = tokio::task::spawn_blocking(move || {
                 herald::groups::lag(&kafka, &group, &topics, explicit)

@@ -142,7 +142,7 @@ impl Checker {
 }
 
 /// `+`, a non-zero country code digit, 8 to 15 digits in all (ITU-T E.164).
-fn is_e164(value: &str) -> bool {
+pub fn is_e164(value: &str) -> bool {
     let Some(digits) = value.strip_prefix('+') else {
         return false;
     };

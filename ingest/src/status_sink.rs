@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::{
-    ConsumerSpec, DeadLetters, ErrorClass, Handler, HandlerError, Message, OwnedMessage, consumer,
+    ConsumerSpec, DeadLetters, Handler, HandlerError, OwnedMessage, consumer,
 };
 use herald_schemas::{AvroCodec, DeliveryEvent};
 use tokio_util::sync::CancellationToken;
@@ -22,14 +22,9 @@ struct StatusSink {
 
 impl Handler for StatusSink {
     async fn handle(&self, record: &OwnedMessage) -> Result<(), HandlerError> {
-        match self.codec.decode::<DeliveryEvent>(record.payload()).await {
-            Ok(event) => self.store.record(vec![event]).await.map_err(HandlerError::new),
-            Err(e) if e.is_retryable() => Err(HandlerError::new(e)),
-            Err(e) => self
-                .dead_letters
-                .send(record, ErrorClass::Poison, &e.to_string())
-                .await
-                .map_err(HandlerError::new),
+        match self.dead_letters.decode_or_dead_letter::<DeliveryEvent>(&self.codec, record).await? {
+            Some(event) => self.store.record(vec![event]).await.map_err(HandlerError::new),
+            None => Ok(()),
         }
     }
 }

@@ -62,6 +62,28 @@ pub enum ProviderConfig {
     Sandbox(SandboxSettings),
 }
 
+impl ProviderConfig {
+    /// The account's limits; an SMTP relay's come from its pool and `[dispatch.email]`.
+    pub fn limits(&self) -> ProviderLimits {
+        match self {
+            ProviderConfig::Smtp(email) => ProviderLimits {
+                concurrency: usize::try_from(email.smtp.pool_size).unwrap_or(1),
+                timeout_ms: email.smtp.timeout_ms,
+                rate_per_second: email.rate_per_second,
+                ..ProviderLimits::default()
+            },
+            ProviderConfig::Sendgrid(s) => s.limits.clone(),
+            ProviderConfig::Fcm(s) => s.limits.clone(),
+            ProviderConfig::Apns(s) => s.limits.clone(),
+            ProviderConfig::Jpush(s) => s.limits.clone(),
+            ProviderConfig::Pushy(s) => s.limits.clone(),
+            ProviderConfig::Twilio(s) => s.limits.clone(),
+            ProviderConfig::Vonage(s) => s.limits.clone(),
+            ProviderConfig::Sandbox(s) => s.limits.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FcmSettings {

@@ -166,18 +166,8 @@ pub fn check(config: &DispatchConfig) -> Result<(), RegistryError> {
 
 /// The longest call any configured provider may take.
 pub fn longest_timeout_ms(config: &DispatchConfig) -> u64 {
-    let limits = config.providers.values().map(|p| match p {
-        ProviderConfig::Smtp(email) => email.smtp.timeout_ms,
-        ProviderConfig::Sendgrid(s) => s.limits.timeout_ms,
-        ProviderConfig::Fcm(s) => s.limits.timeout_ms,
-        ProviderConfig::Apns(s) => s.limits.timeout_ms,
-        ProviderConfig::Jpush(s) => s.limits.timeout_ms,
-        ProviderConfig::Pushy(s) => s.limits.timeout_ms,
-        ProviderConfig::Twilio(s) => s.limits.timeout_ms,
-        ProviderConfig::Vonage(s) => s.limits.timeout_ms,
-        ProviderConfig::Sandbox(s) => s.limits.timeout_ms,
-    });
-    limits.fold(config.email.smtp.timeout_ms, u64::max)
+    let timeouts = config.providers.values().map(|p| p.limits().timeout_ms);
+    timeouts.fold(config.email.smtp.timeout_ms, u64::max)
 }
 
 impl Routes {
@@ -274,48 +264,28 @@ fn build_one(
         provider: name.to_owned(),
         reason: e.to_string(),
     };
-    let (provider, limits): (Arc<dyn Provider>, ProviderLimits) = match settings {
-        ProviderConfig::Smtp(email) => {
-            let limits = ProviderLimits {
-                concurrency: usize::try_from(email.smtp.pool_size).unwrap_or(1),
-                timeout_ms: email.smtp.timeout_ms,
-                rate_per_second: email.rate_per_second,
-                ..ProviderLimits::default()
-            };
-            (Arc::new(SmtpProvider::new(email).map_err(|e| setup(&e))?), limits)
-        }
-        ProviderConfig::Fcm(fcm) => {
-            (Arc::new(FcmProvider::new(name, fcm).map_err(|e| setup(&e))?), fcm.limits.clone())
-        }
+    let provider: Arc<dyn Provider> = match settings {
+        ProviderConfig::Smtp(email) => Arc::new(SmtpProvider::new(email).map_err(|e| setup(&e))?),
+        ProviderConfig::Fcm(fcm) => Arc::new(FcmProvider::new(name, fcm).map_err(|e| setup(&e))?),
         ProviderConfig::Apns(apns) => {
-            (Arc::new(ApnsProvider::new(name, apns).map_err(|e| setup(&e))?), apns.limits.clone())
+            Arc::new(ApnsProvider::new(name, apns).map_err(|e| setup(&e))?)
         }
         ProviderConfig::Sendgrid(g) => {
-            (Arc::new(SendgridProvider::new(name, g).map_err(|e| setup(&e))?), g.limits.clone())
+            Arc::new(SendgridProvider::new(name, g).map_err(|e| setup(&e))?)
         }
-        ProviderConfig::Jpush(j) => {
-            (Arc::new(JpushProvider::new(name, j).map_err(|e| setup(&e))?), j.limits.clone())
-        }
-        ProviderConfig::Pushy(p) => {
-            (Arc::new(PushyProvider::new(name, p).map_err(|e| setup(&e))?), p.limits.clone())
-        }
-        ProviderConfig::Twilio(t) => {
-            (Arc::new(TwilioProvider::new(name, t).map_err(|e| setup(&e))?), t.limits.clone())
-        }
-        ProviderConfig::Vonage(v) => {
-            (Arc::new(VonageProvider::new(name, v).map_err(|e| setup(&e))?), v.limits.clone())
-        }
+        ProviderConfig::Jpush(j) => Arc::new(JpushProvider::new(name, j).map_err(|e| setup(&e))?),
+        ProviderConfig::Pushy(p) => Arc::new(PushyProvider::new(name, p).map_err(|e| setup(&e))?),
+        ProviderConfig::Twilio(t) => Arc::new(TwilioProvider::new(name, t).map_err(|e| setup(&e))?),
+        ProviderConfig::Vonage(v) => Arc::new(VonageProvider::new(name, v).map_err(|e| setup(&e))?),
         ProviderConfig::Sandbox(sandbox) => {
             let path = sandbox
                 .record_to
                 .clone()
                 .unwrap_or_else(|| format!("data/dispatch/sandbox-{name}.jsonl").into());
-            (
-                Arc::new(SandboxProvider::to_file(name, &path).map_err(|e| setup(&e))?),
-                sandbox.limits.clone(),
-            )
+            Arc::new(SandboxProvider::to_file(name, &path).map_err(|e| setup(&e))?)
         }
     };
+    let limits = settings.limits();
     Ok(ProviderHandle::new(name, provider, &limits))
 }
 

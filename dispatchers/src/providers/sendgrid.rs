@@ -32,15 +32,12 @@ impl std::fmt::Debug for SendgridProvider {
 
 /// `Name <address>` or `address` as SendGrid's `{email, name}`.
 fn email_object(value: &str) -> Option<Value> {
-    let value = value.trim();
-    match value.rsplit_once('<') {
-        Some((name, rest)) => {
-            let address = rest.strip_suffix('>')?.trim();
-            let name = name.trim().trim_matches('"');
-            address.contains('@').then(|| json!({"email": address, "name": name}))
-        }
-        None => value.contains('@').then(|| json!({"email": value})),
-    }
+    let mailbox: lettre::message::Mailbox = value.trim().parse().ok()?;
+    let email = mailbox.email.to_string();
+    Some(match mailbox.name {
+        Some(name) => json!({"email": email, "name": name}),
+        None => json!({"email": email}),
+    })
 }
 
 impl SendgridProvider {

@@ -161,12 +161,3 @@ pub(crate) fn basic_auth_is(headers: &HeaderMap, user: &str, password: &str) -> 
         .and_then(|v| v.strip_prefix("Basic "))
         .is_some_and(|v| v == expected)
 }
-
-/// E.164: `+`, then 8 to 15 digits, the first not 0.
-pub(crate) fn is_e164(number: &str) -> bool {
-    number.strip_prefix('+').is_some_and(|digits| {
-        (8..=15).contains(&digits.len())
-            && digits.chars().all(|c| c.is_ascii_digit())
-            && !digits.starts_with('0')
-    })
-}

@@ -13,7 +13,9 @@ use axum::routing::post;
 use axum::{Form, Json, Router};
 use serde_json::json;
 
-use super::{Fault, Recorder, basic_auth_is, is_e164, serve};
+use herald_ingest::request::is_e164;
+
+use super::{Fault, Recorder, basic_auth_is, serve};
 
 /// An SMS Twilio queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
