@@ -413,6 +413,15 @@ impl<L: DeliveryLedger> Handler for DispatchHandler<L> {
             );
             return self.poison(record, &reason).await;
         }
+        if message.is_expired(herald_schemas::now_millis()) {
+            // Too late to be worth sending: in a retry tier, or behind a long hold.
+            self.count("none", "expired");
+            let attempt = retry::attempt(record);
+            let mut event = self.event(&message, EventKind::Skipped, attempt, "none");
+            event.provider = None;
+            event.reason = Some("expired".into());
+            return self.emit(&event).await;
+        }
         self.deliver(record, message).await
     }
 }

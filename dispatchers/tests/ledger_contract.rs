@@ -108,15 +108,9 @@ async fn scylla_ledger_keeps_the_contract() {
         eprintln!("HERALD_SCYLLA_URI is not set: skipping the ScyllaDB run of the ledger contract");
         return;
     };
-    let session = config.connect().await.unwrap();
-    let keyspace = "herald_contract";
-    session
-        .query_unpaged(
-            format!("CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"),
-            (),
-        )
-        .await
-        .unwrap();
+    let config = ScyllaConfig { keyspace: "herald_contract".into(), ..config };
+    let session = config.connect_creating_keyspace().await.unwrap();
+    let keyspace = config.keyspace.as_str();
     ScyllaLedger::create_table(&session, keyspace).await.unwrap();
     let ledger = ScyllaLedger::new(session, keyspace, Duration::from_secs(3600)).await.unwrap();
     contract(&ledger).await;

@@ -1,15 +1,34 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use herald_runtime::scylla::ScyllaConfig;
 use herald_schemas::Channel;
 use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectoryBackend {
+    /// The embedded store, `directory_path`: one enricher machine.
+    Sqlite,
+    /// ScyllaDB, `scylla`: shared by every enricher process (`herald migrate` creates it).
+    Scylla,
+}
 
 /// `[enricher]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnricherConfig {
-    /// The embedded directory (SQLite): users, devices, preferences.
+    /// Where the directory (users, devices, preferences, templates) lives.
+    pub directory_backend: DirectoryBackend,
+    /// The embedded directory's file, for `directory_backend = "sqlite"`.
     pub directory_path: PathBuf,
+    /// The ScyllaDB nodes and keyspace, for `directory_backend = "scylla"`.
+    pub scylla: ScyllaConfig,
+    /// How long a directory read is reused: a change made elsewhere (an import, another
+    /// process) reaches the enricher within this time.
+    pub cache_ttl_ms: u64,
+    /// Entries kept per directory table (users, devices, preferences, templates).
+    pub cache_max_entries: u64,
     /// Per dispatch channel, the route of users by region (e.g. `android.CN = "china"`):
     /// dispatchers map routes to providers. Users of other regions take `default`.
     pub region_routes: RegionRoutes,
@@ -64,7 +83,11 @@ impl From<&EnricherConfig> for Rules {
 impl Default for EnricherConfig {
     fn default() -> Self {
         Self {
+            directory_backend: DirectoryBackend::Sqlite,
             directory_path: PathBuf::from("data/enricher/directory.db"),
+            scylla: ScyllaConfig::default(),
+            cache_ttl_ms: 30_000,
+            cache_max_entries: 100_000,
             region_routes: RegionRoutes::default(),
             fallback: Fallbacks::default(),
         }

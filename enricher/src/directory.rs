@@ -65,7 +65,25 @@ pub struct Preference {
     pub opted_in: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// One channel's text of one template in one locale. `locale` is empty for the template's
+/// default, used when no translation matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateVariant {
+    pub template_id: String,
+    pub locale: String,
+    /// email, sms or push.
+    pub channel: String,
+    /// Email subject.
+    pub subject: Option<String>,
+    /// Push title.
+    pub title: Option<String>,
+    /// Email plain text, SMS text or push body.
+    pub body: String,
+    /// Email HTML.
+    pub html: Option<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DirectoryError {
     #[error("directory lookup failed: {0}")]
     Unavailable(String),
@@ -73,7 +91,25 @@ pub enum DirectoryError {
     Malformed { user_id: String, reason: String },
 }
 
+/// The enricher's reads, and the writes that `herald directory import`, the dev seed and the
+/// dead-token events make. Every write is an upsert by the table's key: a re-run changes
+/// nothing.
 pub trait Directory: Send + Sync + 'static {
+    fn upsert_user(&self, user: User) -> impl Future<Output = Result<(), DirectoryError>> + Send;
+    fn upsert_device(
+        &self,
+        user_id: &str,
+        device: Device,
+    ) -> impl Future<Output = Result<(), DirectoryError>> + Send;
+    fn set_preference(
+        &self,
+        user_id: &str,
+        preference: Preference,
+    ) -> impl Future<Output = Result<(), DirectoryError>> + Send;
+    fn upsert_template(
+        &self,
+        variant: TemplateVariant,
+    ) -> impl Future<Output = Result<(), DirectoryError>> + Send;
     fn user(
         &self,
         user_id: &str,
@@ -86,6 +122,11 @@ pub trait Directory: Send + Sync + 'static {
         &self,
         user_id: &str,
     ) -> impl Future<Output = Result<Vec<Preference>, DirectoryError>> + Send;
+    /// Every locale and channel of one template; empty when the id is unknown.
+    fn template(
+        &self,
+        template_id: &str,
+    ) -> impl Future<Output = Result<Vec<TemplateVariant>, DirectoryError>> + Send;
     /// Stops targeting a device token a provider reported dead; returns how many devices
     /// carried it.
     fn deactivate_token(

@@ -7,7 +7,7 @@ use herald_schemas::{
 };
 
 use crate::config::Rules;
-use crate::directory::{Platform, Profile};
+use crate::directory::{Device, Platform, Profile};
 
 /// Channels a request may ask for. `push` fans out to the `ios` and `android` dispatch
 /// channels by device platform.
@@ -22,6 +22,7 @@ pub enum SkipReason {
     OptedOut,
     NoAddress,
     NoDevice,
+    Expired,
 }
 
 impl SkipReason {
@@ -33,6 +34,7 @@ impl SkipReason {
             SkipReason::OptedOut => "opted_out",
             SkipReason::NoAddress => "no_address",
             SkipReason::NoDevice => "no_device",
+            SkipReason::Expired => "expired",
         }
     }
 }
@@ -44,7 +46,12 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn skip(&mut self, request: &NotificationRequest, channel: Option<&str>, reason: SkipReason) {
+    pub(crate) fn skip(
+        &mut self,
+        request: &NotificationRequest,
+        channel: Option<&str>,
+        reason: SkipReason,
+    ) {
         let mut event = DeliveryEvent::new(&request.notification_id, EventKind::Skipped);
         event.channel = channel.map(str::to_owned);
         event.user_id = request.recipient.user_id.clone();
@@ -102,6 +109,9 @@ fn channel_message(
         },
         metadata: request.metadata.clone(),
         fallback: fallback.cloned(),
+        priority: request.priority.clone(),
+        expires_at: request.expires_at,
+        collapse_key: request.collapse_key.clone(),
     }
 }
 
@@ -173,8 +183,21 @@ pub fn plan(request: &NotificationRequest, profile: Option<&Profile>, rules: &Ru
                     let target = address(to)?.to_owned();
                     Some(Fallback { channel: to.as_str().to_owned(), target })
                 });
-                let devices: Vec<_> =
-                    profile.iter().flat_map(|p| &p.devices).filter(|d| d.active).collect();
+                let raw_device = request.recipient.device.as_ref().and_then(|d| {
+                    Some(Device {
+                        device_id: String::new(),
+                        platform: d.platform.parse().ok()?,
+                        token: d.token.clone(),
+                        app_id: d.app_id.clone(),
+                        active: true,
+                    })
+                });
+                let devices: Vec<_> = profile
+                    .iter()
+                    .flat_map(|p| &p.devices)
+                    .chain(raw_device.as_ref())
+                    .filter(|d| d.active)
+                    .collect();
                 if devices.is_empty() {
                     plan.skip(request, Some(channel), SkipReason::NoDevice);
                     // No device to try: the fallback now, as the push would have become.
@@ -226,7 +249,7 @@ mod tests {
             sms: None,
             push: Some(PushContent { title: None, body: "b".into(), data: BTreeMap::new() }),
             metadata: BTreeMap::new(),
-            send_at: None,
+            ..NotificationRequest::default()
         }
     }
 
@@ -278,6 +301,27 @@ mod tests {
         );
         assert!(plan.messages.iter().all(|(c, m)| (m.email.is_some()) == (*c == Channel::Email)));
         assert_eq!(plan.events.iter().filter(|e| e.kind == EventKind::Routed).count(), 3);
+    }
+
+    #[test]
+    fn a_raw_device_recipient_goes_to_its_platform_with_the_delivery_options() {
+        let mut r = request(None);
+        r.recipient.device = Some(herald_schemas::DeviceTarget {
+            platform: "android".into(),
+            token: "fcm-token".into(),
+            app_id: Some("com.example".into()),
+        });
+        r.email = None;
+        (r.priority, r.expires_at, r.collapse_key) =
+            (Some("high".into()), Some(99), Some("score".into()));
+        let plan = plan(&r, None, &Rules::default());
+        let [(channel, message)] = plan.messages.as_slice() else { panic!("{plan:?}") };
+        assert_eq!((*channel, message.target.as_str()), (Channel::Android, "fcm-token"));
+        assert_eq!(message.app_id.as_deref(), Some("com.example"));
+        assert_eq!(
+            (message.priority.as_deref(), message.expires_at, message.collapse_key.as_deref()),
+            (Some("high"), Some(99), Some("score"))
+        );
     }
 
     #[test]

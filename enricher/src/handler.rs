@@ -5,11 +5,12 @@ use std::sync::Arc;
 use herald_runtime::kafka::{
     AvroProducer, DeadLetters, Handler, HandlerError, Header, OwnedHeaders, OwnedMessage, wait_all,
 };
-use herald_schemas::{NotificationRequest, Topics, headers};
+use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, Topics, headers};
 
 use crate::config::Rules;
 use crate::directory::{self, Directory};
-use crate::fanout;
+use crate::fanout::{self, Plan};
+use crate::templates::Renderer;
 
 pub(crate) struct EnrichHandler<D> {
     directory: Arc<D>,
@@ -17,6 +18,7 @@ pub(crate) struct EnrichHandler<D> {
     dead_letters: DeadLetters,
     topics: Topics,
     rules: Rules,
+    renderer: Renderer,
 }
 
 impl<D: Directory> EnrichHandler<D> {
@@ -26,17 +28,44 @@ impl<D: Directory> EnrichHandler<D> {
         dead_letters: DeadLetters,
         (topics, rules): (Topics, Rules),
     ) -> Self {
-        Self { directory, output, dead_letters, topics, rules }
+        Self { directory, output, dead_letters, topics, rules, renderer: Renderer::default() }
     }
 
-    async fn enrich(&self, request: NotificationRequest) -> Result<(), HandlerError> {
-        let profile = match request.recipient.user_id.as_deref() {
-            Some(user_id) => {
-                directory::profile(&*self.directory, user_id).await.map_err(HandlerError::new)?
+    async fn enrich(&self, mut request: NotificationRequest) -> Result<(), HandlerError> {
+        if request.is_expired(herald_schemas::now_millis()) {
+            let mut plan = Plan::default();
+            plan.skip(&request, None, fanout::SkipReason::Expired);
+            return self.publish(plan).await;
+        }
+        let profile = async {
+            match request.recipient.user_id.as_deref() {
+                Some(user_id) => directory::profile(&*self.directory, user_id).await,
+                None => Ok(None),
             }
-            None => None,
         };
+        let template = async {
+            match &request.template {
+                Some(t) => self.directory.template(&t.id).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let (profile, template) = tokio::join!(profile, template);
+        let (profile, template) =
+            (profile.map_err(HandlerError::new)?, template.map_err(HandlerError::new)?);
+        let user = profile.as_ref().map(|p| &p.user);
+        if let Err(e) = self.renderer.render(&mut request, &template, user) {
+            tracing::warn!(notification_id = %request.notification_id, error = %e, "not sent");
+            let mut event = DeliveryEvent::new(&request.notification_id, EventKind::Failed);
+            event.user_id = request.recipient.user_id.clone();
+            event.reason = Some(e.reason().to_owned());
+            event.detail.insert("error".into(), e.to_string());
+            return self.publish(Plan { messages: Vec::new(), events: vec![event] }).await;
+        }
         let plan = fanout::plan(&request, profile.as_ref(), &self.rules);
+        self.publish(plan).await
+    }
+
+    async fn publish(&self, plan: Plan) -> Result<(), HandlerError> {
         let mut acks = Vec::with_capacity(plan.messages.len() + plan.events.len());
         for (channel, message) in &plan.messages {
             let headers = OwnedHeaders::new().insert(Header {

@@ -4,13 +4,16 @@
 //! `herald.channel.<channel>`. A request's offset is stored only after every output was
 //! acknowledged by the broker.
 
+pub mod cache;
 pub mod config;
 pub mod directory;
 mod directory_updates;
 pub mod fanout;
 mod handler;
 mod scheduler;
+pub mod scylla_directory;
 pub mod sqlite_directory;
+pub mod templates;
 
 use std::sync::Arc;
 
@@ -18,8 +21,11 @@ use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::{AvroProducer, ConsumerSpec, DeadLetters, consumer};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{EnricherConfig, Fallbacks, RegionRoutes, Rules};
-pub use directory::{Device, Directory, DirectoryError, Platform, Preference, User};
+pub use cache::CachedDirectory;
+pub use config::{DirectoryBackend, EnricherConfig, Fallbacks, RegionRoutes, Rules};
+pub use directory::{
+    Device, Directory, DirectoryError, Platform, Preference, TemplateVariant, User,
+};
 pub use sqlite_directory::SqliteDirectory;
 
 /// Consumer group of the enricher.

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use herald_runtime::sqlite::{SqliteError, SqlitePool};
 use rusqlite::{OptionalExtension, params};
 
-use crate::directory::{Device, Directory, DirectoryError, Platform, Preference, User};
+use crate::directory::{
+    Device, Directory, DirectoryError, Platform, Preference, TemplateVariant, User,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -32,6 +34,16 @@ CREATE TABLE IF NOT EXISTS preferences (
     opted_in INTEGER NOT NULL,
     PRIMARY KEY (user_id, category, channel)
 );
+CREATE TABLE IF NOT EXISTS templates (
+    template_id TEXT NOT NULL,
+    locale      TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    subject     TEXT,
+    title       TEXT,
+    body        TEXT NOT NULL,
+    html        TEXT,
+    PRIMARY KEY (template_id, locale, channel)
+);
 ";
 
 #[derive(Debug, Clone)]
@@ -48,8 +60,10 @@ impl SqliteDirectory {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
         Ok(Self { pool: SqlitePool::open(path, SCHEMA)? })
     }
+}
 
-    pub async fn upsert_user(&self, user: User) -> Result<(), DirectoryError> {
+impl Directory for SqliteDirectory {
+    async fn upsert_user(&self, user: User) -> Result<(), DirectoryError> {
         self.pool
             .run(move |c| {
                 c.execute(
@@ -72,7 +86,7 @@ impl SqliteDirectory {
             .map_err(unavailable)
     }
 
-    pub async fn upsert_device(&self, user_id: &str, device: Device) -> Result<(), DirectoryError> {
+    async fn upsert_device(&self, user_id: &str, device: Device) -> Result<(), DirectoryError> {
         let user_id = user_id.to_owned();
         self.pool
             .run(move |c| {
@@ -96,7 +110,7 @@ impl SqliteDirectory {
             .map_err(unavailable)
     }
 
-    pub async fn set_preference(
+    async fn set_preference(
         &self,
         user_id: &str,
         preference: Preference,
@@ -114,9 +128,56 @@ impl SqliteDirectory {
             .map(drop)
             .map_err(unavailable)
     }
-}
 
-impl Directory for SqliteDirectory {
+    async fn upsert_template(&self, variant: TemplateVariant) -> Result<(), DirectoryError> {
+        self.pool
+            .run(move |c| {
+                c.execute(
+                    "INSERT INTO templates (template_id, locale, channel, subject, title, body, html)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (template_id, locale, channel) DO UPDATE SET subject = ?4,
+                        title = ?5, body = ?6, html = ?7",
+                    params![
+                        variant.template_id,
+                        variant.locale,
+                        variant.channel,
+                        variant.subject,
+                        variant.title,
+                        variant.body,
+                        variant.html
+                    ],
+                )
+            })
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    async fn template(&self, template_id: &str) -> Result<Vec<TemplateVariant>, DirectoryError> {
+        let template_id = template_id.to_owned();
+        self.pool
+            .run(move |c| {
+                let mut statement = c.prepare_cached(
+                    "SELECT template_id, locale, channel, subject, title, body, html FROM templates
+                     WHERE template_id = ?1 ORDER BY locale, channel",
+                )?;
+                let rows = statement.query_map([template_id], |row| {
+                    Ok(TemplateVariant {
+                        template_id: row.get(0)?,
+                        locale: row.get(1)?,
+                        channel: row.get(2)?,
+                        subject: row.get(3)?,
+                        title: row.get(4)?,
+                        body: row.get(5)?,
+                        html: row.get(6)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+            .map_err(unavailable)
+    }
+
     async fn user(&self, user_id: &str) -> Result<Option<User>, DirectoryError> {
         let user_id = user_id.to_owned();
         self.pool
@@ -208,49 +269,5 @@ impl Directory for SqliteDirectory {
             })
             .await
             .map_err(unavailable)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn reads_back_what_was_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = SqliteDirectory::open(dir.path().join("d.db")).unwrap();
-        let user = User {
-            user_id: "u1".into(),
-            email: Some("u1@example.com".into()),
-            phone: Some("+14155550100".into()),
-            locale: Some("en-US".into()),
-            timezone: None,
-            region: Some("US".into()),
-        };
-        db.upsert_user(user.clone()).await.unwrap();
-        let device = Device {
-            device_id: "d1".into(),
-            platform: Platform::Ios,
-            token: "ab".repeat(32),
-            app_id: Some("com.example".into()),
-            active: true,
-        };
-        db.upsert_device("u1", device.clone()).await.unwrap();
-        let pref =
-            Preference { category: "marketing".into(), channel: "email".into(), opted_in: false };
-        db.set_preference("u1", pref.clone()).await.unwrap();
-
-        assert_eq!(db.user("u1").await.unwrap(), Some(user));
-        assert_eq!(db.user("nobody").await.unwrap(), None);
-        assert_eq!(db.devices("u1").await.unwrap(), vec![device]);
-        assert_eq!(db.preferences("u1").await.unwrap(), vec![pref]);
-
-        assert_eq!(
-            db.deactivate_token(Platform::Android, &"ab".repeat(32)).await.unwrap(),
-            0,
-            "other platform"
-        );
-        assert_eq!(db.deactivate_token(Platform::Ios, &"ab".repeat(32)).await.unwrap(), 1);
-        assert!(!db.devices("u1").await.unwrap()[0].active);
     }
 }

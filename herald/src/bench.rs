@@ -277,6 +277,7 @@ fn message(provider: BenchProvider, i: usize) -> ChannelMessage {
         }),
         metadata: BTreeMap::new(),
         fallback: None,
+        ..ChannelMessage::default()
     }
 }
 

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chaos;
 pub mod config;
 pub mod dev;
+pub mod directory;
 pub mod dlq;
 pub mod groups;
 pub mod pipeline;

@@ -111,6 +111,13 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Create the ScyllaDB keyspaces and tables of the stores configured to live there.
+    Migrate,
+    /// The enricher's directory: users, devices, preferences, templates.
+    Directory {
+        #[command(subcommand)]
+        command: herald::directory::DirectoryCommand,
+    },
     /// Produce JSON lines of NotificationRequest to herald.requests as Confluent-framed Avro.
     Produce {
         /// A file with one request per line.
@@ -467,14 +474,29 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             println!("replayed {replayed} record(s) of {topic}");
             Ok(())
         }
-        Command::Produce { file } => {
-            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            let progress = indicatif::ProgressBar::new(size);
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            ) {
-                progress.set_style(style);
+        Command::Migrate => {
+            let done = roles::migrate(&config).await?;
+            if done.is_empty() {
+                println!("no store is configured to live in ScyllaDB: nothing to create");
             }
+            for line in done {
+                println!("created (if missing): {line}");
+            }
+            Ok(())
+        }
+        Command::Directory { command: herald::directory::DirectoryCommand::Import { file } } => {
+            let progress = file_progress(&file);
+            let report = herald::directory::import_configured(&config, &file, &progress).await?;
+            progress.finish_and_clear();
+            for (line, reason) in &report.refused {
+                eprintln!("line {line}: {reason}");
+            }
+            println!("{}", report.summary());
+            anyhow::ensure!(report.refused.is_empty(), "{} line(s) skipped", report.refused.len());
+            Ok(())
+        }
+        Command::Produce { file } => {
+            let progress = file_progress(&file);
             let report = herald::produce::run(&config, &file, &progress).await?;
             progress.finish_and_clear();
             for (line, reason) in &report.refused {
@@ -559,4 +581,16 @@ async fn run_dlq(command: DlqCommand, config: &HeraldConfig) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// A progress bar over the bytes of `file`.
+fn file_progress(file: &std::path::Path) -> indicatif::ProgressBar {
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let progress = indicatif::ProgressBar::new(size);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        progress.set_style(style);
+    }
+    progress
 }

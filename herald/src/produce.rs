@@ -46,11 +46,19 @@ pub fn parse_line(line: &str, now: i64) -> Result<NotificationRequest, String> {
     let request: NotificationRequest =
         serde_json::from_value(value).map_err(|e| format!("not a NotificationRequest: {e}"))?;
     let recipient = &request.recipient;
-    if recipient.user_id.is_none() && recipient.email.is_none() && recipient.phone.is_none() {
-        return Err("recipient needs a user_id, email or phone".into());
+    if recipient.user_id.is_none()
+        && recipient.email.is_none()
+        && recipient.phone.is_none()
+        && recipient.device.is_none()
+    {
+        return Err("recipient needs a user_id, email, phone or device".into());
     }
-    if request.email.is_none() && request.sms.is_none() && request.push.is_none() {
-        return Err("no content: email, sms or push".into());
+    if request.email.is_none()
+        && request.sms.is_none()
+        && request.push.is_none()
+        && request.template.is_none()
+    {
+        return Err("no content: email, sms, push or a template".into());
     }
     Ok(request)
 }

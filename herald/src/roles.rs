@@ -10,7 +10,8 @@ use herald_dispatchers::config::ProviderLimits;
 use herald_dispatchers::ledger::scylla::ScyllaLedger;
 use herald_dispatchers::ledger::sqlite::SqliteLedger;
 use herald_dispatchers::{DeliveryLedger, DispatchSetup, Provider, Routes};
-use herald_enricher::SqliteDirectory;
+use herald_enricher::scylla_directory::ScyllaDirectory;
+use herald_enricher::{CachedDirectory, Directory, DirectoryBackend, SqliteDirectory};
 use herald_ingest::{ApiClients, IdempotencyStore, Ingest, StatusStore};
 use herald_runtime::http::BrokerReadiness;
 use herald_runtime::kafka::{AvroProducer, Producer, admin};
@@ -59,13 +60,49 @@ pub async fn ingest(
 }
 
 pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let directory =
-        SqliteDirectory::open(&config.enricher.directory_path).context("enricher directory")?;
     let output = output(config, "herald-enricher")?;
     let rules = herald_enricher::Rules::from(&config.enricher);
-    herald_enricher::run(&config.kafka, rules, Arc::new(directory), output, shutdown)
-        .await
-        .context("enricher")
+    let kafka = &config.kafka;
+    let enricher = &config.enricher;
+    fn cached<D: Directory>(
+        directory: D,
+        enricher: &herald_enricher::EnricherConfig,
+    ) -> Arc<CachedDirectory<D>> {
+        let ttl = std::time::Duration::from_millis(enricher.cache_ttl_ms);
+        Arc::new(CachedDirectory::new(directory, ttl, enricher.cache_max_entries))
+    }
+    match enricher.directory_backend {
+        DirectoryBackend::Sqlite => {
+            let directory =
+                SqliteDirectory::open(&enricher.directory_path).context("enricher directory")?;
+            herald_enricher::run(kafka, rules, cached(directory, enricher), output, shutdown).await
+        }
+        DirectoryBackend::Scylla => {
+            let directory =
+                ScyllaDirectory::connect(&enricher.scylla).await.context("enricher directory")?;
+            herald_enricher::run(kafka, rules, cached(directory, enricher), output, shutdown).await
+        }
+    }
+    .context("enricher")
+}
+
+/// `herald migrate`: the keyspaces and tables of every store configured to live in ScyllaDB.
+/// Safe to run again: every statement is `IF NOT EXISTS`.
+pub async fn migrate(config: &HeraldConfig) -> anyhow::Result<Vec<String>> {
+    let mut done = Vec::new();
+    if config.enricher.directory_backend == DirectoryBackend::Scylla {
+        let scylla = &config.enricher.scylla;
+        let session = scylla.connect_creating_keyspace().await?;
+        ScyllaDirectory::create_tables(&session, scylla.keyspace()?).await?;
+        done.push(format!("directory tables in keyspace {}", scylla.keyspace));
+    }
+    if config.dispatch.ledger.backend == LedgerBackend::Scylla {
+        let scylla = &config.dispatch.ledger.scylla;
+        let session = scylla.connect_creating_keyspace().await?;
+        ScyllaLedger::create_table(&session, scylla.keyspace()?).await?;
+        done.push(format!("delivery ledger table in keyspace {}", scylla.keyspace));
+    }
+    Ok(done)
 }
 
 /// Provider instances supplied by the caller by name, instead of built from configuration

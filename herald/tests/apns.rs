@@ -128,6 +128,41 @@ async fn ios_push_goes_over_http2_with_one_es256_provider_token_and_apples_heade
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_device_token_gets_the_requests_priority_expiry_and_collapse_key() {
+    let (env, apns) = with_apns(&["com.example.shop.watchkitapp"]).await;
+    let pipeline = env.pipeline_with(&[Channel::Ios]).await;
+    let key = env.api_key();
+    let body = serde_json::json!({
+        "to": [{"device": {"platform": "ios", "token": token(7), "app_id": "shop-watch"}}],
+        "category": "security",
+        "priority": "normal",
+        "ttl": 600,
+        "collapse_key": "login-code",
+        "push": {"title": "Code", "body": "482913"},
+    });
+    let (status, accepted) = pipeline.post(Some(&key), &body.to_string()).await;
+    assert_eq!(status, 202, "{accepted}");
+    let bad = serde_json::json!({
+        "to": [{"device": {"platform": "ios", "token": "not-a-token"}}],
+        "push": {"body": "x"},
+    });
+    let (status, refused) = pipeline.post(Some(&key), &bad.to_string()).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["errors"][0]["field"], "to[0].device.token");
+
+    let sent = wait_for(&apns, 1).await;
+    let push = &sent[0];
+    assert_eq!(push.device_token, token(7), "no directory entry needed");
+    assert_eq!(push.topic, "com.example.shop.watchkitapp", "its app id chose the topic");
+    assert_eq!(push.priority.as_deref(), Some("5"), "explicit normal beats the category");
+    assert_eq!(push.collapse_id.as_deref(), Some("login-code"));
+    let expiration: i64 = push.expiration.as_deref().unwrap().parse().unwrap();
+    let expected = herald_schemas::now_millis() / 1000 + 600;
+    assert!((expected - 30..=expected).contains(&expiration), "the ttl: {expiration}");
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_apns_410_unregistered_token_fails_and_the_device_is_deactivated() {
     let (env, apns) = with_apns(&["com.example.shop"]).await;
     add_iphone(&env, "i3", &token(3), None).await;

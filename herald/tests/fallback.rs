@@ -4,6 +4,7 @@
 
 mod support;
 
+use herald_enricher::Directory as _;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

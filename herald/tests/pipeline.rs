@@ -4,6 +4,7 @@
 
 mod support;
 
+use herald_enricher::Directory as _;
 use std::time::Duration;
 
 use herald_runtime::kafka::{Message, header_str};
@@ -249,7 +250,7 @@ async fn avro_produced_directly_by_a_service_is_delivered() {
         sms: None,
         push: None,
         metadata: Default::default(),
-        send_at: None,
+        ..NotificationRequest::default()
     };
     let topic = env.topics().requests();
     let payload = env.codec().encode(&topic, &request).await.unwrap();
@@ -332,5 +333,20 @@ async fn a_dead_device_token_reported_as_an_event_is_no_longer_targeted() {
         .map(|e| (e.channel.clone().unwrap(), e.target.clone().unwrap()))
         .collect();
     assert_eq!(routed, [("android".to_owned(), "live-fcm-token".to_owned())]);
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_and_describes_the_send_routes() {
+    let env = TestEnv::start().await;
+    let pipeline = env.pipeline().await;
+    let response =
+        pipeline.http.get(format!("{}/openapi.json", pipeline.api)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let doc: serde_json::Value = response.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    assert!(doc["paths"]["/v1/notifications"]["post"].is_object());
+    assert!(doc["paths"]["/v1/notifications/{id}"]["get"].is_object());
+    assert!(doc["components"]["schemas"]["SendBody"]["properties"]["template_id"].is_object());
     pipeline.stop().await;
 }

@@ -76,6 +76,7 @@ fn channel_message(target: &str, subject: &str) -> ChannelMessage {
         push: None,
         metadata: BTreeMap::new(),
         fallback: None,
+        ..ChannelMessage::default()
     }
 }
 

@@ -6,6 +6,7 @@ mod api;
 pub mod clients;
 pub mod config;
 pub mod idempotency;
+pub mod openapi;
 mod rate;
 pub mod request;
 mod routes;

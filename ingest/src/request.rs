@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use herald_schemas::{
-    EmailContent, NotificationRequest, PushContent, Recipient, Sender, SmsContent,
+    DeviceTarget, EmailContent, NotificationRequest, Priority, PushContent, Recipient, Sender,
+    SmsContent, TemplateRef,
 };
 use serde::{Deserialize, Serialize};
 
 /// The send request. The seed's body is valid as is:
 /// `{"to":[{"user_id":123456}],"from":{"email":"..."},"subject":"...","content":[{"type":"text/plain","value":"..."}]}`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
     pub to: Vec<RecipientBody>,
@@ -35,9 +36,28 @@ pub struct SendBody {
     /// RFC 3339 time to send at; absent or past: now.
     #[serde(default)]
     pub send_at: Option<String>,
+    /// `high` or `normal`; absent: high for security and transactional, normal otherwise.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Seconds after `send_at` (or acceptance) after which the notification is not worth
+    /// delivering any more.
+    #[serde(default)]
+    pub ttl: Option<u64>,
+    /// A newer notification with the same key replaces an undelivered older one.
+    #[serde(default)]
+    pub collapse_key: Option<String>,
+    /// A stored template to render instead of inline content.
+    #[serde(default)]
+    pub template_id: Option<String>,
+    /// The template's locale; absent: each user's own.
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// Template variables: strings, numbers or booleans.
+    #[serde(default)]
+    pub data: BTreeMap<String, serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientBody {
     #[serde(default)]
@@ -46,10 +66,22 @@ pub struct RecipientBody {
     pub email: Option<String>,
     #[serde(default)]
     pub phone: Option<String>,
+    #[serde(default)]
+    pub device: Option<DeviceBody>,
+}
+
+/// A device Herald's directory does not hold, by its raw push token.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceBody {
+    pub platform: String,
+    pub token: String,
+    #[serde(default)]
+    pub app_id: Option<String>,
 }
 
 /// User ids arrive as numbers (the seed's `123456`) or strings; both mean the same user.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum UserId {
     Number(u64),
@@ -65,7 +97,7 @@ impl UserId {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SenderBody {
     pub email: Option<String>,
@@ -73,7 +105,7 @@ pub struct SenderBody {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContentBody {
     #[serde(rename = "type")]
@@ -81,13 +113,13 @@ pub struct ContentBody {
     pub value: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmsBody {
     pub text: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushBody {
     #[serde(default)]
@@ -98,7 +130,7 @@ pub struct PushBody {
 }
 
 /// One failed rule: where and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub reason: String,
@@ -115,6 +147,12 @@ const MAX_USER_ID: usize = 128;
 const MAX_SUBJECT: usize = 998;
 const MAX_SMS_TEXT: usize = 1_600;
 const MAX_METADATA_ENTRIES: usize = 32;
+/// FCM's and APNs' longest time to keep an undelivered message: 28 days.
+const MAX_TTL_SECS: u64 = 28 * 86_400;
+/// apns-collapse-id's limit.
+const MAX_COLLAPSE_KEY: usize = 64;
+const MAX_TEMPLATE_DATA_ENTRIES: usize = 64;
+const MAX_TEMPLATE_VALUE: usize = 4_096;
 
 struct Checker {
     errors: Vec<FieldError>,
@@ -139,6 +177,37 @@ impl Checker {
             );
         }
     }
+}
+
+/// Why `token` cannot be a push token of `platform`, if it cannot.
+pub fn device_token_error(platform: &str, token: &str) -> Option<String> {
+    match platform {
+        // APNs tokens are 32 bytes in hex today; Apple says they may grow.
+        "ios" => (!(64..=200).contains(&token.len())
+            || !token.len().is_multiple_of(2)
+            || !token.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| "an APNs device token is hex, 64 to 200 digits".into()),
+        // FCM registration tokens, JPush registration ids and Pushy tokens share this alphabet.
+        "android" => (!(8..=4_096).contains(&token.len())
+            || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b)))
+        .then(|| {
+            "an Android push token (FCM, JPush, Pushy) is 8 to 4096 of A-Z a-z 0-9 - _ : .".into()
+        }),
+        other => Some(format!("unknown platform {other:?}: use ios or android")),
+    }
+}
+
+fn is_identifier(value: &str, max: usize) -> bool {
+    (1..=max).contains(&value.len())
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// A BCP 47 tag as the enricher's fallback reads it: `ko`, `ko-KR`, `zh-Hant-TW`.
+fn is_locale(value: &str) -> bool {
+    (2..=35).contains(&value.len())
+        && value.split('-').all(|part| {
+            (1..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
 }
 
 /// `+`, a non-zero country code digit, 8 to 15 digits in all (ITU-T E.164).
@@ -169,6 +238,36 @@ fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     i64::try_from(time.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()
 }
 
+const REQUESTABLE_CHANNELS: [&str; 3] = ["email", "sms", "push"];
+
+/// Template variables as the enricher reads them: text, whatever JSON scalar the caller sent.
+fn template_data(
+    check: &mut Checker,
+    data: BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, String> {
+    if data.len() > MAX_TEMPLATE_DATA_ENTRIES {
+        check.fail("data", format!("at most {MAX_TEMPLATE_DATA_ENTRIES} variables"));
+    }
+    data.into_iter()
+        .filter_map(|(name, value)| {
+            let field = format!("data.{name}");
+            let text = match value {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => {
+                    check.fail(field, "must be a string, number or boolean");
+                    return None;
+                }
+            };
+            if text.len() > MAX_TEMPLATE_VALUE {
+                check.fail(field, format!("at most {MAX_TEMPLATE_VALUE} bytes"));
+            }
+            Some((name, text))
+        })
+        .collect()
+}
+
 fn is_category(value: &str) -> bool {
     (1..=64).contains(&value.len())
         && value
@@ -178,7 +277,7 @@ fn is_category(value: &str) -> bool {
 
 /// Validates `body` and builds one request per recipient, all sharing `notification_id`.
 pub fn validate(
-    body: SendBody,
+    mut body: SendBody,
     limits: Limits,
     notification_id: &str,
     client_id: &str,
@@ -195,7 +294,9 @@ pub fn validate(
         let field = format!("to[{i}]");
         let user_id = r.user_id.map(UserId::into_string);
         match (&user_id, &r.email, &r.phone) {
-            (None, None, None) => check.fail(&field, "needs a user_id, an email or a phone"),
+            (None, None, None) if r.device.is_none() => {
+                check.fail(&field, "needs a user_id, an email, a phone or a device")
+            }
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
                 check.fail(&field, "a user_id recipient takes its addresses from the directory; give user_id or addresses, not both")
             }
@@ -215,7 +316,20 @@ pub fn validate(
         if let Some(phone) = &r.phone {
             check.phone(&format!("{field}.phone"), phone);
         }
-        recipients.push(Recipient { user_id, email: r.email, phone: r.phone });
+        let device = r.device.map(|d| {
+            if let Some(reason) = device_token_error(&d.platform, &d.token) {
+                let at = if reason.starts_with("unknown platform") { "platform" } else { "token" };
+                check.fail(format!("{field}.device.{at}"), reason);
+            }
+            if d.app_id.as_deref().is_some_and(|a| !is_identifier(a, 255)) {
+                check.fail(format!("{field}.device.app_id"), "must be a bundle id or package name");
+            }
+            DeviceTarget { platform: d.platform, token: d.token, app_id: d.app_id }
+        });
+        if device.is_some() && (user_id.is_some() || r.email.is_some() || r.phone.is_some()) {
+            check.fail(&field, "a device recipient is the device alone; give it its own entry");
+        }
+        recipients.push(Recipient { user_id, email: r.email, phone: r.phone, device });
     }
 
     let from = body.from.map(|f| {
@@ -280,30 +394,58 @@ pub fn validate(
         PushContent { title: p.title, body: p.body, data: p.data }
     });
 
+    let template = body.template_id.map(|id| {
+        if !is_identifier(&id, 128) {
+            check.fail("template_id", "must be 1 to 128 of A-Z a-z 0-9 - _ . :");
+        }
+        if email.is_some() || sms.is_some() || push.is_some() {
+            check.fail("template_id", "give a template or inline content, not both");
+        }
+        let data = template_data(&mut check, std::mem::take(&mut body.data));
+        TemplateRef { id, locale: body.locale.take(), data }
+    });
+    if template.is_none() {
+        if !body.data.is_empty() {
+            check.fail("data", "template variables need a template_id");
+        }
+        if body.locale.is_some() {
+            check.fail("locale", "a locale selects a template's translation: give a template_id");
+        }
+    }
+    if let Some(locale) = template.as_ref().and_then(|t| t.locale.as_deref())
+        && !is_locale(locale)
+    {
+        check.fail("locale", "must be a BCP 47 tag such as ko or ko-KR");
+    }
     for (i, channel) in body.channels.iter().enumerate() {
-        let has_content = match channel.as_str() {
-            "email" => email.is_some(),
-            "sms" => sms.is_some(),
-            "push" => push.is_some(),
-            other => {
-                check.fail(
-                    format!("channels[{i}]"),
-                    format!("unknown channel {other:?}: use email, sms or push"),
-                );
-                continue;
-            }
-        };
-        if !has_content {
+        let has_content = template.is_some()
+            || match channel.as_str() {
+                "email" => email.is_some(),
+                "sms" => sms.is_some(),
+                "push" => push.is_some(),
+                _ => true,
+            };
+        if !REQUESTABLE_CHANNELS.contains(&channel.as_str()) {
+            check.fail(
+                format!("channels[{i}]"),
+                format!("unknown channel {channel:?}: use email, sms or push"),
+            );
+        } else if !has_content {
             check.fail(
                 format!("channels[{i}]"),
                 format!("{channel} requested but the request has no {channel} content"),
             );
         }
     }
-    if email.is_none() && sms.is_none() && push.is_none() && check.errors.is_empty() {
+    if email.is_none()
+        && sms.is_none()
+        && push.is_none()
+        && template.is_none()
+        && check.errors.is_empty()
+    {
         check.fail(
             "content",
-            "nothing to send: give email (subject + content), sms or push content",
+            "nothing to send: give email (subject + content), sms or push content, or a template_id",
         );
     }
     let category = body.category.unwrap_or_else(|| "transactional".into());
@@ -325,11 +467,28 @@ pub fn validate(
         }
         (at > now).then_some(at)
     });
+    if let Some(p) = &body.priority
+        && Priority::parse(p).is_none()
+    {
+        check.fail("priority", "must be high or normal");
+    }
+    if body.ttl.is_some_and(|t| t == 0 || t > MAX_TTL_SECS) {
+        check.fail("ttl", format!("must be 1 to {MAX_TTL_SECS} seconds (28 days)"));
+    }
+    if let Some(key) = &body.collapse_key
+        && (key.is_empty() || key.len() > MAX_COLLAPSE_KEY || key.chars().any(char::is_control))
+    {
+        check.fail("collapse_key", format!("must be 1 to {MAX_COLLAPSE_KEY} bytes of text"));
+    }
     if !check.errors.is_empty() {
         return Err(check.errors);
     }
 
     let accepted_at = herald_schemas::now_millis();
+    let expires_at = body.ttl.and_then(|ttl| {
+        let ttl_ms = i64::try_from(ttl).ok()?.checked_mul(1_000)?;
+        send_at.unwrap_or(accepted_at).checked_add(ttl_ms)
+    });
     Ok(recipients
         .into_iter()
         .map(|recipient| NotificationRequest {
@@ -345,6 +504,10 @@ pub fn validate(
             push: push.clone(),
             metadata: body.metadata.clone(),
             send_at,
+            priority: body.priority.clone(),
+            expires_at,
+            collapse_key: body.collapse_key.clone(),
+            template: template.clone(),
         })
         .collect())
 }
@@ -438,6 +601,87 @@ mod tests {
                 r#"{{"to":[{{"user_id":1}},{{"user_id":2}},{{"user_id":3}},{{"user_id":4}}],{sms}}}"#
             )),
             vec!["to"]
+        );
+    }
+
+    const IOS_TOKEN: &str = "a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1";
+
+    #[test]
+    fn device_recipients_are_checked_per_platform() {
+        let push = r#""push":{"body":"b"}"#;
+        let ok = format!(
+            r#"{{"to":[{{"device":{{"platform":"ios","token":"{IOS_TOKEN}","app_id":"com.example.app"}}}},{{"device":{{"platform":"android","token":"fcm-token:APA91bH_x"}}}}],{push}}}"#
+        );
+        let requests = validate(parse(&ok), LIMITS, "n", "c").unwrap();
+        let device = requests[0].recipient.device.as_ref().unwrap();
+        assert_eq!(
+            (device.platform.as_str(), device.app_id.as_deref()),
+            ("ios", Some("com.example.app"))
+        );
+        assert_eq!(requests[1].partition_key(), "fcm-token:APA91bH_x");
+
+        let bad = format!(
+            r#"{{"to":[{{"device":{{"platform":"ios","token":"not-hex"}}}},{{"device":{{"platform":"android","token":"has space in it"}}}},{{"device":{{"platform":"windows","token":"abcdefgh"}}}}],{push}}}"#
+        );
+        let e = errors(&bad);
+        let f: Vec<_> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(f, vec!["to[0].device.token", "to[1].device.token", "to[2].device.platform"]);
+        assert!(e[0].reason.contains("hex"), "{}", e[0].reason);
+        let both = format!(
+            r#"{{"to":[{{"user_id":"u","device":{{"platform":"ios","token":"{IOS_TOKEN}"}}}}],{push}}}"#
+        );
+        assert_eq!(fields(&both), vec!["to[0]"]);
+    }
+
+    #[test]
+    fn delivery_options_ttl_priority_and_collapse_key() {
+        let body = r#"{"to":[{"user_id":1}],"push":{"body":"b"},"priority":"normal","ttl":60,"collapse_key":"score"}"#;
+        let r = &validate(parse(body), LIMITS, "n", "c").unwrap()[0];
+        assert_eq!(r.priority.as_deref(), Some("normal"));
+        assert_eq!(r.collapse_key.as_deref(), Some("score"));
+        assert_eq!(r.expires_at, Some(r.accepted_at + 60_000));
+
+        let scheduled = r#"{"to":[{"user_id":1}],"push":{"body":"b"},"ttl":60,"send_at":"2999-01-01T00:00:00Z"}"#;
+        let limits = Limits { max_schedule_ms: i64::MAX, ..LIMITS };
+        let r = &validate(parse(scheduled), limits, "n", "c").unwrap()[0];
+        assert_eq!(r.expires_at, r.send_at.map(|at| at + 60_000), "ttl counts from send_at");
+
+        let long_key = "k".repeat(65);
+        assert_eq!(
+            fields(&format!(
+                r#"{{"to":[{{"user_id":1}}],"push":{{"body":"b"}},"priority":"urgent","ttl":0,"collapse_key":"{long_key}"}}"#
+            )),
+            vec!["priority", "ttl", "collapse_key"]
+        );
+        assert_eq!(
+            fields(r#"{"to":[{"user_id":1}],"push":{"body":"b"},"ttl":99999999}"#),
+            vec!["ttl"]
+        );
+    }
+
+    #[test]
+    fn templates_take_data_and_a_locale_but_not_inline_content() {
+        let body = r#"{"to":[{"user_id":1}],"template_id":"otp","locale":"ko-KR","data":{"code":123456,"name":"Ji","ok":true},"channels":["sms","push"]}"#;
+        let r = &validate(parse(body), LIMITS, "n", "c").unwrap()[0];
+        let t = r.template.as_ref().unwrap();
+        assert_eq!((t.id.as_str(), t.locale.as_deref()), ("otp", Some("ko-KR")));
+        assert_eq!(t.data.get("code").map(String::as_str), Some("123456"));
+        assert_eq!(t.data.get("ok").map(String::as_str), Some("true"));
+        assert!(r.sms.is_none() && r.push.is_none());
+
+        assert_eq!(
+            fields(r#"{"to":[{"user_id":1}],"template_id":"otp","sms":{"text":"x"}}"#),
+            vec!["template_id"]
+        );
+        assert_eq!(
+            fields(
+                r#"{"to":[{"user_id":1}],"template_id":"o t p","locale":"ko_KR!","data":{"x":{"nested":1}}}"#
+            ),
+            vec!["template_id", "data.x", "locale"]
+        );
+        assert_eq!(
+            fields(r#"{"to":[{"user_id":1}],"sms":{"text":"x"},"data":{"a":"b"},"locale":"ko"}"#),
+            vec!["data", "locale"]
         );
     }
 

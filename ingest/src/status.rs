@@ -34,7 +34,7 @@ pub struct StatusStore {
 }
 
 /// One event as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub kind: &'static str,
     pub at: i64,
@@ -54,7 +54,7 @@ pub struct EventView {
 }
 
 /// Where one (channel, target) delivery stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     pub channel: String,
     pub target: String,
@@ -67,7 +67,7 @@ pub struct DeliveryView {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct NotificationStatus {
     pub id: String,
     /// accepted, in_progress, sent, delivered, failed, partially_failed or skipped.

@@ -89,3 +89,37 @@ impl ScyllaConfig {
         })
     }
 }
+
+impl ScyllaConfig {
+    /// Connects and creates the keyspace if it is missing, with the configured replication:
+    /// what `herald migrate` does before creating a store's tables.
+    pub async fn connect_creating_keyspace(&self) -> Result<Session, ScyllaSetupError> {
+        let session = self.connect().await?;
+        let keyspace = self.keyspace()?;
+        let rf = self.replication_factor;
+        let cql = format!(
+            "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = \
+             {{'class': 'NetworkTopologyStrategy', 'replication_factor': {rf}}}"
+        );
+        session.query_unpaged(cql, ()).await.map_err(|e| ScyllaSetupError::Connect {
+            nodes: self.nodes.clone(),
+            reason: format!("creating keyspace {keyspace}: {e}"),
+        })?;
+        Ok(session)
+    }
+}
+
+/// A CQL file's statements, comments dropped, with `{keyspace}` filled in.
+pub fn statements(cql: &str, keyspace: &str) -> Vec<String> {
+    let without_comments: String = cql
+        .lines()
+        .map(|line| line.split("--").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.replace("{keyspace}", keyspace))
+        .collect()
+}

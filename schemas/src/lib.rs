@@ -11,8 +11,9 @@ pub mod topics;
 
 pub use codec::{AvroCodec, DecodeError, EncodeError, RegistryConfig};
 pub use records::{
-    ChannelMessage, DeliveryEvent, EmailContent, EventKind, Fallback, NotificationRequest,
-    PushContent, Recipient, Record, Sender, SmsContent,
+    ChannelMessage, DeliveryEvent, DeviceTarget, EmailContent, EventKind, Fallback,
+    NotificationRequest, Priority, PushContent, Recipient, Record, Sender, SmsContent, TemplateRef,
+    is_urgent_category,
 };
 pub use topics::{Channel, DELAY_TIERS, DelayTier, Topics, delay_stop, delay_tier_for};
 

@@ -43,6 +43,63 @@ pub struct Recipient {
     pub user_id: Option<String>,
     pub email: Option<String>,
     pub phone: Option<String>,
+    #[serde(default)]
+    pub device: Option<DeviceTarget>,
+}
+
+/// A raw device token for a device the directory does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DeviceTarget {
+    /// `ios` or `android`.
+    pub platform: String,
+    pub token: String,
+    pub app_id: Option<String>,
+}
+
+/// Content rendered by the enricher from a stored template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TemplateRef {
+    pub id: String,
+    pub locale: Option<String>,
+    pub data: BTreeMap<String, String>,
+}
+
+/// `high` or `normal`: the providers' priority (APNs 10/5, FCM HIGH/NORMAL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    High,
+    Normal,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "high" => Some(Priority::High),
+            "normal" => Some(Priority::Normal),
+            _ => None,
+        }
+    }
+
+    /// The explicit `priority`, else high for categories whose messages are time-critical.
+    pub fn of(explicit: Option<&str>, category: &str) -> Self {
+        explicit.and_then(Self::parse).unwrap_or(if is_urgent_category(category) {
+            Priority::High
+        } else {
+            Priority::Normal
+        })
+    }
+}
+
+/// Security codes and transactional messages lose their worth when late.
+pub fn is_urgent_category(category: &str) -> bool {
+    matches!(category, "security" | "transactional")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -70,7 +127,7 @@ pub struct PushContent {
     pub data: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct NotificationRequest {
     pub notification_id: String,
     pub accepted_at: i64,
@@ -85,6 +142,14 @@ pub struct NotificationRequest {
     pub metadata: BTreeMap<String, String>,
     #[serde(default)]
     pub send_at: Option<i64>,
+    #[serde(default)]
+    pub priority: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub collapse_key: Option<String>,
+    #[serde(default)]
+    pub template: Option<TemplateRef>,
 }
 record!(NotificationRequest, "notification_request.avsc");
 
@@ -97,11 +162,17 @@ impl NotificationRequest {
             .as_deref()
             .or(r.email.as_deref())
             .or(r.phone.as_deref())
+            .or(r.device.as_ref().map(|d| d.token.as_str()))
             .unwrap_or(&self.notification_id)
+    }
+
+    /// True when the request can no longer be delivered in time.
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now_ms)
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ChannelMessage {
     pub notification_id: String,
     pub channel: String,
@@ -117,6 +188,12 @@ pub struct ChannelMessage {
     pub push: Option<PushContent>,
     pub metadata: BTreeMap<String, String>,
     pub fallback: Option<Fallback>,
+    #[serde(default)]
+    pub priority: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub collapse_key: Option<String>,
 }
 record!(ChannelMessage, "channel_message.avsc");
 
@@ -127,6 +204,15 @@ pub struct Fallback {
 }
 
 impl ChannelMessage {
+    pub fn priority(&self) -> Priority {
+        Priority::of(self.priority.as_deref(), &self.category)
+    }
+
+    /// True when the message can no longer be delivered in time.
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now_ms)
+    }
+
     /// The message a push becomes on its fallback channel: SMS text or email from the push's
     /// title and body, same notification id (so each ledger still sends it once).
     pub fn fallback_message(&self) -> Option<(Channel, ChannelMessage)> {
@@ -289,6 +375,14 @@ mod tests {
             }),
             metadata: BTreeMap::from([("trace".into(), "abc".into())]),
             send_at: Some(1_800_000_000_000),
+            priority: Some("high".into()),
+            expires_at: Some(1_800_000_060_000),
+            collapse_key: Some("score".into()),
+            template: Some(TemplateRef {
+                id: "welcome".into(),
+                locale: Some("ko-KR".into()),
+                data: BTreeMap::from([("name".into(), "Ji".into())]),
+            }),
         }
     }
 
@@ -314,6 +408,9 @@ mod tests {
             push: None,
             metadata: BTreeMap::new(),
             fallback: Some(Fallback { channel: "sms".into(), target: "+15551234567".into() }),
+            priority: Some("normal".into()),
+            expires_at: Some(9),
+            collapse_key: Some("k".into()),
         });
     }
 
@@ -338,6 +435,7 @@ mod tests {
             }),
             metadata: BTreeMap::new(),
             fallback: Some(Fallback { channel: "sms".into(), target: "+15551234567".into() }),
+            ..ChannelMessage::default()
         };
         let (channel, sms) = push.fallback_message().unwrap();
         assert_eq!(channel, Channel::Sms);

@@ -37,7 +37,7 @@ fn request() -> NotificationRequest {
         sms: None,
         push: None,
         metadata: BTreeMap::new(),
-        send_at: None,
+        ..NotificationRequest::default()
     }
 }
 
@@ -54,7 +54,7 @@ async fn record_round_trips_in_confluent_framing() {
 /// The current NotificationRequest plus one field with a default: what the next schema
 /// version of a backward-compatible change looks like.
 #[derive(Debug, Serialize, Deserialize)]
-struct RequestWithPriority {
+struct RequestWithTenant {
     notification_id: String,
     accepted_at: i64,
     client_id: Option<String>,
@@ -66,7 +66,7 @@ struct RequestWithPriority {
     sms: Option<herald_schemas::SmsContent>,
     push: Option<herald_schemas::PushContent>,
     metadata: BTreeMap<String, String>,
-    priority: String,
+    tenant: String,
 }
 
 fn schema_with_added_field(field: &str) -> String {
@@ -77,14 +77,12 @@ fn schema_with_added_field(field: &str) -> String {
     json.to_string()
 }
 
-impl Record for RequestWithPriority {
-    const NAME: &'static str = "RequestWithPriority";
+impl Record for RequestWithTenant {
+    const NAME: &'static str = "RequestWithTenant";
     fn schema_json() -> &'static str {
         static JSON: OnceLock<String> = OnceLock::new();
         JSON.get_or_init(|| {
-            schema_with_added_field(
-                r#"{"name": "priority", "type": "string", "default": "normal"}"#,
-            )
+            schema_with_added_field(r#"{"name": "tenant", "type": "string", "default": "main"}"#)
         })
     }
     fn schema() -> &'static Schema {
@@ -100,7 +98,7 @@ async fn v1_record_still_decodes_after_a_field_with_default_is_added() {
 
     // The evolved schema is accepted by the registry under the same subject (BACKWARD)...
     let v1 = request();
-    let v2 = RequestWithPriority {
+    let v2 = RequestWithTenant {
         notification_id: "n-2".into(),
         accepted_at: v1.accepted_at,
         client_id: None,
@@ -112,7 +110,7 @@ async fn v1_record_still_decodes_after_a_field_with_default_is_added() {
         sms: None,
         push: None,
         metadata: BTreeMap::new(),
-        priority: "high".into(),
+        tenant: "eu".into(),
     };
     // A producer built with the new schema is another process with its own codec (the
     // converter caches one schema per subject and encoder).
@@ -121,8 +119,8 @@ async fn v1_record_still_decodes_after_a_field_with_default_is_added() {
     assert_ne!(v1_bytes[1..5], v2_bytes[1..5], "v2 got its own schema id");
 
     // ...and a reader built for it decodes the old record, taking the default.
-    let old: RequestWithPriority = codec.decode(Some(&v1_bytes)).await.unwrap();
-    assert_eq!(old.priority, "normal");
+    let old: RequestWithTenant = codec.decode(Some(&v1_bytes)).await.unwrap();
+    assert_eq!(old.tenant, "main");
     assert_eq!(old.notification_id, request().notification_id);
     assert_eq!(old.email, request().email);
 
@@ -155,7 +153,7 @@ fn every_recorded_schema_version_is_readable_by_the_current_one() {
 async fn registry_rejects_a_field_added_without_default() {
     let (addr, codec) = registry().await;
     codec.encode("t.requests", &request()).await.unwrap();
-    let breaking = schema_with_added_field(r#"{"name": "priority", "type": "string"}"#);
+    let breaking = schema_with_added_field(r#"{"name": "tenant", "type": "string"}"#);
     let response = reqwest_post(addr, "/subjects/t.requests-value/versions", &breaking).await;
     assert_eq!(response.0, 409, "{}", response.1);
 }

@@ -131,20 +131,7 @@ impl ScyllaLedger {
     }
 }
 
-/// The CQL file's statements, with the keyspace filled in.
-pub fn statements(cql: &str, keyspace: &str) -> Vec<String> {
-    let without_comments: String = cql
-        .lines()
-        .map(|line| line.split("--").next().unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n");
-    without_comments
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.replace("{keyspace}", keyspace))
-        .collect()
-}
+pub use herald_runtime::scylla::statements;
 
 impl DeliveryLedger for ScyllaLedger {
     async fn claim(

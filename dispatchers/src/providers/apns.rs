@@ -212,7 +212,10 @@ impl Provider for ApnsProvider {
         Box::pin(async move {
             let payload = Self::payload(message)?;
             let urgent = super::is_urgent(message);
-            let expiration = herald_schemas::now_millis() / 1000 + STORE_FOR_SECS;
+            let expiration = match message.expires_at {
+                Some(at) => at / 1000,
+                None => herald_schemas::now_millis() / 1000 + STORE_FOR_SECS,
+            };
             let url = format!("{}/3/device/{}", self.base, message.target);
             let mut request = self
                 .http
@@ -221,8 +224,7 @@ impl Provider for ApnsProvider {
                 .header("apns-push-type", "alert")
                 .header("apns-priority", if urgent { "10" } else { "5" })
                 .header("apns-expiration", expiration.to_string())
-                // A resend after a crash replaces the first on the device.
-                .header("apns-collapse-id", &message.notification_id)
+                .header("apns-collapse-id", super::collapse_id(message))
                 .header("apns-id", apns_id(message))
                 .header("content-type", "application/json")
                 .body(payload);

@@ -157,16 +157,18 @@ impl FcmProvider {
         if let Some(title) = &push.title {
             notification["title"] = json!(title);
         }
+        let mut android = json!({
+            "priority": if urgent { "HIGH" } else { "NORMAL" },
+            "collapse_key": super::collapse_id(message),
+        });
+        if message.expires_at.is_some() {
+            android["ttl"] = json!(format!("{}s", super::time_to_live_secs(message, 0)));
+        }
         Ok(json!({"message": {
             "token": message.target,
             "notification": notification,
             "data": data,
-            "android": {
-                "priority": if urgent { "HIGH" } else { "NORMAL" },
-                // A resend after a crash replaces the first on the device instead of
-                // showing twice.
-                "collapse_key": message.notification_id,
-            },
+            "android": android,
         }}))
     }
 }

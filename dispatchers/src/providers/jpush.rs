@@ -62,11 +62,11 @@ impl JpushProvider {
             notification["priority"] = json!(if super::is_urgent(message) { 2 } else { 0 });
         }
         let mut options = json!({
-            "time_to_live": self.time_to_live_secs,
+            "time_to_live": super::time_to_live_secs(message, self.time_to_live_secs),
             "apns_production": self.apns_production,
         });
         if platform == "ios" {
-            options["apns_collapse_id"] = json!(message.notification_id);
+            options["apns_collapse_id"] = json!(super::collapse_id(message));
         }
         Ok(json!({
             "platform": [platform],

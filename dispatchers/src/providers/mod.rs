@@ -81,10 +81,25 @@ pub(crate) fn push_content(message: &ChannelMessage) -> Result<&PushContent, Del
     })
 }
 
-/// Security and transactional messages go at the providers' high priority; the rest may be
-/// batched by the provider to save the device's battery.
+/// High priority (explicit, or security and transactional by default) goes out at once; the
+/// rest may be batched by the provider to save the device's battery.
 pub(crate) fn is_urgent(message: &ChannelMessage) -> bool {
-    matches!(message.category.as_str(), "security" | "transactional")
+    message.priority() == herald_schemas::Priority::High
+}
+
+/// How long the provider should keep trying to reach the device: until the message's
+/// `expires_at`, else the provider's configured default.
+pub(crate) fn time_to_live_secs(message: &ChannelMessage, default_secs: u64) -> u64 {
+    match message.expires_at {
+        Some(at) => u64::try_from((at - herald_schemas::now_millis()) / 1_000).unwrap_or(0),
+        None => default_secs,
+    }
+}
+
+/// The device-side collapse identifier: the caller's key, else the notification id, so a
+/// resend after a crash replaces the first on the device instead of showing twice.
+pub(crate) fn collapse_id(message: &ChannelMessage) -> &str {
+    message.collapse_key.as_deref().unwrap_or(&message.notification_id)
 }
 
 #[cfg(test)]
@@ -113,6 +128,7 @@ pub(crate) mod tests_support {
             }),
             metadata: BTreeMap::new(),
             fallback: None,
+            ..ChannelMessage::default()
         }
     }
 }

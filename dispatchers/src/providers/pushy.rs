@@ -54,7 +54,7 @@ impl PushyProvider {
             "to": message.target,
             "data": data,
             "notification": notification,
-            "time_to_live": self.time_to_live_secs,
+            "time_to_live": super::time_to_live_secs(message, self.time_to_live_secs),
         }))
     }
 }

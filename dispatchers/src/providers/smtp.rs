@@ -190,6 +190,7 @@ mod tests {
             push: None,
             metadata: BTreeMap::new(),
             fallback: None,
+            ..ChannelMessage::default()
         }
     }
 

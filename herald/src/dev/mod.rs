@@ -275,6 +275,9 @@ Send a notification:
 
 Then read the delivered email:  curl -s http://{mailbox}/
 
+Or from the demo template "otp" (en, ko, zh), in each user's language:
+  -d '{{"to":[{{"user_id":123456}},{{"user_id":345678}}],"template_id":"otp","data":{{"code":"123456"}},"channels":["sms"]}}'
+
 Demo users: {users}
 "#,
         data = b.data_dir.display(),

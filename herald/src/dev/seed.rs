@@ -1,7 +1,9 @@
 //! Demo users for `herald dev`.
 
 use herald_enricher::directory::Directory;
-use herald_enricher::{Device, DirectoryError, Platform, Preference, SqliteDirectory, User};
+use herald_enricher::{
+    Device, DirectoryError, Platform, Preference, SqliteDirectory, TemplateVariant, User,
+};
 
 /// (user id, what the banner says about it)
 pub const DEMO_USERS: [(&str, &str); 3] = [
@@ -28,8 +30,34 @@ fn user(
     }
 }
 
-/// Adds the demo users unless they are there already.
+/// The demo template `otp`: a sign-in code on every channel, in English (the default),
+/// Korean and Chinese. Variables: `code`.
+fn demo_templates() -> Vec<TemplateVariant> {
+    let variant =
+        |locale: &str, channel: &str, subject: Option<&str>, body: &str| TemplateVariant {
+            template_id: "otp".into(),
+            locale: locale.into(),
+            channel: channel.into(),
+            subject: subject.map(Into::into),
+            title: (channel == "push").then(|| "Herald".into()),
+            body: body.into(),
+            html: (channel == "email").then(|| format!("<p>{body}</p>")),
+        };
+    vec![
+        variant("", "sms", None, "Your sign-in code is {{ code }}"),
+        variant("", "push", None, "Your sign-in code is {{ code }}"),
+        variant("", "email", Some("Your sign-in code"), "Your sign-in code is {{ code }}"),
+        variant("ko", "sms", None, "인증 코드는 {{ code }}입니다"),
+        variant("ko", "push", None, "인증 코드는 {{ code }}입니다"),
+        variant("zh", "sms", None, "您的验证码是 {{ code }}"),
+    ]
+}
+
+/// Adds the demo users unless they are there already, and the demo templates.
 pub async fn demo_users(directory: &SqliteDirectory) -> Result<(), DirectoryError> {
+    for variant in demo_templates() {
+        directory.upsert_template(variant).await?;
+    }
     if directory.user(DEMO_USERS[0].0).await?.is_some() {
         return Ok(());
     }

@@ -2,6 +2,7 @@
 //! registry, the SMTP sink, temporary SQLite stores, and helpers to read topics.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use herald_enricher::Directory as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,198 @@
+//! A read-through cache in front of any directory: users, devices, preferences and templates
+//! are read once per TTL instead of once per request. Bounded in entries; a change made
+//! elsewhere reaches the enricher within the TTL, and a write through this directory (a
+//! dead token, an import) drops what it makes stale at once.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use herald_runtime::metrics;
+use moka::future::Cache;
+use prometheus::IntCounterVec;
+
+use crate::directory::{
+    Device, Directory, DirectoryError, Platform, Preference, TemplateVariant, User,
+};
+
+fn lookups() -> &'static IntCounterVec {
+    static LOOKUPS: OnceLock<IntCounterVec> = OnceLock::new();
+    LOOKUPS.get_or_init(|| {
+        metrics::counter_vec(
+            "herald_directory_cache_lookups_total",
+            "Directory lookups by table and outcome (hit, miss).",
+            &["table", "outcome"],
+        )
+    })
+}
+
+#[derive(Debug)]
+pub struct CachedDirectory<D> {
+    inner: D,
+    users: Cache<String, Option<User>>,
+    devices: Cache<String, Vec<Device>>,
+    preferences: Cache<String, Vec<Preference>>,
+    templates: Cache<String, Vec<TemplateVariant>>,
+}
+
+impl<D: Directory> CachedDirectory<D> {
+    /// Each table keeps at most `max_entries` keys for at most `ttl`.
+    pub fn new(inner: D, ttl: Duration, max_entries: u64) -> Self {
+        fn cache<V: Clone + Send + Sync + 'static>(ttl: Duration, max: u64) -> Cache<String, V> {
+            Cache::builder().time_to_live(ttl).max_capacity(max).build()
+        }
+        Self {
+            inner,
+            users: cache(ttl, max_entries),
+            devices: cache(ttl, max_entries),
+            preferences: cache(ttl, max_entries),
+            templates: cache(ttl, max_entries),
+        }
+    }
+
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+}
+
+/// The cached value of `key`, or `load`'s, stored; concurrent misses of one key load once.
+async fn read_through<V, F>(
+    cache: &Cache<String, V>,
+    table: &str,
+    key: &str,
+    load: F,
+) -> Result<V, DirectoryError>
+where
+    V: Clone + Send + Sync + 'static,
+    F: Future<Output = Result<V, DirectoryError>>,
+{
+    let mut loaded = false;
+    let value = cache
+        .try_get_with_by_ref(key, async {
+            loaded = true;
+            load.await
+        })
+        .await
+        .map_err(|e| (*e).clone())?;
+    let outcome = if loaded { "miss" } else { "hit" };
+    lookups().with_label_values(&[table, outcome]).inc();
+    Ok(value)
+}
+
+impl<D: Directory> Directory for CachedDirectory<D> {
+    async fn upsert_user(&self, user: User) -> Result<(), DirectoryError> {
+        let key = user.user_id.clone();
+        self.inner.upsert_user(user).await?;
+        self.users.invalidate(&key).await;
+        Ok(())
+    }
+
+    async fn upsert_device(&self, user_id: &str, device: Device) -> Result<(), DirectoryError> {
+        self.inner.upsert_device(user_id, device).await?;
+        self.devices.invalidate(user_id).await;
+        Ok(())
+    }
+
+    async fn set_preference(
+        &self,
+        user_id: &str,
+        preference: Preference,
+    ) -> Result<(), DirectoryError> {
+        self.inner.set_preference(user_id, preference).await?;
+        self.preferences.invalidate(user_id).await;
+        Ok(())
+    }
+
+    async fn upsert_template(&self, variant: TemplateVariant) -> Result<(), DirectoryError> {
+        let key = variant.template_id.clone();
+        self.inner.upsert_template(variant).await?;
+        self.templates.invalidate(&key).await;
+        Ok(())
+    }
+
+    async fn user(&self, user_id: &str) -> Result<Option<User>, DirectoryError> {
+        read_through(&self.users, "users", user_id, self.inner.user(user_id)).await
+    }
+
+    async fn devices(&self, user_id: &str) -> Result<Vec<Device>, DirectoryError> {
+        read_through(&self.devices, "devices", user_id, self.inner.devices(user_id)).await
+    }
+
+    async fn preferences(&self, user_id: &str) -> Result<Vec<Preference>, DirectoryError> {
+        let load = self.inner.preferences(user_id);
+        read_through(&self.preferences, "preferences", user_id, load).await
+    }
+
+    async fn template(&self, template_id: &str) -> Result<Vec<TemplateVariant>, DirectoryError> {
+        let load = self.inner.template(template_id);
+        read_through(&self.templates, "templates", template_id, load).await
+    }
+
+    async fn deactivate_token(
+        &self,
+        platform: Platform,
+        token: &str,
+    ) -> Result<u64, DirectoryError> {
+        let changed = self.inner.deactivate_token(platform, token).await?;
+        if changed > 0 {
+            // The token's owners are not known here; dead tokens are rare enough to drop
+            // every cached device list rather than keep targeting a dead one for a TTL.
+            self.devices.invalidate_all();
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SqliteDirectory;
+
+    fn user(id: &str, email: &str) -> User {
+        User {
+            user_id: id.into(),
+            email: Some(email.into()),
+            phone: None,
+            locale: None,
+            timezone: None,
+            region: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_are_served_from_the_cache_until_the_ttl_or_a_write_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let cached = CachedDirectory::new(
+            SqliteDirectory::open(&path).unwrap(),
+            Duration::from_millis(300),
+            100,
+        );
+        // Another process writing the same store, behind the cache's back.
+        let elsewhere = SqliteDirectory::open(&path).unwrap();
+        cached.upsert_user(user("u", "old@example.com")).await.unwrap();
+        assert_eq!(
+            cached.user("u").await.unwrap().unwrap().email.as_deref(),
+            Some("old@example.com")
+        );
+
+        elsewhere.upsert_user(user("u", "new@example.com")).await.unwrap();
+        assert_eq!(
+            cached.user("u").await.unwrap().unwrap().email.as_deref(),
+            Some("old@example.com"),
+            "served from the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            cached.user("u").await.unwrap().unwrap().email.as_deref(),
+            Some("new@example.com"),
+            "reaches the cache within the TTL"
+        );
+        cached.upsert_user(user("u", "mine@example.com")).await.unwrap();
+        assert_eq!(
+            cached.user("u").await.unwrap().unwrap().email.as_deref(),
+            Some("mine@example.com"),
+            "a write through the cache is seen at once"
+        );
+        assert_eq!(cached.user("ghost").await.unwrap(), None, "absence is cached too");
+    }
+}

@@ -1,0 +1,144 @@
+//! One contract for every directory, written once: it runs against SQLite always and against
+//! ScyllaDB when `HERALD_SCYLLA_URI` names a node (see README, "ScyllaDB").
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use herald_enricher::scylla_directory::ScyllaDirectory;
+use herald_enricher::{
+    Device, Directory, Platform, Preference, SqliteDirectory, TemplateVariant, User,
+};
+use herald_runtime::scylla::ScyllaConfig;
+
+/// Unique per run: a shared ScyllaDB keeps rows between runs.
+fn unique(name: &str) -> String {
+    format!("{name}-{}", uuid::Uuid::now_v7())
+}
+
+async fn contract<D: Directory>(directory: &D) {
+    users_read_back_and_upserts_replace(directory).await;
+    devices_and_preferences_belong_to_their_user(directory).await;
+    a_dead_token_deactivates_only_the_devices_that_still_carry_it(directory).await;
+    a_template_is_read_whole_every_locale_and_channel(directory).await;
+}
+
+async fn users_read_back_and_upserts_replace<D: Directory>(directory: &D) {
+    let mut user = User {
+        user_id: unique("u"),
+        email: Some("u1@example.com".into()),
+        phone: Some("+14155550100".into()),
+        locale: Some("en-US".into()),
+        timezone: Some("America/New_York".into()),
+        region: Some("US".into()),
+    };
+    directory.upsert_user(user.clone()).await.unwrap();
+    assert_eq!(directory.user(&user.user_id).await.unwrap(), Some(user.clone()));
+    user.email = None;
+    user.region = Some("CN".into());
+    directory.upsert_user(user.clone()).await.unwrap();
+    directory.upsert_user(user.clone()).await.unwrap();
+    assert_eq!(directory.user(&user.user_id).await.unwrap(), Some(user), "last write wins");
+    assert_eq!(directory.user(&unique("nobody")).await.unwrap(), None);
+}
+
+async fn devices_and_preferences_belong_to_their_user<D: Directory>(directory: &D) {
+    let (owner, other) = (unique("owner"), unique("other"));
+    let device = Device {
+        device_id: "phone".into(),
+        platform: Platform::Ios,
+        token: unique("tok"),
+        app_id: Some("com.example".into()),
+        active: true,
+    };
+    directory.upsert_device(&owner, device.clone()).await.unwrap();
+    directory.upsert_device(&owner, device.clone()).await.unwrap();
+    assert_eq!(directory.devices(&owner).await.unwrap(), vec![device]);
+    assert!(directory.devices(&other).await.unwrap().is_empty());
+
+    let opt_out =
+        Preference { category: "marketing".into(), channel: "email".into(), opted_in: false };
+    directory.set_preference(&owner, opt_out.clone()).await.unwrap();
+    assert_eq!(directory.preferences(&owner).await.unwrap(), vec![opt_out.clone()]);
+    let opt_in = Preference { opted_in: true, ..opt_out };
+    directory.set_preference(&owner, opt_in.clone()).await.unwrap();
+    assert_eq!(directory.preferences(&owner).await.unwrap(), vec![opt_in]);
+    assert!(directory.preferences(&other).await.unwrap().is_empty());
+}
+
+async fn a_dead_token_deactivates_only_the_devices_that_still_carry_it<D: Directory>(
+    directory: &D,
+) {
+    let user = unique("dead");
+    let dead = unique("dead-token");
+    let device = |id: &str, platform, token: &str| Device {
+        device_id: id.into(),
+        platform,
+        token: token.into(),
+        app_id: None,
+        active: true,
+    };
+    directory.upsert_device(&user, device("ios", Platform::Ios, &dead)).await.unwrap();
+    directory.upsert_device(&user, device("android", Platform::Android, &dead)).await.unwrap();
+    // A device whose token was refreshed no longer carries the dead one.
+    let refreshed = unique("fresh-token");
+    directory.upsert_device(&user, device("old", Platform::Ios, &dead)).await.unwrap();
+    directory.upsert_device(&user, device("old", Platform::Ios, &refreshed)).await.unwrap();
+
+    assert_eq!(directory.deactivate_token(Platform::Ios, &dead).await.unwrap(), 1);
+    assert_eq!(directory.deactivate_token(Platform::Ios, &dead).await.unwrap(), 0, "once");
+    let active: Vec<(String, bool)> = directory
+        .devices(&user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.device_id, d.active))
+        .collect();
+    assert_eq!(
+        active,
+        vec![("android".into(), true), ("ios".into(), false), ("old".into(), true)],
+        "other platform and refreshed device untouched"
+    );
+}
+
+async fn a_template_is_read_whole_every_locale_and_channel<D: Directory>(directory: &D) {
+    let id = unique("tpl");
+    let variant = |locale: &str, channel: &str, body: &str| TemplateVariant {
+        template_id: id.clone(),
+        locale: locale.into(),
+        channel: channel.into(),
+        subject: (channel == "email").then(|| "Hi".into()),
+        title: None,
+        body: body.into(),
+        html: (channel == "email").then(|| "<p>Hi</p>".into()),
+    };
+    for v in
+        [variant("", "sms", "old"), variant("", "sms", "{{ code }}"), variant("ko", "email", "x")]
+    {
+        directory.upsert_template(v).await.unwrap();
+    }
+    let mut read = directory.template(&id).await.unwrap();
+    read.sort_by(|a, b| (&a.locale, &a.channel).cmp(&(&b.locale, &b.channel)));
+    assert_eq!(read, vec![variant("", "sms", "{{ code }}"), variant("ko", "email", "x")]);
+    assert!(directory.template(&unique("none")).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_directory_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let directory = SqliteDirectory::open(dir.path().join("directory.db")).unwrap();
+    contract(&directory).await;
+}
+
+#[tokio::test]
+async fn scylla_directory_keeps_the_contract() {
+    let Some(config) = ScyllaConfig::from_test_env() else {
+        eprintln!(
+            "HERALD_SCYLLA_URI is not set: skipping the ScyllaDB run of the directory contract"
+        );
+        return;
+    };
+    let config = ScyllaConfig { keyspace: "herald_contract".into(), ..config };
+    let session = config.connect_creating_keyspace().await.unwrap();
+    let keyspace = config.keyspace.as_str();
+    ScyllaDirectory::create_tables(&session, keyspace).await.unwrap();
+    let directory = ScyllaDirectory::new(session, keyspace).await.unwrap();
+    contract(&directory).await;
+}

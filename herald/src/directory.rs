@@ -1,0 +1,255 @@
+//! `herald directory import`: users, devices, preferences and templates from JSON lines into
+//! the enricher's directory. Every line is an upsert keyed like its table, so a re-run of the
+//! same file changes nothing; a line that is not valid is reported with its number and skipped.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use herald_enricher::scylla_directory::ScyllaDirectory;
+use herald_enricher::templates::Renderer;
+use herald_enricher::{
+    Device, Directory, DirectoryBackend, Platform, Preference, SqliteDirectory, TemplateVariant,
+    User,
+};
+
+use crate::config::HeraldConfig;
+use serde::Deserialize;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DirectoryCommand {
+    /// Load JSON lines, one record each, tagged by "kind": user, device, preference, template.
+    ///
+    /// {"kind":"user","user_id":"1","email":"a@example.com","phone":"+14155550100","locale":"en-US","timezone":"America/New_York","region":"US"}
+    /// {"kind":"device","user_id":"1","device_id":"phone","platform":"ios","token":"<64 hex>","app_id":"com.example.app"}
+    /// {"kind":"preference","user_id":"1","category":"marketing","channel":"email","opted_in":false}
+    /// {"kind":"template","template_id":"otp","locale":"ko","channel":"sms","body":"인증 코드 {{ code }}"}
+    Import {
+        /// The file to load.
+        #[arg(long)]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum Line {
+    User {
+        user_id: String,
+        #[serde(default)]
+        email: Option<String>,
+        #[serde(default)]
+        phone: Option<String>,
+        #[serde(default)]
+        locale: Option<String>,
+        #[serde(default)]
+        timezone: Option<String>,
+        #[serde(default)]
+        region: Option<String>,
+    },
+    Device {
+        user_id: String,
+        device_id: String,
+        platform: String,
+        token: String,
+        #[serde(default)]
+        app_id: Option<String>,
+        #[serde(default = "active_by_default")]
+        active: bool,
+    },
+    Preference {
+        user_id: String,
+        category: String,
+        channel: String,
+        opted_in: bool,
+    },
+    Template {
+        template_id: String,
+        /// Empty or absent: the template's default, used when no translation matches.
+        #[serde(default)]
+        locale: String,
+        channel: String,
+        #[serde(default)]
+        subject: Option<String>,
+        #[serde(default)]
+        title: Option<String>,
+        body: String,
+        #[serde(default)]
+        html: Option<String>,
+    },
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    pub users: usize,
+    pub devices: usize,
+    pub preferences: usize,
+    pub templates: usize,
+    /// Line number (from 1) and why it was skipped.
+    pub refused: Vec<(usize, String)>,
+}
+
+impl ImportReport {
+    pub fn summary(&self) -> String {
+        format!(
+            "imported {} user(s), {} device(s), {} preference(s), {} template variant(s); skipped {}",
+            self.users,
+            self.devices,
+            self.preferences,
+            self.templates,
+            self.refused.len()
+        )
+    }
+}
+
+/// What one line asks the directory to hold.
+enum Row {
+    User(User),
+    Device(String, Device),
+    Preference(String, Preference),
+    Template(TemplateVariant),
+}
+
+fn parse_line(line: &str, renderer: &Renderer) -> Result<Row, String> {
+    let line: Line = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    match line {
+        Line::User { user_id, email, phone, locale, timezone, region } => {
+            if user_id.is_empty() {
+                return Err("user_id must not be empty".into());
+            }
+            if let Some(email) = &email {
+                email
+                    .parse::<email_address::EmailAddress>()
+                    .map_err(|e| format!("email {email:?}: {e}"))?;
+            }
+            if let Some(phone) = phone.as_deref().filter(|p| !herald_ingest::request::is_e164(p)) {
+                return Err(format!("phone {phone:?} is not E.164 (e.g. +14155550100)"));
+            }
+            Ok(Row::User(User { user_id, email, phone, locale, timezone, region }))
+        }
+        Line::Device { user_id, device_id, platform, token, app_id, active } => {
+            if let Some(reason) = herald_ingest::request::device_token_error(&platform, &token) {
+                return Err(reason);
+            }
+            let platform: Platform = platform.parse()?;
+            Ok(Row::Device(user_id, Device { device_id, platform, token, app_id, active }))
+        }
+        Line::Preference { user_id, category, channel, opted_in } => {
+            if !["email", "sms", "push"].contains(&channel.as_str()) {
+                return Err(format!("unknown channel {channel:?}: use email, sms or push"));
+            }
+            Ok(Row::Preference(user_id, Preference { category, channel, opted_in }))
+        }
+        Line::Template { template_id, locale, channel, subject, title, body, html } => {
+            let variant =
+                TemplateVariant { template_id, locale, channel, subject, title, body, html };
+            renderer.check(&variant).map_err(|e| e.to_string())?;
+            Ok(Row::Template(variant))
+        }
+    }
+}
+
+/// Imports into the directory the configuration names (SQLite or ScyllaDB).
+pub async fn import_configured(
+    config: &HeraldConfig,
+    file: &Path,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<ImportReport> {
+    let enricher = &config.enricher;
+    match enricher.directory_backend {
+        DirectoryBackend::Sqlite => {
+            let directory = SqliteDirectory::open(&enricher.directory_path)
+                .with_context(|| format!("opening {}", enricher.directory_path.display()))?;
+            import(&directory, file, progress).await
+        }
+        DirectoryBackend::Scylla => {
+            let directory =
+                ScyllaDirectory::connect(&enricher.scylla).await.context("ScyllaDB directory")?;
+            import(&directory, file, progress).await
+        }
+    }
+}
+
+pub async fn import<D: Directory>(
+    directory: &D,
+    file: &Path,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<ImportReport> {
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+    );
+    let renderer = Renderer::default();
+    let mut report = ImportReport::default();
+    for (index, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("reading line {}", index + 1))?;
+        progress.inc(line.len() as u64 + 1);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row = match parse_line(&line, &renderer) {
+            Ok(row) => row,
+            Err(reason) => {
+                report.refused.push((index + 1, reason));
+                continue;
+            }
+        };
+        let written = match row {
+            Row::User(user) => directory.upsert_user(user).await.map(|()| &mut report.users),
+            Row::Device(user_id, device) => {
+                directory.upsert_device(&user_id, device).await.map(|()| &mut report.devices)
+            }
+            Row::Preference(user_id, preference) => directory
+                .set_preference(&user_id, preference)
+                .await
+                .map(|()| &mut report.preferences),
+            Row::Template(variant) => {
+                directory.upsert_template(variant).await.map(|()| &mut report.templates)
+            }
+        };
+        *written.with_context(|| format!("writing line {}", index + 1))? += 1;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(line: &str) -> String {
+        match parse_line(line, &Renderer::default()) {
+            Ok(_) => panic!("accepted {line}"),
+            Err(reason) => reason,
+        }
+    }
+
+    #[test]
+    fn each_kind_is_checked_before_it_is_written() {
+        let renderer = Renderer::default();
+        for ok in [
+            r#"{"kind":"user","user_id":"1","email":"a@example.com","phone":"+14155550100"}"#,
+            r#"{"kind":"device","user_id":"1","device_id":"p","platform":"android","token":"fcm-token-1"}"#,
+            r#"{"kind":"preference","user_id":"1","category":"marketing","channel":"sms","opted_in":false}"#,
+            r#"{"kind":"template","template_id":"otp","channel":"sms","body":"{{ code }}"}"#,
+        ] {
+            assert!(parse_line(ok, &renderer).is_ok(), "{ok}");
+        }
+        assert!(refused(r#"{"kind":"user","user_id":"1","phone":"555"}"#).contains("E.164"));
+        assert!(refused(r#"{"kind":"user","user_id":"1","email":"nope"}"#).contains("email"));
+        assert!(
+            refused(
+                r#"{"kind":"device","user_id":"1","device_id":"p","platform":"ios","token":"xyz"}"#
+            )
+            .contains("hex")
+        );
+        assert!(
+            refused(r#"{"kind":"template","template_id":"t","channel":"sms","body":"{{ x"}"#)
+                .contains("syntax")
+        );
+        assert!(refused(r#"{"kind":"group","id":"1"}"#).contains("unknown variant"));
+        assert!(refused(r#"{"kind":"user","user_id":"1","nick":"x"}"#).contains("unknown field"));
+    }
+}

@@ -1,0 +1,63 @@
+//! `herald directory import`: JSON lines into the enricher's directory, checked line by line,
+//! idempotent on re-run, and used by the pipeline right away.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use herald_enricher::Directory as _;
+use support::{TestEnv, herald_command};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+const FILE: &str = r#"{"kind":"user","user_id":"imp-1","email":"imported@example.com","phone":"+821012345678","locale":"ko-KR","region":"KR"}
+{"kind":"device","user_id":"imp-1","device_id":"phone","platform":"android","token":"fcm-imported-token","app_id":"com.example.app"}
+{"kind":"preference","user_id":"imp-1","category":"marketing","channel":"sms","opted_in":false}
+{"kind":"user","user_id":"imp-2","phone":"12345"}
+
+{"kind":"template","template_id":"welcome","locale":"","channel":"email","subject":"Welcome {{ name }}","body":"Hello {{ name }}"}
+{"kind":"template","template_id":"welcome","locale":"ko","channel":"email","subject":"환영합니다 {{ name }}","body":"안녕하세요 {{ name }}"}
+{"kind":"template","template_id":"broken","locale":"","channel":"sms","body":"{{ name"}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_lines_are_checked_idempotent_and_used_by_the_pipeline() {
+    let env = TestEnv::start().await;
+    let file = env.dir.path().join("directory.jsonl");
+    std::fs::write(&file, FILE).unwrap();
+    let import = || {
+        herald_command(&env)
+            .args(["directory", "import", "--file", file.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let first = import();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&first.stderr));
+    assert!(!first.status.success(), "bad lines make the exit non-zero");
+    assert!(
+        stdout
+            .contains("1 user(s), 1 device(s), 1 preference(s), 2 template variant(s); skipped 2"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("line 4: phone \"12345\" is not E.164"), "{stderr}");
+    assert!(stderr.contains("line 8: ") && stderr.contains("syntax"), "{stderr}");
+
+    let again = import();
+    assert_eq!(String::from_utf8_lossy(&again.stdout), stdout, "a re-run does the same");
+    let directory = env.directory();
+    assert_eq!(directory.devices("imp-1").await.unwrap().len(), 1, "upserted, not duplicated");
+    assert_eq!(directory.template("welcome").await.unwrap().len(), 2);
+    assert_eq!(directory.user("imp-2").await.unwrap(), None);
+
+    let pipeline = env.pipeline().await;
+    let body = serde_json::json!({
+        "to": [{"user_id": "imp-1"}], "template_id": "welcome", "data": {"name": "Ji"},
+    });
+    let (status, answer) = pipeline.post(Some(&env.api_key()), &body.to_string()).await;
+    assert_eq!(status, 202, "{answer}");
+    let mail = env.mail.wait_for(WAIT, |m| m.to == ["imported@example.com"]).await.expect("mail");
+    assert!(mail.header("Subject").unwrap().starts_with("=?utf-8?"), "the ko subject");
+    pipeline.stop().await;
+}
