@@ -228,7 +228,7 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
                     return self.poison(record, &reason).await;
                 }
             };
-            let slot = provider.slot().await;
+            let slot = provider.slot(message.lane()).await;
             // The provider may have been taken out while this waited for its slot.
             if probe || provider.is_healthy() {
                 break (provider, slot);

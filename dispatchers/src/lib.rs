@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::{AvroProducer, ConsumerSpec, DeadLetters, consumer};
-use herald_schemas::Channel;
+use herald_schemas::{Channel, Lane};
 use tokio_util::sync::CancellationToken;
 
 pub use config::DispatchConfig;
@@ -23,13 +23,21 @@ pub use ledger::DeliveryLedger;
 pub use providers::registry::Routes;
 pub use providers::{DeliveryError, Provider, Sent};
 
-/// Consumer group of a channel's dispatchers.
+/// Consumer group of a channel's dispatchers (its urgent lane and the retry tiers).
 pub fn group(channel: Channel) -> String {
     format!("herald-dispatch-{channel}")
 }
 
-/// Runs the dispatcher of `setup.channel` until `shutdown` is cancelled: it consumes the
-/// channel topic and every retry tier of the channel.
+/// Consumer group of one lane of a channel's dispatchers.
+pub fn lane_group(channel: Channel, lane: Lane) -> String {
+    match lane {
+        Lane::Urgent => group(channel),
+        Lane::Bulk => format!("herald-dispatch-{channel}-bulk"),
+    }
+}
+
+/// Runs the dispatcher of `setup.channel` until `shutdown` is cancelled: it consumes both
+/// lanes' channel topics and every retry tier of the channel.
 pub async fn run<L: DeliveryLedger>(
     kafka: &KafkaConfig,
     setup: DispatchSetup,
@@ -38,13 +46,27 @@ pub async fn run<L: DeliveryLedger>(
     output: AvroProducer,
     shutdown: CancellationToken,
 ) -> Result<(), consumer::ConsumerError> {
-    let group = group(setup.channel);
-    let topics = &setup.topics;
-    let dead_letters = DeadLetters::new(output.producer().clone(), topics.dlq(), group.clone());
-    let mut inputs = vec![topics.channel(setup.channel)];
-    inputs.extend((1..=setup.retry.tiers()).map(|tier| topics.retry(setup.channel, tier)));
-    let spec = ConsumerSpec { group_id: group.clone(), topics: inputs, client_id: group };
-    let handler =
-        Arc::new(handler::DispatchHandler::new(setup, routes, ledger, output, dead_letters));
-    consumer::run(kafka, spec, handler, shutdown).await
+    // One consumer group per lane, sharing the providers (and so their limits and
+    // breakers): a bulk backlog never queues in front of an urgent message. Retries of
+    // both lanes come due in the urgent group's tiers, off both lanes' main path.
+    let lane = |lane: Lane| {
+        let group = lane_group(setup.channel, lane);
+        let topics = &setup.topics;
+        let dead_letters = DeadLetters::new(output.producer().clone(), topics.dlq(), &group);
+        let mut inputs = vec![topics.channel_in(setup.channel, lane)];
+        if lane == Lane::Urgent {
+            inputs.extend((1..=setup.retry.tiers()).map(|tier| topics.retry(setup.channel, tier)));
+        }
+        let spec = ConsumerSpec { group_id: group.clone(), topics: inputs, client_id: group };
+        let handler = Arc::new(handler::DispatchHandler::new(
+            setup.clone(),
+            routes.clone(),
+            Arc::clone(&ledger),
+            output.clone(),
+            dead_letters,
+        ));
+        consumer::run(kafka, spec, handler, shutdown.clone())
+    };
+    let (urgent, bulk) = tokio::join!(lane(Lane::Urgent), lane(Lane::Bulk));
+    urgent.and(bulk)
 }

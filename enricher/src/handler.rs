@@ -72,7 +72,7 @@ impl<D: Directory> EnrichHandler<D> {
                 key: headers::NOTIFICATION_ID,
                 value: Some(message.notification_id.as_str()),
             });
-            let topic = self.topics.channel(*channel);
+            let topic = self.topics.channel_in(*channel, message.lane());
             acks.push(
                 self.output
                     .enqueue(&topic, &message.target, message, Some(headers))

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::{AvroProducer, ConsumerSpec, DeadLetters, consumer};
+use herald_schemas::Lane;
 use tokio_util::sync::CancellationToken;
 
 pub use cache::CachedDirectory;
@@ -47,21 +48,14 @@ pub async fn run<D: Directory>(
     let topics = kafka.topics();
     let producer = output.producer().clone();
     let codec = output.codec_handle();
-    let fan_out = {
-        let dead_letters = DeadLetters::new(producer.clone(), topics.dlq(), GROUP);
-        let handler = Arc::new(handler::EnrichHandler::new(
-            Arc::clone(&directory),
-            output,
-            dead_letters,
-            (topics.clone(), rules),
-        ));
-        let spec = ConsumerSpec {
-            group_id: GROUP.into(),
-            topics: vec![topics.requests()],
-            client_id: GROUP.into(),
-        };
-        consumer::run(kafka, spec, handler, shutdown.clone())
-    };
+    // One consumer group per lane: a backlog of bulk requests never queues in front of an
+    // urgent one, in the broker or in this process.
+    let fan_out = fan_out_lanes(
+        kafka,
+        topics.clone(),
+        (Arc::clone(&directory), output, rules),
+        shutdown.clone(),
+    );
     let updates = {
         let dead_letters = DeadLetters::new(producer.clone(), topics.dlq(), DIRECTORY_GROUP);
         let handler = Arc::new(directory_updates::DirectoryUpdates::new(
@@ -89,4 +83,39 @@ pub async fn run<D: Directory>(
     };
     let (fan_out, updates, schedule) = tokio::join!(fan_out, updates, schedule);
     fan_out.and(updates).and(schedule)
+}
+
+/// The consumer group fanning out one lane's requests.
+pub fn group(lane: Lane) -> String {
+    match lane {
+        Lane::Urgent => GROUP.to_owned(),
+        Lane::Bulk => format!("{GROUP}-bulk"),
+    }
+}
+
+/// Both lanes' fan-out consumers, run together until `shutdown`.
+async fn fan_out_lanes<D: Directory>(
+    kafka: &KafkaConfig,
+    topics: herald_schemas::Topics,
+    (directory, output, rules): (Arc<D>, AvroProducer, Rules),
+    shutdown: CancellationToken,
+) -> Result<(), consumer::ConsumerError> {
+    let lane = |lane: Lane| {
+        let group = group(lane);
+        let dead_letters = DeadLetters::new(output.producer().clone(), topics.dlq(), &group);
+        let handler = Arc::new(handler::EnrichHandler::new(
+            Arc::clone(&directory),
+            output.clone(),
+            dead_letters,
+            (topics.clone(), rules.clone()),
+        ));
+        let spec = ConsumerSpec {
+            group_id: group.clone(),
+            topics: vec![topics.requests_in(lane)],
+            client_id: group,
+        };
+        consumer::run(kafka, spec, handler, shutdown.clone())
+    };
+    let (urgent, bulk) = tokio::join!(lane(Lane::Urgent), lane(Lane::Bulk));
+    urgent.and(bulk)
 }

@@ -10,7 +10,7 @@ use herald_runtime::kafka::{
     DeadLetters, Handler, HandlerError, Header, Headers, Message, OwnedHeaders, OwnedMessage,
     Producer,
 };
-use herald_schemas::{AvroCodec, NotificationRequest, Topics, delay_stop, headers};
+use herald_schemas::{AvroCodec, Lane, NotificationRequest, Topics, delay_stop, headers};
 
 pub(crate) struct Scheduler {
     codec: Arc<AvroCodec>,
@@ -30,12 +30,17 @@ impl Scheduler {
     }
 }
 
-/// Where a request due at `send_at` goes at `now`, and when it is due there. Never early:
-/// the last wait is in the shortest tier, due at `send_at` itself.
-pub(crate) fn next_stop(topics: &Topics, send_at: i64, now: i64) -> (String, Option<i64>) {
+/// Where a request due at `send_at` goes at `now`, and when it is due there: a shorter
+/// delay tier, or its lane's requests topic. Never early: the last wait is in the shortest
+/// tier, due at `send_at` itself.
+pub(crate) fn next_stop(
+    topics: &Topics,
+    (send_at, lane): (i64, Lane),
+    now: i64,
+) -> (String, Option<i64>) {
     match delay_stop(send_at, now) {
         Some((tier, due_at)) => (topics.delay(tier), Some(due_at)),
-        None => (topics.requests(), None),
+        None => (topics.requests_in(lane), None),
     }
 }
 
@@ -47,7 +52,8 @@ impl Handler for Scheduler {
             .await?;
         let Some(request) = decoded else { return Ok(()) };
         let now = herald_schemas::now_millis();
-        let (topic, due_at) = next_stop(&self.topics, request.send_at.unwrap_or(now), now);
+        let stop = (request.send_at.unwrap_or(now), request.lane());
+        let (topic, due_at) = next_stop(&self.topics, stop, now);
         let mut onward = OwnedHeaders::new();
         if let Some(original) = record.headers() {
             for h in original.iter().filter(|h| h.key != headers::DUE_AT) {
@@ -75,16 +81,29 @@ mod tests {
     fn a_request_hops_down_the_tiers_and_leaves_within_a_second_of_its_time() {
         let topics = Topics::default();
         let at = 1_000_000;
+        let urgent = |send_at| (send_at, Lane::Urgent);
         assert_eq!(
-            next_stop(&topics, at + 90_000, at),
+            next_stop(&topics, urgent(at + 90_000), at),
             ("herald.delay.1m".into(), Some(at + 60_000))
         );
         assert_eq!(
-            next_stop(&topics, at + 5_500, at),
+            next_stop(&topics, urgent(at + 5_500), at),
             ("herald.delay.1s".into(), Some(at + 1_000))
         );
-        assert_eq!(next_stop(&topics, at + 400, at), ("herald.delay.1s".into(), Some(at + 400)));
-        assert_eq!(next_stop(&topics, at, at), ("herald.requests".into(), None));
-        assert_eq!(next_stop(&topics, at - 5, at), ("herald.requests".into(), None), "late: now");
+        assert_eq!(
+            next_stop(&topics, urgent(at + 400), at),
+            ("herald.delay.1s".into(), Some(at + 400))
+        );
+        assert_eq!(next_stop(&topics, urgent(at), at), ("herald.requests".into(), None));
+        assert_eq!(
+            next_stop(&topics, urgent(at - 5), at),
+            ("herald.requests".into(), None),
+            "late: now"
+        );
+        assert_eq!(
+            next_stop(&topics, (at, Lane::Bulk), at),
+            ("herald.requests.bulk".into(), None),
+            "released into its lane"
+        );
     }
 }

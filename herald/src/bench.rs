@@ -324,7 +324,7 @@ async fn provider_layer(
                     break;
                 }
                 let message = message(provider, i);
-                let _slot = handle.slot().await;
+                let _slot = handle.slot(herald_schemas::Lane::Urgent).await;
                 let sent_at = Instant::now();
                 match handle.send(&message).await {
                     Ok(_) => latencies.push(sent_at.elapsed().as_secs_f64() * 1000.0),

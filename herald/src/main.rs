@@ -39,9 +39,9 @@ enum Command {
     },
     /// Serve the send API.
     Ingest,
-    /// Run the enricher (consumer group herald-enricher).
+    /// Run the enricher (consumer groups herald-enricher and herald-enricher-bulk).
     Enrich,
-    /// Run a channel's dispatcher (consumer group herald-dispatch-<channel>).
+    /// Run a channel's dispatcher (consumer groups herald-dispatch-<channel>[-bulk]).
     Dispatch {
         #[arg(long)]
         channel: Channel,

@@ -72,7 +72,7 @@ pub async fn run(
         std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
     );
     let output = roles::output(config, "herald-produce")?;
-    let topic = config.kafka.topics().requests();
+    let topics = config.kafka.topics();
     let mut report = ProduceReport::default();
     let mut acks = Vec::new();
     for (index, line) in reader.lines().enumerate() {
@@ -92,7 +92,7 @@ pub async fn run(
             Header { key: headers::NOTIFICATION_ID, value: Some(request.notification_id.as_str()) };
         let ack = output
             .enqueue(
-                &topic,
+                &topics.requests_in(request.lane()),
                 request.partition_key(),
                 &request,
                 Some(OwnedHeaders::new().insert(id)),

@@ -177,7 +177,6 @@ async fn accept(
     }
 
     let started = Instant::now();
-    let requests_topic = shared.topics.requests();
     let delay_topic = |tier| shared.topics.delay(tier);
     let events_topic = shared.topics.events();
     let mut acks = Vec::with_capacity(requests.len() * 2);
@@ -205,7 +204,10 @@ async fn accept(
                 let due = Header { key: headers::DUE_AT, value: Some(due_at.as_str()) };
                 record_headers = record_headers.insert(due);
             }
-            let topic = stop.map_or_else(|| requests_topic.clone(), |(tier, _)| delay_topic(tier));
+            let topic = stop.map_or_else(
+                || shared.topics.requests_in(request.lane()),
+                |(tier, _)| delay_topic(tier),
+            );
             let request_ack =
                 shared.output.enqueue(&topic, key, request, Some(record_headers)).await?;
             let event_ack =

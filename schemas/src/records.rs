@@ -170,6 +170,11 @@ impl NotificationRequest {
     pub fn is_expired(&self, now_ms: i64) -> bool {
         self.expires_at.is_some_and(|at| at <= now_ms)
     }
+
+    /// The lane it travels in: by explicit priority, else by category.
+    pub fn lane(&self) -> crate::Lane {
+        crate::Lane::of(Priority::of(self.priority.as_deref(), &self.category))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -206,6 +211,10 @@ pub struct Fallback {
 impl ChannelMessage {
     pub fn priority(&self) -> Priority {
         Priority::of(self.priority.as_deref(), &self.category)
+    }
+
+    pub fn lane(&self) -> crate::Lane {
+        crate::Lane::of(self.priority())
     }
 
     /// True when the message can no longer be delivered in time.

@@ -58,6 +58,44 @@ impl FromStr for Channel {
     }
 }
 
+/// Traffic kept apart end to end so that a marketing blast never delays a sign-in code:
+/// each lane has its own request and channel topics and its own consumer groups, so neither
+/// waits in the other's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// High priority: security codes, transactional messages (the default lane).
+    Urgent,
+    /// Normal priority: marketing, digests, anything that can wait its turn.
+    Bulk,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 2] = [Lane::Urgent, Lane::Bulk];
+
+    pub fn of(priority: crate::Priority) -> Self {
+        match priority {
+            crate::Priority::High => Lane::Urgent,
+            crate::Priority::Normal => Lane::Bulk,
+        }
+    }
+
+    /// What the lane adds to topic and group names: nothing for the urgent lane, so its
+    /// names are the design card's.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Lane::Urgent => "",
+            Lane::Bulk => ".bulk",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Urgent => "urgent",
+            Lane::Bulk => "bulk",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
     prefix: String,
@@ -86,6 +124,16 @@ impl Topics {
         format!("{}channel.{channel}", self.prefix)
     }
 
+    /// `herald.requests` or `herald.requests.bulk`.
+    pub fn requests_in(&self, lane: Lane) -> String {
+        format!("{}{}", self.requests(), lane.suffix())
+    }
+
+    /// `herald.channel.<channel>` or `herald.channel.<channel>.bulk`.
+    pub fn channel_in(&self, channel: Channel, lane: Lane) -> String {
+        format!("{}{}", self.channel(channel), lane.suffix())
+    }
+
     pub fn events(&self) -> String {
         format!("{}events", self.prefix)
     }
@@ -101,9 +149,12 @@ impl Topics {
     /// The channel a channel topic or retry tier belongs to.
     pub fn channel_of(&self, topic: &str) -> Option<Channel> {
         let rest = topic.strip_prefix(&self.prefix)?;
-        let name = rest.strip_prefix("channel.").or_else(|| {
-            rest.strip_prefix("retry.").and_then(|r| r.rsplit_once('.')).map(|(c, _)| c)
-        })?;
+        let name = rest
+            .strip_prefix("channel.")
+            .map(|c| c.strip_suffix(Lane::Bulk.suffix()).unwrap_or(c))
+            .or_else(|| {
+                rest.strip_prefix("retry.").and_then(|r| r.rsplit_once('.')).map(|(c, _)| c)
+            })?;
         name.parse().ok()
     }
 
@@ -114,10 +165,11 @@ impl Topics {
 
     /// Every topic the pipeline reads or writes, for `herald topics create`.
     pub fn all(&self, retry_tiers: u32) -> Vec<String> {
-        let mut all = vec![self.requests(), self.events(), self.dlq()];
+        let mut all = vec![self.events(), self.dlq()];
+        all.extend(Lane::ALL.map(|lane| self.requests_in(lane)));
         all.extend(DELAY_TIERS.iter().map(|tier| self.delay(tier)));
         for channel in Channel::ALL {
-            all.push(self.channel(channel));
+            all.extend(Lane::ALL.map(|lane| self.channel_in(channel, lane)));
             all.extend((1..=retry_tiers).map(|tier| self.retry(channel, tier)));
         }
         all
@@ -182,6 +234,10 @@ mod tests {
         assert_eq!(t.dlq(), "herald.dlq");
         assert_eq!(Topics::new("test-1.").events(), "test-1.events");
         assert_eq!(t.channel_of("herald.channel.ios"), Some(Channel::Ios));
+        assert_eq!(t.channel_of("herald.channel.ios.bulk"), Some(Channel::Ios));
+        assert_eq!(t.requests_in(Lane::Bulk), "herald.requests.bulk");
+        assert_eq!(t.requests_in(Lane::Urgent), "herald.requests");
+        assert_eq!(t.channel_in(Channel::Sms, Lane::Bulk), "herald.channel.sms.bulk");
         assert_eq!(t.channel_of("herald.retry.sms.3"), Some(Channel::Sms));
         assert_eq!(t.channel_of("herald.requests"), None);
         assert_eq!(t.channel_of("other.channel.email"), None);

@@ -22,15 +22,29 @@ use super::twilio::TwilioProvider;
 use super::vonage::VonageProvider;
 use super::{DeliveryError, Provider, Sent};
 use crate::config::{DispatchConfig, ProviderConfig, ProviderLimits};
-use herald_schemas::ChannelMessage;
+use herald_schemas::{ChannelMessage, Lane};
 
 /// One provider account and its limits.
 pub struct ProviderHandle {
     name: String,
     provider: Arc<dyn Provider>,
     slots: Semaphore,
+    /// The share of `slots` the bulk lane may hold: the rest stays free for urgent sends.
+    bulk_slots: Semaphore,
     limiter: RateLimiter,
     breaker: Breaker,
+}
+
+/// The send slots one send holds until the ledger knows its outcome.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    _send: SemaphorePermit<'a>,
+    _bulk: Option<SemaphorePermit<'a>>,
+}
+
+/// Send slots kept free of bulk traffic: a quarter, at least one when there are two.
+fn urgent_reserve(concurrency: usize) -> usize {
+    if concurrency < 2 { 0 } else { (concurrency / 4).max(1) }
 }
 
 /// Which provider a message goes to now.
@@ -57,6 +71,9 @@ impl ProviderHandle {
             name: name.to_owned(),
             provider,
             slots: Semaphore::new(limits.concurrency.max(1)),
+            bulk_slots: Semaphore::new(
+                limits.concurrency.max(1) - urgent_reserve(limits.concurrency.max(1)),
+            ),
             limiter: RateLimiter::new(limits.rate_per_second),
             breaker: Breaker::new(limits.breaker_failures, limits.breaker_open_ms),
         }
@@ -71,12 +88,19 @@ impl ProviderHandle {
         self.breaker.is_closed()
     }
 
-    /// Waits for a free send slot and the rate limit. Hold the permit from the ledger claim
-    /// until the ledger knows the outcome.
-    pub async fn slot(&self) -> Option<SemaphorePermit<'_>> {
-        let permit = self.slots.acquire().await.ok()?;
+    /// Waits for a free send slot and the rate limit. Hold the slot from the ledger claim
+    /// until the ledger knows the outcome. Bulk sends never hold every slot, so an urgent
+    /// send waits for at most the sends already under way, not for a bulk backlog.
+    pub async fn slot(&self, lane: Lane) -> Option<Slot<'_>> {
+        // Bulk takes its share first: a bulk send waiting for its share is not in the queue
+        // for send slots, ahead of urgent ones.
+        let bulk = match lane {
+            Lane::Bulk => Some(self.bulk_slots.acquire().await.ok()?),
+            Lane::Urgent => None,
+        };
+        let send = self.slots.acquire().await.ok()?;
         self.limiter.acquire().await;
-        Some(permit)
+        Some(Slot { _send: send, _bulk: bulk })
     }
 
     /// Sends; a "slow down" answer holds back every send to this provider.
@@ -107,8 +131,9 @@ pub enum RegistryError {
     Setup { provider: String, reason: String },
 }
 
-/// The providers of one channel by route, and by app where an app has its own.
-#[derive(Debug)]
+/// The providers of one channel by route, and by app where an app has its own. A clone
+/// shares the providers, their limits and their breakers.
+#[derive(Debug, Clone)]
 pub struct Routes {
     channel: Channel,
     routes: HashMap<String, Vec<Arc<ProviderHandle>>>,
@@ -295,4 +320,38 @@ pub fn default_routes() -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
         "email".to_owned(),
         BTreeMap::from([("default".to_owned(), vec!["smtp".to_owned()])]),
     )])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::providers::sandbox::Recordings;
+
+    fn handle(concurrency: usize) -> ProviderHandle {
+        let provider = Arc::new(SandboxProvider::in_memory("sandbox", Recordings::default()));
+        let limits = ProviderLimits { concurrency, ..ProviderLimits::default() };
+        ProviderHandle::new("sandbox", provider, &limits)
+    }
+
+    async fn blocked(slot: impl Future) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), slot).await.is_err()
+    }
+
+    #[tokio::test]
+    async fn bulk_sends_leave_a_quarter_of_the_slots_to_urgent_ones() {
+        let provider = handle(8);
+        let mut held = Vec::new();
+        for _ in 0..6 {
+            held.push(provider.slot(Lane::Bulk).await.unwrap());
+        }
+        assert!(blocked(provider.slot(Lane::Bulk)).await, "bulk holds at most 6 of 8");
+        let urgent = [provider.slot(Lane::Urgent).await, provider.slot(Lane::Urgent).await];
+        assert!(urgent.iter().all(Option::is_some), "the reserve is free at once");
+        assert!(blocked(provider.slot(Lane::Urgent)).await, "8 in all");
+        drop(held);
+        assert!(provider.slot(Lane::Bulk).await.is_some());
+        assert_eq!(urgent_reserve(1), 0, "one slot is shared");
+    }
 }
