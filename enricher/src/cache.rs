@@ -155,6 +155,7 @@ mod tests {
             locale: None,
             timezone: None,
             region: None,
+            quiet_hours: None,
         }
     }
 

@@ -35,6 +35,8 @@ pub struct EnricherConfig {
     /// Per category, where a push goes when the user has no active device or the push fails
     /// for good: `fallback.security = { push = "sms" }` (sms or email).
     pub fallback: Fallbacks,
+    /// Categories that reach users whatever their opt-outs and quiet hours say.
+    pub critical_categories: Vec<String>,
 }
 
 /// Category -> requested channel -> the channel it falls back to.
@@ -72,11 +74,23 @@ impl Fallbacks {
 pub struct Rules {
     pub routes: RegionRoutes,
     pub fallbacks: Fallbacks,
+    pub critical: Vec<String>,
+}
+
+impl Rules {
+    /// Whether `category` bypasses opt-outs and quiet hours.
+    pub fn is_critical(&self, category: &str) -> bool {
+        self.critical.iter().any(|c| c == category)
+    }
 }
 
 impl From<&EnricherConfig> for Rules {
     fn from(config: &EnricherConfig) -> Self {
-        Self { routes: config.region_routes.clone(), fallbacks: config.fallback.clone() }
+        Self {
+            routes: config.region_routes.clone(),
+            fallbacks: config.fallback.clone(),
+            critical: config.critical_categories.clone(),
+        }
     }
 }
 
@@ -90,6 +104,7 @@ impl Default for EnricherConfig {
             cache_max_entries: 100_000,
             region_routes: RegionRoutes::default(),
             fallback: Fallbacks::default(),
+            critical_categories: vec!["security".into(), "transactional".into()],
         }
     }
 }

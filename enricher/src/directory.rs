@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct User {
     pub user_id: String,
     pub email: Option<String>,
@@ -13,6 +13,8 @@ pub struct User {
     pub locale: Option<String>,
     pub timezone: Option<String>,
     pub region: Option<String>,
+    /// `HH:MM-HH:MM` in `timezone`: non-critical pushes and SMS wait until it ends.
+    pub quiet_hours: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -8,6 +8,7 @@ use herald_schemas::{
 
 use crate::config::Rules;
 use crate::directory::{Device, Platform, Profile};
+use crate::quiet::QuietHours;
 
 /// Channels a request may ask for. `push` fans out to the `ios` and `android` dispatch
 /// channels by device platform.
@@ -43,6 +44,9 @@ impl SkipReason {
 pub struct Plan {
     pub messages: Vec<(Channel, ChannelMessage)>,
     pub events: Vec<DeliveryEvent>,
+    /// What quiet hours hold back: the request again, for its deferred channels, with
+    /// `send_at` at the end of the user's quiet hours (it waits in the delay tiers).
+    pub deferred: Option<NotificationRequest>,
 }
 
 impl Plan {
@@ -133,11 +137,31 @@ fn requested_channels(request: &NotificationRequest) -> Vec<&str> {
     }
 }
 
-/// Plans the deliveries of `request`. `profile` is the directory's view of the recipient when
-/// the request names a user id (`None` when the directory does not know the user); the
-/// recipient's region chooses each message's route.
+/// [`plan_at`] now.
 pub fn plan(request: &NotificationRequest, profile: Option<&Profile>, rules: &Rules) -> Plan {
+    plan_at(request, profile, rules, herald_schemas::now_millis())
+}
+
+/// When the user's quiet hours, if they are in them at `now_ms`, end.
+fn quiet_until(profile: Option<&Profile>, now_ms: i64) -> Option<i64> {
+    let user = &profile?.user;
+    let quiet = QuietHours::parse(user.quiet_hours.as_deref()?).ok()?;
+    quiet.ends_after(now_ms, user.timezone.as_deref().unwrap_or("UTC"))
+}
+
+/// Plans the deliveries of `request` at `now_ms`. `profile` is the directory's view of the
+/// recipient when the request names a user id (`None` when the directory does not know the
+/// user); the recipient's region chooses each message's route.
+pub fn plan_at(
+    request: &NotificationRequest,
+    profile: Option<&Profile>,
+    rules: &Rules,
+    now_ms: i64,
+) -> Plan {
     let mut plan = Plan::default();
+    let critical = rules.is_critical(&request.category);
+    let quiet_until = if critical { None } else { quiet_until(profile, now_ms) };
+    let mut deferred = Vec::new();
     let region = profile.and_then(|p| p.user.region.as_deref());
     let to = |channel: Channel| (channel, rules.routes.route(channel, region));
     let address = |channel: Channel| match (channel, profile) {
@@ -166,8 +190,13 @@ pub fn plan(request: &NotificationRequest, profile: Option<&Profile>, rules: &Ru
                 pref.channel == channel && pref.category == request.category && !pref.opted_in
             })
         });
-        if opted_out {
+        if opted_out && !critical {
             plan.skip(request, Some(channel), SkipReason::OptedOut);
+            continue;
+        }
+        // Email does not wake anyone; pushes and texts wait for the morning.
+        if quiet_until.is_some() && matches!(channel, "push" | "sms") {
+            deferred.push(channel.to_owned());
             continue;
         }
         match channel {
@@ -223,6 +252,21 @@ pub fn plan(request: &NotificationRequest, profile: Option<&Profile>, rules: &Ru
             }
         }
     }
+    if let (Some(until), false) = (quiet_until, deferred.is_empty()) {
+        for channel in &deferred {
+            let mut event = DeliveryEvent::new(&request.notification_id, EventKind::Scheduled);
+            event.channel = Some(channel.clone());
+            event.user_id = request.recipient.user_id.clone();
+            event.reason = Some("quiet_hours".into());
+            event.detail.insert("send_at".into(), until.to_string());
+            plan.events.push(event);
+        }
+        plan.deferred = Some(NotificationRequest {
+            channels: deferred,
+            send_at: Some(until),
+            ..request.clone()
+        });
+    }
     plan
 }
 
@@ -269,6 +313,7 @@ mod tests {
                 locale: None,
                 timezone: None,
                 region: None,
+                quiet_hours: None,
             },
             devices: vec![
                 device("a", Platform::Ios, true),
@@ -322,6 +367,67 @@ mod tests {
             (message.priority.as_deref(), message.expires_at, message.collapse_key.as_deref()),
             (Some("high"), Some(99), Some("score"))
         );
+    }
+
+    /// 23:30 in Seoul.
+    const SEOUL_NIGHT: i64 = 1_795_703_400_000;
+    /// 07:00 the next morning in Seoul.
+    const SEOUL_MORNING: i64 = 1_795_730_400_000;
+
+    fn night_owl() -> Profile {
+        let mut p = profile();
+        p.user.phone = Some("+821012345678".into());
+        p.user.timezone = Some("Asia/Seoul".into());
+        p.user.quiet_hours = Some("22:00-07:00".into());
+        p
+    }
+
+    fn everything(category: &str) -> NotificationRequest {
+        let mut r = request(Some("u1"));
+        r.category = category.into();
+        r.sms = Some(SmsContent { text: "t".into() });
+        r
+    }
+
+    #[test]
+    fn quiet_hours_defer_push_and_sms_to_the_windows_end_and_email_goes_now() {
+        let rules = Rules::default();
+        let plan = plan_at(&everything("marketing"), Some(&night_owl()), &rules, SEOUL_NIGHT);
+        let channels: Vec<_> = plan.messages.iter().map(|(c, _)| *c).collect();
+        assert_eq!(channels, vec![Channel::Email]);
+        let later = plan.deferred.unwrap();
+        assert_eq!(later.send_at, Some(SEOUL_MORNING));
+        assert_eq!(later.channels, vec!["sms".to_owned(), "push".to_owned()]);
+        assert_eq!(later.notification_id, "n1", "the same notification, later");
+        let scheduled: Vec<_> = plan
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::Scheduled)
+            .map(|e| (e.channel.as_deref(), e.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            scheduled,
+            vec![(Some("sms"), Some("quiet_hours")), (Some("push"), Some("quiet_hours"))]
+        );
+
+        let morning = plan_at(&later, Some(&night_owl()), &rules, SEOUL_MORNING);
+        assert!(morning.deferred.is_none(), "the window has ended");
+        assert_eq!(morning.messages.len(), 3, "sms and both devices");
+    }
+
+    #[test]
+    fn critical_categories_ignore_quiet_hours_and_opt_outs() {
+        let rules = Rules { critical: vec!["security".into()], ..Rules::default() };
+        let mut p = night_owl();
+        p.preferences.push(Preference {
+            category: "security".into(),
+            channel: "sms".into(),
+            opted_in: false,
+        });
+        let plan = plan_at(&everything("security"), Some(&p), &rules, SEOUL_NIGHT);
+        assert!(plan.deferred.is_none());
+        assert!(reasons(&plan).is_empty(), "{:?}", reasons(&plan));
+        assert_eq!(plan.messages.len(), 4, "email, sms and both devices, now");
     }
 
     #[test]

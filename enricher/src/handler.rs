@@ -59,7 +59,7 @@ impl<D: Directory> EnrichHandler<D> {
             event.user_id = request.recipient.user_id.clone();
             event.reason = Some(e.reason().to_owned());
             event.detail.insert("error".into(), e.to_string());
-            return self.publish(Plan { messages: Vec::new(), events: vec![event] }).await;
+            return self.publish(Plan { events: vec![event], ..Plan::default() }).await;
         }
         let plan = fanout::plan(&request, profile.as_ref(), &self.rules);
         self.publish(plan).await
@@ -80,6 +80,9 @@ impl<D: Directory> EnrichHandler<D> {
                     .map_err(HandlerError::new)?,
             );
         }
+        if let Some(later) = &plan.deferred {
+            acks.push(self.defer(later).await?);
+        }
         let events_topic = self.topics.events();
         for event in &plan.events {
             acks.push(
@@ -90,6 +93,30 @@ impl<D: Directory> EnrichHandler<D> {
             );
         }
         wait_all(acks).await.map_err(HandlerError::new)
+    }
+
+    /// Into the delay tiers, as a scheduled send is: the scheduler hands it back to
+    /// `herald.requests` at its `send_at`.
+    async fn defer(
+        &self,
+        request: &NotificationRequest,
+    ) -> Result<herald_runtime::kafka::Ack, HandlerError> {
+        let now = herald_schemas::now_millis();
+        let send_at = request.send_at.unwrap_or(now);
+        let (topic, due_at) = self.topics.next_stop(send_at, request.lane(), now);
+        let due_at = due_at.map(|at| at.to_string());
+        let mut record_headers = OwnedHeaders::new().insert(Header {
+            key: headers::NOTIFICATION_ID,
+            value: Some(request.notification_id.as_str()),
+        });
+        if let Some(due_at) = &due_at {
+            let due = Header { key: headers::DUE_AT, value: Some(due_at.as_str()) };
+            record_headers = record_headers.insert(due);
+        }
+        self.output
+            .enqueue(&topic, request.partition_key(), request, Some(record_headers))
+            .await
+            .map_err(HandlerError::new)
     }
 }
 

@@ -10,7 +10,7 @@ use herald_runtime::kafka::{
     DeadLetters, Handler, HandlerError, Header, Headers, Message, OwnedHeaders, OwnedMessage,
     Producer,
 };
-use herald_schemas::{AvroCodec, Lane, NotificationRequest, Topics, delay_stop, headers};
+use herald_schemas::{AvroCodec, NotificationRequest, Topics, headers};
 
 pub(crate) struct Scheduler {
     codec: Arc<AvroCodec>,
@@ -30,20 +30,6 @@ impl Scheduler {
     }
 }
 
-/// Where a request due at `send_at` goes at `now`, and when it is due there: a shorter
-/// delay tier, or its lane's requests topic. Never early: the last wait is in the shortest
-/// tier, due at `send_at` itself.
-pub(crate) fn next_stop(
-    topics: &Topics,
-    (send_at, lane): (i64, Lane),
-    now: i64,
-) -> (String, Option<i64>) {
-    match delay_stop(send_at, now) {
-        Some((tier, due_at)) => (topics.delay(tier), Some(due_at)),
-        None => (topics.requests_in(lane), None),
-    }
-}
-
 impl Handler for Scheduler {
     async fn handle(&self, record: &OwnedMessage) -> Result<(), HandlerError> {
         let decoded = self
@@ -52,8 +38,8 @@ impl Handler for Scheduler {
             .await?;
         let Some(request) = decoded else { return Ok(()) };
         let now = herald_schemas::now_millis();
-        let stop = (request.send_at.unwrap_or(now), request.lane());
-        let (topic, due_at) = next_stop(&self.topics, stop, now);
+        let (topic, due_at) =
+            self.topics.next_stop(request.send_at.unwrap_or(now), request.lane(), now);
         let mut onward = OwnedHeaders::new();
         if let Some(original) = record.headers() {
             for h in original.iter().filter(|h| h.key != headers::DUE_AT) {
@@ -76,11 +62,14 @@ impl Handler for Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_schemas::Lane;
 
     #[test]
     fn a_request_hops_down_the_tiers_and_leaves_within_a_second_of_its_time() {
         let topics = Topics::default();
         let at = 1_000_000;
+        let next_stop =
+            |topics: &Topics, (send_at, lane), now| topics.next_stop(send_at, lane, now);
         let urgent = |send_at| (send_at, Lane::Urgent);
         assert_eq!(
             next_stop(&topics, urgent(at + 90_000), at),

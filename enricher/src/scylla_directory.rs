@@ -47,6 +47,7 @@ struct UserRow {
     locale: Option<String>,
     timezone: Option<String>,
     region: Option<String>,
+    quiet_hours: Option<String>,
 }
 
 #[derive(DeserializeRow)]
@@ -108,7 +109,8 @@ impl ScyllaDirectory {
         let k = keyspace;
         let statements = Statements {
             user: prepare(format!(
-                "SELECT user_id, email, phone, locale, timezone, region FROM {k}.users WHERE user_id = ?"
+                "SELECT user_id, email, phone, locale, timezone, region, quiet_hours FROM {k}.users
+                 WHERE user_id = ?"
             ))
             .await?,
             devices: prepare(format!(
@@ -125,8 +127,8 @@ impl ScyllaDirectory {
             ))
             .await?,
             upsert_user: prepare(format!(
-                "INSERT INTO {k}.users (user_id, email, phone, locale, timezone, region)
-                 VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO {k}.users (user_id, email, phone, locale, timezone, region, quiet_hours)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)"
             ))
             .await?,
             upsert_device: prepare(format!(
@@ -204,8 +206,15 @@ fn device(user_id: &str, row: DeviceRow) -> Result<Device, DirectoryError> {
 
 impl Directory for ScyllaDirectory {
     async fn upsert_user(&self, user: User) -> Result<(), DirectoryError> {
-        let values =
-            (user.user_id, user.email, user.phone, user.locale, user.timezone, user.region);
+        let values = (
+            user.user_id,
+            user.email,
+            user.phone,
+            user.locale,
+            user.timezone,
+            user.region,
+            user.quiet_hours,
+        );
         self.write(&self.statements.upsert_user, values).await
     }
 
@@ -242,6 +251,7 @@ impl Directory for ScyllaDirectory {
             locale: r.locale,
             timezone: r.timezone,
             region: r.region,
+            quiet_hours: r.quiet_hours,
         }))
     }
 

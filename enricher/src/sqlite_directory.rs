@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS users (
     phone    TEXT,
     locale   TEXT,
     timezone TEXT,
-    region   TEXT
+    region   TEXT,
+    quiet_hours TEXT
 );
 CREATE TABLE IF NOT EXISTS devices (
     user_id   TEXT NOT NULL,
@@ -46,6 +47,9 @@ CREATE TABLE IF NOT EXISTS templates (
 );
 ";
 
+/// Columns added after the first release, for directories created before them.
+const ADDED_COLUMNS: [&str; 1] = ["ALTER TABLE users ADD COLUMN quiet_hours TEXT"];
+
 #[derive(Debug, Clone)]
 pub struct SqliteDirectory {
     pool: SqlitePool,
@@ -58,7 +62,7 @@ fn unavailable(e: SqliteError) -> DirectoryError {
 
 impl SqliteDirectory {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        Ok(Self { pool: SqlitePool::open(path, SCHEMA)? })
+        Ok(Self { pool: SqlitePool::open_with_added_columns(path, SCHEMA, &ADDED_COLUMNS)? })
     }
 }
 
@@ -67,17 +71,18 @@ impl Directory for SqliteDirectory {
         self.pool
             .run(move |c| {
                 c.execute(
-                    "INSERT INTO users (user_id, email, phone, locale, timezone, region)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO users (user_id, email, phone, locale, timezone, region, quiet_hours)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (user_id) DO UPDATE SET email = ?2, phone = ?3, locale = ?4,
-                        timezone = ?5, region = ?6",
+                        timezone = ?5, region = ?6, quiet_hours = ?7",
                     params![
                         user.user_id,
                         user.email,
                         user.phone,
                         user.locale,
                         user.timezone,
-                        user.region
+                        user.region,
+                        user.quiet_hours
                     ],
                 )
             })
@@ -183,7 +188,8 @@ impl Directory for SqliteDirectory {
         self.pool
             .run(move |c| {
                 c.prepare_cached(
-                    "SELECT user_id, email, phone, locale, timezone, region FROM users WHERE user_id = ?1",
+                    "SELECT user_id, email, phone, locale, timezone, region, quiet_hours FROM users
+                     WHERE user_id = ?1",
                 )?
                 .query_row([user_id], |row| {
                     Ok(User {
@@ -193,6 +199,7 @@ impl Directory for SqliteDirectory {
                         locale: row.get(3)?,
                         timezone: row.get(4)?,
                         region: row.get(5)?,
+                        quiet_hours: row.get(6)?,
                     })
                 })
                 .optional()

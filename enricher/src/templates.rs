@@ -253,6 +253,7 @@ mod tests {
             locale: locale.map(Into::into),
             timezone: None,
             region: None,
+            quiet_hours: None,
         }
     }
 

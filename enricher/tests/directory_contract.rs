@@ -28,6 +28,7 @@ async fn users_read_back_and_upserts_replace<D: Directory>(directory: &D) {
         locale: Some("en-US".into()),
         timezone: Some("America/New_York".into()),
         region: Some("US".into()),
+        quiet_hours: None,
     };
     directory.upsert_user(user.clone()).await.unwrap();
     assert_eq!(directory.user(&user.user_id).await.unwrap(), Some(user.clone()));

@@ -6,6 +6,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use herald_enricher::quiet::{self, QuietHours};
 use herald_enricher::scylla_directory::ScyllaDirectory;
 use herald_enricher::templates::Renderer;
 use herald_enricher::{
@@ -46,6 +47,9 @@ enum Line {
         timezone: Option<String>,
         #[serde(default)]
         region: Option<String>,
+        /// `HH:MM-HH:MM` in `timezone`.
+        #[serde(default)]
+        quiet_hours: Option<String>,
     },
     Device {
         user_id: String,
@@ -117,7 +121,7 @@ enum Row {
 fn parse_line(line: &str, renderer: &Renderer) -> Result<Row, String> {
     let line: Line = serde_json::from_str(line).map_err(|e| e.to_string())?;
     match line {
-        Line::User { user_id, email, phone, locale, timezone, region } => {
+        Line::User { user_id, email, phone, locale, timezone, region, quiet_hours } => {
             if user_id.is_empty() {
                 return Err("user_id must not be empty".into());
             }
@@ -129,7 +133,15 @@ fn parse_line(line: &str, renderer: &Renderer) -> Result<Row, String> {
             if let Some(phone) = phone.as_deref().filter(|p| !herald_ingest::request::is_e164(p)) {
                 return Err(format!("phone {phone:?} is not E.164 (e.g. +14155550100)"));
             }
-            Ok(Row::User(User { user_id, email, phone, locale, timezone, region }))
+            if let Some(zone) = timezone.as_deref().filter(|z| !quiet::is_known_timezone(z)) {
+                return Err(format!(
+                    "timezone {zone:?} is not an IANA time zone (e.g. Asia/Seoul)"
+                ));
+            }
+            if let Some(window) = &quiet_hours {
+                QuietHours::parse(window)?;
+            }
+            Ok(Row::User(User { user_id, email, phone, locale, timezone, region, quiet_hours }))
         }
         Line::Device { user_id, device_id, platform, token, app_id, active } => {
             if let Some(reason) = herald_ingest::request::device_token_error(&platform, &token) {
@@ -238,6 +250,12 @@ mod tests {
             assert!(parse_line(ok, &renderer).is_ok(), "{ok}");
         }
         assert!(refused(r#"{"kind":"user","user_id":"1","phone":"555"}"#).contains("E.164"));
+        assert!(
+            refused(r#"{"kind":"user","user_id":"1","timezone":"Mars/Base"}"#).contains("IANA")
+        );
+        assert!(
+            refused(r#"{"kind":"user","user_id":"1","quiet_hours":"22-07"}"#).contains("HH:MM")
+        );
         assert!(refused(r#"{"kind":"user","user_id":"1","email":"nope"}"#).contains("email"));
         assert!(
             refused(

@@ -65,6 +65,7 @@ async fn add_user_with_phone(env: &TestEnv, user: &str, phone: &str) {
         locale: None,
         timezone: None,
         region: None,
+        quiet_hours: None,
     };
     env.directory().upsert_user(user).await.unwrap();
 }

@@ -68,6 +68,7 @@ async fn add_android_user(env: &TestEnv, user: &str, region: &str, token: &str) 
             locale: None,
             timezone: None,
             region: Some(region.into()),
+            quiet_hours: None,
         })
         .await
         .unwrap();

@@ -63,6 +63,7 @@ async fn korean_user(env: &TestEnv, user_id: &str, email: &str) {
             locale: Some("ko-KR".into()),
             timezone: None,
             region: None,
+            quiet_hours: None,
         })
         .await
         .unwrap();

@@ -78,18 +78,7 @@ fn hash(key: &str) -> String {
 
 impl ApiClients {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        let pool = SqlitePool::open(path, SCHEMA)?;
-        pool.run_blocking(|c| {
-            for migration in MIGRATIONS {
-                match c.execute(migration, []) {
-                    Ok(_) => {}
-                    Err(e) if e.to_string().contains("duplicate column") => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(())
-        })?;
-        Ok(Self { pool })
+        Ok(Self { pool: SqlitePool::open_with_added_columns(path, SCHEMA, &MIGRATIONS)? })
     }
 
     /// Creates a client allowed everything; see [`ApiClients::add_with`].

@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_runtime::kafka::{AvroProduceError, Header, OwnedHeaders, wait_all};
-use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, delay_stop, headers};
+use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, headers};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -177,7 +177,6 @@ async fn accept(
     }
 
     let started = Instant::now();
-    let delay_topic = |tier| shared.topics.delay(tier);
     let events_topic = shared.topics.events();
     let mut acks = Vec::with_capacity(requests.len() * 2);
     let mut accepted = Vec::with_capacity(requests.len());
@@ -188,8 +187,10 @@ async fn accept(
         event.user_id = request.recipient.user_id.clone();
         event.detail.insert("client_id".into(), client_id.to_owned());
         // A request for later waits in the delay tiers; the enricher's scheduler moves it on.
-        let stop = request.send_at.and_then(|at| delay_stop(at, herald_schemas::now_millis()));
-        let due_at = stop.map(|(_, due_at)| due_at.to_string());
+        let now = herald_schemas::now_millis();
+        let (topic, due_at) =
+            shared.topics.next_stop(request.send_at.unwrap_or(now), request.lane(), now);
+        let due_at = due_at.map(|at| at.to_string());
         let mut scheduled = None;
         if let Some(at) = request.send_at {
             let mut event = DeliveryEvent::new(notification_id, EventKind::Scheduled);
@@ -204,10 +205,6 @@ async fn accept(
                 let due = Header { key: headers::DUE_AT, value: Some(due_at.as_str()) };
                 record_headers = record_headers.insert(due);
             }
-            let topic = stop.map_or_else(
-                || shared.topics.requests_in(request.lane()),
-                |(tier, _)| delay_topic(tier),
-            );
             let request_ack =
                 shared.output.enqueue(&topic, key, request, Some(record_headers)).await?;
             let event_ack =

@@ -60,6 +60,27 @@ impl SqlitePool {
         Ok(Self { path: Arc::new(path), idle: Arc::new(Mutex::new(vec![connection])) })
     }
 
+    /// Like [`SqlitePool::open`], then adds the columns of `added_columns` (`ALTER TABLE t
+    /// ADD COLUMN ...`, columns added after a store's first release) where they are missing.
+    pub fn open_with_added_columns(
+        path: impl Into<PathBuf>,
+        schema: &str,
+        added_columns: &[&str],
+    ) -> Result<Self, SqliteError> {
+        let pool = Self::open(path, schema)?;
+        pool.run_blocking(|c| {
+            for statement in added_columns {
+                match c.execute(statement, []) {
+                    Ok(_) => {}
+                    Err(e) if e.to_string().contains("duplicate column") => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })?;
+        Ok(pool)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

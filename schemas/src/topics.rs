@@ -163,6 +163,16 @@ impl Topics {
         format!("{}delay.{}", self.prefix, tier.name)
     }
 
+    /// Where a request to send at `send_at` goes at `now`, and when it is due there: a delay
+    /// tier, or its lane's requests topic once it is due. Never early: its last wait is in
+    /// the shortest tier, due at `send_at` itself.
+    pub fn next_stop(&self, send_at: i64, lane: Lane, now: i64) -> (String, Option<i64>) {
+        match delay_stop(send_at, now) {
+            Some((tier, due_at)) => (self.delay(tier), Some(due_at)),
+            None => (self.requests_in(lane), None),
+        }
+    }
+
     /// Every topic the pipeline reads or writes, for `herald topics create`.
     pub fn all(&self, retry_tiers: u32) -> Vec<String> {
         let mut all = vec![self.events(), self.dlq()];

@@ -27,6 +27,7 @@ fn user(
         locale: Some(locale.into()),
         timezone: Some(timezone.into()),
         region: Some(region.into()),
+        quiet_hours: None,
     }
 }
 

@@ -294,6 +294,7 @@ pub async fn add_user(env: &TestEnv, user_id: &str, email: &str) {
             locale: None,
             timezone: None,
             region: None,
+            quiet_hours: None,
         })
         .await
         .unwrap();
