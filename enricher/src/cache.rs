@@ -11,7 +11,7 @@ use moka::future::Cache;
 use prometheus::IntCounterVec;
 
 use crate::directory::{
-    Device, Directory, DirectoryError, Platform, Preference, TemplateVariant, User,
+    Device, Directory, DirectoryError, Platform, Preference, QuotaCounter, TemplateVariant, User,
 };
 
 fn lookups() -> &'static IntCounterVec {
@@ -125,6 +125,15 @@ impl<D: Directory> Directory for CachedDirectory<D> {
     async fn template(&self, template_id: &str) -> Result<Vec<TemplateVariant>, DirectoryError> {
         let load = self.inner.template(template_id);
         read_through(&self.templates, "templates", template_id, load).await
+    }
+
+    async fn take_quota(
+        &self,
+        counter: &QuotaCounter,
+        notification_id: &str,
+        limit: u32,
+    ) -> Result<bool, DirectoryError> {
+        self.inner.take_quota(counter, notification_id, limit).await
     }
 
     async fn deactivate_token(

@@ -37,6 +37,9 @@ pub struct EnricherConfig {
     pub fallback: Fallbacks,
     /// Categories that reach users whatever their opt-outs and quiet hours say.
     pub critical_categories: Vec<String>,
+    /// Per category and requested channel, at most this many notifications per user and day
+    /// (the user's day): `frequency_caps.marketing = { push = 3, sms = 1 }`.
+    pub frequency_caps: FrequencyCaps,
 }
 
 /// Category -> requested channel -> the channel it falls back to.
@@ -69,12 +72,43 @@ impl Fallbacks {
     }
 }
 
+/// Category -> requested channel (email, sms, push) -> notifications per user and day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FrequencyCaps(BTreeMap<String, BTreeMap<String, u32>>);
+
+impl FrequencyCaps {
+    pub fn new(caps: BTreeMap<String, BTreeMap<String, u32>>) -> Self {
+        Self(caps)
+    }
+
+    /// The daily cap of `category` on requested `channel`, if there is one.
+    pub fn limit(&self, category: &str, channel: &str) -> Option<u32> {
+        self.0.get(category)?.get(channel).copied()
+    }
+
+    /// Caps name requestable channels.
+    pub fn validate(&self) -> Result<(), String> {
+        for (category, caps) in &self.0 {
+            if let Some(channel) =
+                caps.keys().find(|c| !["email", "sms", "push"].contains(&c.as_str()))
+            {
+                return Err(format!(
+                    "enricher.frequency_caps.{category}: unknown channel {channel:?} (email, sms or push)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What decides where each message goes, besides the directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
     pub routes: RegionRoutes,
     pub fallbacks: Fallbacks,
     pub critical: Vec<String>,
+    pub caps: FrequencyCaps,
 }
 
 impl Rules {
@@ -90,6 +124,7 @@ impl From<&EnricherConfig> for Rules {
             routes: config.region_routes.clone(),
             fallbacks: config.fallback.clone(),
             critical: config.critical_categories.clone(),
+            caps: config.frequency_caps.clone(),
         }
     }
 }
@@ -105,6 +140,7 @@ impl Default for EnricherConfig {
             region_routes: RegionRoutes::default(),
             fallback: Fallbacks::default(),
             critical_categories: vec!["security".into(), "transactional".into()],
+            frequency_caps: FrequencyCaps::default(),
         }
     }
 }

@@ -4,6 +4,16 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// One user's sends of one category on one requested channel on one day (the user's own
+/// calendar day, `YYYY-MM-DD`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaCounter {
+    pub user_id: String,
+    pub category: String,
+    pub channel: String,
+    pub day: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct User {
     pub user_id: String,
@@ -129,6 +139,16 @@ pub trait Directory: Send + Sync + 'static {
         &self,
         template_id: &str,
     ) -> impl Future<Output = Result<Vec<TemplateVariant>, DirectoryError>> + Send;
+    /// Counts `notification_id` against the quota `counter` allows per day, unless it is
+    /// counted already (a redelivered request is not counted twice). False: the quota is used
+    /// up and this notification is not counted. Only the enricher instance that owns the
+    /// user's partition of `herald.requests` touches a user's counters.
+    fn take_quota(
+        &self,
+        counter: &QuotaCounter,
+        notification_id: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<bool, DirectoryError>> + Send;
     /// Stops targeting a device token a provider reported dead; returns how many devices
     /// carried it.
     fn deactivate_token(

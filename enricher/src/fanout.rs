@@ -24,6 +24,7 @@ pub enum SkipReason {
     NoAddress,
     NoDevice,
     Expired,
+    FrequencyCapped,
 }
 
 impl SkipReason {
@@ -36,6 +37,7 @@ impl SkipReason {
             SkipReason::NoAddress => "no_address",
             SkipReason::NoDevice => "no_device",
             SkipReason::Expired => "expired",
+            SkipReason::FrequencyCapped => "frequency_capped",
         }
     }
 }
@@ -134,6 +136,52 @@ fn requested_channels(request: &NotificationRequest) -> Vec<&str> {
         REQUESTABLE.into_iter().filter(|c| has_content(request, c)).collect()
     } else {
         request.channels.iter().map(String::as_str).collect()
+    }
+}
+
+/// The requested channel (email, sms, push) a dispatch channel's message serves.
+pub fn requested_channel(dispatch: Channel) -> &'static str {
+    match dispatch {
+        Channel::Email => "email",
+        Channel::Sms => "sms",
+        Channel::Ios | Channel::Android => "push",
+    }
+}
+
+impl Plan {
+    /// The requested channels this plan sends on, each once.
+    pub fn requested_channels(&self) -> Vec<&'static str> {
+        let mut channels: Vec<_> =
+            self.messages.iter().map(|(c, _)| requested_channel(*c)).collect();
+        channels.dedup();
+        channels.sort_unstable();
+        channels.dedup();
+        channels
+    }
+
+    /// Takes `channel` (a requested channel) out of the plan: its messages and their
+    /// `routed` events, with one `skipped` event saying why.
+    pub fn drop_channel(
+        &mut self,
+        request: &NotificationRequest,
+        channel: &str,
+        reason: SkipReason,
+    ) {
+        let dropped: Vec<String> = self
+            .messages
+            .iter()
+            .filter(|(c, _)| requested_channel(*c) == channel)
+            .map(|(_, m)| m.target.clone())
+            .collect();
+        self.messages.retain(|(c, _)| requested_channel(*c) != channel);
+        self.events.retain(|e| {
+            let routed_here = e.kind == EventKind::Routed
+                && e.channel.as_deref().and_then(|c| c.parse().ok()).map(requested_channel)
+                    == Some(channel)
+                && e.target.as_ref().is_some_and(|t| dropped.contains(t));
+            !routed_here
+        });
+        self.skip(request, Some(channel), reason);
     }
 }
 
@@ -428,6 +476,18 @@ mod tests {
         assert!(plan.deferred.is_none());
         assert!(reasons(&plan).is_empty(), "{:?}", reasons(&plan));
         assert_eq!(plan.messages.len(), 4, "email, sms and both devices, now");
+    }
+
+    #[test]
+    fn a_capped_channel_leaves_the_plan_with_a_skip_and_the_others_stay() {
+        let mut plan = plan(&request(Some("u1")), Some(&profile()), &Rules::default());
+        assert_eq!(plan.requested_channels(), vec!["email", "push"]);
+        plan.drop_channel(&request(Some("u1")), "push", SkipReason::FrequencyCapped);
+        let channels: Vec<_> = plan.messages.iter().map(|(c, _)| *c).collect();
+        assert_eq!(channels, vec![Channel::Email]);
+        let routed = plan.events.iter().filter(|e| e.kind == EventKind::Routed).count();
+        assert_eq!(routed, 1, "the push devices' routed events went with them");
+        assert_eq!(reasons(&plan), vec![(Some("push"), "frequency_capped")]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use herald_runtime::kafka::{
 use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, Topics, headers};
 
 use crate::config::Rules;
-use crate::directory::{self, Directory};
+use crate::directory::{self, Directory, QuotaCounter};
 use crate::fanout::{self, Plan};
 use crate::templates::Renderer;
 
@@ -61,8 +61,44 @@ impl<D: Directory> EnrichHandler<D> {
             event.detail.insert("error".into(), e.to_string());
             return self.publish(Plan { events: vec![event], ..Plan::default() }).await;
         }
-        let plan = fanout::plan(&request, profile.as_ref(), &self.rules);
+        let mut plan = fanout::plan(&request, profile.as_ref(), &self.rules);
+        if let Some(profile) = &profile {
+            self.apply_caps(&request, &profile.user, &mut plan).await?;
+        }
         self.publish(plan).await
+    }
+
+    /// Counts the plan's channels against the category's daily caps; a channel over its cap
+    /// is taken out of the plan. Counted by notification id, so a redelivered request is not
+    /// counted twice.
+    async fn apply_caps(
+        &self,
+        request: &NotificationRequest,
+        user: &crate::directory::User,
+        plan: &mut Plan,
+    ) -> Result<(), HandlerError> {
+        if self.rules.is_critical(&request.category) {
+            return Ok(());
+        }
+        let day = crate::quiet::local_day(herald_schemas::now_millis(), user.timezone.as_deref());
+        for channel in plan.requested_channels() {
+            let Some(limit) = self.rules.caps.limit(&request.category, channel) else { continue };
+            let counter = QuotaCounter {
+                user_id: user.user_id.clone(),
+                category: request.category.clone(),
+                channel: channel.to_owned(),
+                day: day.clone(),
+            };
+            let allowed = self
+                .directory
+                .take_quota(&counter, &request.notification_id, limit)
+                .await
+                .map_err(HandlerError::new)?;
+            if !allowed {
+                plan.drop_channel(request, channel, fanout::SkipReason::FrequencyCapped);
+            }
+        }
+        Ok(())
     }
 
     async fn publish(&self, plan: Plan) -> Result<(), HandlerError> {

@@ -24,7 +24,7 @@ use herald_schemas::Lane;
 use tokio_util::sync::CancellationToken;
 
 pub use cache::CachedDirectory;
-pub use config::{DirectoryBackend, EnricherConfig, Fallbacks, RegionRoutes, Rules};
+pub use config::{DirectoryBackend, EnricherConfig, Fallbacks, FrequencyCaps, RegionRoutes, Rules};
 pub use directory::{
     Device, Directory, DirectoryError, Platform, Preference, TemplateVariant, User,
 };

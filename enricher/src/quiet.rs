@@ -10,6 +10,16 @@ pub fn is_known_timezone(name: &str) -> bool {
     TimeZone::get(name).is_ok()
 }
 
+/// The calendar day (`YYYY-MM-DD`) at `now_ms` in `timezone`, or in UTC when it is unknown:
+/// the day a frequency cap counts in.
+pub fn local_day(now_ms: i64, timezone: Option<&str>) -> String {
+    let tz = timezone.and_then(|name| TimeZone::get(name).ok()).unwrap_or(TimeZone::UTC);
+    match Timestamp::from_millisecond(now_ms) {
+        Ok(at) => at.to_zoned(tz).date().to_string(),
+        Err(_) => String::from("invalid-time"),
+    }
+}
+
 /// A daily window, `start` inclusive, `end` exclusive; it wraps midnight when `end < start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuietHours {
@@ -102,6 +112,14 @@ mod tests {
             Some(ms("2026-12-01T19:00:00Z")),
             "EST is UTC-5"
         );
+    }
+
+    #[test]
+    fn the_day_is_the_users_own() {
+        let at = ms("2026-11-26T20:00:00Z");
+        assert_eq!(local_day(at, Some("Asia/Seoul")), "2026-11-27");
+        assert_eq!(local_day(at, Some("America/New_York")), "2026-11-26");
+        assert_eq!(local_day(at, None), "2026-11-26");
     }
 
     #[test]

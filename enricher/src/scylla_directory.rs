@@ -8,7 +8,7 @@ use scylla::statement::prepared::PreparedStatement;
 use herald_runtime::scylla::{ScyllaConfig, ScyllaSetupError, statements};
 
 use crate::directory::{
-    Device, Directory, DirectoryError, Platform, Preference, TemplateVariant, User,
+    Device, Directory, DirectoryError, Platform, Preference, QuotaCounter, TemplateVariant, User,
 };
 
 const TABLES_CQL: &str = include_str!("../../schemas/cql/enricher.cql");
@@ -31,6 +31,8 @@ struct Statements {
     devices_by_token: PreparedStatement,
     device_token: PreparedStatement,
     deactivate: PreparedStatement,
+    quota_use: PreparedStatement,
+    count_quota: PreparedStatement,
 }
 
 #[derive(Debug)]
@@ -164,6 +166,16 @@ impl ScyllaDirectory {
                 "UPDATE {k}.devices SET active = false WHERE user_id = ? AND device_id = ?"
             ))
             .await?,
+            quota_use: prepare(format!(
+                "INSERT INTO {k}.quota_use (user_id, category, channel, day, notification_id)
+                 VALUES (?, ?, ?, ?, ?) USING TTL 172800"
+            ))
+            .await?,
+            count_quota: prepare(format!(
+                "SELECT notification_id FROM {k}.quota_use
+                 WHERE user_id = ? AND category = ? AND channel = ? AND day = ?"
+            ))
+            .await?,
         };
         Ok(Self { session, statements })
     }
@@ -286,6 +298,26 @@ impl Directory for ScyllaDirectory {
                 html: r.html,
             })
             .collect())
+    }
+
+    async fn take_quota(
+        &self,
+        counter: &QuotaCounter,
+        notification_id: &str,
+        limit: u32,
+    ) -> Result<bool, DirectoryError> {
+        let key = (&counter.user_id, &counter.category, &counter.channel, &counter.day);
+        // Read, then write: only the enricher owning the user's partition writes these rows.
+        let used: Vec<(String,)> = self.rows(&self.statements.count_quota, key).await?;
+        if used.iter().any(|(id,)| id == notification_id) {
+            return Ok(true);
+        }
+        if used.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+            return Ok(false);
+        }
+        let values = (key.0, key.1, key.2, key.3, notification_id);
+        self.write(&self.statements.quota_use, values).await?;
+        Ok(true)
     }
 
     async fn deactivate_token(

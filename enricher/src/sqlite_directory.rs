@@ -6,7 +6,7 @@ use herald_runtime::sqlite::{SqliteError, SqlitePool};
 use rusqlite::{OptionalExtension, params};
 
 use crate::directory::{
-    Device, Directory, DirectoryError, Platform, Preference, TemplateVariant, User,
+    Device, Directory, DirectoryError, Platform, Preference, QuotaCounter, TemplateVariant, User,
 };
 
 const SCHEMA: &str = "
@@ -34,6 +34,14 @@ CREATE TABLE IF NOT EXISTS preferences (
     channel  TEXT NOT NULL,
     opted_in INTEGER NOT NULL,
     PRIMARY KEY (user_id, category, channel)
+);
+CREATE TABLE IF NOT EXISTS quota_use (
+    user_id         TEXT NOT NULL,
+    category        TEXT NOT NULL,
+    channel         TEXT NOT NULL,
+    day             TEXT NOT NULL,
+    notification_id TEXT NOT NULL,
+    PRIMARY KEY (user_id, category, channel, day, notification_id)
 );
 CREATE TABLE IF NOT EXISTS templates (
     template_id TEXT NOT NULL,
@@ -238,6 +246,53 @@ impl Directory for SqliteDirectory {
                 Ok(Device { device_id, platform, token, app_id, active })
             })
             .collect()
+    }
+
+    async fn take_quota(
+        &self,
+        counter: &QuotaCounter,
+        notification_id: &str,
+        limit: u32,
+    ) -> Result<bool, DirectoryError> {
+        let counter = counter.clone();
+        let notification_id = notification_id.to_owned();
+        self.pool
+            .run(move |c| {
+                let tx = c.transaction()?;
+                // Earlier days' counts are of no use: dropped as the user's next day starts.
+                tx.execute(
+                    "DELETE FROM quota_use WHERE user_id = ?1 AND day < ?2",
+                    params![counter.user_id, counter.day],
+                )?;
+                let row = (
+                    &counter.user_id,
+                    &counter.category,
+                    &counter.channel,
+                    &counter.day,
+                    &notification_id,
+                );
+                let (used, counted): (u32, bool) = tx.query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(notification_id = ?5), 0) > 0 FROM quota_use
+                     WHERE user_id = ?1 AND category = ?2 AND channel = ?3 AND day = ?4",
+                    row,
+                    |found| Ok((found.get(0)?, found.get(1)?)),
+                )?;
+                if counted {
+                    return Ok(true);
+                }
+                if used >= limit {
+                    return Ok(false);
+                }
+                tx.execute(
+                    "INSERT INTO quota_use (user_id, category, channel, day, notification_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    row,
+                )?;
+                tx.commit()?;
+                Ok(true)
+            })
+            .await
+            .map_err(unavailable)
     }
 
     async fn deactivate_token(

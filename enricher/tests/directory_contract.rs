@@ -2,6 +2,7 @@
 //! ScyllaDB when `HERALD_SCYLLA_URI` names a node (see README, "ScyllaDB").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use herald_enricher::directory::QuotaCounter;
 use herald_enricher::scylla_directory::ScyllaDirectory;
 use herald_enricher::{
     Device, Directory, Platform, Preference, SqliteDirectory, TemplateVariant, User,
@@ -18,6 +19,27 @@ async fn contract<D: Directory>(directory: &D) {
     devices_and_preferences_belong_to_their_user(directory).await;
     a_dead_token_deactivates_only_the_devices_that_still_carry_it(directory).await;
     a_template_is_read_whole_every_locale_and_channel(directory).await;
+    a_quota_counts_each_notification_once_per_user_category_channel_and_day(directory).await;
+}
+
+async fn a_quota_counts_each_notification_once_per_user_category_channel_and_day<D: Directory>(
+    directory: &D,
+) {
+    let counter = QuotaCounter {
+        user_id: unique("capped"),
+        category: "marketing".into(),
+        channel: "push".into(),
+        day: "2026-11-26".into(),
+    };
+    assert!(directory.take_quota(&counter, "n1", 2).await.unwrap());
+    assert!(directory.take_quota(&counter, "n1", 2).await.unwrap(), "n1 again: counted once");
+    assert!(directory.take_quota(&counter, "n2", 2).await.unwrap());
+    assert!(!directory.take_quota(&counter, "n3", 2).await.unwrap(), "the cap is 2");
+    assert!(directory.take_quota(&counter, "n2", 2).await.unwrap(), "a counted one stays allowed");
+    let sms = QuotaCounter { channel: "sms".into(), ..counter.clone() };
+    assert!(directory.take_quota(&sms, "n3", 2).await.unwrap(), "per channel");
+    let tomorrow = QuotaCounter { day: "2026-11-27".into(), ..counter.clone() };
+    assert!(directory.take_quota(&tomorrow, "n3", 2).await.unwrap(), "per day");
 }
 
 async fn users_read_back_and_upserts_replace<D: Directory>(directory: &D) {

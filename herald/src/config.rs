@@ -116,6 +116,7 @@ impl HeraldConfig {
         }
         self.enricher.region_routes.validate().map_err(ConfigError::Invalid)?;
         self.enricher.fallback.validate().map_err(ConfigError::Invalid)?;
+        self.enricher.frequency_caps.validate().map_err(ConfigError::Invalid)?;
         let ingest = &self.ingest;
         if ingest.bulk_max_recipients < ingest.max_recipients
             || ingest.bulk_max_body_bytes < ingest.max_body_bytes
