@@ -72,6 +72,51 @@ impl SqliteDirectory {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
         Ok(Self { pool: SqlitePool::open_with_added_columns(path, SCHEMA, &ADDED_COLUMNS)? })
     }
+
+    /// Writes many users and their devices in one transaction: loading a benchmark's or a
+    /// migration's directory without a round trip per row.
+    pub async fn load(&self, rows: Vec<(User, Vec<Device>)>) -> Result<(), DirectoryError> {
+        self.pool
+            .run(move |c| {
+                let tx = c.transaction()?;
+                {
+                    let mut user = tx.prepare(
+                        "INSERT OR REPLACE INTO users
+                         (user_id, email, phone, locale, timezone, region, quiet_hours)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?;
+                    let mut device = tx.prepare(
+                        "INSERT OR REPLACE INTO devices
+                         (user_id, device_id, platform, token, app_id, active)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?;
+                    for (u, devices) in &rows {
+                        user.execute(params![
+                            u.user_id,
+                            u.email,
+                            u.phone,
+                            u.locale,
+                            u.timezone,
+                            u.region,
+                            u.quiet_hours
+                        ])?;
+                        for d in devices {
+                            device.execute(params![
+                                u.user_id,
+                                d.device_id,
+                                d.platform.as_str(),
+                                d.token,
+                                d.app_id,
+                                d.active
+                            ])?;
+                        }
+                    }
+                }
+                tx.commit()
+            })
+            .await
+            .map_err(unavailable)
+    }
 }
 
 impl Directory for SqliteDirectory {

@@ -283,13 +283,7 @@ fn message(provider: BenchProvider, i: usize) -> ChannelMessage {
 
 /// The process's peak resident memory (VmHWM), in MiB; 0 where /proc is not available.
 pub fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
+    crate::bench_enrich::process_usage(std::process::id()).1
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {

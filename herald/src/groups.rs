@@ -35,6 +35,11 @@ fn group_consumer(kafka: &KafkaConfig, group: &str) -> anyhow::Result<BaseConsum
     Ok(config.create()?)
 }
 
+/// A client for watermarks and metadata, in no group.
+pub fn probe(kafka: &KafkaConfig) -> anyhow::Result<BaseConsumer> {
+    group_consumer(kafka, "herald-probe")
+}
+
 /// Committed offsets and watermarks of `group` on `topics`, without joining the group.
 /// With `explicit`, every partition of `topics` is reported; otherwise only those the group
 /// has committed offsets for.

@@ -156,6 +156,22 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The enricher against the broker's limit: a raw consume→produce copy, then
+    /// `herald enrich` (its own process) with a cold and a warm cache.
+    Enrich {
+        /// Users in the SQLite directory (1 to 3 devices each).
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        /// Requests per run.
+        #[arg(long, default_value_t = 10_000)]
+        requests: usize,
+        /// Broker storage: memory (one record per produce batch) or sqlite (batching).
+        #[arg(long, value_enum, default_value = "memory")]
+        storage: herald::chaos::ChaosStorage,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -533,6 +549,15 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             print!("{}", herald::bench::render(&rows, &options));
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+            }
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Enrich { users, requests, storage, json } } => {
+            let options = herald::bench_enrich::EnrichBenchOptions { users, requests, storage };
+            let report = herald::bench_enrich::enrich(options).await?;
+            print!("{}", herald::bench_enrich::render(&report));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
             }
             Ok(())
         }

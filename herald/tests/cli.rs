@@ -90,3 +90,28 @@ fn bench_dispatch_measures_every_send_against_the_stand_in() {
         assert!(row["p99_ms"].as_f64().unwrap() >= row["p50_ms"].as_f64().unwrap(), "{row}");
     }
 }
+
+#[test]
+fn bench_enrich_times_a_cold_and_a_warm_pass_against_the_raw_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("enrich.json");
+    let output = herald()
+        .args(["bench", "enrich", "--users", "300", "--requests", "200"])
+        .args(["--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    let runs: Vec<&str> =
+        report["rows"].as_array().unwrap().iter().map(|r| r["run"].as_str().unwrap()).collect();
+    assert_eq!(runs, ["raw_copy", "enricher_cold", "enricher_warm"]);
+    assert_eq!(report["devices"], 600, "1 to 3 devices per user");
+    for row in &report["rows"].as_array().unwrap()[1..] {
+        // Every user has an address and, on average, two devices.
+        let targets = row["targets_per_request"].as_f64().unwrap();
+        assert!((2.9..=3.1).contains(&targets), "{row}");
+        assert!(row["cpu_ms_per_1000_requests"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["peak_rss_mib"].as_f64().unwrap() > 0.0, "{row}");
+    }
+}

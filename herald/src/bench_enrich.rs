@@ -1,0 +1,385 @@
+//! `herald bench enrich`: the enricher against the limit of the broker it runs on. One run
+//! on one embedded Tansu: a raw consume→produce copy of the request records (rdkafka, no
+//! processing) gives the limit; then `herald enrich`, as its own process, fans the same
+//! requests out to a directory of N users, first with a cold cache and then warm. The
+//! enricher process's CPU time and peak RSS come from /proc.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use herald_enricher::{Device, Platform, SqliteDirectory, User};
+use herald_runtime::kafka::{Producer, admin, wait_all};
+use herald_schemas::dev_registry::DevRegistry;
+use herald_schemas::{Channel, EmailContent, Lane, NotificationRequest, PushContent, Recipient};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{ClientConfig, Message};
+use serde::Serialize;
+
+use crate::config::HeraldConfig;
+use crate::dev::broker::{Storage, TansuBroker};
+use crate::roles;
+
+#[derive(Debug, Clone)]
+pub struct EnrichBenchOptions {
+    pub users: usize,
+    pub requests: usize,
+    pub storage: crate::chaos::ChaosStorage,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnrichRow {
+    /// raw_copy, enricher_cold or enricher_warm.
+    pub run: &'static str,
+    pub requests: usize,
+    pub seconds: f64,
+    pub requests_per_second: f64,
+    /// Records consumed plus records produced.
+    pub records_moved: u64,
+    pub records_moved_per_second: f64,
+    /// Channel messages per request (the fan-out).
+    pub targets_per_request: Option<f64>,
+    /// The enricher process's user + system CPU per 1,000 requests.
+    pub cpu_ms_per_1000_requests: Option<f64>,
+    pub peak_rss_mib: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnrichBenchReport {
+    pub users: usize,
+    pub devices: usize,
+    pub rows: Vec<EnrichRow>,
+}
+
+/// A deterministic directory: user `u{i}` with 1 to 3 devices, an address and a phone.
+fn directory_rows(users: usize) -> Vec<(User, Vec<Device>)> {
+    (0..users)
+        .map(|i| {
+            let user = User {
+                user_id: format!("u{i}"),
+                email: Some(format!("u{i}@bench.test")),
+                phone: Some(format!("+1415{:07}", i % 10_000_000)),
+                locale: Some("en-US".into()),
+                timezone: Some("America/New_York".into()),
+                region: Some(if i % 10 == 0 { "CN" } else { "US" }.into()),
+                quiet_hours: None,
+            };
+            let devices = (0..=i % 3)
+                .map(|d| Device {
+                    device_id: format!("d{d}"),
+                    platform: if d % 2 == 0 { Platform::Android } else { Platform::Ios },
+                    token: format!("{:064x}", i * 3 + d),
+                    app_id: None,
+                    active: true,
+                })
+                .collect();
+            (user, devices)
+        })
+        .collect()
+}
+
+fn request(i: usize, users: usize) -> NotificationRequest {
+    // A multiplicative walk over the users: spread, repeatable, every request a new user
+    // until the directory is exhausted.
+    let user = (i.wrapping_mul(7_919)) % users.max(1);
+    NotificationRequest {
+        notification_id: format!("bench-{}-{i}", herald_schemas::now_millis()),
+        accepted_at: herald_schemas::now_millis(),
+        recipient: Recipient { user_id: Some(format!("u{user}")), ..Recipient::default() },
+        category: "transactional".into(),
+        email: Some(EmailContent {
+            subject: "Your order shipped".into(),
+            text: Some("It is on its way.".into()),
+            html: None,
+        }),
+        push: Some(PushContent {
+            title: Some("Shipped".into()),
+            body: "Your order is on its way.".into(),
+            data: [("order".to_owned(), i.to_string())].into(),
+        }),
+        ..NotificationRequest::default()
+    }
+}
+
+async fn produce_requests(
+    config: &HeraldConfig,
+    options: &EnrichBenchOptions,
+) -> anyhow::Result<()> {
+    let output = roles::output(config, "herald-bench")?;
+    let topic = config.kafka.topics().requests_in(Lane::Urgent);
+    let mut acks = Vec::new();
+    for i in 0..options.requests {
+        let r = request(i, options.users);
+        acks.push(output.enqueue(&topic, r.partition_key(), &r, None).await?);
+        if acks.len() >= 5_000 {
+            wait_all(std::mem::take(&mut acks)).await?;
+        }
+    }
+    wait_all(acks).await?;
+    Ok(())
+}
+
+/// The limit: the same records consumed and produced again, untouched.
+async fn raw_copy(config: &HeraldConfig, records: usize) -> anyhow::Result<EnrichRow> {
+    let topics = config.kafka.topics();
+    let (from, to) = (topics.requests(), format!("{}bench.copy", topics.prefix()));
+    let mut client = ClientConfig::new();
+    for (key, value) in config.kafka.client_properties()? {
+        client.set(key, value);
+    }
+    let consumer: StreamConsumer = client
+        .set("group.id", "herald-bench-copy")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[&from])?;
+    let producer = Producer::new(&config.kafka, "herald-bench-copy")?;
+    let cpu_before = process_usage(std::process::id()).0;
+    let started = Instant::now();
+    let mut acks = Vec::new();
+    for _ in 0..records {
+        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .context("copy stalled")??;
+        let payload = message.payload().unwrap_or_default();
+        acks.push(producer.enqueue(&to, message.key(), payload, None).await?);
+        if acks.len() >= 5_000 {
+            wait_all(std::mem::take(&mut acks)).await?;
+        }
+    }
+    wait_all(acks).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    // This process also serves the schema registry, idle by now.
+    let cpu = process_usage(std::process::id()).0 - cpu_before;
+    let moved = 2 * records as u64;
+    Ok(EnrichRow {
+        run: "raw_copy",
+        requests: records,
+        seconds,
+        requests_per_second: records as f64 / seconds,
+        records_moved: moved,
+        records_moved_per_second: moved as f64 / seconds,
+        targets_per_request: None,
+        cpu_ms_per_1000_requests: Some(cpu * 1_000_000.0 / records as f64),
+        peak_rss_mib: None,
+    })
+}
+
+/// User + system CPU seconds and peak RSS (MiB) of process `pid`.
+pub(crate) fn process_usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After "pid (comm)": state is field 3; utime and stime are fields 14 and 15, in clock
+    // ticks of 1/100 s on Linux.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (cpu, kib / 1024.0)
+}
+
+/// Records in every topic the enricher writes.
+fn produced_so_far(config: &HeraldConfig) -> anyhow::Result<u64> {
+    let topics = config.kafka.topics();
+    let mut names = vec![topics.events()];
+    for channel in Channel::ALL {
+        names.extend(Lane::ALL.map(|lane| topics.channel_in(channel, lane)));
+    }
+    let consumer = crate::groups::probe(&config.kafka)?;
+    let mut total = 0;
+    for name in names {
+        total += admin::topic_depth(&consumer, &name)?;
+    }
+    Ok(u64::try_from(total).unwrap_or(0))
+}
+
+/// Records one pass of the requests makes the enricher produce: per target (every device
+/// and the email address) a channel message and a `routed` event.
+fn expected_outputs(options: &EnrichBenchOptions) -> u64 {
+    (0..options.requests)
+        .map(|i| {
+            let user = (i.wrapping_mul(7_919)) % options.users.max(1);
+            let targets = user % 3 + 1 + 1;
+            2 * targets as u64
+        })
+        .sum()
+}
+
+/// Where the enricher stood at one moment.
+struct Mark {
+    at: Instant,
+    cpu_seconds: f64,
+    produced: u64,
+}
+
+/// Waits until the enricher has produced at least `target` records in all.
+async fn mark_at(config: &HeraldConfig, target: u64, child: &mut Child) -> anyhow::Result<Mark> {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let produced = produced_so_far(config)?;
+        if produced >= target {
+            let cpu_seconds = process_usage(child.id()).0;
+            return Ok(Mark { at: Instant::now(), cpu_seconds, produced });
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("herald enrich exited ({status}) after producing {produced} records");
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the enricher produced {produced} of {target}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Stops or continues `child` (SIGSTOP / SIGCONT).
+fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status()?;
+    anyhow::ensure!(status.success(), "kill {signal} failed");
+    Ok(())
+}
+
+pub async fn enrich(options: EnrichBenchOptions) -> anyhow::Result<EnrichBenchReport> {
+    let dir = std::env::temp_dir().join(format!("herald-bench-enrich-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run(&options, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run(options: &EnrichBenchOptions, dir: &Path) -> anyhow::Result<EnrichBenchReport> {
+    let storage = match options.storage {
+        crate::chaos::ChaosStorage::Memory => Storage::Memory,
+        crate::chaos::ChaosStorage::Sqlite => Storage::Sqlite(dir.join("broker")),
+    };
+    let broker = TansuBroker::start(None, storage, Some(&dir.join("tansu.log"))).await?;
+    let registry = DevRegistry::default().spawn("127.0.0.1:0".parse()?).await?;
+    let mut config = HeraldConfig { kafka: broker.kafka_config(), ..HeraldConfig::default() };
+    config.kafka.topic_prefix = "benchenrich.".into();
+    config.schema_registry.url = format!("http://{registry}");
+    config.topics.partitions = 4;
+    config.topics.replication_factor = 1;
+    config.enricher.directory_path = dir.join("directory.db");
+    config.enricher.cache_ttl_ms = 3_600_000;
+    config.enricher.cache_max_entries = u64::try_from(options.users * 2).unwrap_or(u64::MAX);
+    config.ops.listen = Some("127.0.0.1:0".parse()?);
+    // The enricher is stopped (SIGSTOP) while the warm pass is produced: long enough a
+    // session that the broker keeps its partitions.
+    config.kafka.consumer.session_timeout_ms = 60_000;
+    config.kafka.consumer.max_poll_interval_ms = 120_000;
+    config.validate()?;
+    let mut specs = config.topic_specs();
+    if let Some(copy) = specs.first().cloned() {
+        let name = format!("{}bench.copy", config.kafka.topic_prefix);
+        specs.push(herald_runtime::kafka::admin::TopicSpec { name, ..copy });
+    }
+    admin::create_topics(&config.kafka, &specs).await?;
+
+    let rows = directory_rows(options.users);
+    let devices = rows.iter().map(|(_, d)| d.len()).sum();
+    SqliteDirectory::open(&config.enricher.directory_path)?.load(rows).await?;
+
+    produce_requests(&config, options).await?;
+    let mut report = EnrichBenchReport { users: options.users, devices, rows: Vec::new() };
+    report.rows.push(raw_copy(&config, options.requests).await?);
+
+    let config_file = dir.join("herald.toml");
+    std::fs::write(&config_file, toml::to_string(&config).context("writing the configuration")?)?;
+    let exe = std::env::current_exe().context("locating the herald binary")?;
+    let mut child = Command::new(exe)
+        .arg("enrich")
+        .env("HERALD_CONFIG", &config_file)
+        .env("RUST_LOG", "warn,librdkafka=error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("enrich.log"))?)
+        .spawn()
+        .context("starting herald enrich")?;
+    let result = enricher_runs(&config, options, &mut child, &mut report).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    broker.stop().await;
+    result.map(|()| report)
+}
+
+async fn enricher_runs(
+    config: &HeraldConfig,
+    options: &EnrichBenchOptions,
+    child: &mut Child,
+    report: &mut EnrichBenchReport,
+) -> anyhow::Result<()> {
+    let pass = expected_outputs(options);
+    // From the first output: the group join is not the enricher's speed.
+    let first = mark_at(config, 1, child).await?;
+    let cold = mark_at(config, pass, child).await?;
+    // The same requests again, produced while the enricher is stopped, then timed from
+    // its continuing: every lookup is now a cache hit.
+    signal(child, "-STOP")?;
+    let produced = produce_requests(config, options).await;
+    signal(child, "-CONT")?;
+    produced?;
+    // From its first output again: a stopped consumer may have to rejoin its group.
+    let warm_start = mark_at(config, cold.produced + 1, child).await?;
+    let warm = mark_at(config, 2 * pass, child).await?;
+    for (run, from, to) in [("enricher_cold", &first, &cold), ("enricher_warm", &warm_start, &warm)]
+    {
+        let produced = to.produced.saturating_sub(from.produced);
+        // Outputs tell how many requests a window covered (the first output's request is
+        // counted whole).
+        let requests = options.requests as f64 * produced as f64 / pass as f64;
+        let seconds = to.at.duration_since(from.at).as_secs_f64().max(1e-9);
+        let moved = produced as f64 + requests;
+        report.rows.push(EnrichRow {
+            run,
+            requests: options.requests,
+            seconds,
+            requests_per_second: requests / seconds,
+            records_moved: moved as u64,
+            records_moved_per_second: moved / seconds,
+            // Every target has one channel message and one routed event.
+            targets_per_request: Some(produced as f64 / 2.0 / requests.max(1.0)),
+            cpu_ms_per_1000_requests: Some(
+                (to.cpu_seconds - from.cpu_seconds) * 1_000_000.0 / requests.max(1.0),
+            ),
+            peak_rss_mib: Some(process_usage(child.id()).1),
+        });
+    }
+    Ok(())
+}
+
+pub fn render(report: &EnrichBenchReport) -> String {
+    let limit =
+        report.rows.iter().find(|r| r.run == "raw_copy").map(|r| r.records_moved_per_second);
+    let mut out = format!(
+        "{} users ({} devices) in the SQLite directory; {} requests per run\n\n",
+        report.users,
+        report.devices,
+        report.rows.first().map_or(0, |r| r.requests)
+    );
+    out.push_str(
+        "run            requests/s  records moved/s  of raw copy  targets/req  CPU ms/1000 req  peak RSS MiB\n",
+    );
+    for r in &report.rows {
+        let opt = |v: Option<f64>, digits: usize| {
+            v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+        };
+        let share = limit.map(|l| 100.0 * r.records_moved_per_second / l);
+        out.push_str(&format!(
+            "{:<14} {:>10.0}  {:>15.0}  {:>10}%  {:>11}  {:>15}  {:>12}\n",
+            r.run,
+            r.requests_per_second,
+            r.records_moved_per_second,
+            opt(share, 0),
+            opt(r.targets_per_request, 2),
+            opt(r.cpu_ms_per_1000_requests, 1),
+            opt(r.peak_rss_mib, 0),
+        ));
+    }
+    out.push_str("\nrecords moved = consumed + produced (channel messages and events); the broker is co-located\n");
+    out
+}
