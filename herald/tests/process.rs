@@ -244,3 +244,83 @@ fn chaos_run_killing_enricher_and_dispatchers_loses_nothing() {
         "a duplicate only where a killed dispatcher's claim was taken over: {stdout}"
     );
 }
+
+/// How many partitions of `group` the process logging to `log` held after each rebalance.
+fn assignments(log: &std::path::Path, group: &str) -> Vec<usize> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let plain: String = {
+        // Strip ANSI colour codes: ESC [ ... m.
+        let mut out = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    plain
+        .lines()
+        .filter(|l| l.contains("partitions assigned") && l.contains(&format!("group={group} ")))
+        .filter_map(|l| l.rsplit("assigned=").next()?.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dispatchers_of_a_channel_share_its_partitions_and_one_stopping_hands_them_over_without_loss_or_double_send()
+ {
+    let env = TestEnv::start().await;
+    // A slow relay keeps both processes busy while one of them stops.
+    env.mail.set_delay(Some(Duration::from_millis(10)));
+    let logs = [env.dir.path().join("a.log"), env.dir.path().join("b.log")];
+    let start = |log: &std::path::Path| {
+        Running(Some(
+            support::herald_command(&env)
+                .args(["dispatch", "--channel", "email"])
+                .env("RUST_LOG", "info,librdkafka=error")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        ))
+    };
+    let first = start(&logs[0]);
+    let second = start(&logs[1]);
+    let group = herald_dispatchers::group(Channel::Email);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !logs.iter().all(|l| assignments(l, &group).last().is_some_and(|n| *n > 0)) {
+        assert!(Instant::now() < deadline, "both processes get partitions");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shared: Vec<usize> = logs.iter().map(|l| *assignments(l, &group).last().unwrap()).collect();
+
+    let targets: Vec<String> = (0..300).map(|i| format!("scale{i}@example.com")).collect();
+    send_all(&env, &targets, "scale").await;
+    while env.mail.total() < 60 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(terminate(first.take()).success(), "the first drains and exits cleanly");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while (env.mail.total() as usize) < targets.len() {
+        assert!(Instant::now() < deadline, "delivered {} of 300", env.mail.total());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let survivor = assignments(&logs[1], &group);
+    assert_eq!(
+        survivor.last().copied(),
+        Some(shared.iter().sum()),
+        "the survivor took over every partition: {survivor:?}, shared {shared:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let per_recipient = env.mail.per_recipient();
+    for target in &targets {
+        assert_eq!(per_recipient.get(target), Some(&1), "{target} delivered once");
+    }
+    assert!(terminate(second.take()).success());
+}
