@@ -21,6 +21,7 @@ use crate::retry::{self, NextStep, RetryPolicy};
 struct DeliveryMetrics {
     outcomes: IntCounterVec,
     provider_seconds: HistogramVec,
+    end_to_end_seconds: HistogramVec,
     took_over: IntCounterVec,
 }
 
@@ -36,6 +37,12 @@ fn delivery_metrics() -> &'static DeliveryMetrics {
             "herald_provider_seconds",
             "Time from calling a provider to its answer.",
             &["channel", "provider"],
+        ),
+        end_to_end_seconds: metrics::histogram_vec_with_buckets(
+            "herald_end_to_end_seconds",
+            "From the request's acceptance to the provider's final answer (sent or failed).",
+            &["channel", "outcome"],
+            &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0],
         ),
         took_over: metrics::counter_vec(
             "herald_ledger_unknown_total",
@@ -277,6 +284,16 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
         // ledger knows the outcome: events and retry records need no provider.
         self.until_durable(|| self.record_outcome(&key, &settlement)).await;
         drop(slot);
+        let outcome = match &settlement {
+            Settlement::Sent(_) => Some("sent"),
+            Settlement::Failed { .. } => Some("failed"),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            let waited = (herald_schemas::now_millis() - message.accepted_at).max(0) as f64;
+            let labels = [self.setup.channel.as_str(), outcome];
+            delivery_metrics().end_to_end_seconds.with_label_values(&labels).observe(waited / 1e3);
+        }
         let name = provider.name();
         self.until_durable(|| self.publish(record, &message, attempt, name, &settlement)).await;
         Ok(())

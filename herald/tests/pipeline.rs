@@ -350,3 +350,43 @@ async fn the_openapi_document_is_served_and_describes_the_send_routes() {
     assert!(doc["components"]["schemas"]["SendBody"]["properties"]["template_id"].is_object());
     pipeline.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_lag_per_partition_and_end_to_end_latency_are_exported() {
+    let mut env = TestEnv::start().await;
+    env.config.kafka.consumer.statistics_interval_ms = 500;
+    add_user(&env, "measured", "measured@example.com").await;
+    let pipeline = env.pipeline().await;
+    let (status, _) =
+        pipeline.post(Some(&env.api_key()), &email_body("measured", "Measured", "hello")).await;
+    assert_eq!(status, 202);
+    env.mail.wait_for(WAIT, |m| m.to == ["measured@example.com"]).await.expect("delivered");
+
+    let channel_topic = env.topics().channel(herald_schemas::Channel::Email);
+    let lag_series = format!(
+        "herald_consumer_lag{{group=\"herald-dispatch-email\",partition=\"0\",topic=\"{channel_topic}\"}}"
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    let text = loop {
+        let text = herald_runtime::metrics::render();
+        if text.lines().any(|l| l.starts_with(&lag_series)) {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {lag_series} in:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let lag: i64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&lag_series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    assert!(lag >= 0, "{lag}");
+    let e2e = text
+        .lines()
+        .find(|l| {
+            l.starts_with("herald_end_to_end_seconds_count{channel=\"email\",outcome=\"sent\"}")
+        })
+        .unwrap_or_else(|| panic!("no end-to-end histogram in:\n{text}"));
+    assert!(!e2e.ends_with(" 0"), "{e2e}");
+    pipeline.stop().await;
+}

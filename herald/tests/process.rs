@@ -293,9 +293,11 @@ async fn two_dispatchers_of_a_channel_share_its_partitions_and_one_stopping_hand
     let first = start(&logs[0]);
     let second = start(&logs[1]);
     let group = herald_dispatchers::group(Channel::Email);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(90);
     while !logs.iter().all(|l| assignments(l, &group).last().is_some_and(|n| *n > 0)) {
-        assert!(Instant::now() < deadline, "both processes get partitions");
+        let seen: Vec<_> = logs.iter().map(|l| assignments(l, &group)).collect();
+        let tail = std::fs::read_to_string(&logs[1]).unwrap_or_default();
+        assert!(Instant::now() < deadline, "both processes get partitions: {seen:?}\n{tail}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let shared: Vec<usize> = logs.iter().map(|l| *assignments(l, &group).last().unwrap()).collect();

@@ -142,6 +142,8 @@ pub struct ConsumerTuning {
     /// Records of one partition processed concurrently; records with the same key always go
     /// to the same lane, so per-key order holds.
     pub lanes_per_partition: usize,
+    /// How often librdkafka reports statistics (`herald_consumer_lag`); 0 turns them off.
+    pub statistics_interval_ms: u32,
     /// How long a revoked partition (rebalance or shutdown) may take to finish its in-flight
     /// records before they are abandoned to the next owner.
     pub drain_deadline_ms: u64,
@@ -158,6 +160,7 @@ impl Default for ConsumerTuning {
             auto_commit_interval_ms: 1_000,
             max_in_flight: 2_048,
             lanes_per_partition: 32,
+            statistics_interval_ms: 15_000,
             drain_deadline_ms: 10_000,
             properties: BTreeMap::new(),
         }

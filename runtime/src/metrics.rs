@@ -33,6 +33,17 @@ pub fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     register(HistogramVec::new(opts, labels))
 }
 
+/// A histogram with its own buckets (seconds), for spans far from the default's 5 ms–10 s.
+pub fn histogram_vec_with_buckets(
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    register(HistogramVec::new(opts, labels))
+}
+
 fn register<M>(metric: prometheus::Result<M>) -> M
 where
     M: prometheus::core::Collector + Clone + 'static,
@@ -64,6 +75,7 @@ struct ConsumerMetrics {
     abandoned: IntCounterVec,
     dead_letters: IntCounterVec,
     queue_full: IntCounterVec,
+    lag: IntGaugeVec,
 }
 
 fn consumer_metrics() -> &'static ConsumerMetrics {
@@ -109,6 +121,11 @@ fn consumer_metrics() -> &'static ConsumerMetrics {
             "Times a producer waited because its local queue was full.",
             &["topic"],
         ),
+        lag: gauge_vec(
+            "herald_consumer_lag",
+            "Records behind the log end, per partition this member owns (librdkafka statistics).",
+            &["group", "topic", "partition"],
+        ),
     })
 }
 
@@ -142,4 +159,17 @@ pub(crate) fn dead_lettered(group: &str, class: &str) {
 
 pub(crate) fn producer_queue_full(topic: &str) {
     consumer_metrics().queue_full.with_label_values(&[topic]).inc();
+}
+
+/// The lag librdkafka reports for one owned partition; unknown (`None`) removes the series,
+/// so a partition that moved to another member stops reporting from here.
+pub(crate) fn consumer_lag(group: &str, topic: &str, partition: i32, lag: Option<i64>) {
+    let partition = partition.to_string();
+    let gauge = &consumer_metrics().lag;
+    match lag {
+        Some(lag) => gauge.with_label_values(&[group, topic, &partition]).set(lag),
+        None => {
+            let _ = gauge.remove_label_values(&[group, topic, &partition]);
+        }
+    }
 }

@@ -99,7 +99,8 @@ pub async fn run<H: Handler>(
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", tuning.session_timeout_ms.to_string())
         .set("heartbeat.interval.ms", tuning.heartbeat_interval_ms.to_string())
-        .set("max.poll.interval.ms", tuning.max_poll_interval_ms.to_string());
+        .set("max.poll.interval.ms", tuning.max_poll_interval_ms.to_string())
+        .set("statistics.interval.ms", tuning.statistics_interval_ms.to_string());
     for (key, value) in &tuning.properties {
         client.set(key, value);
     }

@@ -63,6 +63,22 @@ impl<H: Handler> ClientContext for Ctx<H> {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!(group = %self.shared.group, error = %error, reason, "kafka client error");
     }
+
+    /// `statistics.interval.ms`: per-partition lag as librdkafka sees it (log end minus this
+    /// member's position), for dashboards and lag-based autoscaling.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is librdkafka's internal unassigned partition.
+                if *partition < 0 {
+                    continue;
+                }
+                let owned = p.fetch_state == "active";
+                let lag = (owned && p.consumer_lag >= 0).then_some(p.consumer_lag);
+                metrics::consumer_lag(&self.shared.group, topic, *partition, lag);
+            }
+        }
+    }
 }
 
 impl<H: Handler> ConsumerContext for Ctx<H> {
