@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use base64::Engine;
 use herald_dispatchers::config::{
-    ApnsAuth, ApnsSettings, JpushSettings, ProviderConfig, ProviderLimits, PushySettings,
-    SendgridSettings, SmsOptions, TwilioSettings, Unsubscribe, VonageSettings,
+    ApnsAuth, ApnsSettings, FcmSettings, JpushSettings, ProviderConfig, ProviderLimits,
+    PushySettings, SendgridSettings, SmsOptions, TwilioSettings, Unsubscribe, VonageSettings,
 };
 use herald_dispatchers::providers::registry::{Pick, Routes};
 use herald_runtime::SecretSource;
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HeraldConfig;
 use crate::dev::broker::{Storage, TansuBroker};
 use crate::dev::standins::apns::ApnsStandIn;
+use crate::dev::standins::fcm::FcmStandIn;
 use crate::dev::standins::jpush::JpushStandIn;
 use crate::dev::standins::pushy::PushyStandIn;
 use crate::dev::standins::sendgrid::SendgridStandIn;
@@ -38,6 +39,7 @@ use crate::roles::{self, GivenProviders};
 #[serde(rename_all = "snake_case")]
 pub enum BenchProvider {
     Apns,
+    Fcm,
     Jpush,
     Pushy,
     Twilio,
@@ -46,8 +48,9 @@ pub enum BenchProvider {
 }
 
 impl BenchProvider {
-    pub const ALL: [BenchProvider; 6] = [
+    pub const ALL: [BenchProvider; 7] = [
         BenchProvider::Apns,
+        BenchProvider::Fcm,
         BenchProvider::Jpush,
         BenchProvider::Pushy,
         BenchProvider::Twilio,
@@ -58,7 +61,7 @@ impl BenchProvider {
     fn channel(self) -> Channel {
         match self {
             BenchProvider::Apns => Channel::Ios,
-            BenchProvider::Jpush | BenchProvider::Pushy => Channel::Android,
+            BenchProvider::Fcm | BenchProvider::Jpush | BenchProvider::Pushy => Channel::Android,
             BenchProvider::Twilio | BenchProvider::Vonage => Channel::Sms,
             BenchProvider::Sendgrid => Channel::Email,
         }
@@ -67,6 +70,7 @@ impl BenchProvider {
     fn name(self) -> &'static str {
         match self {
             BenchProvider::Apns => "apns",
+            BenchProvider::Fcm => "fcm",
             BenchProvider::Jpush => "jpush",
             BenchProvider::Pushy => "pushy",
             BenchProvider::Twilio => "twilio",
@@ -128,6 +132,11 @@ fn secret(dir: &Path, name: &str, value: &str) -> anyhow::Result<SecretSource> {
 }
 
 /// A fresh P-256 key in Apple's .p8 (PKCS#8 PEM) form.
+/// The throwaway service account of a fake Firebase project that the tests use too: ring
+/// cannot generate RSA keys, and the stand-in only checks the token exchange's signature.
+const FCM_SERVICE_ACCOUNT: &str =
+    include_str!("../../dispatchers/tests/fixtures/fcm-service-account.json");
+
 fn p8_key() -> anyhow::Result<String> {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
@@ -169,6 +178,18 @@ async fn stand_in(
                 StandIn::of(s, ApnsStandIn::accepted_count, ApnsStandIn::clear),
                 ProviderConfig::Apns(settings),
             )
+        }
+        BenchProvider::Fcm => {
+            let s = FcmStandIn::start(FCM_SERVICE_ACCOUNT).await?;
+            s.set_delay(Some(latency));
+            let mut account: serde_json::Value = serde_json::from_str(FCM_SERVICE_ACCOUNT)?;
+            account["token_uri"] = s.token_uri().into();
+            let settings = FcmSettings {
+                credentials: secret(dir, "fcm.json", &account.to_string())?,
+                base_url: Some(s.base_url()),
+                limits,
+            };
+            (StandIn::of(s, |s| s.accepted_count(), |s| s.clear()), ProviderConfig::Fcm(settings))
         }
         BenchProvider::Jpush => {
             let s = JpushStandIn::start("bench-app-key", "bench-master-secret").await?;

@@ -74,6 +74,7 @@ fn bench_dispatch_measures_every_send_against_the_stand_in() {
     let json = dir.path().join("bench.json");
     let output = herald()
         .args(["bench", "dispatch", "--provider", "pushy", "--provider", "twilio"])
+        .args(["--provider", "fcm"])
         .args(["--messages", "300", "--provider-only", "--json", json.to_str().unwrap()])
         .output()
         .unwrap();
@@ -82,7 +83,7 @@ fn bench_dispatch_measures_every_send_against_the_stand_in() {
     assert!(stdout.contains("sends/s"), "{stdout}");
     let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
     for row in rows {
         assert_eq!(row["errors"], 0, "{row}");
         assert_eq!(row["sent"], 300, "every send accepted by the stand-in: {row}");

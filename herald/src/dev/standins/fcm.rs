@@ -273,6 +273,17 @@ impl FcmStandIn {
         self.shared.lock().accepted.clone()
     }
 
+    pub fn accepted_count(&self) -> usize {
+        self.shared.lock().accepted.len()
+    }
+
+    /// Forgets what was accepted and requested (a benchmark's next round).
+    pub fn clear(&self) {
+        let mut inner = self.shared.lock();
+        inner.accepted.clear();
+        inner.requests.clear();
+    }
+
     /// When each send request arrived (ms since the epoch).
     pub fn requests(&self) -> Vec<i64> {
         self.shared.lock().requests.clone()
