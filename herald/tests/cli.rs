@@ -112,7 +112,9 @@ fn bench_enrich_times_a_cold_and_a_warm_pass_against_the_raw_copy() {
         // Every user has an address and, on average, two devices.
         let targets = row["targets_per_request"].as_f64().unwrap();
         assert!((2.9..=3.1).contains(&targets), "{row}");
-        assert!(row["cpu_ms_per_1000_requests"].as_f64().unwrap() > 0.0, "{row}");
+        // CPU comes in 10 ms clock ticks: a short window may read zero, never less.
+        assert!(row["cpu_ms_per_1000_requests"].as_f64().unwrap() >= 0.0, "{row}");
+        assert!(row["seconds"].as_f64().unwrap() > 0.0, "{row}");
         assert!(row["peak_rss_mib"].as_f64().unwrap() > 0.0, "{row}");
     }
 }
