@@ -153,7 +153,6 @@ impl Plan {
     pub fn requested_channels(&self) -> Vec<&'static str> {
         let mut channels: Vec<_> =
             self.messages.iter().map(|(c, _)| requested_channel(*c)).collect();
-        channels.dedup();
         channels.sort_unstable();
         channels.dedup();
         channels

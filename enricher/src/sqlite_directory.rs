@@ -79,37 +79,10 @@ impl SqliteDirectory {
         self.pool
             .run(move |c| {
                 let tx = c.transaction()?;
-                {
-                    let mut user = tx.prepare(
-                        "INSERT OR REPLACE INTO users
-                         (user_id, email, phone, locale, timezone, region, quiet_hours)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?;
-                    let mut device = tx.prepare(
-                        "INSERT OR REPLACE INTO devices
-                         (user_id, device_id, platform, token, app_id, active)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?;
-                    for (u, devices) in &rows {
-                        user.execute(params![
-                            u.user_id,
-                            u.email,
-                            u.phone,
-                            u.locale,
-                            u.timezone,
-                            u.region,
-                            u.quiet_hours
-                        ])?;
-                        for d in devices {
-                            device.execute(params![
-                                u.user_id,
-                                d.device_id,
-                                d.platform.as_str(),
-                                d.token,
-                                d.app_id,
-                                d.active
-                            ])?;
-                        }
+                for (user, devices) in &rows {
+                    write_user(&tx, user)?;
+                    for device in devices {
+                        write_device(&tx, &user.user_id, device)?;
                     }
                 }
                 tx.commit()
@@ -119,53 +92,54 @@ impl SqliteDirectory {
     }
 }
 
+fn write_user(c: &rusqlite::Connection, user: &User) -> rusqlite::Result<usize> {
+    c.prepare_cached(
+        "INSERT INTO users (user_id, email, phone, locale, timezone, region, quiet_hours)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (user_id) DO UPDATE SET email = ?2, phone = ?3, locale = ?4,
+            timezone = ?5, region = ?6, quiet_hours = ?7",
+    )?
+    .execute(params![
+        user.user_id,
+        user.email,
+        user.phone,
+        user.locale,
+        user.timezone,
+        user.region,
+        user.quiet_hours
+    ])
+}
+
+fn write_device(
+    c: &rusqlite::Connection,
+    user_id: &str,
+    device: &Device,
+) -> rusqlite::Result<usize> {
+    c.prepare_cached(
+        "INSERT INTO devices (user_id, device_id, platform, token, app_id, active)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (user_id, device_id) DO UPDATE SET platform = ?3, token = ?4,
+            app_id = ?5, active = ?6",
+    )?
+    .execute(params![
+        user_id,
+        device.device_id,
+        device.platform.as_str(),
+        device.token,
+        device.app_id,
+        device.active
+    ])
+}
+
 impl Directory for SqliteDirectory {
     async fn upsert_user(&self, user: User) -> Result<(), DirectoryError> {
-        self.pool
-            .run(move |c| {
-                c.execute(
-                    "INSERT INTO users (user_id, email, phone, locale, timezone, region, quiet_hours)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (user_id) DO UPDATE SET email = ?2, phone = ?3, locale = ?4,
-                        timezone = ?5, region = ?6, quiet_hours = ?7",
-                    params![
-                        user.user_id,
-                        user.email,
-                        user.phone,
-                        user.locale,
-                        user.timezone,
-                        user.region,
-                        user.quiet_hours
-                    ],
-                )
-            })
-            .await
-            .map(drop)
-            .map_err(unavailable)
+        self.pool.run(move |c| write_user(c, &user)).await.map(drop).map_err(unavailable)
     }
 
     async fn upsert_device(&self, user_id: &str, device: Device) -> Result<(), DirectoryError> {
         let user_id = user_id.to_owned();
-        self.pool
-            .run(move |c| {
-                c.execute(
-                    "INSERT INTO devices (user_id, device_id, platform, token, app_id, active)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT (user_id, device_id) DO UPDATE SET platform = ?3, token = ?4,
-                        app_id = ?5, active = ?6",
-                    params![
-                        user_id,
-                        device.device_id,
-                        device.platform.as_str(),
-                        device.token,
-                        device.app_id,
-                        device.active
-                    ],
-                )
-            })
-            .await
-            .map(drop)
-            .map_err(unavailable)
+        let write = move |c: &mut rusqlite::Connection| write_device(c, &user_id, &device);
+        self.pool.run(write).await.map(drop).map_err(unavailable)
     }
 
     async fn set_preference(

@@ -186,19 +186,30 @@ pub(crate) fn process_usage(pid: u32) -> (f64, f64) {
     (cpu, kib / 1024.0)
 }
 
-/// Records in every topic the enricher writes.
-fn produced_so_far(config: &HeraldConfig) -> anyhow::Result<u64> {
-    let topics = config.kafka.topics();
-    let mut names = vec![topics.events()];
-    for channel in Channel::ALL {
-        names.extend(Lane::ALL.map(|lane| topics.channel_in(channel, lane)));
+/// The topics the enricher writes, and one client (made once) to read their depth.
+struct Outputs {
+    probe: rdkafka::consumer::BaseConsumer,
+    topics: Vec<String>,
+}
+
+impl Outputs {
+    fn new(config: &HeraldConfig) -> anyhow::Result<Self> {
+        let names = config.kafka.topics();
+        let mut topics = vec![names.events()];
+        for channel in Channel::ALL {
+            topics.extend(Lane::ALL.map(|lane| names.channel_in(channel, lane)));
+        }
+        Ok(Self { probe: crate::groups::probe(&config.kafka)?, topics })
     }
-    let consumer = crate::groups::probe(&config.kafka)?;
-    let mut total = 0;
-    for name in names {
-        total += admin::topic_depth(&consumer, &name)?;
+
+    /// Records in every topic the enricher writes.
+    fn produced(&self) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for topic in &self.topics {
+            total += admin::topic_depth(&self.probe, topic)?;
+        }
+        Ok(u64::try_from(total).unwrap_or(0))
     }
-    Ok(u64::try_from(total).unwrap_or(0))
 }
 
 /// Records one pass of the requests makes the enricher produce: per target (every device
@@ -221,10 +232,10 @@ struct Mark {
 }
 
 /// Waits until the enricher has produced at least `target` records in all.
-async fn mark_at(config: &HeraldConfig, target: u64, child: &mut Child) -> anyhow::Result<Mark> {
+async fn mark_at(outputs: &Outputs, target: u64, child: &mut Child) -> anyhow::Result<Mark> {
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
-        let produced = produced_so_far(config)?;
+        let produced = outputs.produced()?;
         if produced >= target {
             let cpu_seconds = process_usage(child.id()).0;
             return Ok(Mark { at: Instant::now(), cpu_seconds, produced });
@@ -315,8 +326,9 @@ async fn enricher_runs(
 ) -> anyhow::Result<()> {
     let pass = expected_outputs(options);
     // From the first output: the group join is not the enricher's speed.
-    let first = mark_at(config, 1, child).await?;
-    let cold = mark_at(config, pass, child).await?;
+    let outputs = Outputs::new(config)?;
+    let first = mark_at(&outputs, 1, child).await?;
+    let cold = mark_at(&outputs, pass, child).await?;
     // The same requests again, produced while the enricher is stopped, then timed from
     // its continuing: every lookup is now a cache hit.
     signal(child, "-STOP")?;
@@ -324,8 +336,8 @@ async fn enricher_runs(
     signal(child, "-CONT")?;
     produced?;
     // From its first output again: a stopped consumer may have to rejoin its group.
-    let warm_start = mark_at(config, cold.produced + 1, child).await?;
-    let warm = mark_at(config, 2 * pass, child).await?;
+    let warm_start = mark_at(&outputs, cold.produced + 1, child).await?;
+    let warm = mark_at(&outputs, 2 * pass, child).await?;
     for (run, from, to) in [("enricher_cold", &first, &cold), ("enricher_warm", &warm_start, &warm)]
     {
         let produced = to.produced.saturating_sub(from.produced);

@@ -2,6 +2,7 @@
 //! environment. The roles themselves live in their own crates.
 
 pub mod bench;
+pub mod bench_command;
 pub mod bench_enrich;
 pub mod chaos;
 pub mod config;

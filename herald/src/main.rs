@@ -127,51 +127,10 @@ enum Command {
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
-        what: BenchCommand,
+        what: herald::bench_command::BenchCommand,
     },
     /// Print the effective configuration (after file and environment) and exit.
     Config,
-}
-
-#[derive(Subcommand, Debug)]
-enum BenchCommand {
-    /// Sends per second of each provider kind against its local stand-in: the provider
-    /// layer alone, then a whole dispatcher on an embedded broker.
-    Dispatch {
-        /// Providers to measure (repeatable); all when none is given.
-        #[arg(long = "provider", value_enum)]
-        providers: Vec<herald::bench::BenchProvider>,
-        #[arg(long, default_value_t = 20_000)]
-        messages: usize,
-        /// How long each stand-in takes to answer.
-        #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
-        latency: std::time::Duration,
-        /// Concurrent sends per provider.
-        #[arg(long, default_value_t = 256)]
-        concurrency: usize,
-        /// Measure the provider layer only (no broker, no ledger).
-        #[arg(long)]
-        provider_only: bool,
-        /// Also write the figures as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
-    /// The enricher against the broker's limit: a raw consume→produce copy, then
-    /// `herald enrich` (its own process) with a cold and a warm cache.
-    Enrich {
-        /// Users in the SQLite directory (1 to 3 devices each).
-        #[arg(long, default_value_t = 100_000)]
-        users: usize,
-        /// Requests per run.
-        #[arg(long, default_value_t = 10_000)]
-        requests: usize,
-        /// Broker storage: memory (one record per produce batch) or sqlite (batching).
-        #[arg(long, value_enum, default_value = "memory")]
-        storage: herald::chaos::ChaosStorage,
-        /// Also write the figures as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -522,45 +481,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             anyhow::ensure!(report.refused.is_empty(), "{} line(s) skipped", report.refused.len());
             Ok(())
         }
-        Command::Bench {
-            what:
-                BenchCommand::Dispatch {
-                    providers,
-                    messages,
-                    latency,
-                    concurrency,
-                    provider_only,
-                    json,
-                },
-        } => {
-            let providers = if providers.is_empty() {
-                herald::bench::BenchProvider::ALL.to_vec()
-            } else {
-                providers
-            };
-            let options = herald::bench::DispatchBenchOptions {
-                providers,
-                messages,
-                latency,
-                concurrency,
-                dispatcher: !provider_only,
-            };
-            let rows = herald::bench::dispatch(options.clone()).await?;
-            print!("{}", herald::bench::render(&rows, &options));
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
-            }
-            Ok(())
-        }
-        Command::Bench { what: BenchCommand::Enrich { users, requests, storage, json } } => {
-            let options = herald::bench_enrich::EnrichBenchOptions { users, requests, storage };
-            let report = herald::bench_enrich::enrich(options).await?;
-            print!("{}", herald::bench_enrich::render(&report));
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
-            }
-            Ok(())
-        }
+        Command::Bench { what } => what.run().await,
         Command::Config => {
             // Debug, not serde: its Kafka section redacts secret-looking properties.
             println!("{config:#?}");

@@ -97,6 +97,11 @@ impl Priority {
     }
 }
 
+/// Whether an `expires_at` (ms) has been reached at `now_ms`; none never expires.
+fn past(expires_at: Option<i64>, now_ms: i64) -> bool {
+    expires_at.is_some_and(|at| at <= now_ms)
+}
+
 /// Security codes and transactional messages lose their worth when late.
 pub fn is_urgent_category(category: &str) -> bool {
     matches!(category, "security" | "transactional")
@@ -168,7 +173,7 @@ impl NotificationRequest {
 
     /// True when the request can no longer be delivered in time.
     pub fn is_expired(&self, now_ms: i64) -> bool {
-        self.expires_at.is_some_and(|at| at <= now_ms)
+        past(self.expires_at, now_ms)
     }
 
     /// The lane it travels in: by explicit priority, else by category.
@@ -219,7 +224,7 @@ impl ChannelMessage {
 
     /// True when the message can no longer be delivered in time.
     pub fn is_expired(&self, now_ms: i64) -> bool {
-        self.expires_at.is_some_and(|at| at <= now_ms)
+        past(self.expires_at, now_ms)
     }
 
     /// The message a push becomes on its fallback channel: SMS text or email from the push's

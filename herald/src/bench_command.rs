@@ -1,0 +1,88 @@
+//! `herald bench`: the benchmarks' command line, printing their figures.
+
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Sends per second of each provider kind against its local stand-in: the provider
+    /// layer alone, then a whole dispatcher on an embedded broker.
+    Dispatch {
+        /// Providers to measure (repeatable); all when none is given.
+        #[arg(long = "provider", value_enum)]
+        providers: Vec<crate::bench::BenchProvider>,
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// How long each stand-in takes to answer.
+        #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
+        latency: std::time::Duration,
+        /// Concurrent sends per provider.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Measure the provider layer only (no broker, no ledger).
+        #[arg(long)]
+        provider_only: bool,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// The enricher against the broker's limit: a raw consume→produce copy, then
+    /// `herald enrich` (its own process) with a cold and a warm cache.
+    Enrich {
+        /// Users in the SQLite directory (1 to 3 devices each).
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        /// Requests per run.
+        #[arg(long, default_value_t = 10_000)]
+        requests: usize,
+        /// Broker storage: memory (one record per produce batch) or sqlite (batching).
+        #[arg(long, value_enum, default_value = "memory")]
+        storage: crate::chaos::ChaosStorage,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+impl BenchCommand {
+    #[allow(clippy::print_stdout)] // the figures are the command's output
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            BenchCommand::Dispatch {
+                providers,
+                messages,
+                latency,
+                concurrency,
+                provider_only,
+                json,
+            } => {
+                let providers = if providers.is_empty() {
+                    crate::bench::BenchProvider::ALL.to_vec()
+                } else {
+                    providers
+                };
+                let options = crate::bench::DispatchBenchOptions {
+                    providers,
+                    messages,
+                    latency,
+                    concurrency,
+                    dispatcher: !provider_only,
+                };
+                let rows = crate::bench::dispatch(options.clone()).await?;
+                print!("{}", crate::bench::render(&rows, &options));
+                if let Some(path) = json {
+                    std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+                }
+                Ok(())
+            }
+            BenchCommand::Enrich { users, requests, storage, json } => {
+                let options = crate::bench_enrich::EnrichBenchOptions { users, requests, storage };
+                let report = crate::bench_enrich::enrich(options).await?;
+                print!("{}", crate::bench_enrich::render(&report));
+                if let Some(path) = json {
+                    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
