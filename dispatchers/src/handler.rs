@@ -52,6 +52,10 @@ fn delivery_metrics() -> &'static DeliveryMetrics {
     })
 }
 
+pub(crate) fn define_metrics() {
+    let _ = delivery_metrics();
+}
+
 /// Everything a dispatcher needs besides its provider and ledger.
 #[derive(Debug, Clone)]
 pub struct DispatchSetup {

@@ -23,6 +23,12 @@ pub use ledger::DeliveryLedger;
 pub use providers::registry::Routes;
 pub use providers::{DeliveryError, Provider, Sent};
 
+/// Defines the dispatchers' metrics now rather than at their first use.
+pub fn define_metrics() {
+    handler::define_metrics();
+    providers::breaker::define_metrics();
+}
+
 /// Consumer group of a channel's dispatchers (its urgent lane and the retry tiers).
 pub fn group(channel: Channel) -> String {
     format!("herald-dispatch-{channel}")

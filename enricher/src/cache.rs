@@ -25,6 +25,10 @@ fn lookups() -> &'static IntCounterVec {
     })
 }
 
+pub(crate) fn define_metrics() {
+    let _ = lookups();
+}
+
 #[derive(Debug)]
 pub struct CachedDirectory<D> {
     inner: D,

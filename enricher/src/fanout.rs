@@ -40,6 +40,21 @@ impl SkipReason {
             SkipReason::FrequencyCapped => "frequency_capped",
         }
     }
+
+    pub fn parse(reason: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == reason)
+    }
+
+    const ALL: [SkipReason; 8] = [
+        SkipReason::UnknownUser,
+        SkipReason::UnknownChannel,
+        SkipReason::NoContent,
+        SkipReason::OptedOut,
+        SkipReason::NoAddress,
+        SkipReason::NoDevice,
+        SkipReason::Expired,
+        SkipReason::FrequencyCapped,
+    ];
 }
 
 #[derive(Debug, Default, PartialEq)]

@@ -12,6 +12,45 @@ use crate::directory::{self, Directory, QuotaCounter};
 use crate::fanout::{self, Plan};
 use crate::templates::Renderer;
 
+struct EnrichMetrics {
+    outcomes: prometheus::IntCounterVec,
+}
+
+fn enrich_metrics() -> &'static EnrichMetrics {
+    static METRICS: std::sync::OnceLock<EnrichMetrics> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| EnrichMetrics {
+        outcomes: herald_runtime::metrics::counter_vec(
+            "herald_enricher_outcomes_total",
+            "What the enricher did per requested channel: routed (one per target), scheduled \
+             (quiet hours), failed (template), or the reason it skipped.",
+            &["channel", "outcome"],
+        ),
+    })
+}
+
+pub(crate) fn define_metrics() {
+    let _ = enrich_metrics();
+}
+
+/// Counts an event the enricher publishes, with labels from closed sets only: the channel
+/// of a skip may be whatever a producer wrote.
+fn count(event: &DeliveryEvent) {
+    let channel = match event.channel.as_deref() {
+        Some("push") => "push",
+        Some(c) => c.parse::<herald_schemas::Channel>().map_or("other", |c| c.as_str()),
+        None => "none",
+    };
+    let outcome = match event.kind {
+        EventKind::Skipped => event
+            .reason
+            .as_deref()
+            .and_then(fanout::SkipReason::parse)
+            .map_or("skipped", fanout::SkipReason::as_str),
+        kind => kind.as_str(),
+    };
+    enrich_metrics().outcomes.with_label_values(&[channel, outcome]).inc();
+}
+
 pub(crate) struct EnrichHandler<D> {
     directory: Arc<D>,
     output: AvroProducer,
@@ -128,7 +167,9 @@ impl<D: Directory> EnrichHandler<D> {
                     .map_err(HandlerError::new)?,
             );
         }
-        wait_all(acks).await.map_err(HandlerError::new)
+        wait_all(acks).await.map_err(HandlerError::new)?;
+        plan.events.iter().for_each(count);
+        Ok(())
     }
 
     /// Into the delay tiers, as a scheduled send is: the scheduler hands it back to

@@ -30,6 +30,12 @@ pub use directory::{
 };
 pub use sqlite_directory::SqliteDirectory;
 
+/// Defines the enricher's metrics now rather than at their first use.
+pub fn define_metrics() {
+    handler::define_metrics();
+    cache::define_metrics();
+}
+
 /// Consumer group of the enricher.
 pub const GROUP: &str = "herald-enricher";
 /// Consumer group applying directory updates from `herald.events`.

@@ -458,7 +458,7 @@ async fn run_all(options: &DispatchBenchOptions, dir: &Path) -> anyhow::Result<V
         config.kafka.topic_prefix = format!("bench{round}.");
         config.schema_registry.url = format!("http://{registry}");
         config.topics.partitions = 8;
-        config.topics.replication_factor = 1;
+        config.topics.for_single_broker();
         config.dispatch.ledger.path = dir.join(format!("ledger-{round}.db"));
         config.dispatch.providers.insert(provider.name().into(), settings);
         config.dispatch.routes.insert(

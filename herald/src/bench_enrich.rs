@@ -274,7 +274,7 @@ async fn run(options: &EnrichBenchOptions, dir: &Path) -> anyhow::Result<EnrichB
     config.kafka.topic_prefix = "benchenrich.".into();
     config.schema_registry.url = format!("http://{registry}");
     config.topics.partitions = 4;
-    config.topics.replication_factor = 1;
+    config.topics.for_single_broker();
     config.enricher.directory_path = dir.join("directory.db");
     config.enricher.cache_ttl_ms = 3_600_000;
     config.enricher.cache_max_entries = u64::try_from(options.users * 2).unwrap_or(u64::MAX);

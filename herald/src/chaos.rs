@@ -216,7 +216,7 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     config.kafka.consumer.drain_deadline_ms = 3_000;
     config.schema_registry.url = format!("http://{registry}");
     config.topics.partitions = 4;
-    config.topics.replication_factor = 1;
+    config.topics.for_single_broker();
     config.ingest.listen = ([127, 0, 0, 1], free_port()?).into();
     config.ingest.store_path = data.join("ingest.db");
     config.enricher.directory_path = data.join("directory.db");

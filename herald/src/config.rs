@@ -2,6 +2,7 @@
 //! TOML file, then `HERALD__SECTION__KEY` environment variables; validated before anything
 //! starts.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -27,17 +28,45 @@ pub struct HeraldConfig {
     pub ops: OpsConfig,
 }
 
-/// How `herald topics create` lays topics out. Retry tiers come from `dispatch.retry`.
+/// The topic definitions `herald topics apply` brings the cluster to. Which topics exist
+/// follows from the pipeline (retry tiers from `dispatch.retry`); this sets their layout.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicsConfig {
+    /// Partitions of every topic not named in `partitions_of`: the most members a consumer
+    /// group can use.
     pub partitions: i32,
+    /// Per topic, by its name without the prefix (`channel.email`, `requests.bulk`).
+    pub partitions_of: BTreeMap<String, i32>,
     pub replication_factor: i32,
+    /// Replicas that must have a record before `acks=all` returns; never more than the
+    /// replication factor of the topic.
+    pub min_insync_replicas: i32,
+    pub retention_ms: u64,
+    /// The dead-letter topic is kept longer: operators read it after an incident.
+    pub dlq_retention_ms: u64,
 }
 
 impl Default for TopicsConfig {
     fn default() -> Self {
-        Self { partitions: 6, replication_factor: 3 }
+        const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+        Self {
+            partitions: 6,
+            partitions_of: BTreeMap::new(),
+            replication_factor: 3,
+            min_insync_replicas: 2,
+            retention_ms: 7 * DAY_MS,
+            dlq_retention_ms: 30 * DAY_MS,
+        }
+    }
+}
+
+impl TopicsConfig {
+    /// One broker (`herald dev`, tests, benchmarks): one replica, which is then the one that
+    /// must be in sync.
+    pub fn for_single_broker(&mut self) {
+        self.replication_factor = 1;
+        self.min_insync_replicas = 1;
     }
 }
 
@@ -109,11 +138,7 @@ impl HeraldConfig {
                 self.schema_registry.url
             ));
         }
-        if self.topics.partitions < 1 || self.topics.replication_factor < 1 {
-            return fail(
-                "topics.partitions and topics.replication_factor must be at least 1".into(),
-            );
-        }
+        self.validate_topics().map_err(ConfigError::Invalid)?;
         self.enricher.region_routes.validate().map_err(ConfigError::Invalid)?;
         self.enricher.fallback.validate().map_err(ConfigError::Invalid)?;
         self.enricher.frequency_caps.validate().map_err(ConfigError::Invalid)?;
@@ -148,17 +173,63 @@ impl HeraldConfig {
         Ok(())
     }
 
+    fn validate_topics(&self) -> Result<(), String> {
+        let topics = &self.topics;
+        if topics.partitions < 1 || topics.replication_factor < 1 || topics.min_insync_replicas < 1
+        {
+            return Err(
+                "topics.partitions, replication_factor and min_insync_replicas must be at least 1"
+                    .into(),
+            );
+        }
+        if topics.min_insync_replicas > topics.replication_factor {
+            return Err(format!(
+                "topics.min_insync_replicas ({}) exceeds replication_factor ({}): no write could succeed",
+                topics.min_insync_replicas, topics.replication_factor
+            ));
+        }
+        let prefix = &self.kafka.topic_prefix;
+        let names = self.kafka.topics().all(self.dispatch.retry.policy().tiers());
+        for (topic, partitions) in &topics.partitions_of {
+            if !names.iter().any(|n| n.strip_prefix(prefix.as_str()) == Some(topic.as_str())) {
+                return Err(format!(
+                    "topics.partitions_of names {topic:?}, which is not a pipeline topic (names are without the {prefix:?} prefix, e.g. \"channel.email\")"
+                ));
+            }
+            if *partitions < 1 {
+                return Err(format!("topics.partitions_of.{topic:?} must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
     /// Every pipeline topic with this configuration's layout.
     pub fn topic_specs(&self) -> Vec<TopicSpec> {
+        let topics = &self.topics;
+        let prefix = self.kafka.topic_prefix.as_str();
+        let dlq = self.kafka.topics().dlq();
+        let min_insync = topics.min_insync_replicas.min(topics.replication_factor);
         self.kafka
             .topics()
             .all(self.dispatch.retry.policy().tiers())
             .into_iter()
-            .map(|name| TopicSpec {
-                name,
-                partitions: self.topics.partitions,
-                replication: self.topics.replication_factor,
-                config: Vec::new(),
+            .map(|name| {
+                let short = name.strip_prefix(prefix).unwrap_or(&name);
+                let retention =
+                    if name == dlq { topics.dlq_retention_ms } else { topics.retention_ms };
+                TopicSpec {
+                    partitions: topics
+                        .partitions_of
+                        .get(short)
+                        .copied()
+                        .unwrap_or(topics.partitions),
+                    replication: topics.replication_factor,
+                    config: vec![
+                        ("min.insync.replicas".into(), min_insync.to_string()),
+                        ("retention.ms".into(), retention.to_string()),
+                    ],
+                    name,
+                }
             })
             .collect()
     }
@@ -201,7 +272,7 @@ mod tests {
 
     #[test]
     fn the_example_configuration_with_every_provider_kind_is_valid() {
-        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/herald.example.toml");
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/k8s/herald.toml");
         let config = HeraldConfig::load(Some(Path::new(example))).unwrap();
         let kinds: Vec<_> = config
             .dispatch

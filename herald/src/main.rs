@@ -9,7 +9,6 @@ use herald::dev::{self, DevOptions};
 use herald::dlq;
 use herald::roles;
 use herald_ingest::ApiClients;
-use herald_runtime::kafka::admin;
 use herald_runtime::shutdown;
 use herald_schemas::Channel;
 use herald_schemas::dev_registry::DevRegistry;
@@ -135,8 +134,14 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum TopicsCommand {
-    /// Create every pipeline topic that does not exist yet.
-    Create,
+    /// Bring the cluster's topics to their definitions (`[topics]`): create missing ones, add
+    /// partitions, set min.insync.replicas and retention. Never removes anything.
+    #[command(alias = "create")]
+    Apply {
+        /// Print what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -307,9 +312,11 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             );
             role.and(ops)
         }
-        Command::Topics { command: TopicsCommand::Create } => {
-            admin::create_topics(&config.kafka, &config.topic_specs()).await?;
-            println!("{} topics present", config.topic_specs().len());
+        Command::Topics { command: TopicsCommand::Apply { dry_run } } => {
+            let specs = config.topic_specs();
+            let plan =
+                herald_runtime::kafka::apply::apply_topics(&config.kafka, &specs, dry_run).await?;
+            print!("{}", herald::topics::render_plan(&plan, dry_run));
             Ok(())
         }
         Command::Clients { command } => {

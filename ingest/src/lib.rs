@@ -18,3 +18,8 @@ pub use clients::{ApiClient, ApiClients, Caller, ClientPolicy};
 pub use config::IngestConfig;
 pub use idempotency::IdempotencyStore;
 pub use status::StatusStore;
+
+/// Defines the send API's metrics now rather than at their first use.
+pub fn define_metrics() {
+    let _ = api::api_metrics();
+}

@@ -21,15 +21,18 @@ pub const LATENCY_BUCKETS: &[f64] =
 /// Metrics are defined once per process, each in a `OnceLock` next to the code that updates
 /// it, and registered here.
 pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    remember(name, MetricKind::Counter);
     register(IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 pub fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    remember(name, MetricKind::Gauge);
     register(IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 pub fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    remember(name, MetricKind::Histogram);
     register(HistogramVec::new(opts, labels))
 }
 
@@ -41,7 +44,27 @@ pub fn histogram_vec_with_buckets(
     buckets: &[f64],
 ) -> HistogramVec {
     let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    remember(name, MetricKind::Histogram);
     register(HistogramVec::new(opts, labels))
+}
+
+/// The name of every metric family registered so far, with its kind: what dashboards and
+/// alert rules may refer to (see `herald::metrics_catalog`).
+pub fn registered() -> Vec<(String, MetricKind)> {
+    names().lock().map(|n| n.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+fn names() -> &'static std::sync::Mutex<std::collections::BTreeMap<String, MetricKind>> {
+    static NAMES: OnceLock<std::sync::Mutex<std::collections::BTreeMap<String, MetricKind>>> =
+        OnceLock::new();
+    NAMES.get_or_init(Default::default)
 }
 
 fn register<M>(metric: prometheus::Result<M>) -> M
@@ -55,6 +78,12 @@ where
     #[allow(clippy::expect_used)]
     registry().register(Box::new(metric.clone())).expect("metric names are unique");
     metric
+}
+
+fn remember(name: &str, kind: MetricKind) {
+    if let Ok(mut names) = names().lock() {
+        names.insert(name.to_owned(), kind);
+    }
 }
 
 /// The Prometheus text exposition of everything registered.
@@ -76,6 +105,21 @@ struct ConsumerMetrics {
     dead_letters: IntCounterVec,
     queue_full: IntCounterVec,
     lag: IntGaugeVec,
+}
+
+/// Defines the metrics of the runtime (consumers, producers, topic depth) now rather than at
+/// their first use.
+pub fn define_runtime_metrics() {
+    let _ = consumer_metrics();
+    let _ = topic_depth_gauge();
+}
+
+/// `herald_topic_records{topic}`, kept by `kafka::admin::track_depth`.
+pub(crate) fn topic_depth_gauge() -> &'static IntGaugeVec {
+    static DEPTH: OnceLock<IntGaugeVec> = OnceLock::new();
+    DEPTH.get_or_init(|| {
+        gauge_vec("herald_topic_records", "Records currently retained in a topic.", &["topic"])
+    })
 }
 
 fn consumer_metrics() -> &'static ConsumerMetrics {

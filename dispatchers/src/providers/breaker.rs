@@ -39,6 +39,10 @@ fn opened_total() -> &'static IntCounterVec {
     })
 }
 
+pub(crate) fn define_metrics() {
+    let _ = opened_total();
+}
+
 impl Breaker {
     /// `threshold` 0 never opens.
     pub(crate) fn new(threshold: u32, open_for_ms: u64) -> Self {

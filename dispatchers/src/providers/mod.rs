@@ -1,7 +1,7 @@
 //! What a provider is to a dispatcher, and how its answers are classified.
 
 pub mod apns;
-mod breaker;
+pub(crate) mod breaker;
 pub mod email;
 pub mod fcm;
 pub mod http;

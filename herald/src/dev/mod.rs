@@ -126,7 +126,7 @@ pub async fn run(
     config.dispatch.email.smtp.tls = SmtpTls::None;
 
     config.topics.partitions = 4;
-    config.topics.replication_factor = 1;
+    config.topics.for_single_broker();
     config.ingest.store_path = data.join("ingest.db");
     config.enricher.directory_path = data.join("directory.db");
     config.dispatch.ledger.path = data.join("ledger.db");

@@ -56,7 +56,7 @@ impl TestEnv {
         config.kafka.consumer.drain_deadline_ms = 3_000;
         config.schema_registry.url = format!("http://{registry}");
         config.topics.partitions = PARTITIONS;
-        config.topics.replication_factor = 1;
+        config.topics.for_single_broker();
         config.dispatch.retry.delays_ms = vec![1_000, 2_000];
         config.dispatch.ledger.path = dir.path().join("ledger.db");
         config.ingest.store_path = dir.path().join("ingest.db");

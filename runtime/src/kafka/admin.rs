@@ -24,6 +24,8 @@ pub enum AdminError {
     Setup(#[from] ClientSetupError),
     #[error("creating topics failed: {0}")]
     Request(rdkafka::error::KafkaError),
+    #[error("{what} failed: {source}")]
+    Operation { what: &'static str, source: rdkafka::error::KafkaError },
     #[error("creating topic {topic} failed: {code}")]
     Topic { topic: String, code: RDKafkaErrorCode },
     #[error("broker at {servers} not reachable within {waited:?}: {last_error}")]
@@ -120,14 +122,7 @@ pub async fn track_depth(
     topic: String,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    static DEPTH: std::sync::OnceLock<prometheus::IntGaugeVec> = std::sync::OnceLock::new();
-    let gauge = DEPTH.get_or_init(|| {
-        crate::metrics::gauge_vec(
-            "herald_topic_records",
-            "Records currently retained in a topic.",
-            &["topic"],
-        )
-    });
+    let gauge = crate::metrics::topic_depth_gauge();
     let consumer: BaseConsumer =
         match base_client_config(&config, "herald-depth").map(|c| c.create()) {
             Ok(Ok(consumer)) => consumer,

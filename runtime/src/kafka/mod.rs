@@ -2,6 +2,7 @@
 //! consumer runtime, an idempotent producer, dead letters and topic administration.
 
 pub mod admin;
+pub mod apply;
 pub mod avro_producer;
 pub mod consumer;
 pub mod dead_letter;
