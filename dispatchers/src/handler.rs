@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use herald_runtime::kafka::{
     AvroProducer, DeadLetters, ErrorClass, Handler, HandlerError, Message, OwnedHeaders,
-    OwnedMessage,
+    OwnedMessage, ReplayMark,
 };
 use herald_runtime::metrics;
 use herald_schemas::{Channel, ChannelMessage, DeliveryEvent, EventKind, Topics};
@@ -133,11 +133,17 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
         event
     }
 
-    async fn emit(&self, event: &DeliveryEvent) -> Result<(), HandlerError> {
+    /// Publishes `event` about `record`, with the record's replay mark.
+    async fn emit(
+        &self,
+        record: &OwnedMessage,
+        mut event: DeliveryEvent,
+    ) -> Result<(), HandlerError> {
+        ReplayMark::of(record).mark(&mut event);
         let topic = self.setup.topics.events();
         let ack = self
             .output
-            .enqueue(&topic, &event.notification_id, event, None)
+            .enqueue(&topic, &event.notification_id, &event, None)
             .await
             .map_err(HandlerError::new)?;
         ack.wait().await.map(drop).map_err(HandlerError::new)
@@ -146,12 +152,17 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
     /// A push that failed for good goes to its category's fallback channel, if it has one.
     /// Produced again when this step is retried: the fallback dispatcher's ledger sends it
     /// once.
-    async fn fall_back(&self, message: &ChannelMessage) -> Result<Option<Channel>, HandlerError> {
+    async fn fall_back(
+        &self,
+        record: &OwnedMessage,
+        message: &ChannelMessage,
+    ) -> Result<Option<Channel>, HandlerError> {
         let Some((to, fallback)) = message.fallback_message() else { return Ok(None) };
         let topic = self.setup.topics.channel(to);
+        let headers = ReplayMark::of(record).add_to(OwnedHeaders::new());
         let ack = self
             .output
-            .enqueue(&topic, &fallback.target, &fallback, None)
+            .enqueue(&topic, &fallback.target, &fallback, Some(headers))
             .await
             .map_err(HandlerError::new)?;
         ack.wait().await.map_err(HandlerError::new)?;
@@ -160,7 +171,7 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
         routed.target = Some(fallback.target.clone());
         routed.user_id = fallback.user_id.clone();
         routed.detail.insert("fallback_from".into(), message.channel.clone());
-        self.emit(&routed).await?;
+        self.emit(record, routed).await?;
         Ok(Some(to))
     }
 
@@ -246,7 +257,7 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
             }
         };
         let key = DeliveryKey {
-            notification_id: message.notification_id.clone(),
+            notification_id: ReplayMark::of(record).ledger_id(&message.notification_id),
             channel: self.setup.channel.as_str().to_owned(),
             target: message.target.clone(),
         };
@@ -360,7 +371,7 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
                 if matches!(error, DeliveryError::DeadTarget { .. }) {
                     event.detail.insert("dead_target".into(), "true".into());
                 }
-                if let Some(to) = self.fall_back(message).await? {
+                if let Some(to) = self.fall_back(record, message).await? {
                     event.detail.insert("fallback".into(), to.as_str().to_owned());
                 }
                 event.reason = Some(error.to_string());
@@ -402,7 +413,7 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
                 event
             }
         };
-        self.emit(&event).await
+        self.emit(record, event).await
     }
 
     async fn to_tier(
@@ -441,7 +452,7 @@ impl<L: DeliveryLedger> Handler for DispatchHandler<L> {
             let mut event = self.event(&message, EventKind::Skipped, attempt, "none");
             event.provider = None;
             event.reason = Some("expired".into());
-            return self.emit(&event).await;
+            return self.emit(record, event).await;
         }
         self.deliver(record, message).await
     }

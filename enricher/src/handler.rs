@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use herald_runtime::kafka::{
-    AvroProducer, DeadLetters, Handler, HandlerError, Header, OwnedHeaders, OwnedMessage, wait_all,
+    AvroProducer, DeadLetters, Handler, HandlerError, Header, OwnedHeaders, OwnedMessage,
+    ReplayMark, wait_all,
 };
 use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, Topics, headers};
 
@@ -70,11 +71,15 @@ impl<D: Directory> EnrichHandler<D> {
         Self { directory, output, dead_letters, topics, rules, renderer: Renderer::default() }
     }
 
-    async fn enrich(&self, mut request: NotificationRequest) -> Result<(), HandlerError> {
+    async fn enrich(
+        &self,
+        mut request: NotificationRequest,
+        mark: &ReplayMark,
+    ) -> Result<(), HandlerError> {
         if request.is_expired(herald_schemas::now_millis()) {
             let mut plan = Plan::default();
             plan.skip(&request, None, fanout::SkipReason::Expired);
-            return self.publish(plan).await;
+            return self.publish(plan, mark).await;
         }
         let profile = async {
             match request.recipient.user_id.as_deref() {
@@ -98,13 +103,13 @@ impl<D: Directory> EnrichHandler<D> {
             event.user_id = request.recipient.user_id.clone();
             event.reason = Some(e.reason().to_owned());
             event.detail.insert("error".into(), e.to_string());
-            return self.publish(Plan { events: vec![event], ..Plan::default() }).await;
+            return self.publish(Plan { events: vec![event], ..Plan::default() }, mark).await;
         }
         let mut plan = fanout::plan(&request, profile.as_ref(), &self.rules);
         if let Some(profile) = &profile {
             self.apply_caps(&request, &profile.user, &mut plan).await?;
         }
-        self.publish(plan).await
+        self.publish(plan, mark).await
     }
 
     /// Counts the plan's channels against the category's daily caps; a channel over its cap
@@ -140,13 +145,13 @@ impl<D: Directory> EnrichHandler<D> {
         Ok(())
     }
 
-    async fn publish(&self, plan: Plan) -> Result<(), HandlerError> {
+    async fn publish(&self, mut plan: Plan, mark: &ReplayMark) -> Result<(), HandlerError> {
         let mut acks = Vec::with_capacity(plan.messages.len() + plan.events.len());
         for (channel, message) in &plan.messages {
-            let headers = OwnedHeaders::new().insert(Header {
+            let headers = mark.add_to(OwnedHeaders::new().insert(Header {
                 key: headers::NOTIFICATION_ID,
                 value: Some(message.notification_id.as_str()),
-            });
+            }));
             let topic = self.topics.channel_in(*channel, message.lane());
             acks.push(
                 self.output
@@ -156,9 +161,12 @@ impl<D: Directory> EnrichHandler<D> {
             );
         }
         if let Some(later) = &plan.deferred {
-            acks.push(self.defer(later).await?);
+            acks.push(self.defer(later, mark).await?);
         }
         let events_topic = self.topics.events();
+        for event in &mut plan.events {
+            mark.mark(event);
+        }
         for event in &plan.events {
             acks.push(
                 self.output
@@ -177,6 +185,7 @@ impl<D: Directory> EnrichHandler<D> {
     async fn defer(
         &self,
         request: &NotificationRequest,
+        mark: &ReplayMark,
     ) -> Result<herald_runtime::kafka::Ack, HandlerError> {
         let now = herald_schemas::now_millis();
         let send_at = request.send_at.unwrap_or(now);
@@ -191,7 +200,7 @@ impl<D: Directory> EnrichHandler<D> {
             record_headers = record_headers.insert(due);
         }
         self.output
-            .enqueue(&topic, request.partition_key(), request, Some(record_headers))
+            .enqueue(&topic, request.partition_key(), request, Some(mark.add_to(record_headers)))
             .await
             .map_err(HandlerError::new)
     }
@@ -202,7 +211,7 @@ impl<D: Directory> Handler for EnrichHandler<D> {
         let codec = self.output.codec();
         match self.dead_letters.decode_or_dead_letter::<NotificationRequest>(codec, message).await?
         {
-            Some(request) => self.enrich(request).await,
+            Some(request) => self.enrich(request, &ReplayMark::of(message)).await,
             None => Ok(()),
         }
     }

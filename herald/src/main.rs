@@ -94,22 +94,10 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// Produce a topic's records of a time window again (default: herald.requests). Already
-    /// delivered notifications are not sent again: the delivery ledger remembers them.
-    Replay {
-        /// Topic name, or a pipeline topic without its prefix (requests, events, channel.email).
-        #[arg(long, default_value = "requests")]
-        topic: String,
-        /// Start of the window: RFC 3339 time, or a duration meaning that long ago (2h).
-        #[arg(long)]
-        from: String,
-        /// End of the window (default: now).
-        #[arg(long)]
-        to: Option<String>,
-        /// Count what would be replayed; produce nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    /// Produce a topic's records of a time window or offset range again (default: both
+    /// request lanes). Already delivered notifications are not sent again (the delivery
+    /// ledger remembers them) unless --force-resend.
+    Replay(herald::replay::ReplayArgs),
     /// Create the ScyllaDB keyspaces and tables of the stores configured to live there.
     Migrate,
     /// The enricher's directory: users, devices, preferences, templates.
@@ -207,6 +195,12 @@ enum DlqCommand {
 
 #[derive(Subcommand, Debug)]
 enum GroupsCommand {
+    /// State and members of a group, with the partitions each owns (needs a broker that
+    /// answers DescribeGroups: Kafka does, Tansu 0.6 does not).
+    Describe {
+        #[arg(long)]
+        group: String,
+    },
     /// Committed offset, log end and lag of a group on each partition it reads.
     Lag {
         /// e.g. herald-enricher, herald-dispatch-email, herald-status-sink.
@@ -381,6 +375,14 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             print!("{}", herald::groups::render_resets(&resets, dry_run));
             Ok(())
         }
+        Command::Groups { command: GroupsCommand::Describe { group } } => {
+            let kafka = config.kafka.clone();
+            let description =
+                tokio::task::spawn_blocking(move || herald::groups::describe(&kafka, &group))
+                    .await??;
+            print!("{}", herald::groups::render_description(&description));
+            Ok(())
+        }
         Command::Groups { command: GroupsCommand::Lag { group, topic } } => {
             let (topics, explicit) = group_topics(&config, topic);
             let kafka = config.kafka.clone();
@@ -430,30 +432,8 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Replay { topic, from, to, dry_run } => {
-            let topic = if topic.starts_with(&config.kafka.topic_prefix) {
-                topic
-            } else {
-                format!("{}{topic}", config.kafka.topic_prefix)
-            };
-            let from_ms = herald::dlq::parse_time(&from)?;
-            let to_ms = to.as_deref().map(herald::dlq::parse_time).transpose()?;
-            let to_ms = to_ms.unwrap_or_else(herald_schemas::now_millis);
-            let kafka = config.kafka.clone();
-            let window_topic = topic.clone();
-            let records = tokio::task::spawn_blocking(move || {
-                herald::replay::read_window(&kafka, &window_topic, from_ms, to_ms)
-            })
-            .await??;
-            if dry_run {
-                println!("{} record(s) of {topic} would be replayed", records.len());
-                return Ok(());
-            }
-            let progress = indicatif::ProgressBar::new(records.len() as u64);
-            let replayed =
-                herald::replay::replay(&config.kafka, &topic, &records, &progress).await?;
-            progress.finish_and_clear();
-            println!("replayed {replayed} record(s) of {topic}");
+        Command::Replay(args) => {
+            print!("{}", herald::replay::run(&config, &args).await?);
             Ok(())
         }
         Command::Migrate => {

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use herald_schemas::{Channel, ChannelMessage};
+use herald_schemas::{Channel, ChannelMessage, DeliveryEvent, EventKind};
 use rdkafka::message::{Headers, Message as _};
 use support::{TestEnv, add_user, email_body, herald_output};
 
@@ -53,5 +53,46 @@ async fn a_replayed_window_goes_through_the_pipeline_without_sending_twice() {
         .filter(|r| r.headers().is_some_and(|h| h.iter().any(|h| h.key == "herald-replayed-at")))
         .count();
     assert_eq!(marked, 2);
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_resend_by_offsets_delivers_once_more_and_its_events_are_marked_replayed() {
+    let env = TestEnv::start().await;
+    add_user(&env, "f1", "f1@example.com").await;
+    let pipeline = env.pipeline().await;
+    let (status, body) =
+        pipeline.post(Some(&env.api_key()), &email_body("f1", "Receipt", "Thanks")).await;
+    assert_eq!(status, 202, "{body}");
+    env.mail.wait_for(Duration::from_secs(40), |m| m.to == ["f1@example.com"]).await.expect("sent");
+
+    let dry =
+        herald_output(&env, &["replay", "--topic", "requests", "--from-offset", "0", "--dry-run"]);
+    assert!(dry.contains("1 record(s) of "), "{dry}");
+    let done = herald_output(
+        &env,
+        &["replay", "--topic", "requests", "--from-offset", "0", "--force-resend"],
+    );
+    assert!(done.contains("replayed 1 record(s)") && done.contains("forced resend"), "{done}");
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while env.mail.per_recipient().get("f1@example.com") != Some(&2) {
+        assert!(Instant::now() < deadline, "delivered again: {:?}", env.mail.per_recipient());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Once more, not once per redelivery: the resend has a ledger entry of its own.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(env.mail.per_recipient().get("f1@example.com"), Some(&2));
+
+    let events = env
+        .read_records::<DeliveryEvent>(&env.topics().events(), Duration::from_secs(20), |e| {
+            e.iter().any(|e| e.kind == EventKind::Sent && e.detail.contains_key("resend_id"))
+        })
+        .await;
+    let replayed: Vec<_> = events.iter().filter(|e| e.detail.contains_key("replayed_at")).collect();
+    assert!(replayed.iter().any(|e| e.kind == EventKind::Routed), "the enricher's: {replayed:?}");
+    assert!(replayed.iter().any(|e| e.kind == EventKind::Sent), "the dispatcher's: {replayed:?}");
+    let first = events.iter().filter(|e| e.kind == EventKind::Sent).count();
+    assert_eq!(first, 2, "one send before, one forced: {events:?}");
     pipeline.stop().await;
 }

@@ -1,4 +1,4 @@
-//! `herald groups reset-offsets --to-datetime`: a stopped group re-reads from a point in
+//! `herald groups`: describe a running group; reset-offsets --to-datetime: a stopped group re-reads from a point in
 //! time; the delivery ledger keeps what was delivered from being sent again.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -6,8 +6,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use herald::dev::mail_sink::ReceivedMail;
 use herald_schemas::{Channel, ChannelMessage};
-use support::{TestEnv, add_user, email_body, herald_output};
+use support::{TestEnv, add_user, email_body, herald_command, herald_output};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_group_reset_to_a_time_rereads_without_sending_twice() {
@@ -43,4 +44,46 @@ async fn a_stopped_group_reset_to_a_time_rereads_without_sending_twice() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(env.mail.per_recipient().get("g1@example.com"), Some(&1), "but not sent again");
     restarted.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_describe_names_the_members_of_a_running_group_and_their_partitions() {
+    let env = TestEnv::start().await;
+    add_user(&env, "d1", "d1@example.com").await;
+    let pipeline = env.pipeline().await;
+    let (status, body) =
+        pipeline.post(Some(&env.api_key()), &email_body("d1", "Hi", "There")).await;
+    assert_eq!(status, 202, "{body}");
+    let subject_is =
+        |s: &'static str| move |m: &ReceivedMail| m.header("Subject").as_deref() == Some(s);
+    env.mail.wait_for(Duration::from_secs(40), subject_is("Hi")).await.expect("the group runs");
+    let output = herald_command(&env)
+        .args(["groups", "describe", "--group", "herald-dispatch-email"])
+        .output()
+        .unwrap();
+    let described = String::from_utf8_lossy(&output.stdout);
+    if output.status.success() {
+        assert!(described.contains("group herald-dispatch-email: Stable"), "{described}");
+        assert!(described.contains("1 member(s)"), "{described}");
+        let email = env.topics().channel(Channel::Email);
+        assert!(described.contains(&format!("{email}[")), "owns its partitions: {described}");
+    } else {
+        // Tansu 0.6.0 closes the connection on DescribeGroups; Kafka answers it.
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(error.contains("did not describe group herald-dispatch-email"), "{error}");
+        assert!(error.contains("herald groups lag"), "points to what still works: {error}");
+    }
+    // Asking does not disturb the group.
+    let (status, body) =
+        pipeline.post(Some(&env.api_key()), &email_body("d1", "Again", "Hi")).await;
+    assert_eq!(status, 202, "{body}");
+    let again = env.mail.wait_for(Duration::from_secs(40), subject_is("Again")).await;
+    again.expect("still delivering after describe");
+
+    let unknown =
+        herald_command(&env).args(["groups", "describe", "--group", "nobody"]).output().unwrap();
+    assert!(!unknown.status.success());
+    let error = String::from_utf8_lossy(&unknown.stderr);
+    assert!(error.contains("nobody"), "{error}");
+    pipeline.stop().await;
 }

@@ -40,13 +40,28 @@ fn open(path: &Path) -> Result<Connection, SqliteError> {
     let connection = Connection::open(path).map_err(wrap)?;
     connection.busy_timeout(Duration::from_secs(5)).map_err(wrap)?;
     // WAL lets readers proceed while one writer commits; NORMAL is durable across process
-    // crashes (only an OS crash can lose the last transactions).
-    connection
-        .execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-        )
-        .map_err(wrap)?;
-    Ok(connection)
+    // crashes (only an OS crash can lose the last transactions). Switching to WAL needs the
+    // file to itself and SQLite answers "database is locked" at once, without waiting in
+    // the busy handler, when another process opens the same file at that moment (two
+    // dispatchers started together share a ledger file): so wait here.
+    let pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;";
+    let started = std::time::Instant::now();
+    loop {
+        match connection.execute_batch(pragmas) {
+            Ok(()) => return Ok(connection),
+            Err(e) if is_busy(&e) && started.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(wrap(e)),
+        }
+    }
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 impl SqlitePool {
@@ -54,9 +69,18 @@ impl SqlitePool {
     pub fn open(path: impl Into<PathBuf>, schema: &str) -> Result<Self, SqliteError> {
         let path = path.into();
         let connection = open(&path)?;
-        connection
-            .execute_batch(schema)
-            .map_err(|source| SqliteError::Query { path: path.clone(), source })?;
+        // The schema's DDL takes the write lock; the busy handler waits for it, except when
+        // SQLite detects a possible deadlock, which is retried here.
+        let started = std::time::Instant::now();
+        loop {
+            match connection.execute_batch(schema) {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && started.elapsed() < Duration::from_secs(5) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(source) => return Err(SqliteError::Query { path, source }),
+            }
+        }
         Ok(Self { path: Arc::new(path), idle: Arc::new(Mutex::new(vec![connection])) })
     }
 
@@ -114,5 +138,29 @@ impl SqlitePool {
             idle.push(connection);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_opening_one_new_file_at_once_all_get_it() {
+        let schema = "CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY);";
+        // The race is narrow: several rounds, each on a new file.
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("shared.db");
+            let opened: Vec<_> = (0..8)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || SqlitePool::open(path, schema).map(drop))
+                })
+                .collect();
+            for handle in opened {
+                handle.join().unwrap().unwrap();
+            }
+        }
     }
 }

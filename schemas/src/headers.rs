@@ -15,8 +15,12 @@ pub const ERROR_REASON: &str = "herald-error-reason";
 pub const FIRST_FAILURE: &str = "herald-first-failure";
 /// Set on records put back by `herald dlq redrive`: the dead letter's partition:offset.
 pub const REDRIVEN_FROM: &str = "herald-redriven-from";
-/// Set on records put back by `herald replay`: when they were replayed (ms).
+/// Set on records put back by `herald replay`: when they were replayed (ms). Carried onto
+/// every record and event that follows from them.
 pub const REPLAYED_AT: &str = "herald-replayed-at";
+/// Set by `herald replay --force-resend`: the deliveries of the record are made once more
+/// for this id, whatever the delivery ledger remembers of earlier ones.
+pub const RESEND_ID: &str = "herald-resend-id";
 /// The consumer group that gave up on the record.
 pub const FAILED_GROUP: &str = "herald-failed-group";
 pub const FAILED_AT: &str = "herald-failed-at";

@@ -131,6 +131,11 @@ pub async fn run(
     config.enricher.directory_path = data.join("directory.db");
     config.dispatch.ledger.path = data.join("ledger.db");
     config.validate()?;
+    // Operator commands (herald groups, dlq, replay, another dispatcher) reach this stack
+    // through this file. Written before the sandbox routes: those providers live in here.
+    let operator_config = data.join("herald.toml");
+    std::fs::write(&operator_config, toml::to_string(&config)?)
+        .with_context(|| format!("writing {}", operator_config.display()))?;
 
     admin::create_topics(&config.kafka, &config.topic_specs()).await.context("creating topics")?;
     let directory = SqliteDirectory::open(&config.enricher.directory_path)?;
@@ -171,6 +176,7 @@ pub async fn run(
         mailbox: mailbox_addr,
         data_dir: data,
         api_key: &api_key,
+        operator_config: &operator_config,
     });
     let result = pipeline.wait().await;
     if let Some(broker) = broker {
@@ -250,6 +256,7 @@ struct Banner<'a> {
     mailbox: SocketAddr,
     data_dir: &'a std::path::Path,
     api_key: &'a str,
+    operator_config: &'a std::path::Path,
 }
 
 #[allow(clippy::print_stdout)]
@@ -279,6 +286,12 @@ Or from the demo template "otp" (en, ko, zh), in each user's language:
   -d '{{"to":[{{"user_id":123456}},{{"user_id":345678}}],"template_id":"otp","data":{{"code":"123456"}},"channels":["sms"]}}'
 
 Demo users: {users}
+
+Operator commands reach this stack through its configuration file:
+  export HERALD_CONFIG={operator_config}
+  herald groups lag --group herald-dispatch-email
+  herald replay --from 10m --dry-run
+  herald dispatch --channel email     (a second email dispatcher: they split the partitions)
 "#,
         data = b.data_dir.display(),
         api = b.api,
@@ -288,5 +301,6 @@ Demo users: {users}
         mailbox = b.mailbox,
         key = b.api_key,
         users = users.join(", "),
+        operator_config = b.operator_config.display(),
     );
 }

@@ -7,6 +7,7 @@ pub mod avro_producer;
 pub mod consumer;
 pub mod dead_letter;
 pub mod producer;
+pub mod replay_mark;
 mod tracker;
 
 use rdkafka::ClientConfig;
@@ -19,6 +20,7 @@ pub use dead_letter::{DeadLetters, ErrorClass};
 pub use producer::{Ack, ProduceError, Producer};
 pub use rdkafka::Timestamp;
 pub use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+pub use replay_mark::ReplayMark;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientSetupError {
