@@ -336,3 +336,11 @@ fn kubernetes_scales_each_consumer_group_up_to_its_partitions_and_drains_before_
         assert!(objects.contains_key(&("Job".to_owned(), job.to_owned())), "{job}");
     }
 }
+
+#[test]
+fn the_readme_documents_every_metric_herald_exports() {
+    let readme = std::fs::read_to_string(infra("../README.md")).unwrap();
+    let missing: Vec<String> =
+        catalog().into_keys().filter(|name| !readme.contains(&format!("| `{name}` |"))).collect();
+    assert!(missing.is_empty(), "README's metrics table lacks {missing:?}");
+}

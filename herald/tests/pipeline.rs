@@ -352,7 +352,7 @@ async fn the_openapi_document_is_served_and_describes_the_send_routes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consumer_lag_per_partition_and_end_to_end_latency_are_exported() {
+async fn lag_end_to_end_latency_produced_records_and_enricher_outcomes_are_exported() {
     let mut env = TestEnv::start().await;
     env.config.kafka.consumer.statistics_interval_ms = 500;
     add_user(&env, "measured", "measured@example.com").await;
@@ -388,5 +388,10 @@ async fn consumer_lag_per_partition_and_end_to_end_latency_are_exported() {
         })
         .unwrap_or_else(|| panic!("no end-to-end histogram in:\n{text}"));
     assert!(!e2e.ends_with(" 0"), "{e2e}");
+    let produced =
+        format!("herald_producer_records_total{{outcome=\"acked\",topic=\"{channel_topic}\"}}");
+    assert!(text.lines().any(|l| l.starts_with(&produced)), "no {produced} in:\n{text}");
+    let routed = "herald_enricher_outcomes_total{channel=\"email\",outcome=\"routed\"}";
+    assert!(text.lines().any(|l| l.starts_with(routed)), "no {routed} in:\n{text}");
     pipeline.stop().await;
 }

@@ -104,6 +104,7 @@ struct ConsumerMetrics {
     abandoned: IntCounterVec,
     dead_letters: IntCounterVec,
     queue_full: IntCounterVec,
+    produced: IntCounterVec,
     lag: IntGaugeVec,
 }
 
@@ -165,6 +166,11 @@ fn consumer_metrics() -> &'static ConsumerMetrics {
             "Times a producer waited because its local queue was full.",
             &["topic"],
         ),
+        produced: counter_vec(
+            "herald_producer_records_total",
+            "Records produced, by outcome: acked (by all in-sync replicas) or failed.",
+            &["topic", "outcome"],
+        ),
         lag: gauge_vec(
             "herald_consumer_lag",
             "Records behind the log end, per partition this member owns (librdkafka statistics).",
@@ -203,6 +209,11 @@ pub(crate) fn dead_lettered(group: &str, class: &str) {
 
 pub(crate) fn producer_queue_full(topic: &str) {
     consumer_metrics().queue_full.with_label_values(&[topic]).inc();
+}
+
+pub(crate) fn produced(topic: &str, acked: bool) {
+    let outcome = if acked { "acked" } else { "failed" };
+    consumer_metrics().produced.with_label_values(&[topic, outcome]).inc();
 }
 
 /// The lag librdkafka reports for one owned partition; unknown (`None`) removes the series,

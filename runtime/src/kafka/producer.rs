@@ -44,7 +44,9 @@ impl std::fmt::Debug for Ack {
 impl Ack {
     /// Waits for acks=all from the broker; returns the (partition, offset) written.
     pub async fn wait(self) -> Result<(i32, i64), ProduceError> {
-        match self.delivery.await {
+        let result = self.delivery.await;
+        crate::metrics::produced(&self.topic, matches!(result, Ok(Ok(_))));
+        match result {
             Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
             Ok(Err((source, _))) => Err(ProduceError::Kafka { topic: self.topic, source }),
             Err(_) => Err(ProduceError::Cancelled { topic: self.topic }),
