@@ -204,3 +204,47 @@ async fn the_status_api_shows_the_lifecycle_of_a_retried_notification_to_its_sen
     assert_eq!(status, 401);
     pipeline.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_notifications_are_listed_newest_first_in_pages_to_their_sender_only() {
+    let env = TestEnv::start().await;
+    add_user(&env, "u5", "listed@example.com").await;
+    let pipeline = env.pipeline().await;
+    let key = env.api_key();
+    let mut ids = Vec::new();
+    for subject in ["first", "second", "third"] {
+        let (_, body) = pipeline.post(Some(&key), &email_body("u5", subject, "body")).await;
+        ids.push(body["id"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    let first = loop {
+        let (status, page) = pipeline.get(&key, "/v1/users/u5/notifications?limit=2").await;
+        assert_eq!(status, 200, "{page}");
+        if page["notifications"].as_array().unwrap().iter().all(|n| n["state"] == "sent") {
+            break page;
+        }
+        assert!(std::time::Instant::now() < deadline, "never sent: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let listed = |page: &serde_json::Value| -> Vec<String> {
+        let notifications = page["notifications"].as_array().unwrap();
+        notifications.iter().map(|n| n["id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(listed(&first), [ids[2].clone(), ids[1].clone()], "newest first: {first}");
+    assert_eq!(first["notifications"][0]["deliveries"][0]["target"], "listed@example.com");
+    let before = first["next_before"].as_i64().expect("a next page");
+    let (_, second) =
+        pipeline.get(&key, &format!("/v1/users/u5/notifications?limit=2&before={before}")).await;
+    assert_eq!(listed(&second), [ids[0].clone()]);
+    assert!(second["next_before"].is_null(), "{second}");
+
+    let clients = herald_ingest::ApiClients::open(&env.config.ingest.store_path).unwrap();
+    let (_, other) = clients.add("another-service").unwrap();
+    let (status, theirs) = pipeline.get(&other, "/v1/users/u5/notifications").await;
+    assert_eq!(status, 200);
+    assert_eq!(theirs["notifications"], serde_json::json!([]), "another client's are not shown");
+    let (status, _) = pipeline.get(&key, "/v1/users/u5/notifications?limit=0").await;
+    assert_eq!(status, 400);
+    pipeline.stop().await;
+}

@@ -112,6 +112,7 @@ impl Ingest {
                     .layer(DefaultBodyLimit::max(self.shared.bulk_max_body_bytes)),
             )
             .route("/v1/notifications/{id}", get(routes::status))
+            .route("/v1/users/{user_id}/notifications", get(routes::user_notifications))
             .route("/openapi.json", get(crate::openapi::serve))
             .layer(DefaultBodyLimit::max(self.shared.max_body_bytes))
             .with_state(Arc::clone(&self.shared))

@@ -10,7 +10,9 @@ use crate::request::{
     ContentBody, DeviceBody, FieldError, PushBody, RecipientBody, SendBody, SenderBody, SmsBody,
     UserId,
 };
-use crate::status::{DeliveryView, EventView, NotificationStatus};
+use crate::status::{
+    DeliveryView, EventView, NotificationPage, NotificationStatus, NotificationSummary,
+};
 
 /// `202 Accepted`: every recipient's request is on `herald.requests`, acknowledged by the
 /// broker (acks=all).
@@ -92,6 +94,24 @@ fn send_bulk() {}
 #[allow(dead_code)] // documents crate::routes::status
 fn status() {}
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/notifications",
+    tag = "notifications",
+    params(
+        ("user_id" = String, Path, description = "The recipient's user id"),
+        ("before" = Option<i64>, Query, description = "Only those accepted before this time (ms); the previous page's next_before"),
+        ("limit" = Option<usize>, Query, description = "At most this many (1-100, default 20)"),
+    ),
+    responses(
+        (status = 200, description = "The caller's notifications to this user, newest first", body = NotificationPage),
+        (status = 400, description = "before or limit malformed", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+#[allow(dead_code)] // documents crate::routes::user_notifications
+fn user_notifications() {}
+
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process is up")))]
 #[allow(dead_code)] // documents herald_runtime::http::ops_router
@@ -126,10 +146,11 @@ impl Modify for BearerKey {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Herald send API", description = "Notifications by push, SMS and email through Kafka."),
-    paths(send, send_bulk, status, healthz, readyz, metrics),
+    paths(send, send_bulk, status, user_notifications, healthz, readyz, metrics),
     components(schemas(
         SendBody, RecipientBody, UserId, DeviceBody, SenderBody, ContentBody, SmsBody, PushBody,
-        FieldError, Accepted, ErrorBody, NotificationStatus, DeliveryView, EventView
+        FieldError, Accepted, ErrorBody, NotificationStatus, DeliveryView, EventView,
+        NotificationPage, NotificationSummary
     )),
     modifiers(&BearerKey)
 )]
@@ -153,7 +174,12 @@ mod tests {
     #[test]
     fn the_document_describes_every_route_and_the_request_fields() {
         let doc = serde_json::to_value(document()).unwrap();
-        for path in ["/v1/notifications", "/v1/notifications/bulk", "/v1/notifications/{id}"] {
+        for path in [
+            "/v1/notifications",
+            "/v1/notifications/bulk",
+            "/v1/notifications/{id}",
+            "/v1/users/{user_id}/notifications",
+        ] {
             assert!(doc["paths"][path].is_object(), "{path} missing");
         }
         let send = &doc["components"]["schemas"]["SendBody"]["properties"];

@@ -284,3 +284,37 @@ pub(crate) async fn status(
         }
     }
 }
+
+/// `?before=` and `?limit=` of a user's list.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct PageQuery {
+    before: Option<i64>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn user_notifications(
+    State(shared): State<Arc<Shared>>,
+    request_headers: HeaderMap,
+    Path(user_id): Path<String>,
+    query: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let client_id = match authenticate(&shared, &request_headers).await {
+        Ok(caller) => caller.client_id,
+        Err(response) => return response,
+    };
+    let Ok(axum::extract::Query(page)) = query else {
+        let message = "before must be a time in ms since the epoch and limit a number (1-100)";
+        return error(StatusCode::BAD_REQUEST, "invalid_query", message);
+    };
+    let limit = page.limit.unwrap_or(20);
+    if !(1..=crate::status::MAX_PAGE).contains(&limit) {
+        return error(StatusCode::BAD_REQUEST, "invalid_query", "limit must be 1 to 100");
+    }
+    match shared.status.for_user(&user_id, &client_id, page.before, limit).await {
+        Ok(page) => Json(page).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "status store unavailable");
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "cannot read statuses right now")
+        }
+    }
+}

@@ -26,7 +26,12 @@ CREATE TABLE IF NOT EXISTS notification_events (
 );
 CREATE INDEX IF NOT EXISTS notification_events_by_notification
     ON notification_events (notification_id, occurred_at);
+CREATE INDEX IF NOT EXISTS notification_events_by_user
+    ON notification_events (user_id, kind, occurred_at);
 ";
+
+/// The most notifications one page of a user's list holds.
+pub const MAX_PAGE: usize = 100;
 
 #[derive(Debug, Clone)]
 pub struct StatusStore {
@@ -80,6 +85,39 @@ pub struct NotificationStatus {
     /// The API client that sent it, when known: only it may read the status.
     #[serde(skip)]
     pub client_id: Option<String>,
+}
+
+/// One notification in a user's list: where it stands, without its events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct NotificationSummary {
+    pub id: String,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<i64>,
+    pub deliveries: Vec<DeliveryView>,
+    /// The reasons of its skips (opted_out, no_device, ...).
+    pub skipped: Vec<String>,
+}
+
+/// A page of a user's notifications, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct NotificationPage {
+    pub notifications: Vec<NotificationSummary>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<i64>,
+}
+
+impl From<NotificationStatus> for NotificationSummary {
+    fn from(status: NotificationStatus) -> Self {
+        Self {
+            id: status.id,
+            state: status.state,
+            accepted_at: status.accepted_at,
+            deliveries: status.deliveries,
+            skipped: status.skipped.into_iter().filter_map(|e| e.reason).collect(),
+        }
+    }
 }
 
 /// Later states win over earlier ones regardless of arrival order (events of one
@@ -167,6 +205,47 @@ impl StatusStore {
             .await
             .map_err(to_string)?;
         Ok((!rows.is_empty()).then(|| summarize(notification_id, rows)))
+    }
+
+    /// The notifications `client_id` sent to `user_id` and accepted before `before` (ms),
+    /// newest first, at most `limit`.
+    pub async fn for_user(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<NotificationPage, String> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let (user, client) = (user_id.to_owned(), client_id.to_owned());
+        let before = before.unwrap_or(i64::MAX);
+        // One more than asked: whether there is a next page.
+        let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+        let ids = self
+            .pool
+            .run(move |c| {
+                let mut select = c.prepare_cached(
+                    "SELECT notification_id, MIN(occurred_at) AS at FROM notification_events
+                     WHERE user_id = ?1 AND kind = 'accepted' AND occurred_at < ?2
+                       AND json_extract(detail, '$.client_id') = ?3
+                     GROUP BY notification_id ORDER BY at DESC, notification_id LIMIT ?4",
+                )?;
+                let rows = select.query_map(params![user, before, client, fetch], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await
+            .map_err(to_string)?;
+        let next_before =
+            if ids.len() > limit { ids.get(limit - 1).map(|(_, at)| *at) } else { None };
+        let mut notifications = Vec::with_capacity(limit);
+        for (id, _) in ids.into_iter().take(limit) {
+            if let Some(status) = self.status(&id).await? {
+                notifications.push(status.into());
+            }
+        }
+        Ok(NotificationPage { notifications, next_before })
     }
 }
 
@@ -278,6 +357,42 @@ mod tests {
         assert_eq!(states, [("a@example.com", "sent"), ("b@example.com", "failed")]);
         assert_eq!(status.state, "partially_failed");
         assert_eq!(store.status("unknown").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_users_list_is_newest_first_paged_and_only_the_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StatusStore::open(dir.path().join("s.db")).unwrap();
+        let accepted = |id: &str, at: i64, user: &str, client: &str| {
+            let mut e = DeliveryEvent::new(id, EventKind::Accepted);
+            e.occurred_at = at;
+            e.user_id = Some(user.into());
+            e.detail.insert("client_id".into(), client.into());
+            e
+        };
+        let mut skipped = DeliveryEvent::new("n-2", EventKind::Skipped);
+        skipped.occurred_at = 25;
+        skipped.reason = Some("opted_out".into());
+        store
+            .record(vec![
+                accepted("n-1", 10, "u-1", "c-1"),
+                accepted("n-2", 20, "u-1", "c-1"),
+                accepted("n-3", 30, "u-1", "c-1"),
+                accepted("n-4", 40, "u-1", "c-2"),
+                accepted("n-5", 50, "u-2", "c-1"),
+                skipped,
+            ])
+            .await
+            .unwrap();
+        let first = store.for_user("u-1", "c-1", None, 2).await.unwrap();
+        let ids: Vec<_> = first.notifications.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["n-3", "n-2"], "newest first, not another client's or user's");
+        assert_eq!(first.notifications[1].skipped, ["opted_out"]);
+        assert_eq!(first.next_before, Some(20));
+        let second = store.for_user("u-1", "c-1", first.next_before, 2).await.unwrap();
+        let ids: Vec<_> = second.notifications.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["n-1"]);
+        assert_eq!(second.next_before, None, "the last page");
     }
 
     #[test]

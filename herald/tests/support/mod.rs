@@ -267,6 +267,14 @@ impl RunningPipeline {
         (status, body, answer_headers)
     }
 
+    /// `GET path` with `key`: status and JSON body.
+    pub async fn get(&self, key: &str, path: &str) -> (u16, serde_json::Value) {
+        let response =
+            self.http.get(format!("{}{path}", self.api)).bearer_auth(key).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub async fn stop(mut self) {
         if let Some(p) = self.pipeline.take() {
             p.stop().await.unwrap();
