@@ -63,6 +63,8 @@ pub struct DispatchSetup {
     pub topics: Topics,
     pub retry: RetryPolicy,
     pub claim_timeout: Duration,
+    /// Open and click tracking of email HTML, when configured.
+    pub tracker: Option<herald_runtime::tracking::Tracker>,
 }
 
 pub(crate) struct DispatchHandler<L> {
@@ -220,11 +222,26 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
         }
     }
 
+    /// The message as it is sent: an email's HTML with tracked links and an open pixel,
+    /// unless tracking is off or its category is excluded.
+    fn tracked(&self, mut message: ChannelMessage) -> ChannelMessage {
+        let Some(tracker) = &self.setup.tracker else { return message };
+        if self.setup.channel != Channel::Email || !tracker.tracks(&message.category) {
+            return message;
+        }
+        let (id, target) = (message.notification_id.clone(), message.target.clone());
+        if let Some(html) = message.email.as_mut().and_then(|e| e.html.as_mut()) {
+            *html = tracker.rewrite_html(html, &id, &target);
+        }
+        message
+    }
+
     async fn deliver(
         &self,
         record: &OwnedMessage,
         message: ChannelMessage,
     ) -> Result<(), HandlerError> {
+        let message = self.tracked(message);
         let attempt = retry::attempt(record);
         let (provider, slot) = loop {
             let (provider, probe) = match self

@@ -26,6 +26,7 @@ pub struct HeraldConfig {
     pub enricher: EnricherConfig,
     pub dispatch: DispatchConfig,
     pub ops: OpsConfig,
+    pub tracking: herald_runtime::tracking::TrackingConfig,
 }
 
 /// The topic definitions `herald topics apply` brings the cluster to. Which topics exist
@@ -139,6 +140,7 @@ impl HeraldConfig {
             ));
         }
         self.validate_topics().map_err(ConfigError::Invalid)?;
+        self.tracking.validate().map_err(ConfigError::Invalid)?;
         self.enricher.region_routes.validate().map_err(ConfigError::Invalid)?;
         self.enricher.fallback.validate().map_err(ConfigError::Invalid)?;
         self.enricher.frequency_caps.validate().map_err(ConfigError::Invalid)?;

@@ -44,7 +44,8 @@ pub async fn ingest(
         IdempotencyStore::open(&config.ingest.store_path, config.ingest.idempotency_window_ms())
             .context("idempotency store")?;
     let stores = (clients, status.clone(), idempotency);
-    let api = Ingest::new(&config.ingest, stores, output.clone(), topics.clone());
+    let tracker = config.tracking.tracker().context("tracking secret")?;
+    let api = Ingest::new(&config.ingest, stores, output.clone(), topics.clone(), tracker);
     let sink = herald_ingest::status_sink::run(
         &config.kafka,
         status,
@@ -174,6 +175,7 @@ async fn dispatch_with<L: DeliveryLedger>(
         topics: config.kafka.topics(),
         retry: config.dispatch.retry.policy(),
         claim_timeout: config.dispatch.ledger.claim_timeout(),
+        tracker: config.tracking.tracker().context("tracking secret")?,
     };
     herald_dispatchers::run(&config.kafka, setup, routes, ledger, output, shutdown)
         .await

@@ -57,6 +57,7 @@ pub(crate) struct Shared {
     pub(crate) max_body_bytes: usize,
     pub(crate) bulk_limits: Limits,
     pub(crate) bulk_max_body_bytes: usize,
+    pub(crate) tracker: Option<herald_runtime::tracking::Tracker>,
 }
 
 /// The send API, ready to serve.
@@ -81,6 +82,7 @@ impl Ingest {
         (clients, status, idempotency): (ApiClients, StatusStore, IdempotencyStore),
         output: AvroProducer,
         topics: Topics,
+        tracker: Option<herald_runtime::tracking::Tracker>,
     ) -> Self {
         let max_schedule_ms = config.max_schedule_ms();
         let limits = Limits { max_recipients: config.max_recipients, max_schedule_ms };
@@ -95,6 +97,7 @@ impl Ingest {
             max_body_bytes: config.max_body_bytes,
             bulk_limits: Limits { max_recipients: config.bulk_max_recipients, max_schedule_ms },
             bulk_max_body_bytes: config.bulk_max_body_bytes,
+            tracker,
         };
         Self { shared: Arc::new(shared) }
     }
@@ -114,6 +117,8 @@ impl Ingest {
             .route("/v1/notifications/{id}", get(routes::status))
             .route("/v1/users/{user_id}/notifications", get(routes::user_notifications))
             .route("/openapi.json", get(crate::openapi::serve))
+            .route("/t/o/{token}", get(crate::tracking::opened))
+            .route("/t/c/{token}", get(crate::tracking::clicked))
             .layer(DefaultBodyLimit::max(self.shared.max_body_bytes))
             .with_state(Arc::clone(&self.shared))
             .merge(ops_router(readiness))

@@ -12,6 +12,7 @@ pub mod request;
 mod routes;
 pub mod status;
 pub mod status_sink;
+mod tracking;
 
 pub use api::Ingest;
 pub use clients::{ApiClient, ApiClients, Caller, ClientPolicy};
@@ -22,4 +23,5 @@ pub use status::StatusStore;
 /// Defines the send API's metrics now rather than at their first use.
 pub fn define_metrics() {
     let _ = api::api_metrics();
+    tracking::define_metrics();
 }

@@ -127,8 +127,11 @@ fn rank(kind: EventKind) -> u8 {
         EventKind::Routed => 1,
         EventKind::Retrying => 2,
         EventKind::Sent => 3,
-        EventKind::Delivered | EventKind::Opened | EventKind::Clicked => 4,
-        EventKind::Failed | EventKind::DeadLettered => 5,
+        EventKind::Delivered => 4,
+        // A click implies the open, whichever event arrives first.
+        EventKind::Opened => 5,
+        EventKind::Clicked => 6,
+        EventKind::Failed | EventKind::DeadLettered => 7,
         _ => 0,
     }
 }

@@ -9,5 +9,6 @@ pub mod metrics;
 pub mod scylla;
 pub mod shutdown;
 pub mod sqlite;
+pub mod tracking;
 
 pub use config::{ConsumerTuning, KafkaConfig, RegistrySettings, SecretSource};
