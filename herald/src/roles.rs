@@ -45,7 +45,8 @@ pub async fn ingest(
             .context("idempotency store")?;
     let stores = (clients, status.clone(), idempotency);
     let tracker = config.tracking.tracker().context("tracking secret")?;
-    let api = Ingest::new(&config.ingest, stores, output.clone(), topics.clone(), tracker);
+    let api = Ingest::new(&config.ingest, stores, output.clone(), topics.clone(), tracker)
+        .context("provider callback secrets")?;
     let sink = herald_ingest::status_sink::run(
         &config.kafka,
         status,

@@ -227,3 +227,66 @@ async fn an_sms_outage_without_failover_holds_the_channel_instead_of_burning_ret
     assert!(vonage.accepted().is_empty());
     pipeline.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_status_callbacks_mark_sms_delivered_or_failed_and_forged_ones_are_refused() {
+    const CALLBACK: &str = "https://herald.example.com/v1/callbacks/twilio";
+    let Sms { mut env, twilio, .. } = with_sms_providers().await;
+    if let Some(ProviderConfig::Twilio(settings)) = env.config.dispatch.providers.get_mut("twilio")
+    {
+        settings.status_callback = Some(CALLBACK.into());
+    }
+    let token = env.dir.path().join("twilio-token");
+    env.config.ingest.callbacks.twilio = Some(herald_ingest::config::TwilioCallbacks {
+        url: CALLBACK.into(),
+        auth_token: SecretSource::File(token.display().to_string()),
+    });
+    twilio.undeliverable("+14155550177", 30003);
+    let pipeline = env.pipeline_with(&[Channel::Sms]).await;
+    twilio.reach_callbacks_at(&pipeline.api);
+    let key = env.api_key();
+    let reached = send(&pipeline, &key, "+14155550100", "Your code is 123456").await;
+    let unreachable = send(&pipeline, &key, "+14155550177", "Your code is 654321").await;
+
+    let state = |id: String| {
+        let (pipeline, key) = (&pipeline, &key);
+        async move {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let (_, status) = pipeline.get(key, &format!("/v1/notifications/{id}")).await;
+                let delivery = status["deliveries"][0].clone();
+                if ["delivered", "failed"].contains(&delivery["state"].as_str().unwrap_or("")) {
+                    return delivery;
+                }
+                assert!(Instant::now() < deadline, "no final status: {status}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let delivered = state(reached.clone()).await;
+    assert_eq!(delivered["state"], "delivered", "{delivered}");
+    assert_eq!(delivered["provider"], "twilio");
+    let failed = state(unreachable).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(failed["reason"].as_str().unwrap().contains("30003"), "{failed}");
+    assert!(twilio.accepted()[0].status_callback.as_deref().unwrap().starts_with(CALLBACK));
+
+    // A report without Twilio's signature, or signed with another token, changes nothing.
+    let forged = [
+        ("MessageSid", "SM0"),
+        ("MessageStatus", "failed"),
+        ("To", "+14155550100"),
+        ("ErrorCode", "30008"),
+    ];
+    let url = format!("{}/v1/callbacks/twilio?herald_notification_id={reached}", pipeline.api);
+    for signature in [None, Some("bm90IHRoZSBzaWduYXR1cmU=")] {
+        let mut request = pipeline.http.post(&url).form(&forged);
+        if let Some(signature) = signature {
+            request = request.header("X-Twilio-Signature", signature);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 403);
+    }
+    let (_, status) = pipeline.get(&key, &format!("/v1/notifications/{reached}")).await;
+    assert_eq!(status["deliveries"][0]["state"], "delivered", "{status}");
+    pipeline.stop().await;
+}

@@ -58,6 +58,18 @@ pub(crate) struct Shared {
     pub(crate) bulk_limits: Limits,
     pub(crate) bulk_max_body_bytes: usize,
     pub(crate) tracker: Option<herald_runtime::tracking::Tracker>,
+    pub(crate) twilio: Option<crate::callbacks::TwilioVerifier>,
+}
+
+impl Shared {
+    /// Produces `event` to `herald.events` and waits for the broker's acknowledgement.
+    pub(crate) async fn emit(&self, event: &herald_schemas::DeliveryEvent) -> Result<(), String> {
+        let topic = self.topics.events();
+        match self.output.enqueue(&topic, &event.notification_id, event, None).await {
+            Ok(ack) => ack.wait().await.map(drop).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }
 
 /// The send API, ready to serve.
@@ -83,7 +95,13 @@ impl Ingest {
         output: AvroProducer,
         topics: Topics,
         tracker: Option<herald_runtime::tracking::Tracker>,
-    ) -> Self {
+    ) -> Result<Self, herald_runtime::config::SecretError> {
+        let twilio = config
+            .callbacks
+            .twilio
+            .as_ref()
+            .map(crate::callbacks::TwilioVerifier::new)
+            .transpose()?;
         let max_schedule_ms = config.max_schedule_ms();
         let limits = Limits { max_recipients: config.max_recipients, max_schedule_ms };
         let shared = Shared {
@@ -98,8 +116,9 @@ impl Ingest {
             bulk_limits: Limits { max_recipients: config.bulk_max_recipients, max_schedule_ms },
             bulk_max_body_bytes: config.bulk_max_body_bytes,
             tracker,
+            twilio,
         };
-        Self { shared: Arc::new(shared) }
+        Ok(Self { shared: Arc::new(shared) })
     }
 
     pub fn router(&self) -> Router {
@@ -119,6 +138,7 @@ impl Ingest {
             .route("/openapi.json", get(crate::openapi::serve))
             .route("/t/o/{token}", get(crate::tracking::opened))
             .route("/t/c/{token}", get(crate::tracking::clicked))
+            .route("/v1/callbacks/twilio", post(crate::callbacks::twilio))
             .layer(DefaultBodyLimit::max(self.shared.max_body_bytes))
             .with_state(Arc::clone(&self.shared))
             .merge(ops_router(readiness))

@@ -21,6 +21,26 @@ pub struct IngestConfig {
     pub idempotency_window_hours: u64,
     /// How far ahead `send_at` may schedule a notification.
     pub max_schedule_days: u32,
+    /// Delivery reports providers post back.
+    pub callbacks: CallbacksConfig,
+}
+
+/// `[ingest.callbacks]`: providers' delivery reports, verified by each provider's scheme.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbacksConfig {
+    pub twilio: Option<TwilioCallbacks>,
+}
+
+/// Twilio status callbacks to `POST /v1/callbacks/twilio`, signed with the account's auth
+/// token (`X-Twilio-Signature`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioCallbacks {
+    /// The URL Twilio calls, exactly as the Twilio provider's `status_callback` names it
+    /// (the signature covers it, and a proxy in front of ingest changes what ingest sees).
+    pub url: String,
+    pub auth_token: herald_runtime::SecretSource,
 }
 
 impl IngestConfig {
@@ -44,6 +64,7 @@ impl Default for IngestConfig {
             store_path: PathBuf::from("data/ingest/ingest.db"),
             idempotency_window_hours: 24,
             max_schedule_days: 30,
+            callbacks: CallbacksConfig::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! 202 with the notification id only after the broker acknowledged every record.
 
 mod api;
+pub mod callbacks;
 pub mod clients;
 pub mod config;
 pub mod idempotency;
@@ -24,4 +25,5 @@ pub use status::StatusStore;
 pub fn define_metrics() {
     let _ = api::api_metrics();
     tracking::define_metrics();
+    callbacks::define_metrics();
 }

@@ -57,11 +57,7 @@ async fn record(shared: &Shared, tracked: &Tracked, kind: EventKind) {
         event.detail.insert("url".into(), url.clone());
     }
     let label = if kind == EventKind::Opened { "open" } else { "click" };
-    let topic = shared.topics.events();
-    let produced = match shared.output.enqueue(&topic, &event.notification_id, &event, None).await {
-        Ok(ack) => ack.wait().await.map(drop).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let produced = shared.emit(&event).await;
     let outcome = match produced {
         Ok(()) => "recorded",
         Err(error) => {

@@ -74,7 +74,13 @@ impl Provider for TwilioProvider {
                 Some(sid) => form.push(("MessagingServiceSid", sid)),
                 None => form.push(("From", &self.sms.from)),
             }
-            if let Some(callback) = &self.status_callback {
+            // The notification id rides in the callback URL, so ingest needs no lookup to
+            // attach Twilio's report to it.
+            let callback = self.status_callback.as_ref().map(|url| {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}herald_notification_id={}", message.notification_id)
+            });
+            if let Some(callback) = &callback {
                 form.push(("StatusCallback", callback));
             }
             let request =

@@ -1,10 +1,15 @@
 //! Twilio's Messages API as Twilio answers: basic auth with the account SID and auth token
 //! (20003), form fields checked (21211 invalid 'To', 21602 no body, 21603 no sender, 21617
 //! over 1600 characters), 21610 for numbers that replied STOP, 20429 throttling with
-//! `Retry-After`, 500 outages; 201 with the message resource when queued.
+//! `Retry-After`, 500 outages; 201 with the message resource when queued. A message with a
+//! `StatusCallback` gets Twilio's status callbacks (`sent`, then `delivered`, or
+//! `undelivered` with an error code), form-encoded and signed with the auth token in
+//! `X-Twilio-Signature`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -28,17 +33,30 @@ pub struct TwilioMessage {
     pub status_callback: Option<String>,
 }
 
+/// How status callbacks go out.
+#[derive(Debug, Default)]
+struct Callbacks {
+    /// Where to connect instead of the callback URL's host (a proxy in front of ingest);
+    /// the signature still covers the URL as given.
+    reach: Option<String>,
+    /// Numbers whose messages end `undelivered`, with Twilio's error code.
+    undelivered: HashMap<String, u32>,
+}
+
 #[derive(Clone)]
 struct Account {
     sid: String,
     token: String,
     recorder: Recorder<TwilioMessage>,
+    callbacks: Arc<Mutex<Callbacks>>,
+    http: reqwest::Client,
 }
 
 #[derive(Debug)]
 pub struct TwilioStandIn {
     addr: SocketAddr,
     recorder: Recorder<TwilioMessage>,
+    callbacks: Arc<Mutex<Callbacks>>,
 }
 
 impl Deref for TwilioStandIn {
@@ -126,6 +144,10 @@ async fn create_message(
     };
     let n = account.recorder.accept(message);
     let sid = format!("SM{n:032x}");
+    if let Some(url) = field("StatusCallback") {
+        let sender = from.clone().or(field("MessagingServiceSid")).unwrap_or_default();
+        tokio::spawn(report_status(account.clone(), url, sid.clone(), to.clone(), sender));
+    }
     let resource = json!({
         "sid": sid, "account_sid": account.sid, "to": to, "from": from, "body": body,
         "status": "queued", "direction": "outbound-api", "num_segments": "1",
@@ -134,19 +156,93 @@ async fn create_message(
     (StatusCode::CREATED, Json(resource)).into_response()
 }
 
+/// Twilio's request signature: base64 of HMAC-SHA1 under the auth token over the URL and
+/// each parameter's name and value, sorted by name.
+fn signature(token: &str, url: &str, params: &[(String, String)]) -> String {
+    use base64::Engine as _;
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let signed: String = sorted.iter().fold(url.to_owned(), |acc, (k, v)| acc + k + v);
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, token.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, signed.as_bytes()))
+}
+
+/// Posts `sent`, then the final status, to the message's status callback, as Twilio does.
+async fn report_status(account: Account, url: String, sid: String, to: String, from: String) {
+    let (reach, failure) = match account.callbacks.lock() {
+        Ok(c) => (c.reach.clone(), c.undelivered.get(&to).copied()),
+        Err(_) => return,
+    };
+    let target = match (&reach, url.find("/v1/")) {
+        (Some(base), Some(path)) => format!("{}{}", base.trim_end_matches('/'), &url[path..]),
+        _ => url.clone(),
+    };
+    let last = match failure {
+        Some(code) => ("undelivered", Some(code)),
+        None => ("delivered", None),
+    };
+    for (status, error_code) in [("sent", None), last] {
+        let mut params: Vec<(String, String)> = [
+            ("AccountSid", account.sid.as_str()),
+            ("ApiVersion", "2010-04-01"),
+            ("From", from.as_str()),
+            ("MessageSid", sid.as_str()),
+            ("MessageStatus", status),
+            ("SmsSid", sid.as_str()),
+            ("SmsStatus", status),
+            ("To", to.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        if let Some(code) = error_code {
+            params.push(("ErrorCode".into(), code.to_string()));
+        }
+        let signed = signature(&account.token, &url, &params);
+        let sent = account
+            .http
+            .post(&target)
+            .header("X-Twilio-Signature", signed)
+            .form(&params)
+            .send()
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "status callback not delivered");
+        }
+    }
+}
+
 impl TwilioStandIn {
+    /// Connect status callbacks to `base` (scheme and authority), whatever host their URL
+    /// names.
+    pub fn reach_callbacks_at(&self, base: &str) {
+        if let Ok(mut callbacks) = self.callbacks.lock() {
+            callbacks.reach = Some(base.to_owned());
+        }
+    }
+
+    /// Messages to `to` end `undelivered` with `error_code` (30003: unreachable handset).
+    pub fn undeliverable(&self, to: &str, error_code: u32) {
+        if let Ok(mut callbacks) = self.callbacks.lock() {
+            callbacks.undelivered.insert(to.to_owned(), error_code);
+        }
+    }
+
     /// Serves the account `account_sid` whose auth token is `auth_token`.
     pub async fn start(account_sid: &str, auth_token: &str) -> anyhow::Result<Self> {
         let recorder = Recorder::default();
+        let callbacks = Arc::new(Mutex::new(Callbacks::default()));
         let account = Account {
             sid: account_sid.to_owned(),
             token: auth_token.to_owned(),
             recorder: recorder.clone(),
+            callbacks: Arc::clone(&callbacks),
+            http: reqwest::Client::new(),
         };
         let app = Router::new()
             .route("/2010-04-01/Accounts/{sid}/Messages.json", post(create_message))
             .with_state(account);
-        Ok(Self { addr: serve(app).await?, recorder })
+        Ok(Self { addr: serve(app).await?, recorder, callbacks })
     }
 
     pub fn base_url(&self) -> String {
