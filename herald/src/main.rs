@@ -9,6 +9,7 @@ use herald::dev::{self, DevOptions};
 use herald::dlq;
 use herald::roles;
 use herald_ingest::ApiClients;
+use herald_ingest::webhooks::WebhookRegistry;
 use herald_runtime::shutdown;
 use herald_schemas::Channel;
 use herald_schemas::dev_registry::DevRegistry;
@@ -245,6 +246,19 @@ enum ClientsCommand {
     Revoke {
         client_id: String,
     },
+    /// Send the client's notifications' events to a URL it serves, signed with a secret
+    /// printed once (Herald-Signature: t=<ms>,v1=<hex HMAC-SHA256 of "<t>.<body>">).
+    Webhook {
+        client_id: String,
+        #[arg(long, required_unless_present = "remove")]
+        url: Option<String>,
+        /// Event kinds to send (repeatable: sent, delivered, failed, ...); all when none.
+        #[arg(long = "event")]
+        events: Vec<String>,
+        /// Stop sending this client's events.
+        #[arg(long, conflicts_with_all = ["url", "events"])]
+        remove: bool,
+    },
 }
 
 /// The topics a `herald groups` command covers: those given, or every pipeline topic; and
@@ -351,6 +365,27 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
                 ClientsCommand::Revoke { client_id } => {
                     anyhow::ensure!(clients.revoke(&client_id)?, "no active client {client_id}");
                     println!("revoked {client_id}");
+                }
+                ClientsCommand::Webhook { client_id, url, events, remove } => {
+                    let known = clients.list()?.iter().any(|c| c.client_id == client_id);
+                    anyhow::ensure!(known, "no client {client_id} (herald clients list)");
+                    let registry = WebhookRegistry::open(&config.ingest.store_path)?;
+                    match url {
+                        Some(url) if !remove => {
+                            let webhook = registry.set(&client_id, &url, &events)?;
+                            let kinds =
+                                if events.is_empty() { "all".into() } else { events.join(", ") };
+                            println!("webhook of {client_id}: {url} ({kinds} events)");
+                            println!("signing secret (shown once): {}", webhook.secret);
+                        }
+                        _ => {
+                            anyhow::ensure!(
+                                registry.remove(&client_id)?,
+                                "{client_id} has no webhook"
+                            );
+                            println!("removed the webhook of {client_id}");
+                        }
+                    }
                 }
             }
             Ok(())

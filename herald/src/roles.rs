@@ -12,6 +12,7 @@ use herald_dispatchers::ledger::sqlite::SqliteLedger;
 use herald_dispatchers::{DeliveryLedger, DispatchSetup, Provider, Routes};
 use herald_enricher::scylla_directory::ScyllaDirectory;
 use herald_enricher::{CachedDirectory, Directory, DirectoryBackend, SqliteDirectory};
+use herald_ingest::webhooks::WebhookRegistry;
 use herald_ingest::{ApiClients, IdempotencyStore, Ingest, StatusStore};
 use herald_runtime::http::BrokerReadiness;
 use herald_runtime::kafka::{AvroProducer, Producer, admin};
@@ -44,6 +45,7 @@ pub async fn ingest(
         IdempotencyStore::open(&config.ingest.store_path, config.ingest.idempotency_window_ms())
             .context("idempotency store")?;
     let stores = (clients, status.clone(), idempotency);
+    let status_for_webhooks = status.clone();
     let tracker = config.tracking.tracker().context("tracking secret")?;
     let api = Ingest::new(&config.ingest, stores, output.clone(), topics.clone(), tracker)
         .context("provider callback secrets")?;
@@ -54,10 +56,26 @@ pub async fn ingest(
         output.producer().clone(),
         shutdown.clone(),
     );
+    let webhooks = herald_ingest::webhooks::run(
+        &config.kafka,
+        herald_ingest::webhooks::WebhookParts {
+            registry: WebhookRegistry::open(&config.ingest.store_path).context("webhook store")?,
+            status: status_for_webhooks,
+            codec: output.codec_handle(),
+            producer: output.producer().clone(),
+            settings: herald_ingest::webhooks::WebhookSettings {
+                timeout: std::time::Duration::from_millis(config.ingest.webhook_timeout_ms),
+                retry_delays: config.dispatch.retry.delays(),
+            },
+        },
+        shutdown.clone(),
+    );
     let depth = admin::track_depth(config.kafka.clone(), topics.dlq(), shutdown.clone());
-    let (api, sink, ()) = tokio::join!(api.serve(listener, shutdown), sink, depth);
+    let (api, sink, webhooks, ()) =
+        tokio::join!(api.serve(listener, shutdown), sink, webhooks, depth);
     output.producer().flush(std::time::Duration::from_secs(5)).await;
     api.context("send API")?;
+    webhooks.context("status webhooks")?;
     sink.context("status sink")
 }
 

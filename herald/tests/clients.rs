@@ -1,11 +1,18 @@
 //! API clients' scopes and rates at the send API: a key may be limited to channels and
 //! categories (403 beyond them) and to a request rate (429 with Retry-After beyond it).
+//! Status webhooks: a client's events posted to its URL, signed, retried, dead-lettered.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use herald_ingest::{ApiClients, ClientPolicy};
-use support::{TestEnv, add_user, email_body};
+use rdkafka::message::{Headers as _, Message as _};
+use support::{TestEnv, add_user, email_body, herald_output};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scoped_key_is_refused_beyond_its_channels_categories_and_rate() {
@@ -46,5 +53,139 @@ async fn a_scoped_key_is_refused_beyond_its_channels_categories_and_rate() {
     let listed = clients.list().unwrap();
     let receipts = listed.iter().find(|c| c.name == "receipts").unwrap();
     assert_eq!(receipts.policy.channels, vec!["email".to_owned()]);
+    pipeline.stop().await;
+}
+
+/// What a caller's endpoint received: path, signature header, body.
+type Posts = Arc<Mutex<Vec<(String, String, serde_json::Value)>>>;
+
+/// A caller's webhook endpoint: `/flaky` answers 500 to the first two posts of each event,
+/// `/broken` always.
+async fn webhook_endpoint() -> (String, Posts) {
+    async fn receive(
+        State(posts): State<Posts>,
+        Path(path): Path<String>,
+        headers: HeaderMap,
+        body: String,
+    ) -> StatusCode {
+        let signature = headers
+            .get("herald-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut posts = posts.lock().unwrap();
+        let earlier = posts.iter().filter(|(p, _, b)| *p == path && b["id"] == json["id"]).count();
+        posts.push((path.clone(), format!("{signature}|{body}"), json));
+        if path == "broken" || earlier < 2 {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        }
+    }
+    let posts = Posts::default();
+    let app = axum::Router::new()
+        .route("/{path}", axum::routing::post(receive))
+        .with_state(Arc::clone(&posts));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, posts)
+}
+
+/// Checks `Herald-Signature: t=..,v1=..` over `body` with `secret`, as a caller would.
+fn signed_by(secret: &str, signature_and_body: &str) -> bool {
+    let (signature, body) = signature_and_body.split_once('|').unwrap();
+    let (t, v1) = signature.split_once(",v1=").unwrap();
+    let t = t.strip_prefix("t=").unwrap();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = hex::decode(v1).unwrap();
+    ring::hmac::verify(&key, format!("{t}.{body}").as_bytes(), &tag).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_webhook_gets_signed_events_retried_while_it_fails_and_dead_lettered_after_the_last_tier()
+ {
+    let env = TestEnv::start().await;
+    add_user(&env, "hooked", "hooked@example.com").await;
+    let (endpoint, posts) = webhook_endpoint().await;
+    let clients = ApiClients::open(&env.config.ingest.store_path).unwrap();
+    let (shop, shop_key) = clients.add("shop").unwrap();
+    let (legacy, legacy_key) = clients.add("legacy").unwrap();
+    let set = |client: &str, path: &str| {
+        let url = format!("{endpoint}/{path}");
+        let out = herald_output(
+            &env,
+            &["clients", "webhook", client, "--url", &url, "--event", "sent", "--event", "failed"],
+        );
+        out.lines()
+            .find_map(|l| l.strip_prefix("signing secret (shown once): "))
+            .unwrap()
+            .to_owned()
+    };
+    let secret = set(&shop.client_id, "flaky");
+    set(&legacy.client_id, "broken");
+    let pipeline = env.pipeline().await;
+    let (_, body) = pipeline.post(Some(&shop_key), &email_body("hooked", "Shop", "hi")).await;
+    let shop_id = body["id"].as_str().unwrap().to_owned();
+    let (_, body) = pipeline.post(Some(&legacy_key), &email_body("hooked", "Legacy", "hi")).await;
+    let legacy_id = body["id"].as_str().unwrap().to_owned();
+
+    // A failing caller does not hold up delivery.
+    let mail = env
+        .mail
+        .wait_for(Duration::from_secs(30), |m| m.header("Subject").as_deref() == Some("Legacy"));
+    mail.await.expect("the legacy client's notification is delivered while its webhook fails");
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let of = |path: &str, id: &str| -> Vec<(String, serde_json::Value)> {
+        let posts = posts.lock().unwrap();
+        posts
+            .iter()
+            .filter(|(p, _, b)| p == path && b["notification_id"] == id)
+            .map(|(_, raw, b)| (raw.clone(), b.clone()))
+            .collect()
+    };
+    while of("flaky", &shop_id).len() < 3 || of("broken", &legacy_id).len() < 3 {
+        assert!(Instant::now() < deadline, "posts so far: {:?}", posts.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let shop_posts = of("flaky", &shop_id);
+    assert!(shop_posts.iter().all(|(_, b)| b["type"] == "sent"), "only the kinds asked for");
+    assert_eq!(shop_posts.len(), 3, "500, 500, then 200: no more posts after the 200");
+    assert!(shop_posts.iter().all(|(_, b)| b["id"] == shop_posts[0].1["id"]), "one event");
+    assert!(shop_posts.iter().all(|(raw, _)| signed_by(&secret, raw)), "signed with its secret");
+    assert!(!signed_by("whsec_other", &shop_posts[0].0));
+    assert_eq!(shop_posts[0].1["channel"], "email");
+
+    // The broken endpoint's event goes to the dead-letter topic after the last tier.
+    let dlq = env.topics().dlq();
+    let letters = env
+        .read_topic(&dlq, Duration::from_secs(20), |records| {
+            records.iter().any(|r| {
+                r.headers().is_some_and(|h| {
+                    h.iter().any(|h| {
+                        h.key == "herald-failed-group" && h.value == Some(b"herald-webhooks")
+                    })
+                })
+            })
+        })
+        .await;
+    let letter = letters
+        .iter()
+        .find(|r| {
+            r.headers().is_some_and(|h| h.iter().any(|h| h.value == Some(b"herald-webhooks")))
+        })
+        .expect("dead-lettered");
+    let reason = letter
+        .headers()
+        .unwrap()
+        .iter()
+        .find(|h| h.key == "herald-error-reason")
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap();
+    assert!(reason.contains("after 3 attempt(s)") && reason.contains("500"), "{reason}");
+    assert_eq!(of("broken", &legacy_id).len(), 3, "no post after the dead letter");
     pipeline.stop().await;
 }

@@ -23,6 +23,9 @@ pub struct IngestConfig {
     pub max_schedule_days: u32,
     /// Delivery reports providers post back.
     pub callbacks: CallbacksConfig,
+    /// How long a caller's webhook endpoint may take to answer before the post counts as
+    /// failed (and is retried through the tiers of `dispatch.retry`).
+    pub webhook_timeout_ms: u64,
 }
 
 /// `[ingest.callbacks]`: providers' delivery reports, verified by each provider's scheme.
@@ -65,6 +68,7 @@ impl Default for IngestConfig {
             idempotency_window_hours: 24,
             max_schedule_days: 30,
             callbacks: CallbacksConfig::default(),
+            webhook_timeout_ms: 5_000,
         }
     }
 }

@@ -14,6 +14,7 @@ mod routes;
 pub mod status;
 pub mod status_sink;
 mod tracking;
+pub mod webhooks;
 
 pub use api::Ingest;
 pub use clients::{ApiClient, ApiClients, Caller, ClientPolicy};
@@ -26,4 +27,6 @@ pub fn define_metrics() {
     let _ = api::api_metrics();
     tracking::define_metrics();
     callbacks::define_metrics();
+    webhooks::define_metrics();
+    status_sink::define_metrics();
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use herald_runtime::sqlite::{SqliteError, SqlitePool};
 use herald_schemas::{DeliveryEvent, EventKind};
-use rusqlite::params;
+use rusqlite::{OptionalExtension as _, params};
 use serde::Serialize;
 
 const SCHEMA: &str = "
@@ -208,6 +208,22 @@ impl StatusStore {
             .await
             .map_err(to_string)?;
         Ok((!rows.is_empty()).then(|| summarize(notification_id, rows)))
+    }
+
+    /// The API client that sent `notification_id`, if an API client did.
+    pub async fn client_of(&self, notification_id: &str) -> Result<Option<String>, SqliteError> {
+        let id = notification_id.to_owned();
+        self.pool
+            .run(move |c| {
+                c.prepare_cached(
+                    "SELECT json_extract(detail, '$.client_id') FROM notification_events
+                     WHERE notification_id = ?1 AND kind = 'accepted' LIMIT 1",
+                )?
+                .query_row([id], |row| row.get::<_, Option<String>>(0))
+                .optional()
+                .map(Option::flatten)
+            })
+            .await
     }
 
     /// The notifications `client_id` sent to `user_id` and accepted before `before` (ms),

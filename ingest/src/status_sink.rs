@@ -20,10 +20,30 @@ struct StatusSink {
     dead_letters: DeadLetters,
 }
 
+fn events_total() -> &'static prometheus::IntCounterVec {
+    static EVENTS: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
+    EVENTS.get_or_init(|| {
+        herald_runtime::metrics::counter_vec(
+            "herald_events_total",
+            "Delivery events stored by the status sink, by kind (accepted, routed, sent, delivered, opened, clicked, failed, ...).",
+            &["kind"],
+        )
+    })
+}
+
+pub(crate) fn define_metrics() {
+    let _ = events_total();
+}
+
 impl Handler for StatusSink {
     async fn handle(&self, record: &OwnedMessage) -> Result<(), HandlerError> {
         match self.dead_letters.decode_or_dead_letter::<DeliveryEvent>(&self.codec, record).await? {
-            Some(event) => self.store.record(vec![event]).await.map_err(HandlerError::new),
+            Some(event) => {
+                let kind = event.kind.as_str();
+                self.store.record(vec![event]).await.map_err(HandlerError::new)?;
+                events_total().with_label_values(&[kind]).inc();
+                Ok(())
+            }
             None => Ok(()),
         }
     }

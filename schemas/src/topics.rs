@@ -142,6 +142,11 @@ impl Topics {
         format!("{}retry.{channel}.{tier}", self.prefix)
     }
 
+    /// Where a status webhook that failed waits before its attempt `tier + 1`.
+    pub fn webhook_retry(&self, tier: u32) -> String {
+        format!("{}retry.webhooks.{tier}", self.prefix)
+    }
+
     pub fn dlq(&self) -> String {
         format!("{}dlq", self.prefix)
     }
@@ -182,6 +187,7 @@ impl Topics {
             all.extend(Lane::ALL.map(|lane| self.channel_in(channel, lane)));
             all.extend((1..=retry_tiers).map(|tier| self.retry(channel, tier)));
         }
+        all.extend((1..=retry_tiers).map(|tier| self.webhook_retry(tier)));
         all
     }
 }

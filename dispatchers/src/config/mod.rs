@@ -82,7 +82,12 @@ impl Default for RetryConfig {
 
 impl RetryConfig {
     pub fn policy(&self) -> RetryPolicy {
-        RetryPolicy::new(self.delays_ms.iter().copied().map(Duration::from_millis).collect())
+        RetryPolicy::new(self.delays())
+    }
+
+    /// The wait before each retry tier (status webhooks use the same tiers).
+    pub fn delays(&self) -> Vec<Duration> {
+        self.delays_ms.iter().copied().map(Duration::from_millis).collect()
     }
 }
 
