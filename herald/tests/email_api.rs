@@ -1,5 +1,6 @@
 //! Email through SendGrid's HTTP API against a local stand-in: the mail/send body, the
-//! notification id for its event webhook, List-Unsubscribe on marketing mail only.
+//! notification id for its event webhook, List-Unsubscribe on marketing mail only; the
+//! signed Event Webhook updating a notification's status, and forged ones refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -29,8 +30,8 @@ fn mail(to: &str, category: &str) -> String {
     .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn email_through_sendgrid_carries_the_notification_id_and_unsubscribe_only_for_marketing() {
+/// A test environment whose email goes through a SendGrid stand-in.
+async fn with_sendgrid() -> (TestEnv, SendgridStandIn) {
     let mut env = TestEnv::start().await;
     let sendgrid = SendgridStandIn::start("SG.test-key").await.unwrap();
     let key_file = env.dir.path().join("sendgrid-key");
@@ -51,6 +52,12 @@ async fn email_through_sendgrid_carries_the_notification_id_and_unsubscribe_only
         .dispatch
         .routes
         .insert("email".into(), BTreeMap::from([("default".into(), vec!["sendgrid".into()])]));
+    (env, sendgrid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_through_sendgrid_carries_the_notification_id_and_unsubscribe_only_for_marketing() {
+    let (env, sendgrid) = with_sendgrid().await;
     sendgrid.throttle(1);
     let pipeline = env.pipeline().await;
     let key = env.api_key();
@@ -100,5 +107,55 @@ async fn email_through_sendgrid_carries_the_notification_id_and_unsubscribe_only
         .find(|e| e.notification_id == receipt["id"].as_str().unwrap() && e.kind == EventKind::Sent)
         .unwrap();
     assert_eq!(sent.provider.as_deref(), Some("sendgrid"));
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_sendgrid_event_webhooks_update_the_status_and_forged_ones_are_refused() {
+    let (mut env, sendgrid) = with_sendgrid().await;
+    env.config.ingest.callbacks.sendgrid = Some(herald_ingest::config::SendgridCallbacks {
+        verification_key: sendgrid.verification_key(),
+    });
+    let pipeline = env.pipeline().await;
+    let key = env.api_key();
+    let (_, answer) = pipeline.post(Some(&key), &mail("cy@example.com", "marketing")).await;
+    let id = answer["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + WAIT;
+    while sendgrid.accepted().is_empty() {
+        assert!(Instant::now() < deadline, "not sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = sendgrid.accepted().remove(0);
+    let endpoint = format!("{}/v1/callbacks/sendgrid", pipeline.api);
+    let events = ["processed", "delivered", "open", "click"];
+    assert_eq!(sendgrid.post_events(&endpoint, &sent, &events).await.unwrap(), 204);
+
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        let (_, status) = pipeline.get(&key, &format!("/v1/notifications/{id}")).await;
+        if status["deliveries"][0]["state"] == "clicked" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "never clicked: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let kinds: Vec<&str> = status["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["provider"] == "sendgrid")
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    for kind in ["sent", "delivered", "opened", "clicked"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+
+    // The same bounce from a key that is not SendGrid's changes nothing.
+    let impostor = SendgridStandIn::start("SG.other").await.unwrap();
+    assert_eq!(impostor.post_events(&endpoint, &sent, &["bounce"]).await.unwrap(), 403);
+    let unsigned = pipeline.http.post(&endpoint).body("[]").send().await.unwrap();
+    assert_eq!(unsigned.status(), 403);
+    let (_, status) = pipeline.get(&key, &format!("/v1/notifications/{id}")).await;
+    assert_eq!(status["deliveries"][0]["state"], "clicked", "{status}");
     pipeline.stop().await;
 }

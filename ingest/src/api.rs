@@ -59,6 +59,7 @@ pub(crate) struct Shared {
     pub(crate) bulk_max_body_bytes: usize,
     pub(crate) tracker: Option<herald_runtime::tracking::Tracker>,
     pub(crate) twilio: Option<crate::callbacks::TwilioVerifier>,
+    pub(crate) sendgrid: Option<crate::callbacks::SendgridVerifier>,
 }
 
 impl Shared {
@@ -70,6 +71,15 @@ impl Shared {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// Why the provider callbacks could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackSetupError {
+    #[error("Twilio callbacks: {0}")]
+    Twilio(#[from] herald_runtime::config::SecretError),
+    #[error(transparent)]
+    Sendgrid(#[from] crate::callbacks::sendgrid::KeyError),
 }
 
 /// The send API, ready to serve.
@@ -95,12 +105,18 @@ impl Ingest {
         output: AvroProducer,
         topics: Topics,
         tracker: Option<herald_runtime::tracking::Tracker>,
-    ) -> Result<Self, herald_runtime::config::SecretError> {
+    ) -> Result<Self, CallbackSetupError> {
         let twilio = config
             .callbacks
             .twilio
             .as_ref()
             .map(crate::callbacks::TwilioVerifier::new)
+            .transpose()?;
+        let sendgrid = config
+            .callbacks
+            .sendgrid
+            .as_ref()
+            .map(|s| crate::callbacks::SendgridVerifier::new(&s.verification_key))
             .transpose()?;
         let max_schedule_ms = config.max_schedule_ms();
         let limits = Limits { max_recipients: config.max_recipients, max_schedule_ms };
@@ -117,6 +133,7 @@ impl Ingest {
             bulk_max_body_bytes: config.bulk_max_body_bytes,
             tracker,
             twilio,
+            sendgrid,
         };
         Ok(Self { shared: Arc::new(shared) })
     }
@@ -138,7 +155,8 @@ impl Ingest {
             .route("/openapi.json", get(crate::openapi::serve))
             .route("/t/o/{token}", get(crate::tracking::opened))
             .route("/t/c/{token}", get(crate::tracking::clicked))
-            .route("/v1/callbacks/twilio", post(crate::callbacks::twilio))
+            .route("/v1/callbacks/twilio", post(crate::callbacks::twilio::twilio))
+            .route("/v1/callbacks/sendgrid", post(crate::callbacks::sendgrid::events))
             .layer(DefaultBodyLimit::max(self.shared.max_body_bytes))
             .with_state(Arc::clone(&self.shared))
             .merge(ops_router(readiness))

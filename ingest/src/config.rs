@@ -33,6 +33,15 @@ pub struct IngestConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CallbacksConfig {
     pub twilio: Option<TwilioCallbacks>,
+    pub sendgrid: Option<SendgridCallbacks>,
+}
+
+/// SendGrid's signed Event Webhook to `POST /v1/callbacks/sendgrid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendgridCallbacks {
+    /// The verification key SendGrid shows for the signed webhook (a public key).
+    pub verification_key: String,
 }
 
 /// Twilio status callbacks to `POST /v1/callbacks/twilio`, signed with the account's auth

@@ -1,6 +1,8 @@
 //! SendGrid's v3 mail/send as SendGrid answers: a bearer API key (401), the body checked
 //! field by field (400 with `errors[].field`), 429 with `X-RateLimit-Reset`, 5xx outages,
-//! 202 with `X-Message-Id` when accepted.
+//! 202 with `X-Message-Id` when accepted. Its Event Webhook posts SendGrid-shaped events
+//! (with the mail's custom arguments) signed with an ECDSA P-256 key of its own, whose
+//! verification key it shows as SendGrid does.
 
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -27,11 +29,20 @@ struct Account {
     recorder: Recorder<SendgridMail>,
 }
 
-#[derive(Debug)]
 pub struct SendgridStandIn {
     addr: SocketAddr,
     recorder: Recorder<SendgridMail>,
+    signing_key: ring::signature::EcdsaKeyPair,
+    http: reqwest::Client,
 }
+
+impl std::fmt::Debug for SendgridStandIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendgridStandIn").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+use herald_ingest::callbacks::sendgrid::P256_SPKI_PREFIX;
 
 impl Deref for SendgridStandIn {
     type Target = Recorder<SendgridMail>;
@@ -117,10 +128,86 @@ async fn send(State(account): State<Account>, headers: HeaderMap, body: String) 
 
 impl SendgridStandIn {
     pub async fn start(api_key: &str) -> anyhow::Result<Self> {
+        use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
         let recorder = Recorder::default();
         let account = Account { api_key: api_key.to_owned(), recorder: recorder.clone() };
         let app = Router::new().route("/v3/mail/send", post(send)).with_state(account);
-        Ok(Self { addr: serve(app).await?, recorder })
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+            .map_err(|_| anyhow::anyhow!("cannot make a signing key"))?;
+        let signing_key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+                .map_err(|_| anyhow::anyhow!("cannot read the signing key"))?;
+        let http = reqwest::Client::new();
+        Ok(Self { addr: serve(app).await?, recorder, signing_key, http })
+    }
+
+    /// The key SendGrid shows for verifying its signed Event Webhook: base64 DER
+    /// SubjectPublicKeyInfo.
+    pub fn verification_key(&self) -> String {
+        use base64::Engine as _;
+        use ring::signature::KeyPair as _;
+        let spki = [&P256_SPKI_PREFIX[..], self.signing_key.public_key().as_ref()].concat();
+        base64::engine::general_purpose::STANDARD.encode(spki)
+    }
+
+    /// Posts `events` (delivered, open, click, bounce, ...) about `mail` to `endpoint` as
+    /// SendGrid's Event Webhook does; returns the answer's status.
+    pub async fn post_events(
+        &self,
+        endpoint: &str,
+        mail: &SendgridMail,
+        events: &[&str],
+    ) -> anyhow::Result<u16> {
+        use base64::Engine as _;
+        let now = herald_schemas::now_millis() / 1000;
+        let custom_args = &mail.body["personalizations"][0]["custom_args"];
+        let batch: Vec<Value> = events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| {
+                let mut report = json!({
+                    "email": mail.to, "timestamp": now, "event": event,
+                    "sg_event_id": format!("{}-{event}-{i}", mail.to),
+                    "sg_message_id": format!("{}.filter0001", mail.to),
+                    "category": mail.body["categories"],
+                });
+                match *event {
+                    "click" => report["url"] = json!("https://shop.example.com/sale"),
+                    "bounce" => {
+                        report["reason"] = json!("550 5.1.1 The email account does not exist");
+                        report["type"] = json!("bounce");
+                    }
+                    _ => {}
+                }
+                if let (Some(report), Some(args)) =
+                    (report.as_object_mut(), custom_args.as_object())
+                {
+                    report.extend(args.clone());
+                }
+                report
+            })
+            .collect();
+        let body = serde_json::to_vec(&batch)?;
+        let timestamp = now.to_string();
+        let signed = [timestamp.as_bytes(), &body].concat();
+        let signature = self
+            .signing_key
+            .sign(&ring::rand::SystemRandom::new(), &signed)
+            .map_err(|_| anyhow::anyhow!("cannot sign"))?;
+        let answer = self
+            .http
+            .post(endpoint)
+            .header("Content-Type", "application/json")
+            .header(
+                "X-Twilio-Email-Event-Webhook-Signature",
+                base64::engine::general_purpose::STANDARD.encode(signature.as_ref()),
+            )
+            .header("X-Twilio-Email-Event-Webhook-Timestamp", timestamp)
+            .body(body)
+            .send()
+            .await?;
+        Ok(answer.status().as_u16())
     }
 
     pub fn base_url(&self) -> String {

@@ -1,10 +1,8 @@
-//! Delivery reports that providers post back, verified by each provider's own scheme and
-//! turned into `DeliveryEvent`s on `herald.events`. Twilio: `POST /v1/callbacks/twilio`,
-//! form-encoded, signed in `X-Twilio-Signature`; the Twilio provider adds the notification id
-//! to its status callback URL, so a report needs no lookup and may arrive before the `sent`
-//! event it follows.
+//! Twilio's status callbacks: `POST /v1/callbacks/twilio`, form-encoded, signed in
+//! `X-Twilio-Signature`. The Twilio provider adds the notification id to its status callback
+//! URL, so a report needs no lookup and may arrive before the `sent` event it follows.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::{RawQuery, State};
@@ -13,31 +11,16 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use herald_runtime::config::SecretError;
-use herald_runtime::metrics;
 use herald_schemas::{DeliveryEvent, EventKind};
-use prometheus::IntCounterVec;
 use ring::hmac;
+
+use super::count;
 
 use crate::api::Shared;
 use crate::config::TwilioCallbacks;
 
 /// The query parameter the Twilio provider adds to its status callback URL.
 pub const NOTIFICATION_PARAM: &str = "herald_notification_id";
-
-fn reports() -> &'static IntCounterVec {
-    static REPORTS: OnceLock<IntCounterVec> = OnceLock::new();
-    REPORTS.get_or_init(|| {
-        metrics::counter_vec(
-            "herald_callbacks_total",
-            "Provider delivery reports by provider and outcome (recorded, ignored: an interim status, refused: bad signature or shape, unrecorded: the event could not be produced).",
-            &["provider", "outcome"],
-        )
-    })
-}
-
-pub(crate) fn define_metrics() {
-    let _ = reports();
-}
 
 /// Checks Twilio's request signatures.
 #[derive(Debug, Clone)]
@@ -94,7 +77,7 @@ impl TwilioVerifier {
 }
 
 fn outcome(label: &str) {
-    reports().with_label_values(&["twilio", label]).inc();
+    count("twilio", label);
 }
 
 fn refuse(status: StatusCode, reason: &str) -> Response {
