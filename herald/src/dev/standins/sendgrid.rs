@@ -14,6 +14,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use herald_ingest::callbacks::sendgrid::P256_SPKI_PREFIX;
+
 use super::{Fault, Recorder, serve};
 
 /// A mail SendGrid accepted: the request body as sent.
@@ -41,8 +43,6 @@ impl std::fmt::Debug for SendgridStandIn {
         f.debug_struct("SendgridStandIn").field("addr", &self.addr).finish_non_exhaustive()
     }
 }
-
-use herald_ingest::callbacks::sendgrid::P256_SPKI_PREFIX;
 
 impl Deref for SendgridStandIn {
     type Target = Recorder<SendgridMail>;
