@@ -58,7 +58,7 @@ impl BenchProvider {
         BenchProvider::Sendgrid,
     ];
 
-    fn channel(self) -> Channel {
+    pub(crate) fn channel(self) -> Channel {
         match self {
             BenchProvider::Apns => Channel::Ios,
             BenchProvider::Fcm | BenchProvider::Jpush | BenchProvider::Pushy => Channel::Android,
@@ -67,7 +67,7 @@ impl BenchProvider {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             BenchProvider::Apns => "apns",
             BenchProvider::Fcm => "fcm",
@@ -107,7 +107,7 @@ pub struct BenchRow {
 }
 
 /// A running stand-in: how many sends it accepted, and how to forget them.
-struct StandIn {
+pub(crate) struct StandIn {
     accepted: Box<dyn Fn() -> usize + Send + Sync>,
     clear: Box<dyn Fn() + Send + Sync>,
     _keep: Box<dyn std::any::Any + Send + Sync>,
@@ -151,7 +151,7 @@ fn p8_key() -> anyhow::Result<String> {
 }
 
 /// Starts the stand-in of `provider` and returns it with the provider's settings.
-async fn stand_in(
+pub(crate) async fn stand_in(
     provider: BenchProvider,
     dir: &Path,
     limits: ProviderLimits,

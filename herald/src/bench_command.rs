@@ -41,6 +41,33 @@ pub enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The whole pipeline against the broker's limit: a raw copy, then the enricher and the
+    /// email, ios and android dispatchers (own processes) delivering to provider stand-ins,
+    /// at full speed and at fixed rates (latency from acceptance to the provider's answer).
+    E2e {
+        /// Users in the SQLite directory (1 to 3 devices, an address and a phone each).
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        /// Requests of the full-speed run (about 3 deliveries each).
+        #[arg(long, default_value_t = 5_000)]
+        requests: usize,
+        /// Requests per second of a fixed-rate run (repeatable). The defaults sit below what
+        /// this 2-core machine sustains with the broker on it; above it, latency is queueing.
+        #[arg(long = "rate", default_values_t = [100u32, 250])]
+        rates: Vec<u32>,
+        /// How long each fixed-rate run produces.
+        #[arg(long, default_value_t = 10)]
+        rate_seconds: u64,
+        /// How long the provider stand-ins take to answer.
+        #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
+        latency: std::time::Duration,
+        /// Broker storage: memory (one record per produce batch) or sqlite (batching).
+        #[arg(long, value_enum, default_value = "memory")]
+        storage: crate::chaos::ChaosStorage,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 impl BenchCommand {
@@ -71,6 +98,22 @@ impl BenchCommand {
                 print!("{}", crate::bench::render(&rows, &options));
                 if let Some(path) = json {
                     std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+                }
+                Ok(())
+            }
+            BenchCommand::E2e { users, requests, rates, rate_seconds, latency, storage, json } => {
+                let options = crate::bench_e2e::E2eOptions {
+                    users,
+                    requests,
+                    rates,
+                    rate_seconds,
+                    latency,
+                    storage,
+                };
+                let report = crate::bench_e2e::e2e(options.clone()).await?;
+                print!("{}", crate::bench_e2e::render(&report, &options));
+                if let Some(path) = json {
+                    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
                 }
                 Ok(())
             }

@@ -53,7 +53,7 @@ pub struct EnrichBenchReport {
 }
 
 /// A deterministic directory: user `u{i}` with 1 to 3 devices, an address and a phone.
-fn directory_rows(users: usize) -> Vec<(User, Vec<Device>)> {
+pub(crate) fn directory_rows(users: usize) -> Vec<(User, Vec<Device>)> {
     (0..users)
         .map(|i| {
             let user = User {
@@ -79,7 +79,7 @@ fn directory_rows(users: usize) -> Vec<(User, Vec<Device>)> {
         .collect()
 }
 
-fn request(i: usize, users: usize) -> NotificationRequest {
+pub(crate) fn request(i: usize, users: usize) -> NotificationRequest {
     // A multiplicative walk over the users: spread, repeatable, every request a new user
     // until the directory is exhausted.
     let user = (i.wrapping_mul(7_919)) % users.max(1);
@@ -120,20 +120,20 @@ async fn produce_requests(
     Ok(())
 }
 
-/// The limit: the same records consumed and produced again, untouched.
-async fn raw_copy(config: &HeraldConfig, records: usize) -> anyhow::Result<EnrichRow> {
-    let topics = config.kafka.topics();
-    let (from, to) = (topics.requests(), format!("{}bench.copy", topics.prefix()));
-    let mut client = ClientConfig::new();
-    for (key, value) in config.kafka.client_properties()? {
-        client.set(key, value);
-    }
-    let consumer: StreamConsumer = client
-        .set("group.id", "herald-bench-copy")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    consumer.subscribe(&[&from])?;
+/// How a raw copy went: its duration and this process's CPU time.
+pub(crate) struct Copied {
+    pub seconds: f64,
+    pub cpu_seconds: f64,
+}
+
+/// The limit: `records` records of `from` consumed and produced to `to`, untouched.
+pub(crate) async fn copy_records(
+    config: &HeraldConfig,
+    from: &str,
+    to: &str,
+    records: usize,
+) -> anyhow::Result<Copied> {
+    let consumer = reader_from_start(config, "herald-bench-copy", from)?;
     let producer = Producer::new(&config.kafka, "herald-bench-copy")?;
     let cpu_before = process_usage(std::process::id()).0;
     let started = Instant::now();
@@ -143,7 +143,7 @@ async fn raw_copy(config: &HeraldConfig, records: usize) -> anyhow::Result<Enric
             .await
             .context("copy stalled")??;
         let payload = message.payload().unwrap_or_default();
-        acks.push(producer.enqueue(&to, message.key(), payload, None).await?);
+        acks.push(producer.enqueue(to, message.key(), payload, None).await?);
         if acks.len() >= 5_000 {
             wait_all(std::mem::take(&mut acks)).await?;
         }
@@ -151,7 +151,35 @@ async fn raw_copy(config: &HeraldConfig, records: usize) -> anyhow::Result<Enric
     wait_all(acks).await?;
     let seconds = started.elapsed().as_secs_f64();
     // This process also serves the schema registry, idle by now.
-    let cpu = process_usage(std::process::id()).0 - cpu_before;
+    let cpu_seconds = process_usage(std::process::id()).0 - cpu_before;
+    Ok(Copied { seconds, cpu_seconds })
+}
+
+/// A consumer of `topic` from its first record, in `group`, committing nothing.
+pub(crate) fn reader_from_start(
+    config: &HeraldConfig,
+    group: &str,
+    topic: &str,
+) -> anyhow::Result<StreamConsumer> {
+    let mut client = ClientConfig::new();
+    for (key, value) in config.kafka.client_properties()? {
+        client.set(key, value);
+    }
+    let consumer: StreamConsumer = client
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    Ok(consumer)
+}
+
+/// The raw copy of the request records, as a row.
+async fn raw_copy(config: &HeraldConfig, records: usize) -> anyhow::Result<EnrichRow> {
+    let topics = config.kafka.topics();
+    let (from, to) = (topics.requests(), format!("{}bench.copy", topics.prefix()));
+    let copied = copy_records(config, &from, &to, records).await?;
+    let seconds = copied.seconds;
     let moved = 2 * records as u64;
     Ok(EnrichRow {
         run: "raw_copy",
@@ -161,7 +189,7 @@ async fn raw_copy(config: &HeraldConfig, records: usize) -> anyhow::Result<Enric
         records_moved: moved,
         records_moved_per_second: moved as f64 / seconds,
         targets_per_request: None,
-        cpu_ms_per_1000_requests: Some(cpu * 1_000_000.0 / records as f64),
+        cpu_ms_per_1000_requests: Some(copied.cpu_seconds * 1_000_000.0 / records as f64),
         peak_rss_mib: None,
     })
 }
@@ -256,28 +284,51 @@ fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
 }
 
 pub async fn enrich(options: EnrichBenchOptions) -> anyhow::Result<EnrichBenchReport> {
-    let dir = std::env::temp_dir().join(format!("herald-bench-enrich-{}", std::process::id()));
+    in_temp_dir("herald-bench-enrich", |dir| async move { run(&options, &dir).await }).await
+}
+
+/// Runs `work` in a new directory under the system's temporary one, removed afterwards.
+pub(crate) async fn in_temp_dir<T, F, Fut>(name: &str, work: F) -> anyhow::Result<T>
+where
+    F: FnOnce(std::path::PathBuf) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = run(&options, &dir).await;
+    let result = work(dir.clone()).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn run(options: &EnrichBenchOptions, dir: &Path) -> anyhow::Result<EnrichBenchReport> {
-    let storage = match options.storage {
+/// A benchmark's embedded stack: a Tansu broker with `storage` and a development registry,
+/// and a configuration for them (topics under `prefix`, 4 partitions, the directory in
+/// `dir`, a cache that holds `users`).
+pub(crate) async fn bench_stack(
+    storage: crate::chaos::ChaosStorage,
+    dir: &Path,
+    prefix: &str,
+    users: usize,
+) -> anyhow::Result<(TansuBroker, HeraldConfig)> {
+    let storage = match storage {
         crate::chaos::ChaosStorage::Memory => Storage::Memory,
         crate::chaos::ChaosStorage::Sqlite => Storage::Sqlite(dir.join("broker")),
     };
     let broker = TansuBroker::start(None, storage, Some(&dir.join("tansu.log"))).await?;
     let registry = DevRegistry::default().spawn("127.0.0.1:0".parse()?).await?;
     let mut config = HeraldConfig { kafka: broker.kafka_config(), ..HeraldConfig::default() };
-    config.kafka.topic_prefix = "benchenrich.".into();
+    config.kafka.topic_prefix = prefix.into();
     config.schema_registry.url = format!("http://{registry}");
     config.topics.partitions = 4;
     config.topics.for_single_broker();
     config.enricher.directory_path = dir.join("directory.db");
+    config.enricher.cache_max_entries = u64::try_from(users * 2).unwrap_or(u64::MAX);
+    Ok((broker, config))
+}
+
+async fn run(options: &EnrichBenchOptions, dir: &Path) -> anyhow::Result<EnrichBenchReport> {
+    let (broker, mut config) =
+        bench_stack(options.storage, dir, "benchenrich.", options.users).await?;
     config.enricher.cache_ttl_ms = 3_600_000;
-    config.enricher.cache_max_entries = u64::try_from(options.users * 2).unwrap_or(u64::MAX);
     config.ops.listen = Some("127.0.0.1:0".parse()?);
     // The enricher is stopped (SIGSTOP) while the warm pass is produced: long enough a
     // session that the broker keeps its partitions.

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_command;
+pub mod bench_e2e;
 pub mod bench_enrich;
 pub mod chaos;
 pub mod config;

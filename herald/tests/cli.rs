@@ -118,3 +118,41 @@ fn bench_enrich_times_a_cold_and_a_warm_pass_against_the_raw_copy() {
         assert!(row["peak_rss_mib"].as_f64().unwrap() > 0.0, "{row}");
     }
 }
+
+#[test]
+fn bench_e2e_delivers_every_target_and_reports_rates_latencies_and_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("e2e.json");
+    let output = herald()
+        .args(["bench", "e2e", "--users", "300", "--requests", "100"])
+        .args(["--rate", "20", "--rate-seconds", "2", "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    assert_eq!(report["devices"], 600);
+    let full = &report["full_speed"];
+    // Every user has an address and 1 to 3 devices: about three deliveries a request.
+    let per_request = full["deliveries"].as_f64().unwrap() / full["requests"].as_f64().unwrap();
+    assert!((2.9..=3.1).contains(&per_request), "{full}");
+    assert!(report["raw_copy_records_per_second"].as_f64().unwrap() > 0.0);
+    let rate = &report["rates"][0];
+    assert_eq!(rate["requests"], 40);
+    let deliveries = rate["deliveries"].as_u64().unwrap();
+    assert!((80..=160).contains(&deliveries), "2 to 4 targets a request: {rate}");
+    let (p50, max) = (rate["p50_ms"].as_f64().unwrap(), rate["max_ms"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p50 <= max, "{rate}");
+    let roles: Vec<&str> =
+        report["roles"].as_array().unwrap().iter().map(|r| r["role"].as_str().unwrap()).collect();
+    assert_eq!(roles[..4], ["enricher", "dispatch-email", "dispatch-ios", "dispatch-android"]);
+    assert!(roles.contains(&"broker (tansu)"), "{roles:?}");
+    assert!(
+        report["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["peak_rss_mib"].as_f64().unwrap() > 0.0)
+    );
+    assert!(stdout.contains("fixed rate") && stdout.contains("deliveries/s"), "{stdout}");
+}

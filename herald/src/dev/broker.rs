@@ -117,6 +117,11 @@ impl TansuBroker {
         Ok(broker)
     }
 
+    /// The broker process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn bootstrap_servers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
