@@ -163,7 +163,10 @@ fn next_link(html: &str) -> Option<(&str, char, &str, &str)> {
         let len = html.get(inner..)?.find(quote)?;
         let url = html.get(inner..inner + len)?;
         let scheme = url.trim_start().to_ascii_lowercase();
-        if scheme.starts_with("http://") || scheme.starts_with("https://") {
+        // A destination must survive as a Location header: no whitespace or control
+        // characters inside (such a link is left as it is, untracked).
+        let clean = !url.trim().chars().any(|c| c.is_whitespace() || c.is_control());
+        if clean && (scheme.starts_with("http://") || scheme.starts_with("https://")) {
             return Some((&html[..value_start], quote, url.trim(), &html[inner + len + 1..]));
         }
         from = inner + len + 1;
@@ -206,10 +209,12 @@ mod tests {
         let t = tracker("s1");
         let html = r##"<html><body><a href="https://shop.example.com/sale?a=1&amp;b=2">Sale</a>
             <a HREF='http://x.example.com'>x</a> <a href="mailto:help@example.com">mail</a>
-            <a href="#top">top</a></body></html>"##;
+            <a href="#top">top</a> <a href="https://bad.example.com/a
+b">broken</a></body></html>"##;
         let out = t.rewrite_html(html, "n-1", "a@example.com");
         assert!(!out.contains("shop.example.com/sale"), "{out}");
         assert!(out.contains("mailto:help@example.com") && out.contains("href=\"#top\""), "{out}");
+        assert!(out.contains("https://bad.example.com/a\nb"), "a link with a line break: {out}");
         let clicks: Vec<&str> = out.match_indices("/t/c/").map(|(i, _)| &out[i + 5..]).collect();
         assert_eq!(clicks.len(), 2, "{out}");
         let token = clicks[0].split(['"', '\'']).next().unwrap();
