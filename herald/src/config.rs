@@ -210,6 +210,7 @@ impl HeraldConfig {
         let topics = &self.topics;
         let prefix = self.kafka.topic_prefix.as_str();
         let dlq = self.kafka.topics().dlq();
+        let templates = self.kafka.topics().templates();
         let min_insync = topics.min_insync_replicas.min(topics.replication_factor);
         self.kafka
             .topics()
@@ -226,10 +227,18 @@ impl HeraldConfig {
                         .copied()
                         .unwrap_or(topics.partitions),
                     replication: topics.replication_factor,
-                    config: vec![
-                        ("min.insync.replicas".into(), min_insync.to_string()),
-                        ("retention.ms".into(), retention.to_string()),
-                    ],
+                    config: if name == templates {
+                        // A catalog, not a log: the latest record per template id, kept.
+                        vec![
+                            ("min.insync.replicas".into(), min_insync.to_string()),
+                            ("cleanup.policy".into(), "compact".into()),
+                        ]
+                    } else {
+                        vec![
+                            ("min.insync.replicas".into(), min_insync.to_string()),
+                            ("retention.ms".into(), retention.to_string()),
+                        ]
+                    },
                     name,
                 }
             })

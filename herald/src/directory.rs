@@ -93,6 +93,8 @@ pub struct ImportReport {
     pub devices: usize,
     pub preferences: usize,
     pub templates: usize,
+    /// The template ids written, announced to the send API after the import.
+    pub template_ids: std::collections::BTreeSet<String>,
     /// Line number (from 1) and why it was skipped.
     pub refused: Vec<(usize, String)>,
 }
@@ -172,18 +174,39 @@ pub async fn import_configured(
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<ImportReport> {
     let enricher = &config.enricher;
-    match enricher.directory_backend {
+    let report = match enricher.directory_backend {
         DirectoryBackend::Sqlite => {
             let directory = SqliteDirectory::open(&enricher.directory_path)
                 .with_context(|| format!("opening {}", enricher.directory_path.display()))?;
-            import(&directory, file, progress).await
+            import(&directory, file, progress).await?
         }
         DirectoryBackend::Scylla => {
             let directory =
                 ScyllaDirectory::connect(&enricher.scylla).await.context("ScyllaDB directory")?;
-            import(&directory, file, progress).await
+            import(&directory, file, progress).await?
         }
+    };
+    announce_templates(&config.kafka, report.template_ids.iter()).await.context(
+        "the templates are stored, but the send API was not told of them (run the import again)",
+    )?;
+    Ok(report)
+}
+
+/// Tells the send API (through the compacted templates topic) that these template ids exist.
+pub async fn announce_templates(
+    kafka: &herald_runtime::KafkaConfig,
+    ids: impl IntoIterator<Item = &String>,
+) -> anyhow::Result<()> {
+    let mut ids = ids.into_iter().peekable();
+    if ids.peek().is_none() {
+        return Ok(());
     }
+    let producer = herald_runtime::kafka::Producer::new(kafka, "herald-directory")?;
+    let topic = kafka.topics().templates();
+    for id in ids {
+        producer.send(&topic, Some(id.as_bytes()), b"present", None).await?;
+    }
+    Ok(())
 }
 
 pub async fn import<D: Directory>(
@@ -219,6 +242,7 @@ pub async fn import<D: Directory>(
                 .await
                 .map(|()| &mut report.preferences),
             Row::Template(variant) => {
+                report.template_ids.insert(variant.template_id.clone());
                 directory.upsert_template(variant).await.map(|()| &mut report.templates)
             }
         };

@@ -56,6 +56,8 @@ pub async fn ingest(
         output.producer().clone(),
         shutdown.clone(),
     );
+    let templates =
+        herald_ingest::templates::follow(&config.kafka, api.template_catalog(), shutdown.clone());
     let webhooks = herald_ingest::webhooks::run(
         &config.kafka,
         herald_ingest::webhooks::WebhookParts {
@@ -71,8 +73,9 @@ pub async fn ingest(
         shutdown.clone(),
     );
     let depth = admin::track_depth(config.kafka.clone(), topics.dlq(), shutdown.clone());
-    let (api, sink, webhooks, ()) =
-        tokio::join!(api.serve(listener, shutdown), sink, webhooks, depth);
+    let (api, sink, webhooks, templates, ()) =
+        tokio::join!(api.serve(listener, shutdown), sink, webhooks, templates, depth);
+    templates.context("templates catalog")?;
     output.producer().flush(std::time::Duration::from_secs(5)).await;
     api.context("send API")?;
     webhooks.context("status webhooks")?;

@@ -1,5 +1,6 @@
 //! `herald directory import`: JSON lines into the enricher's directory, checked line by line,
-//! idempotent on re-run, and used by the pipeline right away.
+//! idempotent on re-run, and used by the pipeline right away; the template ids it announces
+//! let the send API refuse an unknown `template_id` with a 422.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -57,6 +58,19 @@ async fn imported_lines_are_checked_idempotent_and_used_by_the_pipeline() {
     });
     let (status, answer) = pipeline.post(Some(&env.api_key()), &body.to_string()).await;
     assert_eq!(status, 202, "{answer}");
+    // The import announced its template ids: the send API refuses others at once.
+    let unknown = serde_json::json!({"to": [{"user_id": "imp-1"}], "template_id": "welcom"});
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let (status, answer) = pipeline.post(Some(&env.api_key()), &unknown.to_string()).await;
+        if status == 422 {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refused: {status} {answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused["errors"][0]["field"], "template_id", "{refused}");
+    assert!(refused["errors"][0]["reason"].as_str().unwrap().contains("\"welcom\""), "{refused}");
     let mail = env.mail.wait_for(WAIT, |m| m.to == ["imported@example.com"]).await.expect("mail");
     assert!(mail.header("Subject").unwrap().starts_with("=?utf-8?"), "the ko subject");
     pipeline.stop().await;

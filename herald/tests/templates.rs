@@ -99,7 +99,10 @@ async fn a_template_renders_in_the_users_locale_with_fallback_and_a_missing_vari
         pipeline.post(Some(&key), &send("en-user", serde_json::json!({"item": "x"}))).await;
     let unknown = serde_json::json!({"to": [{"user_id": "en-user"}], "template_id": "nope"});
     let (status, unknown) = pipeline.post(Some(&key), &unknown.to_string()).await;
-    assert_eq!(status, 202, "the template store belongs to the enricher: {unknown}");
+    assert_eq!(
+        status, 202,
+        "written past `herald directory import`: only the enricher knows: {unknown}"
+    );
 
     let mail = env.mail.wait_for(WAIT, |m| m.to == ["ji@example.com"]).await.expect("ko mail");
     assert_eq!(decode_words(&mail.header("Subject").unwrap()), "주문 42 발송", "ko-KR → ko");

@@ -60,6 +60,7 @@ pub(crate) struct Shared {
     pub(crate) tracker: Option<herald_runtime::tracking::Tracker>,
     pub(crate) twilio: Option<crate::callbacks::TwilioVerifier>,
     pub(crate) sendgrid: Option<crate::callbacks::SendgridVerifier>,
+    pub(crate) templates: crate::templates::TemplateCatalog,
 }
 
 impl Shared {
@@ -134,8 +135,15 @@ impl Ingest {
             tracker,
             twilio,
             sendgrid,
+            templates: crate::templates::TemplateCatalog::default(),
         };
         Ok(Self { shared: Arc::new(shared) })
+    }
+
+    /// The template ids this API refuses others than; fill it with
+    /// [`crate::templates::follow`].
+    pub fn template_catalog(&self) -> crate::templates::TemplateCatalog {
+        self.shared.templates.clone()
     }
 
     pub fn router(&self) -> Router {

@@ -13,6 +13,7 @@ pub mod request;
 mod routes;
 pub mod status;
 pub mod status_sink;
+pub mod templates;
 mod tracking;
 pub mod webhooks;
 

@@ -172,6 +172,15 @@ async fn accept(
             return (StatusCode::UNPROCESSABLE_ENTITY, body);
         }
     };
+    let template = requests.first().and_then(|r| r.template.as_ref()).map(|t| t.id.as_str());
+    if let Some(id) = template.filter(|id| shared.templates.refuses(id)) {
+        let reason = format!("no template {id:?} is known (load it with herald directory import)");
+        let errors = json!([{"field": "template_id", "reason": reason}]);
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"error": "validation_failed", "errors": errors}),
+        );
+    }
     if let Some(refusal) = requests.first().and_then(|r| out_of_scope(&caller.policy, r)) {
         return (StatusCode::FORBIDDEN, json!({"error": "forbidden", "message": refusal}));
     }

@@ -134,6 +134,12 @@ impl Topics {
         format!("{}{}", self.channel(channel), lane.suffix())
     }
 
+    /// The template ids the directory holds (compacted; key = id, no value = removed), so
+    /// the send API can refuse an unknown `template_id` without reading the directory.
+    pub fn templates(&self) -> String {
+        format!("{}templates", self.prefix)
+    }
+
     pub fn events(&self) -> String {
         format!("{}events", self.prefix)
     }
@@ -180,7 +186,7 @@ impl Topics {
 
     /// Every topic the pipeline reads or writes, for `herald topics create`.
     pub fn all(&self, retry_tiers: u32) -> Vec<String> {
-        let mut all = vec![self.events(), self.dlq()];
+        let mut all = vec![self.events(), self.dlq(), self.templates()];
         all.extend(Lane::ALL.map(|lane| self.requests_in(lane)));
         all.extend(DELAY_TIERS.iter().map(|tier| self.delay(tier)));
         for channel in Channel::ALL {

@@ -140,6 +140,9 @@ pub async fn run(
     admin::create_topics(&config.kafka, &config.topic_specs()).await.context("creating topics")?;
     let directory = SqliteDirectory::open(&config.enricher.directory_path)?;
     seed::demo_users(&directory).await.context("seeding demo users")?;
+    crate::directory::announce_templates(&config.kafka, &[seed::TEMPLATE_ID.to_owned()])
+        .await
+        .context("announcing the demo template")?;
     let (_, api_key) = ApiClients::open(&config.ingest.store_path)?.add("herald-dev")?;
 
     let mailbox_listener = bind_preferring(options.mailbox_port).await.context("mailbox port")?;

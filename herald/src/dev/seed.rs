@@ -6,6 +6,9 @@ use herald_enricher::{
 };
 
 /// (user id, what the banner says about it)
+/// The demo template (`otp`: en, ko, zh).
+pub const TEMPLATE_ID: &str = "otp";
+
 pub const DEMO_USERS: [(&str, &str); 3] = [
     ("123456", "email, SMS and two devices"),
     ("234567", "opted out of marketing email"),
@@ -36,7 +39,7 @@ fn user(
 fn demo_templates() -> Vec<TemplateVariant> {
     let variant =
         |locale: &str, channel: &str, subject: Option<&str>, body: &str| TemplateVariant {
-            template_id: "otp".into(),
+            template_id: TEMPLATE_ID.into(),
             locale: locale.into(),
             channel: channel.into(),
             subject: subject.map(Into::into),
