@@ -307,7 +307,7 @@ pub fn peak_rss_mib() -> f64 {
     crate::bench_enrich::process_usage(std::process::id()).1
 }
 
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }

@@ -22,10 +22,10 @@ use herald_schemas::{AvroCodec, Channel, DeliveryEvent, EventKind, Lane};
 use rdkafka::Message;
 use serde::Serialize;
 
-use crate::bench::{BenchProvider, stand_in};
+use crate::bench::{BenchProvider, percentile, stand_in};
 use crate::bench_enrich::{
     bench_stack, copy_records, directory_rows, in_temp_dir, process_usage, reader_from_start,
-    request,
+    request, targets,
 };
 use crate::config::HeraldConfig;
 use crate::roles;
@@ -86,12 +86,6 @@ pub struct E2eReport {
     pub full_speed: FullSpeed,
     pub rates: Vec<RateRun>,
     pub roles: Vec<RoleUsage>,
-}
-
-/// Deliveries one request makes: its user's address and every device.
-fn targets(i: usize, users: usize) -> usize {
-    let user = (i.wrapping_mul(7_919)) % users.max(1);
-    1 + user % 3 + 1
 }
 
 /// `sent` events as they arrive: notification id and when the provider's answer was
@@ -208,14 +202,6 @@ fn progress(step: &str) {
 fn started_at() -> Instant {
     static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     *STARTED.get_or_init(Instant::now)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 pub async fn e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
@@ -387,9 +373,9 @@ async fn measure(
             requests: count,
             deliveries: latencies.len(),
             produced_per_second,
-            p50_ms: percentile(&latencies, 50.0),
-            p95_ms: percentile(&latencies, 95.0),
-            p99_ms: percentile(&latencies, 99.0),
+            p50_ms: percentile(&latencies, 0.50).unwrap_or(0.0),
+            p95_ms: percentile(&latencies, 0.95).unwrap_or(0.0),
+            p99_ms: percentile(&latencies, 0.99).unwrap_or(0.0),
             max_ms: latencies.last().copied().unwrap_or(0.0),
         });
     }

@@ -243,13 +243,14 @@ impl Outputs {
 /// Records one pass of the requests makes the enricher produce: per target (every device
 /// and the email address) a channel message and a `routed` event.
 fn expected_outputs(options: &EnrichBenchOptions) -> u64 {
-    (0..options.requests)
-        .map(|i| {
-            let user = (i.wrapping_mul(7_919)) % options.users.max(1);
-            let targets = user % 3 + 1 + 1;
-            2 * targets as u64
-        })
-        .sum()
+    (0..options.requests).map(|i| 2 * targets(i, options.users) as u64).sum()
+}
+
+/// Deliveries request `i` makes: its user's address and every device (see
+/// [`directory_rows`] and [`request`]).
+pub(crate) fn targets(i: usize, users: usize) -> usize {
+    let user = (i.wrapping_mul(7_919)) % users.max(1);
+    1 + user % 3 + 1
 }
 
 /// Where the enricher stood at one moment.

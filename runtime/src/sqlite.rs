@@ -45,14 +45,20 @@ fn open(path: &Path) -> Result<Connection, SqliteError> {
     // the busy handler, when another process opens the same file at that moment (two
     // dispatchers started together share a ledger file): so wait here.
     let pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;";
+    while_busy(|| connection.execute_batch(pragmas)).map_err(wrap)?;
+    Ok(connection)
+}
+
+/// Runs `statement` again while SQLite answers busy or locked without having waited in the
+/// busy handler, for up to 5 s.
+fn while_busy(mut statement: impl FnMut() -> rusqlite::Result<()>) -> rusqlite::Result<()> {
     let started = std::time::Instant::now();
     loop {
-        match connection.execute_batch(pragmas) {
-            Ok(()) => return Ok(connection),
+        match statement() {
             Err(e) if is_busy(&e) && started.elapsed() < Duration::from_secs(5) => {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(e) => return Err(wrap(e)),
+            result => return result,
         }
     }
 }
@@ -70,17 +76,9 @@ impl SqlitePool {
         let path = path.into();
         let connection = open(&path)?;
         // The schema's DDL takes the write lock; the busy handler waits for it, except when
-        // SQLite detects a possible deadlock, which is retried here.
-        let started = std::time::Instant::now();
-        loop {
-            match connection.execute_batch(schema) {
-                Ok(()) => break,
-                Err(e) if is_busy(&e) && started.elapsed() < Duration::from_secs(5) => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(source) => return Err(SqliteError::Query { path, source }),
-            }
-        }
+        // SQLite detects a possible deadlock.
+        while_busy(|| connection.execute_batch(schema))
+            .map_err(|source| SqliteError::Query { path: path.clone(), source })?;
         Ok(Self { path: Arc::new(path), idle: Arc::new(Mutex::new(vec![connection])) })
     }
 

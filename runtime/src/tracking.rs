@@ -115,9 +115,12 @@ impl Tracker {
     /// end of the body.
     pub fn rewrite_html(&self, html: &str, notification_id: &str, target: &str) -> String {
         let mut out = String::with_capacity(html.len() + 256);
-        let mut rest = html;
-        while let Some((before, quote, url, after)) = next_link(rest) {
-            out.push_str(before);
+        // Lowered once: `href=` is matched case-insensitively over the whole part.
+        let lower = html.to_ascii_lowercase();
+        let mut copied = 0;
+        while let Some(link) = next_link(html, &lower, copied) {
+            out.push_str(&html[copied..link.value_start]);
+            let (quote, url) = (link.quote, &html[link.url.clone()]);
             let destination = url.replace("&amp;", "&");
             let tracked = Tracked {
                 notification_id: notification_id.to_owned(),
@@ -125,9 +128,9 @@ impl Tracker {
                 url: Some(destination),
             };
             out.push_str(&format!("{quote}{}/t/c/{}{quote}", self.base_url, self.token(&tracked)));
-            rest = after;
+            copied = link.end;
         }
-        out.push_str(rest);
+        out.push_str(&html[copied..]);
         let open = Tracked {
             notification_id: notification_id.to_owned(),
             target: target.to_owned(),
@@ -146,11 +149,19 @@ impl Tracker {
     }
 }
 
-/// The text before the next quoted `href` value that is an http(s) URL, its quote, the
-/// value, and the text after its closing quote.
-fn next_link(html: &str) -> Option<(&str, char, &str, &str)> {
-    let lower = html.to_ascii_lowercase();
-    let mut from = 0;
+/// A quoted `href` value that is an http(s) URL, by byte positions in the HTML.
+struct Link {
+    /// Where the quoted value starts (its opening quote).
+    value_start: usize,
+    quote: char,
+    /// The URL, without the quotes and surrounding whitespace.
+    url: std::ops::Range<usize>,
+    /// Just past the closing quote.
+    end: usize,
+}
+
+/// The next link at or after `from`; `lower` is `html` lowered (same byte positions).
+fn next_link(html: &str, lower: &str, mut from: usize) -> Option<Link> {
     loop {
         let at = from + lower.get(from..)?.find("href=")?;
         let value_start = at + "href=".len();
@@ -161,13 +172,21 @@ fn next_link(html: &str) -> Option<(&str, char, &str, &str)> {
         }
         let inner = value_start + 1;
         let len = html.get(inner..)?.find(quote)?;
-        let url = html.get(inner..inner + len)?;
-        let scheme = url.trim_start().to_ascii_lowercase();
+        let raw = html.get(inner..inner + len)?;
+        let url = raw.trim();
+        let lead = raw.len() - raw.trim_start().len();
+        let scheme = lower.get(inner + lead..inner + len)?;
         // A destination must survive as a Location header: no whitespace or control
         // characters inside (such a link is left as it is, untracked).
-        let clean = !url.trim().chars().any(|c| c.is_whitespace() || c.is_control());
+        let clean = !url.chars().any(|c| c.is_whitespace() || c.is_control());
         if clean && (scheme.starts_with("http://") || scheme.starts_with("https://")) {
-            return Some((&html[..value_start], quote, url.trim(), &html[inner + len + 1..]));
+            let start = inner + lead;
+            return Some(Link {
+                value_start,
+                quote,
+                url: start..start + url.len(),
+                end: inner + len + 1,
+            });
         }
         from = inner + len + 1;
     }
