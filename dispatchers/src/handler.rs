@@ -151,6 +151,22 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
         ack.wait().await.map(drop).map_err(HandlerError::new)
     }
 
+    /// A dead target is the directory's business, which is the enricher's: it learns of it
+    /// from its own topic, keyed by the token so that reports of one device stay in order.
+    async fn report_to_directory(
+        &self,
+        record: &OwnedMessage,
+        event: &DeliveryEvent,
+    ) -> Result<(), HandlerError> {
+        let mut update = event.clone();
+        ReplayMark::of(record).mark(&mut update);
+        let topic = self.setup.topics.directory_updates();
+        let key = update.target.as_deref().unwrap_or(&update.notification_id);
+        let ack =
+            self.output.enqueue(&topic, key, &update, None).await.map_err(HandlerError::new)?;
+        ack.wait().await.map(drop).map_err(HandlerError::new)
+    }
+
     /// A push that failed for good goes to its category's fallback channel, if it has one.
     /// Produced again when this step is retried: the fallback dispatcher's ledger sends it
     /// once.
@@ -385,13 +401,14 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
             }
             Settlement::Failed { error } => {
                 let mut event = self.event(message, EventKind::Failed, attempt, provider);
-                if matches!(error, DeliveryError::DeadTarget { .. }) {
-                    event.detail.insert("dead_target".into(), "true".into());
-                }
                 if let Some(to) = self.fall_back(record, message).await? {
                     event.detail.insert("fallback".into(), to.as_str().to_owned());
                 }
                 event.reason = Some(error.to_string());
+                if matches!(error, DeliveryError::DeadTarget { .. }) {
+                    event.detail.insert("dead_target".into(), "true".into());
+                    self.report_to_directory(record, &event).await?;
+                }
                 event
             }
             Settlement::Invalid { error } => {

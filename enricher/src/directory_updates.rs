@@ -1,6 +1,7 @@
-//! What other roles learn about the directory reaches it as events: a device token a push
-//! provider reported dead (a `failed` event marked `dead_target`) is deactivated, so the
-//! enricher stops targeting it. Roles never share a database.
+//! What other roles learn about the directory reaches it as events on
+//! `herald.directory.updates`: a device token a push provider reported dead (a `failed`
+//! event marked `dead_target`) is deactivated, so the enricher stops targeting it. Roles
+//! never share a database.
 
 use std::sync::Arc;
 

@@ -72,7 +72,7 @@ pub async fn run<D: Directory>(
         ));
         let spec = ConsumerSpec {
             group_id: DIRECTORY_GROUP.into(),
-            topics: vec![topics.events()],
+            topics: vec![topics.directory_updates()],
             client_id: DIRECTORY_GROUP.into(),
         };
         consumer::run(kafka, spec, handler, shutdown.clone())

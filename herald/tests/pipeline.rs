@@ -269,7 +269,7 @@ async fn avro_produced_directly_by_a_service_is_delivered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_device_token_reported_as_an_event_is_no_longer_targeted() {
+async fn a_dead_device_token_reported_on_directory_updates_is_no_longer_targeted() {
     use herald_enricher::directory::Directory;
     use herald_enricher::{Device, Platform};
 
@@ -292,12 +292,12 @@ async fn a_dead_device_token_reported_as_an_event_is_no_longer_targeted() {
     let key = env.api_key();
     let pipeline = env.pipeline().await;
 
-    // What a push dispatcher emits when the provider says the token is gone.
+    // What a push dispatcher reports when the provider says the token is gone.
     let mut dead = DeliveryEvent::new("earlier-notification", EventKind::Failed);
     dead.channel = Some("ios".into());
     dead.target = Some("dead-ios-token".into());
     dead.detail.insert("dead_target".into(), "true".into());
-    let topic = env.topics().events();
+    let topic = env.topics().directory_updates();
     let payload = env.codec().encode(&topic, &dead).await.unwrap();
     let producer =
         herald_runtime::kafka::Producer::new(&env.config.kafka, "push-dispatcher").unwrap();

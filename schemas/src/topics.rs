@@ -144,6 +144,13 @@ impl Topics {
         format!("{}events", self.prefix)
     }
 
+    /// What the dispatchers learned that the enricher's directory must apply (a device token
+    /// a provider reported dead), apart from `events` so that the enricher reads only these
+    /// and not every state change of every notification.
+    pub fn directory_updates(&self) -> String {
+        format!("{}directory.updates", self.prefix)
+    }
+
     pub fn retry(&self, channel: Channel, tier: u32) -> String {
         format!("{}retry.{channel}.{tier}", self.prefix)
     }
@@ -186,7 +193,7 @@ impl Topics {
 
     /// Every topic the pipeline reads or writes, for `herald topics create`.
     pub fn all(&self, retry_tiers: u32) -> Vec<String> {
-        let mut all = vec![self.events(), self.dlq(), self.templates()];
+        let mut all = vec![self.events(), self.dlq(), self.templates(), self.directory_updates()];
         all.extend(Lane::ALL.map(|lane| self.requests_in(lane)));
         all.extend(DELAY_TIERS.iter().map(|tier| self.delay(tier)));
         for channel in Channel::ALL {
@@ -263,6 +270,9 @@ mod tests {
         assert_eq!(t.channel_of("herald.retry.sms.3"), Some(Channel::Sms));
         assert_eq!(t.channel_of("herald.requests"), None);
         assert_eq!(t.channel_of("other.channel.email"), None);
+        assert_eq!(t.directory_updates(), "herald.directory.updates");
+        assert_eq!(t.channel_of("herald.directory.updates"), None);
+        assert!(t.all(3).contains(&t.directory_updates()), "created by topics apply");
     }
 
     #[test]
