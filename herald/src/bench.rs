@@ -25,7 +25,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HeraldConfig;
-use crate::dev::broker::{Storage, TansuBroker};
+use crate::dev::broker::TansuBroker;
 use crate::dev::standins::apns::ApnsStandIn;
 use crate::dev::standins::fcm::FcmStandIn;
 use crate::dev::standins::jpush::JpushStandIn;
@@ -88,6 +88,7 @@ pub struct DispatchBenchOptions {
     pub concurrency: usize,
     /// Also run each provider behind a whole dispatcher on an embedded broker.
     pub dispatcher: bool,
+    pub storage: crate::dev::broker::BrokerStorage,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -438,7 +439,8 @@ pub async fn dispatch(options: DispatchBenchOptions) -> anyhow::Result<Vec<Bench
 
 async fn run_all(options: &DispatchBenchOptions, dir: &Path) -> anyhow::Result<Vec<BenchRow>> {
     let broker = if options.dispatcher {
-        Some(TansuBroker::start(None, Storage::Memory, Some(&dir.join("tansu.log"))).await?)
+        let storage = options.storage.in_dir(dir);
+        Some(TansuBroker::start(None, storage, Some(&dir.join("tansu.log"))).await?)
     } else {
         None
     };

@@ -21,6 +21,9 @@ pub enum BenchCommand {
         /// Measure the provider layer only (no broker, no ledger).
         #[arg(long)]
         provider_only: bool,
+        /// Broker storage: sqlite (batching) or memory (one record per produce batch).
+        #[arg(long, value_enum, default_value = "sqlite")]
+        storage: crate::dev::broker::BrokerStorage,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -36,7 +39,7 @@ pub enum BenchCommand {
         requests: usize,
         /// Broker storage: memory (one record per produce batch) or sqlite (batching).
         #[arg(long, value_enum, default_value = "memory")]
-        storage: crate::chaos::ChaosStorage,
+        storage: crate::dev::broker::BrokerStorage,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -63,7 +66,7 @@ pub enum BenchCommand {
         latency: std::time::Duration,
         /// Broker storage: memory (one record per produce batch) or sqlite (batching).
         #[arg(long, value_enum, default_value = "memory")]
-        storage: crate::chaos::ChaosStorage,
+        storage: crate::dev::broker::BrokerStorage,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -80,6 +83,7 @@ impl BenchCommand {
                 latency,
                 concurrency,
                 provider_only,
+                storage,
                 json,
             } => {
                 let providers = if providers.is_empty() {
@@ -93,6 +97,7 @@ impl BenchCommand {
                     latency,
                     concurrency,
                     dispatcher: !provider_only,
+                    storage,
                 };
                 let rows = crate::bench::dispatch(options.clone()).await?;
                 print!("{}", crate::bench::render(&rows, &options));

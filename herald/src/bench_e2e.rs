@@ -43,7 +43,7 @@ pub struct E2eOptions {
     pub rate_seconds: u64,
     /// How long the provider stand-ins take to answer.
     pub latency: Duration,
-    pub storage: crate::chaos::ChaosStorage,
+    pub storage: crate::dev::broker::BrokerStorage,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -18,14 +18,14 @@ use rdkafka::{ClientConfig, Message};
 use serde::Serialize;
 
 use crate::config::HeraldConfig;
-use crate::dev::broker::{Storage, TansuBroker};
+use crate::dev::broker::TansuBroker;
 use crate::roles;
 
 #[derive(Debug, Clone)]
 pub struct EnrichBenchOptions {
     pub users: usize,
     pub requests: usize,
-    pub storage: crate::chaos::ChaosStorage,
+    pub storage: crate::dev::broker::BrokerStorage,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -305,15 +305,12 @@ where
 /// and a configuration for them (topics under `prefix`, 4 partitions, the directory in
 /// `dir`, a cache that holds `users`).
 pub(crate) async fn bench_stack(
-    storage: crate::chaos::ChaosStorage,
+    storage: crate::dev::broker::BrokerStorage,
     dir: &Path,
     prefix: &str,
     users: usize,
 ) -> anyhow::Result<(TansuBroker, HeraldConfig)> {
-    let storage = match storage {
-        crate::chaos::ChaosStorage::Memory => Storage::Memory,
-        crate::chaos::ChaosStorage::Sqlite => Storage::Sqlite(dir.join("broker")),
-    };
+    let storage = storage.in_dir(dir);
     let broker = TansuBroker::start(None, storage, Some(&dir.join("tansu.log"))).await?;
     let registry = DevRegistry::default().spawn("127.0.0.1:0".parse()?).await?;
     let mut config = HeraldConfig { kafka: broker.kafka_config(), ..HeraldConfig::default() };

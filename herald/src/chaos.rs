@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::config::HeraldConfig;
-use crate::dev::broker::{Storage, TansuBroker, free_port};
+use crate::dev::broker::{BrokerStorage, TansuBroker, free_port};
 use crate::dev::mail_sink::{MailSink, SinkOptions};
 
 #[derive(Debug, Clone)]
@@ -33,16 +33,7 @@ pub struct ChaosOptions {
     /// Requests in flight from the sender.
     pub concurrency: usize,
     pub data_dir: PathBuf,
-    pub storage: ChaosStorage,
-}
-
-/// The broker's storage for a chaos run (see [`Storage`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ChaosStorage {
-    /// Fast at any volume; every role writes one record per batch.
-    Memory,
-    /// Correct for any producer, slows down past tens of thousands of records.
-    Sqlite,
+    pub storage: BrokerStorage,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -199,10 +190,7 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
         std::fs::remove_dir_all(&data).context("clearing the previous chaos run")?;
     }
     std::fs::create_dir_all(&data)?;
-    let storage = match options.storage {
-        ChaosStorage::Memory => Storage::Memory,
-        ChaosStorage::Sqlite => Storage::Sqlite(data.join("broker")),
-    };
+    let storage = options.storage.in_dir(&data);
     let broker = TansuBroker::start(None, storage, Some(&data.join("tansu.log"))).await?;
     let registry = DevRegistry::default().spawn("127.0.0.1:0".parse()?).await?;
     let sink_options = SinkOptions {

@@ -88,9 +88,9 @@ enum Command {
         concurrency: usize,
         #[arg(long, default_value = ".herald/chaos")]
         data_dir: PathBuf,
-        /// Broker storage: memory (fast) or sqlite (slows down past ~50,000 records).
+        /// Broker storage: memory (one record per produce batch) or sqlite (batching).
         #[arg(long, value_enum, default_value = "memory")]
-        storage: herald::chaos::ChaosStorage,
+        storage: herald::dev::broker::BrokerStorage,
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,

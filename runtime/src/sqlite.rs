@@ -22,10 +22,17 @@ pub enum SqliteError {
 pub struct SqlitePool {
     path: Arc<PathBuf>,
     idle: Arc<Mutex<Vec<Connection>>>,
+    /// One per connection in use by [`SqlitePool::run`].
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
+/// Connections in use at once by async callers. A consumer may have thousands of records in
+/// flight; unbounded, each would hold a blocking thread and open a connection of its own
+/// (with its own page cache) while the writers queue behind one lock anyway.
+const MAX_CONNECTIONS: usize = 16;
+
 /// Connections kept open for reuse; opening one costs a file open and the pragmas.
-const MAX_IDLE: usize = 32;
+const MAX_IDLE: usize = MAX_CONNECTIONS;
 
 fn open(path: &Path) -> Result<Connection, SqliteError> {
     let wrap = |source| SqliteError::Open { path: path.to_owned(), source };
@@ -79,7 +86,11 @@ impl SqlitePool {
         // SQLite detects a possible deadlock.
         while_busy(|| connection.execute_batch(schema))
             .map_err(|source| SqliteError::Query { path: path.clone(), source })?;
-        Ok(Self { path: Arc::new(path), idle: Arc::new(Mutex::new(vec![connection])) })
+        Ok(Self {
+            path: Arc::new(path),
+            idle: Arc::new(Mutex::new(vec![connection])),
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+        })
     }
 
     /// Like [`SqlitePool::open`], then adds the columns of `added_columns` (`ALTER TABLE t
@@ -113,10 +124,17 @@ impl SqlitePool {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let pool = self.clone();
-        tokio::task::spawn_blocking(move || pool.run_blocking(work))
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
-            .map_err(|e| SqliteError::Worker(e.to_string()))?
+            .map_err(|e| SqliteError::Worker(e.to_string()))?;
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            pool.run_blocking(work)
+        })
+        .await
+        .map_err(|e| SqliteError::Worker(e.to_string()))?
     }
 
     /// Runs `work` on the calling thread (for CLI commands and start-up).
