@@ -276,10 +276,10 @@ impl Directory for SqliteDirectory {
         let counter = counter.clone();
         let notification_id = notification_id.to_owned();
         self.pool
-            .run(move |c| {
-                let tx = c.transaction()?;
+            // One transaction (the write's savepoint): counted against the limit atomically.
+            .write(move |c| {
                 // Earlier days' counts are of no use: dropped as the user's next day starts.
-                tx.execute(
+                c.execute(
                     "DELETE FROM quota_use WHERE user_id = ?1 AND day < ?2",
                     params![counter.user_id, counter.day],
                 )?;
@@ -290,7 +290,7 @@ impl Directory for SqliteDirectory {
                     &counter.day,
                     &notification_id,
                 );
-                let (used, counted): (u32, bool) = tx.query_row(
+                let (used, counted): (u32, bool) = c.query_row(
                     "SELECT COUNT(*), COALESCE(SUM(notification_id = ?5), 0) > 0 FROM quota_use
                      WHERE user_id = ?1 AND category = ?2 AND channel = ?3 AND day = ?4",
                     row,
@@ -302,12 +302,11 @@ impl Directory for SqliteDirectory {
                 if used >= limit {
                     return Ok(false);
                 }
-                tx.execute(
+                c.execute(
                     "INSERT INTO quota_use (user_id, category, channel, day, notification_id)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                     row,
                 )?;
-                tx.commit()?;
                 Ok(true)
             })
             .await

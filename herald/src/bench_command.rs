@@ -37,8 +37,8 @@ pub enum BenchCommand {
         /// Requests per run.
         #[arg(long, default_value_t = 10_000)]
         requests: usize,
-        /// Broker storage: memory (one record per produce batch) or sqlite (batching).
-        #[arg(long, value_enum, default_value = "memory")]
+        /// Broker storage: sqlite (batching) or memory (one record per produce batch).
+        #[arg(long, value_enum, default_value = "sqlite")]
         storage: crate::dev::broker::BrokerStorage,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
@@ -64,8 +64,8 @@ pub enum BenchCommand {
         /// How long the provider stand-ins take to answer.
         #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
         latency: std::time::Duration,
-        /// Broker storage: memory (one record per produce batch) or sqlite (batching).
-        #[arg(long, value_enum, default_value = "memory")]
+        /// Broker storage: sqlite (batching) or memory (one record per produce batch).
+        #[arg(long, value_enum, default_value = "sqlite")]
         storage: crate::dev::broker::BrokerStorage,
         /// Also write the figures as JSON to this file.
         #[arg(long)]

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use herald_runtime::sqlite::{SqliteError, SqlitePool};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -85,10 +85,10 @@ impl IdempotencyStore {
         );
         let window_ms = self.window_ms;
         self.pool
-            .run(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                tx.execute("DELETE FROM idempotency_keys WHERE created_at < ?1", [now - window_ms])?;
-                let found = tx
+            // One transaction (the write's savepoint): a key is claimed once.
+            .write(move |c| {
+                c.execute("DELETE FROM idempotency_keys WHERE created_at < ?1", [now - window_ms])?;
+                let found = c
                     .query_row(
                         "SELECT body_hash, notification_id, status, response, created_at
                          FROM idempotency_keys WHERE client_id = ?1 AND key = ?2",
@@ -107,7 +107,7 @@ impl IdempotencyStore {
                     .optional()?;
                 let decision = match found {
                     None => {
-                        tx.execute(
+                        c.execute(
                             "INSERT INTO idempotency_keys (client_id, key, body_hash, notification_id, created_at)
                              VALUES (?1, ?2, ?3, ?4, ?5)",
                             params![client_id, key, body_hash, proposed, now],
@@ -122,14 +122,13 @@ impl IdempotencyStore {
                         Begin::InProgress
                     }
                     Some(Claimed { notification_id: existing, .. }) => {
-                        tx.execute(
+                        c.execute(
                             "UPDATE idempotency_keys SET created_at = ?3 WHERE client_id = ?1 AND key = ?2",
                             params![client_id, key, now],
                         )?;
                         Begin::Proceed { notification_id: existing }
                     }
                 };
-                tx.commit()?;
                 Ok(decision)
             })
             .await
@@ -146,7 +145,7 @@ impl IdempotencyStore {
         let (client_id, key, response) =
             (client_id.to_owned(), key.to_owned(), response.to_owned());
         self.pool
-            .run(move |c| {
+            .write(move |c| {
                 c.execute(
                     "UPDATE idempotency_keys SET status = ?3, response = ?4 WHERE client_id = ?1 AND key = ?2",
                     params![client_id, key, status, response],
@@ -160,7 +159,7 @@ impl IdempotencyStore {
     pub async fn abandon(&self, client_id: &str, key: &str) -> Result<(), SqliteError> {
         let (client_id, key) = (client_id.to_owned(), key.to_owned());
         self.pool
-            .run(move |c| {
+            .write(move |c| {
                 c.execute(
                     "DELETE FROM idempotency_keys WHERE client_id = ?1 AND key = ?2 AND status IS NULL",
                     params![client_id, key],

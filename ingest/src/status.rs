@@ -154,10 +154,9 @@ impl StatusStore {
     /// replay of `herald.events` are harmless.
     pub async fn record(&self, events: Vec<DeliveryEvent>) -> Result<(), SqliteError> {
         self.pool
-            .run(move |c| {
-                let tx = c.transaction()?;
+            .write(move |c| {
                 {
-                    let mut insert = tx.prepare_cached(
+                    let mut insert = c.prepare_cached(
                         "INSERT OR IGNORE INTO notification_events (event_id, notification_id, occurred_at, kind,
                             channel, target, user_id, provider, reason, attempt, detail)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -170,7 +169,7 @@ impl StatusStore {
                         ])?;
                     }
                 }
-                tx.commit()
+                Ok(())
             })
             .await
     }

@@ -1,11 +1,12 @@
 //! SQLite set-up for the embedded stores: one file per role, WAL, a small connection pool
-//! used from blocking threads.
+//! used from blocking threads, and one writer thread per pool that commits the writes queued
+//! meanwhile together.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteError {
@@ -15,7 +16,17 @@ pub enum SqliteError {
     Query { path: PathBuf, source: rusqlite::Error },
     #[error("SQLite worker thread failed: {0}")]
     Worker(String),
+    #[error("SQLite transaction on {path} failed: {reason}")]
+    Transaction { path: PathBuf, reason: String },
 }
+
+/// What a queued write does once its batch committed (or failed to).
+type Finish = Box<dyn FnOnce(Result<(), &str>) + Send>;
+/// A queued write: runs inside the batch's transaction (or learns why there is none).
+type Job = Box<dyn FnOnce(Result<&mut Transaction<'_>, &str>) -> Finish + Send>;
+
+/// Writes committed in one transaction at most.
+const MAX_BATCH: usize = 256;
 
 /// A small pool of connections to one database file.
 #[derive(Debug, Clone)]
@@ -24,6 +35,8 @@ pub struct SqlitePool {
     idle: Arc<Mutex<Vec<Connection>>>,
     /// One per connection in use by [`SqlitePool::run`].
     permits: Arc<tokio::sync::Semaphore>,
+    /// The writer thread's queue, started by the first [`SqlitePool::write`].
+    writer: Arc<OnceLock<mpsc::Sender<Job>>>,
 }
 
 /// Connections in use at once by async callers. A consumer may have thousands of records in
@@ -90,6 +103,7 @@ impl SqlitePool {
             path: Arc::new(path),
             idle: Arc::new(Mutex::new(vec![connection])),
             permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            writer: Arc::default(),
         })
     }
 
@@ -137,6 +151,58 @@ impl SqlitePool {
         .map_err(|e| SqliteError::Worker(e.to_string()))?
     }
 
+    /// Runs `work` in a transaction shared with the writes queued while the previous batch
+    /// committed, and answers once that transaction committed: a commit (and its WAL
+    /// frames, and the checkpoints they trigger) per batch rather than per write. Each
+    /// write runs in a savepoint of its own, so one that fails leaves no trace and does not
+    /// fail the others.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, SqliteError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let path = Arc::clone(&self.path);
+        let job: Job = Box::new(move |batch| {
+            let query_failed = {
+                let path = Arc::clone(&path);
+                move |source| SqliteError::Query { path: (*path).clone(), source }
+            };
+            let transaction_failed = move |reason: &str| SqliteError::Transaction {
+                path: (*path).clone(),
+                reason: reason.to_owned(),
+            };
+            let staged = match batch {
+                Err(reason) => Err(transaction_failed(reason)),
+                Ok(transaction) => in_savepoint(transaction, work).map_err(query_failed),
+            };
+            Box::new(move |committed| {
+                let result = match (staged, committed) {
+                    (Ok(value), Ok(())) => Ok(value),
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(reason)) => Err(transaction_failed(reason)),
+                };
+                let _ = answer.send(result);
+            })
+        });
+        let stopped =
+            || SqliteError::Worker(format!("the writer of {} stopped", self.path.display()));
+        self.writer().send(job).map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+
+    fn writer(&self) -> &mpsc::Sender<Job> {
+        self.writer.get_or_init(|| {
+            let (jobs, queue) = mpsc::channel();
+            let path = Arc::clone(&self.path);
+            // Should the thread not start, the queue's receiver is gone and writes say so.
+            let _ = std::thread::Builder::new()
+                .name("sqlite-writer".into())
+                .spawn(move || write_batches(&path, &queue));
+            jobs
+        })
+    }
+
     /// Runs `work` on the calling thread (for CLI commands and start-up).
     pub fn run_blocking<T>(
         &self,
@@ -157,9 +223,119 @@ impl SqlitePool {
     }
 }
 
+fn in_savepoint<T>(
+    transaction: &mut Transaction<'_>,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let savepoint = transaction.savepoint()?;
+    // Dropped without commit on error: rolled back.
+    let value = work(&savepoint)?;
+    savepoint.commit()?;
+    Ok(value)
+}
+
+/// The writer thread: until every pool handle is gone, takes the writes queued, runs them in
+/// one transaction and answers each.
+fn write_batches(path: &Path, queue: &mpsc::Receiver<Job>) {
+    let mut connection = None;
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        batch.extend(queue.try_iter().take(MAX_BATCH - 1));
+        if connection.is_none() {
+            match open(path) {
+                Ok(opened) => connection = Some(opened),
+                Err(e) => {
+                    fail_all(batch, &e.to_string());
+                    continue;
+                }
+            }
+        }
+        if let Some(connection) = connection.as_mut() {
+            commit_batch(connection, batch);
+        }
+    }
+}
+
+fn commit_batch(connection: &mut Connection, batch: Vec<Job>) {
+    let mut transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate)
+    {
+        Ok(transaction) => transaction,
+        Err(e) => return fail_all(batch, &e.to_string()),
+    };
+    let finishes: Vec<Finish> = batch.into_iter().map(|job| job(Ok(&mut transaction))).collect();
+    let committed = transaction.commit().map_err(|e| e.to_string());
+    let committed = committed.as_ref().map(drop).map_err(String::as_str);
+    for finish in finishes {
+        finish(committed);
+    }
+}
+
+fn fail_all(batch: Vec<Job>, reason: &str) {
+    for job in batch {
+        job(Err(reason))(Err(reason));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v TEXT);";
+
+    fn count(pool: &SqlitePool, filter: &str) -> i64 {
+        let query = format!("SELECT count(*) FROM t WHERE {filter}");
+        pool.run_blocking(|c| c.query_row(&query, [], |row| row.get(0))).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_each_commit_and_answer_their_own_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = SqlitePool::open(dir.path().join("w.db"), SCHEMA).unwrap();
+        let writes = (0..1_000_i64).map(|k| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.write(move |c| {
+                    c.execute("INSERT INTO t (k, v) VALUES (?1, 'x')", [k])?;
+                    c.query_row("SELECT k * 2 FROM t WHERE k = ?1", [k], |row| row.get(0))
+                })
+                .await
+            })
+        });
+        let answers: Vec<i64> = futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .map(|a| a.unwrap().unwrap())
+            .collect();
+        assert_eq!(answers, (0..1_000).map(|k| k * 2).collect::<Vec<_>>());
+        // Committed once answered: another connection sees every row.
+        assert_eq!(count(&pool, "v = 'x'"), 1_000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_leaves_no_trace_and_fails_no_other_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = SqlitePool::open(dir.path().join("w.db"), SCHEMA).unwrap();
+        pool.write(|c| c.execute("INSERT INTO t (k, v) VALUES (0, 'taken')", [])).await.unwrap();
+        let writes = (1..=200_i64).map(|k| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.write(move |c| {
+                    c.execute("INSERT INTO t (k, v) VALUES (?1, 'half')", [k + 1_000])?;
+                    // Every tenth write then breaks the primary key: its first row must go too.
+                    let key = if k % 10 == 0 { 0 } else { k };
+                    c.execute("INSERT INTO t (k, v) VALUES (?1, 'whole')", [key])
+                })
+                .await
+            })
+        });
+        let results: Vec<_> =
+            futures::future::join_all(writes).await.into_iter().map(|r| r.unwrap()).collect();
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        assert_eq!(failed, 20, "only the writes that broke the key fail");
+        assert!(matches!(results[9], Err(SqliteError::Query { .. })), "{:?}", results[9]);
+        assert_eq!(count(&pool, "v = 'whole'"), 180);
+        assert_eq!(count(&pool, "v = 'half'"), 180, "a failed write's first row is rolled back");
+    }
 
     #[test]
     fn processes_opening_one_new_file_at_once_all_get_it() {

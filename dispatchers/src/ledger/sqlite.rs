@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use herald_runtime::sqlite::{SqliteError, SqlitePool};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::{Claim, Completion, DeliveryKey, DeliveryLedger, LedgerError, claim_is_stale};
 
@@ -57,38 +57,38 @@ impl DeliveryLedger for SqliteLedger {
         let key = key.clone();
         let found = self
             .pool
-            .run(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let inserted = tx.execute(
-                    "INSERT INTO delivery_ledger (notification_id, channel, target, state, claimed_at, updated_at)
-                     VALUES (?1, ?2, ?3, 'claimed', ?4, ?4) ON CONFLICT DO NOTHING",
-                    params![key.notification_id, key.channel, key.target, now],
-                )?;
+            // One transaction (the write's savepoint): the claim is decided atomically.
+            .write(move |c| {
+                let inserted = c
+                    .prepare_cached(
+                        "INSERT INTO delivery_ledger (notification_id, channel, target, state, claimed_at, updated_at)
+                         VALUES (?1, ?2, ?3, 'claimed', ?4, ?4) ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![key.notification_id, key.channel, key.target, now])?;
                 if inserted == 1 {
-                    tx.commit()?;
                     return Ok(None);
                 }
-                let existing: Option<(String, i64)> = tx
-                    .query_row(
+                let existing: Option<(String, i64)> = c
+                    .prepare_cached(
                         "SELECT state, claimed_at FROM delivery_ledger
                          WHERE notification_id = ?1 AND channel = ?2 AND target = ?3",
-                        params![key.notification_id, key.channel, key.target],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )
+                    )?
+                    .query_row(params![key.notification_id, key.channel, key.target], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
                     .optional()?;
                 let mut took_over = false;
                 if let Some((state, claimed_at)) = &existing
                     && state == "claimed"
                     && claim_is_stale(*claimed_at, now, claim_timeout)
                 {
-                    tx.execute(
+                    c.prepare_cached(
                         "UPDATE delivery_ledger SET claimed_at = ?4, updated_at = ?4
                          WHERE notification_id = ?1 AND channel = ?2 AND target = ?3",
-                        params![key.notification_id, key.channel, key.target, now],
-                    )?;
+                    )?
+                    .execute(params![key.notification_id, key.channel, key.target, now])?;
                     took_over = true;
                 }
-                tx.commit()?;
                 Ok(Some((existing, took_over)))
             })
             .await
@@ -116,13 +116,13 @@ impl DeliveryLedger for SqliteLedger {
     ) -> Result<(), LedgerError> {
         let key = key.clone();
         self.pool
-            .run(move |c| {
-                c.execute(
+            .write(move |c| {
+                c.prepare_cached(
                     "INSERT INTO delivery_ledger (notification_id, channel, target, state, claimed_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?5)
                      ON CONFLICT (notification_id, channel, target) DO UPDATE SET state = ?4, updated_at = ?5",
-                    params![key.notification_id, key.channel, key.target, completion.as_str(), now],
-                )
+                )?
+                .execute(params![key.notification_id, key.channel, key.target, completion.as_str(), now])
             })
             .await
             .map(drop)
@@ -132,12 +132,12 @@ impl DeliveryLedger for SqliteLedger {
     async fn release(&self, key: &DeliveryKey) -> Result<(), LedgerError> {
         let key = key.clone();
         self.pool
-            .run(move |c| {
-                c.execute(
+            .write(move |c| {
+                c.prepare_cached(
                     "DELETE FROM delivery_ledger
                      WHERE notification_id = ?1 AND channel = ?2 AND target = ?3 AND state = 'claimed'",
-                    params![key.notification_id, key.channel, key.target],
-                )
+                )?
+                .execute(params![key.notification_id, key.channel, key.target])
             })
             .await
             .map(drop)
