@@ -136,19 +136,10 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
     }
 
     /// Publishes `event` about `record`, with the record's replay mark.
-    async fn emit(
-        &self,
-        record: &OwnedMessage,
-        mut event: DeliveryEvent,
-    ) -> Result<(), HandlerError> {
-        ReplayMark::of(record).mark(&mut event);
+    async fn emit(&self, record: &OwnedMessage, event: DeliveryEvent) -> Result<(), HandlerError> {
         let topic = self.setup.topics.events();
-        let ack = self
-            .output
-            .enqueue(&topic, &event.notification_id, &event, None)
-            .await
-            .map_err(HandlerError::new)?;
-        ack.wait().await.map(drop).map_err(HandlerError::new)
+        let key = event.notification_id.clone();
+        self.produce_event(record, &topic, &key, event).await
     }
 
     /// A dead target is the directory's business, which is the enricher's: it learns of it
@@ -158,12 +149,21 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
         record: &OwnedMessage,
         event: &DeliveryEvent,
     ) -> Result<(), HandlerError> {
-        let mut update = event.clone();
-        ReplayMark::of(record).mark(&mut update);
         let topic = self.setup.topics.directory_updates();
-        let key = update.target.as_deref().unwrap_or(&update.notification_id);
-        let ack =
-            self.output.enqueue(&topic, key, &update, None).await.map_err(HandlerError::new)?;
+        let key = event.target.as_deref().unwrap_or(&event.notification_id);
+        self.produce_event(record, &topic, key, event.clone()).await
+    }
+
+    /// `event`, marked as the record's replay if it is one, produced and acknowledged.
+    async fn produce_event(
+        &self,
+        record: &OwnedMessage,
+        topic: &str,
+        key: &str,
+        mut event: DeliveryEvent,
+    ) -> Result<(), HandlerError> {
+        ReplayMark::of(record).mark(&mut event);
+        let ack = self.output.enqueue(topic, key, &event, None).await.map_err(HandlerError::new)?;
         ack.wait().await.map(drop).map_err(HandlerError::new)
     }
 

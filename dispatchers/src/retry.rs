@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use herald_runtime::kafka::{Header, Headers, Message, OwnedHeaders, OwnedMessage, header_str};
+use herald_runtime::kafka::{Message, OwnedHeaders, OwnedMessage, header_str, headers_replacing};
 use herald_schemas::headers;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,12 +68,6 @@ pub fn retry_headers(
 ) -> OwnedHeaders {
     const REPLACED: [&str; 4] =
         [headers::ATTEMPT, headers::DUE_AT, headers::ERROR_CLASS, headers::ERROR_REASON];
-    let mut out = OwnedHeaders::new();
-    if let Some(existing) = record.headers() {
-        for header in existing.iter().filter(|h| !REPLACED.contains(&h.key)) {
-            out = out.insert(header);
-        }
-    }
     let first_failure = header_str(record, headers::FIRST_FAILURE);
     let partition = record.partition().to_string();
     let offset = record.offset().to_string();
@@ -94,15 +88,12 @@ pub fn retry_headers(
             (headers::ORIGINAL_OFFSET, offset.as_str()),
         ]);
     }
-    for (key, value) in set {
-        out = out.insert(Header { key, value: Some(value) });
-    }
-    out
+    headers_replacing(record, &REPLACED, &set)
 }
 
 #[cfg(test)]
 mod tests {
-    use herald_runtime::kafka::Timestamp;
+    use herald_runtime::kafka::{Header, Headers, Timestamp};
 
     use super::*;
 

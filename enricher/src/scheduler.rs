@@ -7,8 +7,7 @@
 use std::sync::Arc;
 
 use herald_runtime::kafka::{
-    DeadLetters, Handler, HandlerError, Header, Headers, Message, OwnedHeaders, OwnedMessage,
-    Producer,
+    DeadLetters, Handler, HandlerError, Message, OwnedMessage, Producer, headers_replacing,
 };
 use herald_schemas::{AvroCodec, NotificationRequest, Topics, headers};
 
@@ -40,16 +39,9 @@ impl Handler for Scheduler {
         let now = herald_schemas::now_millis();
         let (topic, due_at) =
             self.topics.next_stop(request.send_at.unwrap_or(now), request.lane(), now);
-        let mut onward = OwnedHeaders::new();
-        if let Some(original) = record.headers() {
-            for h in original.iter().filter(|h| h.key != headers::DUE_AT) {
-                onward = onward.insert(Header { key: h.key, value: h.value });
-            }
-        }
         let due = due_at.map(|at| at.to_string());
-        if let Some(due) = &due {
-            onward = onward.insert(Header { key: headers::DUE_AT, value: Some(due.as_str()) });
-        }
+        let set: Vec<_> = due.iter().map(|due| (headers::DUE_AT, due.as_str())).collect();
+        let onward = headers_replacing(record, &[headers::DUE_AT], &set);
         let payload = record.payload().unwrap_or_default();
         self.producer
             .send(&topic, record.key(), payload, Some(onward))

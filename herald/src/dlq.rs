@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::{
-    Header, Headers, Message, OwnedHeaders, OwnedMessage, Producer, header_str,
+    Header, Headers, Message, OwnedHeaders, OwnedMessage, Producer, header_str, headers_replacing,
 };
 use herald_schemas::{
     AvroCodec, ChannelMessage, DeliveryEvent, NotificationRequest, Record, Topics, headers,
@@ -243,14 +243,9 @@ fn destination(letter: &DeadLetter, topics: &Topics) -> (String, OwnedHeaders) {
         headers::FAILED_AT,
         headers::REDRIVEN_FROM,
     ];
-    let mut out = OwnedHeaders::new();
-    if let Some(existing) = letter.record.headers() {
-        for header in existing.iter().filter(|h| !DROPPED.contains(&h.key)) {
-            out = out.insert(header);
-        }
-    }
     let position = letter.position();
-    out = out.insert(Header { key: headers::REDRIVEN_FROM, value: Some(&position) });
+    let mut out =
+        headers_replacing(&letter.record, &DROPPED, &[(headers::REDRIVEN_FROM, &position)]);
     let channel = letter.channel.as_deref().and_then(|c| c.parse().ok());
     match channel {
         Some(channel) => {

@@ -10,10 +10,10 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use herald_runtime::KafkaConfig;
-use herald_runtime::kafka::{Header, OwnedHeaders, Producer};
+use herald_runtime::kafka::{Producer, headers_replacing};
 use herald_schemas::{Lane, headers};
 use rdkafka::consumer::Consumer;
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::HeraldConfig;
@@ -203,16 +203,9 @@ pub async fn replay(
     let now = herald_schemas::now_millis().to_string();
     let replaced = [headers::REPLAYED_AT, headers::RESEND_ID];
     for record in records {
-        let mut marked = OwnedHeaders::new();
-        if let Some(original) = record.headers() {
-            for h in original.iter().filter(|h| !replaced.contains(&h.key)) {
-                marked = marked.insert(Header { key: h.key, value: h.value });
-            }
-        }
-        marked = marked.insert(Header { key: headers::REPLAYED_AT, value: Some(now.as_str()) });
-        if let Some(id) = resend_id {
-            marked = marked.insert(Header { key: headers::RESEND_ID, value: Some(id) });
-        }
+        let mut set = vec![(headers::REPLAYED_AT, now.as_str())];
+        set.extend(resend_id.map(|id| (headers::RESEND_ID, id)));
+        let marked = headers_replacing(record, &replaced, &set);
         let payload = record.payload().unwrap_or_default();
         producer.send(topic, record.key(), payload, Some(marked)).await?;
         progress.inc(1);

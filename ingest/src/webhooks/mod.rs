@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::{
-    ConsumerSpec, DeadLetters, ErrorClass, Handler, HandlerError, Header, Headers as _, Message,
-    OwnedHeaders, OwnedMessage, Producer, consumer, header_str,
+    ConsumerSpec, DeadLetters, ErrorClass, Handler, HandlerError, Message, OwnedMessage, Producer,
+    consumer, header_str, headers_replacing,
 };
 use herald_runtime::metrics;
 use herald_schemas::{AvroCodec, DeliveryEvent, Topics, headers};
@@ -151,19 +151,12 @@ impl WebhookSender {
             .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
         let (next, due) = ((attempt + 1).to_string(), due.to_string());
         let replaced = [headers::ATTEMPT, headers::DUE_AT, headers::ERROR_REASON];
-        let mut retry_headers = OwnedHeaders::new();
-        if let Some(existing) = record.headers() {
-            for header in existing.iter().filter(|h| !replaced.contains(&h.key)) {
-                retry_headers = retry_headers.insert(header);
-            }
-        }
-        for (key, value) in [
-            (headers::ATTEMPT, &next),
+        let set = [
+            (headers::ATTEMPT, next.as_str()),
             (headers::DUE_AT, &due),
-            (headers::ERROR_REASON, &reason.to_owned()),
-        ] {
-            retry_headers = retry_headers.insert(Header { key, value: Some(value.as_str()) });
-        }
+            (headers::ERROR_REASON, reason),
+        ];
+        let retry_headers = headers_replacing(record, &replaced, &set);
         let topic = self.topics.webhook_retry(u32::try_from(tier).unwrap_or(u32::MAX));
         let payload = record.payload().unwrap_or_default();
         self.producer

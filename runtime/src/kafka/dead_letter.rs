@@ -1,7 +1,7 @@
 //! The dead-letter topic: records that cannot be decoded or delivered, with the reason in
 //! headers, so the partition they came from moves on and nothing is lost.
 
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 
 use super::producer::{ProduceError, Producer};
 use herald_schemas::headers;
@@ -72,12 +72,6 @@ impl DeadLetters {
             headers::FAILED_GROUP,
             headers::FAILED_AT,
         ];
-        let mut out = OwnedHeaders::new();
-        if let Some(existing) = original.headers() {
-            for header in existing.iter().filter(|h| !REPLACED.contains(&h.key)) {
-                out = out.insert(header);
-            }
-        }
         let partition = original.partition().to_string();
         let offset = original.offset().to_string();
         let failed_at = herald_schemas::now_millis().to_string();
@@ -95,9 +89,7 @@ impl DeadLetters {
                 (headers::ORIGINAL_OFFSET, offset.as_str()),
             ]);
         }
-        for (key, value) in set {
-            out = out.insert(Header { key, value: Some(value) });
-        }
+        let out = super::headers_replacing(original, &REPLACED, &set);
         let payload = original.payload().unwrap_or_default();
         self.producer.send(&self.topic, original.key(), payload, Some(out)).await?;
         crate::metrics::dead_lettered(&self.group, class.as_str());

@@ -52,6 +52,25 @@ pub fn header_str<'m>(message: &'m impl Message, name: &str) -> Option<&'m str> 
         .and_then(|v| std::str::from_utf8(v).ok())
 }
 
+/// The record's headers without those named in `dropped`, followed by `set`: what a record
+/// carries to its next stop (a retry tier, the dead-letter topic, a replay).
+pub fn headers_replacing(
+    record: &impl Message,
+    dropped: &[&str],
+    set: &[(&str, &str)],
+) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new();
+    if let Some(existing) = record.headers() {
+        for header in existing.iter().filter(|h| !dropped.contains(&h.key)) {
+            out = out.insert(header);
+        }
+    }
+    for &(key, value) in set {
+        out = out.insert(Header { key, value: Some(value) });
+    }
+    out
+}
+
 /// librdkafka's own log lines, routed into `tracing`.
 pub(crate) fn log_to_tracing(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
     use rdkafka::config::RDKafkaLogLevel as L;
