@@ -5,6 +5,7 @@
 //! with the process's peak memory.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,8 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use base64::Engine;
 use herald_dispatchers::config::{
-    ApnsAuth, ApnsSettings, FcmSettings, JpushSettings, ProviderConfig, ProviderLimits,
-    PushySettings, SendgridSettings, SmsOptions, TwilioSettings, Unsubscribe, VonageSettings,
+    ApnsAuth, ApnsSettings, EmailConfig, FcmSettings, JpushSettings, ProviderConfig,
+    ProviderLimits, PushySettings, SendgridSettings, SmsOptions, SmtpConfig, TwilioSettings,
+    Unsubscribe, VonageSettings,
 };
 use herald_dispatchers::providers::registry::{Pick, Routes};
 use herald_runtime::SecretSource;
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HeraldConfig;
 use crate::dev::broker::TansuBroker;
+use crate::dev::mail_sink::{MailSink, SinkOptions};
 use crate::dev::standins::apns::ApnsStandIn;
 use crate::dev::standins::fcm::FcmStandIn;
 use crate::dev::standins::jpush::JpushStandIn;
@@ -45,10 +48,11 @@ pub enum BenchProvider {
     Twilio,
     Vonage,
     Sendgrid,
+    Smtp,
 }
 
 impl BenchProvider {
-    pub const ALL: [BenchProvider; 7] = [
+    pub const ALL: [BenchProvider; 8] = [
         BenchProvider::Apns,
         BenchProvider::Fcm,
         BenchProvider::Jpush,
@@ -56,6 +60,7 @@ impl BenchProvider {
         BenchProvider::Twilio,
         BenchProvider::Vonage,
         BenchProvider::Sendgrid,
+        BenchProvider::Smtp,
     ];
 
     pub(crate) fn channel(self) -> Channel {
@@ -63,7 +68,7 @@ impl BenchProvider {
             BenchProvider::Apns => Channel::Ios,
             BenchProvider::Fcm | BenchProvider::Jpush | BenchProvider::Pushy => Channel::Android,
             BenchProvider::Twilio | BenchProvider::Vonage => Channel::Sms,
-            BenchProvider::Sendgrid => Channel::Email,
+            BenchProvider::Sendgrid | BenchProvider::Smtp => Channel::Email,
         }
     }
 
@@ -76,6 +81,7 @@ impl BenchProvider {
             BenchProvider::Twilio => "twilio",
             BenchProvider::Vonage => "vonage",
             BenchProvider::Sendgrid => "sendgrid",
+            BenchProvider::Smtp => "smtp",
         }
     }
 }
@@ -264,8 +270,36 @@ pub(crate) async fn stand_in(
                 ProviderConfig::Sendgrid(settings),
             )
         }
+        BenchProvider::Smtp => {
+            // The development sink: a real SMTP server, one thread per session.
+            let options =
+                SinkOptions { keep_messages: 0, record_attempts: false, ..SinkOptions::default() };
+            let s = MailSink::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), options)?;
+            s.set_delay(Some(latency));
+            let smtp = SmtpConfig {
+                host: s.addr().ip().to_string(),
+                port: s.addr().port(),
+                // Sessions, and so concurrent sends: the sink serves at most 64 at once.
+                pool_size: u32::try_from(limits.concurrency.min(MAX_SMTP_SESSIONS)).unwrap_or(1),
+                timeout_ms: limits.timeout_ms,
+                ..SmtpConfig::default()
+            };
+            let settings = EmailConfig { smtp, ..EmailConfig::default() };
+            (
+                StandIn::of(
+                    s,
+                    |s| usize::try_from(s.total()).unwrap_or(usize::MAX),
+                    MailSink::clear,
+                ),
+                ProviderConfig::Smtp(settings),
+            )
+        }
     })
 }
+
+/// SMTP sessions the bench opens: relays cap concurrent sessions, and the sink has 64
+/// threads.
+const MAX_SMTP_SESSIONS: usize = 32;
 
 /// Message `i` for `provider`'s channel, to a target the stand-in accepts.
 fn message(provider: BenchProvider, i: usize) -> ChannelMessage {

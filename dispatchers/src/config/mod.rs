@@ -199,7 +199,8 @@ pub struct SmtpConfig {
     pub tls: SmtpTls,
     pub username: Option<String>,
     pub password: Option<SecretSource>,
-    /// Pooled connections kept open to the relay.
+    /// SMTP sessions to the relay: how many messages go out at once, and how many stay open
+    /// while idle (a session idle for over a minute is closed, not reused).
     pub pool_size: u32,
     pub timeout_ms: u64,
 }

@@ -14,6 +14,7 @@ pub mod sandbox;
 pub mod sendgrid;
 pub mod sms;
 pub mod smtp;
+pub mod smtp_pool;
 pub mod twilio;
 pub mod vonage;
 

@@ -1,33 +1,31 @@
-//! Email over SMTP with `lettre`: pooled connections, STARTTLS / implicit TLS / plain per
-//! configuration, text and HTML as multipart/alternative, and a Message-ID derived from the
-//! notification id and target so a resend is recognisable as the same message.
-
-use std::time::Duration;
+//! Email over SMTP with `lettre`'s client on Herald's own session pool (`smtp_pool`):
+//! STARTTLS / implicit TLS / plain per configuration, text and HTML as
+//! multipart/alternative, and a Message-ID derived from the notification id and target so a
+//! resend is recognisable as the same message.
 
 use super::email::{message_id, unsubscribe_headers};
+use super::smtp_pool::{SmtpPool, SmtpPoolSetupError, SmtpSendError};
 use super::{DeliveryError, Provider, SendFuture, Sent};
-use crate::config::{EmailConfig, SmtpTls, Unsubscribe};
+use crate::config::{EmailConfig, Unsubscribe};
 use herald_schemas::ChannelMessage;
+use lettre::Message;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::Tls;
-use lettre::transport::smtp::{AsyncSmtpTransportBuilder, PoolConfig};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailSetupError {
     #[error("invalid default sender {value:?}: {reason}")]
     DefaultFrom { value: String, reason: String },
-    #[error("cannot set up TLS to SMTP relay {host}: {reason}")]
-    Tls { host: String, reason: String },
+    #[error(transparent)]
+    Relay(#[from] SmtpPoolSetupError),
     #[error(transparent)]
     Secret(#[from] herald_runtime::config::SecretError),
 }
 
 #[derive(Clone)]
 pub struct SmtpProvider {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    pool: SmtpPool,
     default_from: Mailbox,
     message_id_domain: String,
     unsubscribe: Unsubscribe,
@@ -45,36 +43,22 @@ impl SmtpProvider {
     pub fn new(config: &EmailConfig) -> Result<Self, EmailSetupError> {
         herald_schemas::install_tls_provider();
         let smtp = &config.smtp;
-        let tls_error = |e: lettre::transport::smtp::Error| EmailSetupError::Tls {
-            host: smtp.host.clone(),
-            reason: e.to_string(),
-        };
-        let builder: AsyncSmtpTransportBuilder = match smtp.tls {
-            SmtpTls::None => {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host).tls(Tls::None)
+        let credentials = match &smtp.username {
+            Some(user) => {
+                let password =
+                    smtp.password.as_ref().map(|p| p.read()).transpose()?.unwrap_or_default();
+                Some(Credentials::new(user.clone(), password))
             }
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-                .map_err(tls_error)?,
-            SmtpTls::Implicit => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(tls_error)?
-            }
+            None => None,
         };
-        let mut builder = builder
-            .port(smtp.port)
-            .timeout(Some(Duration::from_millis(smtp.timeout_ms)))
-            .pool_config(PoolConfig::new().max_size(smtp.pool_size.max(1)));
-        if let Some(user) = &smtp.username {
-            let password =
-                smtp.password.as_ref().map(|p| p.read()).transpose()?.unwrap_or_default();
-            builder = builder.credentials(Credentials::new(user.clone(), password));
-        }
+        let pool = SmtpPool::new(smtp, credentials)?;
         let default_from =
             config.default_from.parse::<Mailbox>().map_err(|e| EmailSetupError::DefaultFrom {
                 value: config.default_from.clone(),
                 reason: e.to_string(),
             })?;
         Ok(Self {
-            transport: builder.build(),
+            pool,
             default_from,
             message_id_domain: config.message_id_domain.clone(),
             unsubscribe: config.unsubscribe.clone(),
@@ -133,10 +117,15 @@ impl SmtpProvider {
 /// (after the operator fixed it) is right, failing the notification is not.
 const ACCOUNT_PROBLEMS: [&str; 3] = ["530", "534", "535"];
 
-fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
+fn classify(e: &SmtpSendError) -> DeliveryError {
     let reason = e.to_string();
-    if e.is_permanent() {
-        let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+    let SmtpSendError::Smtp { source, .. } = e else {
+        // Connecting, TLS and a relay that stopped answering: the relay's trouble, not the
+        // message's.
+        return DeliveryError::Transient { reason, retry_after: None };
+    };
+    if source.is_permanent() {
+        let code = source.status().map(|c| c.to_string()).unwrap_or_default();
         if ACCOUNT_PROBLEMS.contains(&code.as_str()) {
             return DeliveryError::Transient { reason, retry_after: None };
         }
@@ -149,7 +138,7 @@ impl Provider for SmtpProvider {
     fn send<'a>(&'a self, message: &'a ChannelMessage) -> SendFuture<'a> {
         Box::pin(async move {
             let email = self.build(message)?;
-            match self.transport.send(email).await {
+            match self.pool.send(email.envelope(), &email.formatted()).await {
                 Ok(response) => {
                     Ok(Sent { provider_message_id: response.message().next().map(str::to_owned) })
                 }

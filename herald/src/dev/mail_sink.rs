@@ -63,6 +63,8 @@ struct State {
     /// Messages accepted per recipient, over the whole run.
     per_recipient: HashMap<String, u32>,
     total: u64,
+    /// HELO/EHLO greetings: one per SMTP session (two with STARTTLS).
+    greetings: u64,
     refusals: HashMap<String, Refusal>,
     /// Every RCPT TO, accepted or not, with when (ms since the epoch), if recorded.
     attempts: Vec<(String, i64)>,
@@ -124,6 +126,11 @@ struct Session {
 }
 
 impl Handler for Session {
+    fn helo(&mut self, _ip: std::net::IpAddr, _domain: &str) -> Response {
+        self.shared.lock().greetings += 1;
+        response::OK
+    }
+
     fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, from: &str) -> Response {
         self.from = from.to_owned();
         self.to.clear();
@@ -255,6 +262,19 @@ impl MailSink {
     /// Messages accepted over the whole run.
     pub fn total(&self) -> u64 {
         self.shared.lock().total
+    }
+
+    /// Forgets the messages received so far (kept, counted and per recipient).
+    pub fn clear(&self) {
+        let mut state = self.shared.lock();
+        state.received.clear();
+        state.per_recipient.clear();
+        state.total = 0;
+    }
+
+    /// SMTP sessions clients opened (HELO/EHLO greetings) over the whole run.
+    pub fn greetings(&self) -> u64 {
+        self.shared.lock().greetings
     }
 
     /// Messages accepted per recipient over the whole run.
