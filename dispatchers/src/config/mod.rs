@@ -202,7 +202,12 @@ pub struct SmtpConfig {
     /// SMTP sessions to the relay: how many messages go out at once, and how many stay open
     /// while idle (a session idle for over a minute is closed, not reused).
     pub pool_size: u32,
+    /// How long one message may take, from taking a session (or connecting) to the relay's
+    /// answer; past it the session is closed and the message retried later.
     pub timeout_ms: u64,
+    /// PEM file of CA certificates trusted for the relay's TLS certificate besides the public
+    /// roots: a private relay signed by an internal CA.
+    pub ca_file: Option<String>,
 }
 
 impl Default for SmtpConfig {
@@ -215,6 +220,7 @@ impl Default for SmtpConfig {
             password: None,
             pool_size: 8,
             timeout_ms: 10_000,
+            ca_file: None,
         }
     }
 }

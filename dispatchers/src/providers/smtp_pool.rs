@@ -16,10 +16,13 @@ use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -51,6 +54,8 @@ pub enum SmtpPoolSetupError {
     ServerName { host: String },
     #[error("cannot set up TLS to SMTP relay {host}: {source}")]
     Tls { host: String, source: lettre::transport::smtp::Error },
+    #[error("cannot read CA certificates from dispatch.email.smtp.ca_file {path}: {reason}")]
+    CaFile { path: String, reason: String },
 }
 
 /// Sessions to one relay: reused most recent first, at most `max_idle` kept open while idle.
@@ -94,17 +99,35 @@ impl SmtpPool {
         credentials: Option<Credentials>,
     ) -> Result<Self, SmtpPoolSetupError> {
         let host = smtp.host.clone();
+        let extra_roots = match &smtp.ca_file {
+            Some(path) => Some(read_ca_file(path)?),
+            None => None,
+        };
         let security = match smtp.tls {
             SmtpTls::None => Security::Plain,
-            SmtpTls::Starttls => Security::Starttls(
-                TlsParameters::new(host.clone())
-                    .map_err(|source| SmtpPoolSetupError::Tls { host: host.clone(), source })?,
-            ),
+            SmtpTls::Starttls => {
+                let mut parameters = TlsParameters::builder(host.clone());
+                if let Some((pem, _)) = &extra_roots {
+                    let certificate = Certificate::from_pem(pem)
+                        .map_err(|source| SmtpPoolSetupError::Tls { host: host.clone(), source })?;
+                    parameters = parameters.add_root_certificate(certificate);
+                }
+                let parameters = parameters
+                    .build_rustls()
+                    .map_err(|source| SmtpPoolSetupError::Tls { host: host.clone(), source })?;
+                Security::Starttls(parameters)
+            }
             SmtpTls::Implicit => {
                 let name = ServerName::try_from(host.clone())
                     .map_err(|_| SmtpPoolSetupError::ServerName { host: host.clone() })?;
-                let roots =
+                let mut roots =
                     rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+                for certificate in extra_roots.map(|(_, ders)| ders).unwrap_or_default() {
+                    roots.add(certificate).map_err(|e| SmtpPoolSetupError::CaFile {
+                        path: smtp.ca_file.clone().unwrap_or_default(),
+                        reason: e.to_string(),
+                    })?;
+                }
                 let config = rustls::ClientConfig::builder()
                     .with_root_certificates(roots)
                     .with_no_client_auth();
@@ -181,6 +204,19 @@ impl SmtpPool {
     fn idle_sessions(&self) -> usize {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
+}
+
+/// The PEM text of `path` and the certificates in it (at least one).
+fn read_ca_file(path: &str) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), SmtpPoolSetupError> {
+    let failed = |reason: String| SmtpPoolSetupError::CaFile { path: path.to_owned(), reason };
+    let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| failed(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(failed("no PEM certificate in it".into()));
+    }
+    Ok((pem, certificates))
 }
 
 impl Relay {
@@ -287,6 +323,19 @@ mod tests {
         assert!(matches!(error, SmtpSendError::Connect { .. }), "{error}");
         assert!(error.to_string().contains(&format!("127.0.0.1:{port}")), "{error}");
         assert_eq!(pool.idle_sessions(), 0);
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let ca_file = Some(path.display().to_string());
+        let smtp = SmtpConfig { tls: SmtpTls::Starttls, ca_file, ..config(587) };
+        let error = SmtpPool::new(&smtp, None).unwrap_err();
+        assert!(matches!(error, SmtpPoolSetupError::CaFile { .. }), "{error}");
+        let missing = SmtpConfig { ca_file: Some("/nonexistent/ca.pem".into()), ..smtp };
+        assert!(matches!(SmtpPool::new(&missing, None), Err(SmtpPoolSetupError::CaFile { .. })));
     }
 
     #[test]

@@ -215,6 +215,26 @@ impl MailSink {
     }
 
     pub fn start_with(addr: SocketAddr, options: SinkOptions) -> Result<Self, MailSinkError> {
+        Self::start_serving(addr, options, SslConfig::None)
+    }
+
+    /// Like [`MailSink::start_with`], offering STARTTLS with the certificate chain and
+    /// private key in these PEM files (a relay that requires TLS before MAIL).
+    pub fn start_with_starttls(
+        addr: SocketAddr,
+        options: SinkOptions,
+        cert_path: &str,
+        key_path: &str,
+    ) -> Result<Self, MailSinkError> {
+        let ssl = SslConfig::SelfSigned { cert_path: cert_path.into(), key_path: key_path.into() };
+        Self::start_serving(addr, options, ssl)
+    }
+
+    fn start_serving(
+        addr: SocketAddr,
+        options: SinkOptions,
+        ssl: SslConfig,
+    ) -> Result<Self, MailSinkError> {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|source| MailSinkError::Bind { addr, source })?;
         let bound = listener.local_addr().map_err(|source| MailSinkError::Bind { addr, source })?;
@@ -233,7 +253,7 @@ impl MailSink {
         let mut server = Server::new(session);
         server
             .with_name("herald-mail-sink.localhost")
-            .with_ssl(SslConfig::None)
+            .with_ssl(ssl)
             .map_err(|e| MailSinkError::Start(e.to_string()))?
             // A session holds a thread for as long as the client keeps the connection, and
             // SMTP clients pool connections: leave room for every pooled connection.
