@@ -27,6 +27,7 @@ pub use providers::{DeliveryError, Provider, Sent};
 pub fn define_metrics() {
     handler::define_metrics();
     providers::breaker::define_metrics();
+    providers::smtp_pool::define_metrics();
 }
 
 /// Consumer group of a channel's dispatchers (its urgent lane and the retry tiers).

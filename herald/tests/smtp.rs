@@ -55,6 +55,8 @@ async fn smtp_messages_one_after_another_share_one_pooled_session() {
     }
     assert_eq!(sink.total(), 20);
     assert_eq!(sink.greetings(), 1, "every message after the first reuses the session");
+    let opened = format!("herald_smtp_sessions_opened_total{{relay=\"{}\"}} 1", sink.addr());
+    assert!(herald_runtime::metrics::render().contains(&opened), "the pool counts its sessions");
 }
 
 #[tokio::test]

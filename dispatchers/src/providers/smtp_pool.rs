@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use lettre::transport::smtp::client::{
 };
 use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
+use prometheus::IntCounterVec;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -35,6 +36,21 @@ use crate::config::{SmtpConfig, SmtpTls};
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// Sessions idle longer than this are closed instead of reused (lettre's default too).
 const MAX_IDLE: Duration = Duration::from_secs(60);
+
+fn sessions_opened() -> &'static IntCounterVec {
+    static METRIC: OnceLock<IntCounterVec> = OnceLock::new();
+    METRIC.get_or_init(|| {
+        herald_runtime::metrics::counter_vec(
+            "herald_smtp_sessions_opened_total",
+            "SMTP sessions opened to a relay; near the messages sent when the relay closes them.",
+            &["relay"],
+        )
+    })
+}
+
+pub(crate) fn define_metrics() {
+    let _ = sessions_opened();
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SmtpSendError {
@@ -254,6 +270,7 @@ impl Relay {
         if let Some(credentials) = &self.credentials {
             session.auth(DEFAULT_MECHANISMS, credentials).await.map_err(smtp_error)?;
         }
+        sessions_opened().with_label_values(&[&self.address()]).inc();
         Ok(session)
     }
 }
