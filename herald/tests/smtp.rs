@@ -17,12 +17,11 @@ use herald_schemas::{ChannelMessage, EmailContent};
 use rustls::pki_types::pem::PemObject;
 
 fn provider(sink: &MailSink, timeout_ms: u64) -> SmtpProvider {
-    let smtp = SmtpConfig {
-        host: sink.addr().ip().to_string(),
-        port: sink.addr().port(),
-        timeout_ms,
-        ..SmtpConfig::default()
-    };
+    let host = sink.addr().ip().to_string();
+    provider_for(SmtpConfig { host, port: sink.addr().port(), timeout_ms, ..SmtpConfig::default() })
+}
+
+fn provider_for(smtp: SmtpConfig) -> SmtpProvider {
     SmtpProvider::new(&EmailConfig { smtp, ..EmailConfig::default() }).unwrap()
 }
 
@@ -84,15 +83,14 @@ fn fixture(name: &str) -> String {
 
 /// An SMTP provider for `localhost:port` over `tls`, trusting the test CA if `trust`.
 fn tls_provider(port: u16, tls: SmtpTls, trust: bool) -> SmtpProvider {
-    let smtp = SmtpConfig {
+    let ca_file = trust.then(|| fixture("ca.pem"));
+    provider_for(SmtpConfig {
         host: "localhost".into(),
         port,
         tls,
-        timeout_ms: 10_000,
-        ca_file: trust.then(|| fixture("ca.pem")),
+        ca_file,
         ..SmtpConfig::default()
-    };
-    SmtpProvider::new(&EmailConfig { smtp, ..EmailConfig::default() }).unwrap()
+    })
 }
 
 fn starttls_sink() -> MailSink {

@@ -66,16 +66,14 @@ fn open(path: &Path) -> Result<Connection, SqliteError> {
     // file to itself and SQLite answers "database is locked" at once, without waiting in
     // the busy handler, when another process opens the same file at that moment (two
     // dispatchers started together share a ledger file): so wait here.
-    let pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;";
+    // cache_size -512: each connection's page cache (512 KiB, SQLite's default is 2 MiB) is
+    // process memory, up to 9 connections a pool; the file's pages stay in the OS's cache
+    // anyway, a read away.
+    let pragmas = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
+                   PRAGMA cache_size=-512;";
     while_busy(|| connection.execute_batch(pragmas)).map_err(wrap)?;
-    // Each connection's page cache is process memory (2 MiB by default, up to 9 connections
-    // a pool); the file's pages stay in the OS's cache anyway, a read away.
-    connection.execute_batch(&format!("PRAGMA cache_size=-{PAGE_CACHE_KIB};")).map_err(wrap)?;
     Ok(connection)
 }
-
-/// Page cache per connection, KiB.
-const PAGE_CACHE_KIB: u32 = 512;
 
 /// Runs `statement` again while SQLite answers busy or locked without having waited in the
 /// busy handler, for up to 5 s.

@@ -116,29 +116,26 @@ impl SmtpPool {
     ) -> Result<Self, SmtpPoolSetupError> {
         let host = smtp.host.clone();
         let extra_roots = match &smtp.ca_file {
-            Some(path) => Some(read_ca_file(path)?),
-            None => None,
+            Some(path) => read_ca_file(path)?,
+            None => Vec::new(),
         };
+        let tls_error = |source| SmtpPoolSetupError::Tls { host: host.clone(), source };
         let security = match smtp.tls {
             SmtpTls::None => Security::Plain,
             SmtpTls::Starttls => {
                 let mut parameters = TlsParameters::builder(host.clone());
-                if let Some((pem, _)) = &extra_roots {
-                    let certificate = Certificate::from_pem(pem)
-                        .map_err(|source| SmtpPoolSetupError::Tls { host: host.clone(), source })?;
+                for der in &extra_roots {
+                    let certificate = Certificate::from_der(der.to_vec()).map_err(tls_error)?;
                     parameters = parameters.add_root_certificate(certificate);
                 }
-                let parameters = parameters
-                    .build_rustls()
-                    .map_err(|source| SmtpPoolSetupError::Tls { host: host.clone(), source })?;
-                Security::Starttls(parameters)
+                Security::Starttls(parameters.build_rustls().map_err(tls_error)?)
             }
             SmtpTls::Implicit => {
                 let name = ServerName::try_from(host.clone())
                     .map_err(|_| SmtpPoolSetupError::ServerName { host: host.clone() })?;
                 let mut roots =
                     rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-                for certificate in extra_roots.map(|(_, ders)| ders).unwrap_or_default() {
+                for certificate in extra_roots {
                     roots.add(certificate).map_err(|e| SmtpPoolSetupError::CaFile {
                         path: smtp.ca_file.clone().unwrap_or_default(),
                         reason: e.to_string(),
@@ -222,17 +219,16 @@ impl SmtpPool {
     }
 }
 
-/// The PEM text of `path` and the certificates in it (at least one).
-fn read_ca_file(path: &str) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), SmtpPoolSetupError> {
+/// The certificates in the PEM file at `path` (at least one).
+fn read_ca_file(path: &str) -> Result<Vec<CertificateDer<'static>>, SmtpPoolSetupError> {
     let failed = |reason: String| SmtpPoolSetupError::CaFile { path: path.to_owned(), reason };
-    let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
-    let certificates = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
         .map_err(|e| failed(e.to_string()))?;
     if certificates.is_empty() {
         return Err(failed("no PEM certificate in it".into()));
     }
-    Ok((pem, certificates))
+    Ok(certificates)
 }
 
 impl Relay {
