@@ -48,6 +48,27 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Producers for Tansu keep one request in flight per connection instead of being
+/// idempotent, unless the configuration chose otherwise.
+///
+/// Tansu 0.6.0 answers a connection's requests one at a time, so the five requests an
+/// idempotent producer may pipeline gain nothing; and librdkafka 2.12's idempotent producer
+/// counts in-flight *messages* against its limit of five *requests*, so it keeps one request
+/// per partition in flight and, while that request is out and newer records wait longer than
+/// `linger.ms`, its broker thread wakes without pause until the answer comes. Against a
+/// broker taking milliseconds per produce that loop was most of a dispatcher's CPU.
+/// One request in flight per connection keeps each partition's order through retries; what
+/// idempotence adds, no duplicate record when a produce is retried after the broker wrote
+/// it, the delivery ledger already absorbs (a duplicate channel message finds its delivery
+/// claimed).
+pub fn one_produce_request_in_flight(config: &mut KafkaConfig) {
+    for (key, value) in
+        [("enable.idempotence", "false"), ("max.in.flight.requests.per.connection", "1")]
+    {
+        config.producer_properties.entry(key.into()).or_insert_with(|| value.into());
+    }
+}
+
 /// Where Tansu keeps its log.
 #[derive(Debug, Clone)]
 pub enum Storage {
@@ -178,10 +199,33 @@ impl TansuBroker {
         if matches!(self.storage, Storage::Memory) {
             config.producer_properties.insert("batch.num.messages".into(), "1".into());
         }
+        one_produce_request_in_flight(&mut config);
         config
     }
 
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producers_for_tansu_keep_one_request_in_flight_instead_of_idempotence() {
+        let mut config = KafkaConfig::default();
+        one_produce_request_in_flight(&mut config);
+        assert_eq!(config.producer_properties["enable.idempotence"], "false");
+        assert_eq!(config.producer_properties["max.in.flight.requests.per.connection"], "1");
+    }
+
+    #[test]
+    fn producer_properties_from_the_configuration_win_over_the_tansu_choice() {
+        let mut config = KafkaConfig::default();
+        config.producer_properties.insert("enable.idempotence".into(), "true".into());
+        one_produce_request_in_flight(&mut config);
+        assert_eq!(config.producer_properties["enable.idempotence"], "true");
+        assert_eq!(config.producer_properties["max.in.flight.requests.per.connection"], "1");
     }
 }

@@ -114,6 +114,7 @@ pub async fn run(
                 .await
                 .context("starting the Tansu broker")?;
             config.kafka.bootstrap_servers = broker.bootstrap_servers();
+            broker::one_produce_request_in_flight(&mut config.kafka);
             Some(broker)
         }
     };
