@@ -1,0 +1,177 @@
+//! `herald dev`, the README's first command, as a newcomer runs it: the curl its banner
+//! prints is delivered to the mailbox, the template example reaches the SMS sandbox in each
+//! user's language, and Ctrl-C stops everything, the broker it started included.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// What the banner tells a newcomer.
+#[derive(Debug, Default)]
+struct Banner {
+    api: String,
+    broker: String,
+    mailbox: String,
+    key: String,
+    /// The bodies of the printed examples, in order: the email, then the template.
+    examples: Vec<String>,
+}
+
+impl Banner {
+    fn parse(lines: &[String]) -> Self {
+        let mut banner = Banner::default();
+        for line in lines {
+            let line = line.trim();
+            if let Some(url) = line.strip_prefix("send API") {
+                banner.api = url.split_whitespace().next().unwrap().to_owned();
+            } else if let Some(address) = line.strip_prefix("Kafka (Tansu)") {
+                banner.broker = address.trim().to_owned();
+            } else if let Some(url) = line.strip_prefix("mailbox") {
+                banner.mailbox = url.trim().trim_end_matches('/').to_owned();
+            } else if let Some(header) = line.strip_prefix("-H 'Authorization: Bearer ") {
+                banner.key = header.trim_end_matches(['\'', ' ', '\\']).to_owned();
+            } else if let Some(body) = line.strip_prefix("-d '") {
+                banner.examples.push(body.trim_end_matches('\'').to_owned());
+            }
+        }
+        banner
+    }
+}
+
+/// `herald dev` in its own data directory; killed when the test ends, passed or not.
+struct Dev {
+    child: Option<Child>,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Dev {
+    /// Starts it on a free API port (the other ports fall back to free ones when taken) and
+    /// waits for the banner's last line.
+    fn start() -> (Self, Banner) {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["dev", "--api-port", "0", "--data-dir"])
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .env_remove("HERALD_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let dev = Dev { child: Some(child), _data: data };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines_rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no banner within 120 s; printed so far: {lines:#?}"));
+            let last = line.contains("herald dispatch --channel email");
+            lines.push(line);
+            if last {
+                break;
+            }
+        }
+        (dev, Banner::parse(&lines))
+    }
+
+    fn interrupt_and_wait(&mut self, within: Duration) -> std::process::ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "herald dev still running {within:?} after Ctrl-C");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+async fn get_until(
+    http: &reqwest::Client,
+    url: &str,
+    what: &str,
+    found: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = http.get(url).send().await.unwrap().text().await.unwrap();
+        if found(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what} not at {url} within 30 s; last answer: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn herald_dev_delivers_its_printed_examples_and_ctrl_c_stops_it_and_its_broker() {
+    herald_schemas::install_tls_provider();
+    let (mut dev, banner) = Dev::start();
+    assert!(banner.key.starts_with("hrld_"), "an API key in the banner: {banner:?}");
+    assert_eq!(banner.examples.len(), 2, "the email and the template example: {banner:?}");
+    let http = reqwest::Client::new();
+
+    let mut notification_ids = Vec::new();
+    for body in &banner.examples {
+        let response = http
+            .post(format!("{}/v1/notifications", banner.api))
+            .bearer_auth(&banner.key)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202, "the banner's example {body} is accepted");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        notification_ids.push(answer["id"].as_str().unwrap().to_owned());
+    }
+
+    let mails = get_until(&http, &format!("{}/messages", banner.mailbox), "the email", |body| {
+        body.contains(&notification_ids[0])
+    })
+    .await;
+    assert!(mails.contains("Hello from Herald") && mails.contains("It works."), "{mails}");
+
+    let sandbox = get_until(&http, &format!("{}/sandbox", banner.mailbox), "both SMS", |body| {
+        body.contains("Your sign-in code is 123456") && body.contains("您的验证码是 123456")
+    })
+    .await;
+    assert!(sandbox.contains(&notification_ids[1]), "{sandbox}");
+
+    assert!(TcpStream::connect(&banner.broker).is_ok(), "the broker answers at {}", banner.broker);
+    let status = dev.interrupt_and_wait(Duration::from_secs(30));
+    assert!(status.success(), "herald dev exits cleanly on Ctrl-C: {status}");
+    assert!(
+        TcpStream::connect(&banner.broker).is_err(),
+        "the broker herald dev started ({}) stopped with it",
+        banner.broker
+    );
+}
