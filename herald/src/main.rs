@@ -398,13 +398,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             let at_ms = herald::dlq::parse_time(&to_datetime)?;
             let kafka = config.kafka.clone();
             let resets = tokio::task::spawn_blocking(move || {
-                herald::groups::reset_to_datetime(
-                    &kafka,
-                    &group,
-                    &topics,
-                    explicit,
-                    (at_ms, dry_run),
-                )
+                herald::groups::reset_to_time(&kafka, &group, (&topics, explicit), (at_ms, dry_run))
             })
             .await??;
             print!("{}", herald::groups::render_resets(&resets, dry_run));

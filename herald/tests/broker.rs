@@ -90,3 +90,37 @@ async fn broker_looks_up_record_headers_by_index_not_by_scanning_every_header() 
     let header_step = header_step.unwrap_or_else(|| panic!("no step reads header: {plan:?}"));
     assert!(header_step.contains("USING INDEX herald_header_by_record"), "{plan:?}");
 }
+
+/// Kafka answers a time lookup later than every record with "none" (the group then moves to
+/// the log end); Tansu 0.6 answers offset 0, which would move a group back to the start of
+/// its log. `group_offsets::reset_to_time` checks an answer at the log start against the
+/// last record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_reset_to_a_time_after_the_last_record_moves_to_the_log_end_not_the_start() {
+    use herald_runtime::kafka::group_offsets::{lag, reset_to_time};
+    let env = support::TestEnv::start().await;
+    let topic = format!("{}stamped", env.config.kafka.topic_prefix);
+    let spec = TopicSpec { name: topic.clone(), partitions: 1, replication: 1, config: vec![] };
+    create_topics(&env.config.kafka, &[spec]).await.unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", env.broker.bootstrap_servers())
+        .create()
+        .unwrap();
+    for i in 0..5 {
+        let value = i.to_string();
+        let record = FutureRecord::<str, str>::to(&topic).key("k").payload(&value);
+        producer.send(record, Duration::from_secs(5)).await.unwrap();
+    }
+    let after_the_last = herald_schemas::now_millis() + 1_000;
+    let (kafka, topics) = (env.config.kafka.clone(), vec![topic.clone()]);
+    let (resets, positions) = tokio::task::spawn_blocking(move || {
+        let resets =
+            reset_to_time(&kafka, "late-reader", (&topics, true), (after_the_last, false)).unwrap();
+        (resets, lag(&kafka, "late-reader", &topics, true).unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(resets.len(), 1);
+    assert_eq!(resets[0].to, 5, "to the log end: {resets:?}");
+    assert_eq!(positions[0].committed, Some(5), "{positions:?}");
+}

@@ -189,3 +189,87 @@ async fn a_callers_webhook_gets_signed_events_retried_while_it_fails_and_dead_le
     assert_eq!(of("broken", &legacy_id).len(), 3, "no post after the dead letter");
     pipeline.stop().await;
 }
+
+/// Records the webhook sender's group fetched in this test's process (its /metrics counter).
+fn webhook_records_fetched() -> u64 {
+    let needle = "herald_consumer_records_total{group=\"herald-webhooks\"} ";
+    let text = herald_runtime::metrics::render();
+    text.lines()
+        .find_map(|l| l.strip_prefix(needle))
+        .map_or(0, |value| value.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_sender_reads_no_events_until_a_webhook_exists_then_posts_from_its_registration_on()
+ {
+    let env = TestEnv::start().await;
+    add_user(&env, "late", "late@example.com").await;
+    let (endpoint, posts) = webhook_endpoint().await;
+    let clients = ApiClients::open(&env.config.ingest.store_path).unwrap();
+    let (client, key) = clients.add("late-shop").unwrap();
+    let pipeline = env.pipeline().await;
+
+    let (_, body) = pipeline.post(Some(&key), &email_body("late", "Before", "hi")).await;
+    let before = body["id"].as_str().unwrap().to_owned();
+    let sent = env
+        .mail
+        .wait_for(Duration::from_secs(30), |m| m.header("Subject").as_deref() == Some("Before"));
+    sent.await.expect("delivered without any webhook");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, status) = pipeline.get(&key, &format!("/v1/notifications/{before}")).await;
+        if status.to_string().contains("\"sent\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status never showed the send: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The status sink has read the events by now; a sender reading them would have too.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(webhook_records_fetched(), 0, "no events read while no client has a webhook");
+
+    let url = format!("{endpoint}/late");
+    herald_output(&env, &["clients", "webhook", &client.client_id, "--url", &url]);
+    let (_, body) = pipeline.post(Some(&key), &email_body("late", "After", "hi")).await;
+    let after = body["id"].as_str().unwrap().to_owned();
+    let posted = |id: &str| {
+        posts.lock().unwrap().iter().filter(|(_, _, b)| b["notification_id"] == id).count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while posted(&after) == 0 {
+        assert!(Instant::now() < deadline, "no post for the notification sent after registering");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Once the sender's group has read every event there is, whatever it would post for
+    // the earlier notification it has posted.
+    let events = vec![env.topics().events()];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let kafka = env.config.kafka.clone();
+        let events = events.clone();
+        let positions = tokio::task::spawn_blocking(move || {
+            herald_runtime::kafka::group_offsets::lag(&kafka, "herald-webhooks", &events, true)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        if positions.iter().all(|p| p.committed.is_some() && p.lag() == 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the webhook sender never caught up: {positions:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let early: Vec<_> = posts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, b)| b["notification_id"] == before)
+        .map(|(_, _, b)| b.clone())
+        .collect();
+    assert_eq!(
+        posted(&before),
+        0,
+        "nothing posted for events from before the registration: {early:?}"
+    );
+    pipeline.stop().await;
+}

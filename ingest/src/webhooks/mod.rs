@@ -4,6 +4,12 @@
 //! `herald.retry.webhooks.<n>` (held until due, as the dispatchers' retries are) and is
 //! dead-lettered after the last tier. Being its own group, a slow or failing caller holds up
 //! only its own webhooks, never a notification's delivery.
+//!
+//! While no client has a webhook the sender reads nothing: it waits for the first
+//! registration, moves its group to that moment on `herald.events` and starts there.
+//! Reading every event for nobody cost Tansu a fifth of its work per request (one statement
+//! per record fetched): `herald dev` took 1,236 requests/s through the whole pipeline with
+//! the idle sender reading, 1,688 without.
 
 pub mod registry;
 
@@ -11,11 +17,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use herald_runtime::KafkaConfig;
+use herald_runtime::kafka::group_offsets;
 use herald_runtime::kafka::{
     ConsumerSpec, DeadLetters, ErrorClass, Handler, HandlerError, Message, OwnedMessage, Producer,
     consumer, header_str, headers_replacing,
 };
 use herald_runtime::metrics;
+use herald_runtime::sqlite::SqliteError;
 use herald_schemas::{AvroCodec, DeliveryEvent, Topics, headers};
 use prometheus::{HistogramVec, IntCounterVec};
 use ring::hmac;
@@ -210,12 +218,75 @@ pub struct WebhookParts {
     pub settings: WebhookSettings,
 }
 
-/// Runs the webhook sender until `shutdown` is cancelled.
+/// How often a sender with no webhook to post to looks for a first one.
+const IDLE_CHECK: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookRunError {
+    #[error("reading the webhook registry failed: {0}")]
+    Registry(#[from] SqliteError),
+    #[error(transparent)]
+    Consumer(#[from] consumer::ConsumerError),
+}
+
+/// Runs the webhook sender until `shutdown` is cancelled; while no client has a webhook, it
+/// only waits for one (see the module's documentation).
 pub async fn run(
     kafka: &KafkaConfig,
     parts: WebhookParts,
     shutdown: CancellationToken,
-) -> Result<(), consumer::ConsumerError> {
+) -> Result<(), WebhookRunError> {
+    let topics = kafka.topics();
+    if parts.registry.first_registered_at().await?.is_none() {
+        tracing::info!(
+            "no client has a status webhook: the webhook sender reads no events until one is registered"
+        );
+        let Some(since) = first_registration(&parts.registry, &shutdown).await? else {
+            return Ok(());
+        };
+        let (kafka, events) = (kafka.clone(), topics.events());
+        let moved = tokio::task::spawn_blocking(move || {
+            group_offsets::reset_to_time(&kafka, GROUP, (&[events], true), (since, false))
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|moved| moved.map_err(|e| e.to_string()));
+        match moved {
+            Ok(_) => tracing::info!(
+                since,
+                "a status webhook is registered: sending events from its registration on"
+            ),
+            // Another ingest instance's sender is reading (the broker refuses commits from
+            // outside a live group): it already is where this one should start.
+            Err(error) => {
+                tracing::warn!(%error, "cannot move the webhook sender to the first registration; starting from its group's offsets")
+            }
+        }
+    }
+    send(kafka, parts, shutdown).await
+}
+
+/// Waits until some client has a webhook; its registration time, or `None` on shutdown.
+async fn first_registration(
+    registry: &WebhookRegistry,
+    shutdown: &CancellationToken,
+) -> Result<Option<i64>, SqliteError> {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(IDLE_CHECK) => {}
+        }
+        if let Some(since) = registry.first_registered_at().await? {
+            return Ok(Some(since));
+        }
+    }
+}
+
+async fn send(
+    kafka: &KafkaConfig,
+    parts: WebhookParts,
+    shutdown: CancellationToken,
+) -> Result<(), WebhookRunError> {
     let topics = kafka.topics();
     let tiers = u32::try_from(parts.settings.retry_delays.len()).unwrap_or(u32::MAX);
     let mut inputs = vec![topics.events()];
@@ -235,7 +306,7 @@ pub async fn run(
         settings: parts.settings,
     };
     let spec = ConsumerSpec { group_id: GROUP.into(), topics: inputs, client_id: GROUP.into() };
-    consumer::run(kafka, spec, Arc::new(sender), shutdown).await
+    Ok(consumer::run(kafka, spec, Arc::new(sender), shutdown).await?)
 }
 
 #[cfg(test)]

@@ -116,6 +116,16 @@ impl WebhookRegistry {
             .map(|n| n > 0)
     }
 
+    /// When the oldest webhook now registered was set (ms since the epoch); `None` while no
+    /// client has one.
+    pub async fn first_registered_at(&self) -> Result<Option<i64>, SqliteError> {
+        self.pool
+            .run(|c| {
+                c.query_row("SELECT MIN(created_at) FROM client_webhooks", [], |row| row.get(0))
+            })
+            .await
+    }
+
     pub async fn of(&self, client_id: &str) -> Result<Option<Webhook>, SqliteError> {
         let id = client_id.to_owned();
         self.pool
@@ -160,5 +170,21 @@ mod tests {
         ));
         assert!(registry.remove("c-1").unwrap());
         assert_eq!(registry.of("c-1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_first_registration_time_is_the_oldest_webhook_still_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = WebhookRegistry::open(dir.path().join("ingest.db")).unwrap();
+        assert_eq!(registry.first_registered_at().await.unwrap(), None);
+        let before = herald_schemas::now_millis();
+        registry.set("c-1", "https://a.example.com/h", &[]).unwrap();
+        let first = registry.first_registered_at().await.unwrap().unwrap();
+        assert!(first >= before && first <= herald_schemas::now_millis());
+        registry.set("c-2", "https://b.example.com/h", &[]).unwrap();
+        assert_eq!(registry.first_registered_at().await.unwrap(), Some(first));
+        registry.remove("c-1").unwrap();
+        registry.remove("c-2").unwrap();
+        assert_eq!(registry.first_registered_at().await.unwrap(), None);
     }
 }

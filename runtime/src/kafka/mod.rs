@@ -6,6 +6,7 @@ pub mod apply;
 pub mod avro_producer;
 pub mod consumer;
 pub mod dead_letter;
+pub mod group_offsets;
 pub mod producer;
 pub mod replay_mark;
 mod tracker;
