@@ -55,8 +55,8 @@ pub fn free_port() -> std::io::Result<u16> {
 /// idempotent producer may pipeline gain nothing; and librdkafka 2.12's idempotent producer
 /// counts in-flight *messages* against its limit of five *requests*, so a request of five or
 /// more records is its partition's only one, and while it is out and newer records wait
-/// longer than `linger.ms`, the broker thread wakes without pause until the answer comes. Against a
-/// broker taking milliseconds per produce that loop was most of a dispatcher's CPU.
+/// longer than `linger.ms`, the broker thread wakes without pause until the answer comes.
+/// Against a broker taking milliseconds per produce that loop was most of a dispatcher's CPU.
 /// One request in flight per connection keeps each partition's order through retries; what
 /// idempotence adds, no duplicate record when a produce is retried after the broker wrote
 /// it, the delivery ledger already absorbs (a duplicate channel message finds its delivery
