@@ -4,14 +4,8 @@
 use std::time::Duration;
 
 use herald_runtime::KafkaConfig;
-use herald_runtime::kafka::group_offsets::group_client;
-pub use herald_runtime::kafka::group_offsets::{PartitionLag, Reset, lag, reset_to_time};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-
-/// A client for watermarks and metadata, in no group.
-pub fn probe(kafka: &KafkaConfig) -> anyhow::Result<BaseConsumer> {
-    Ok(group_client(kafka, "herald-probe")?)
-}
+pub use herald_runtime::kafka::group_offsets::{PartitionLag, Reset, lag, probe, reset_to_time};
+use rdkafka::consumer::Consumer;
 
 pub fn render(rows: &[PartitionLag]) -> String {
     let total: i64 = rows.iter().map(PartitionLag::lag).sum();

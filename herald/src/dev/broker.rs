@@ -61,7 +61,7 @@ pub fn free_port() -> std::io::Result<u16> {
 /// idempotence adds, no duplicate record when a produce is retried after the broker wrote
 /// it, the delivery ledger already absorbs (a duplicate channel message finds its delivery
 /// claimed).
-pub fn one_produce_request_in_flight(config: &mut KafkaConfig) {
+fn one_produce_request_in_flight(config: &mut KafkaConfig) {
     for (key, value) in
         [("enable.idempotence", "false"), ("max.in.flight.requests.per.connection", "1")]
     {
@@ -193,14 +193,18 @@ impl TansuBroker {
 
     /// A Kafka configuration for this broker with the short group timings Tansu needs.
     pub fn kafka_config(&self) -> KafkaConfig {
-        let mut config =
-            KafkaConfig { bootstrap_servers: self.bootstrap_servers(), ..KafkaConfig::default() }
-                .with_dev_timings();
+        let mut config = KafkaConfig::default().with_dev_timings();
+        self.point_at_this_broker(&mut config);
+        config
+    }
+
+    /// Points `config` at this broker, with the producer settings its storage needs.
+    pub fn point_at_this_broker(&self, config: &mut KafkaConfig) {
+        config.bootstrap_servers = self.bootstrap_servers();
         if matches!(self.storage, Storage::Memory) {
             config.producer_properties.insert("batch.num.messages".into(), "1".into());
         }
-        one_produce_request_in_flight(&mut config);
-        config
+        one_produce_request_in_flight(config);
     }
 
     pub async fn stop(mut self) {

@@ -113,8 +113,7 @@ pub async fn run(
             let broker = TansuBroker::start(port, Storage::Sqlite(broker_data), Some(&log))
                 .await
                 .context("starting the Tansu broker")?;
-            config.kafka.bootstrap_servers = broker.bootstrap_servers();
-            broker::one_produce_request_in_flight(&mut config.kafka);
+            broker.point_at_this_broker(&mut config.kafka);
             Some(broker)
         }
     };

@@ -56,6 +56,14 @@ pub struct Reset {
     pub to: i64,
 }
 
+/// The group id of clients that only read metadata, watermarks or a record.
+const PROBE_GROUP: &str = "herald-probe";
+
+/// A client for watermarks, metadata and single records, in no group.
+pub fn probe(kafka: &KafkaConfig) -> Result<BaseConsumer, GroupOffsetsError> {
+    group_client(kafka, PROBE_GROUP)
+}
+
 /// A client speaking for `group` without joining it.
 pub fn group_client(kafka: &KafkaConfig, group: &str) -> Result<BaseConsumer, GroupOffsetsError> {
     let mut config = ClientConfig::new();
@@ -75,7 +83,16 @@ pub fn lag(
     topics: &[String],
     explicit: bool,
 ) -> Result<Vec<PartitionLag>, GroupOffsetsError> {
-    let consumer = group_client(kafka, group)?;
+    positions(&group_client(kafka, group)?, group, topics, explicit)
+}
+
+/// [`lag`] through a client of `group` the caller already has.
+fn positions(
+    consumer: &BaseConsumer,
+    group: &str,
+    topics: &[String],
+    explicit: bool,
+) -> Result<Vec<PartitionLag>, GroupOffsetsError> {
     let read =
         |what| move |source| GroupOffsetsError::Read { group: group.to_owned(), what, source };
     let mut tpl = TopicPartitionList::new();
@@ -123,8 +140,10 @@ pub fn reset_to_time(
     (topics, explicit): (&[String], bool),
     (at_ms, dry_run): (i64, bool),
 ) -> Result<Vec<Reset>, GroupOffsetsError> {
-    let positions = lag(kafka, group, topics, explicit)?;
     let consumer = group_client(kafka, group)?;
+    let positions = positions(&consumer, group, topics, explicit)?;
+    // Made once, when a partition needs its last record read (see below).
+    let mut probe_client = None;
     let mut by_time = TopicPartitionList::new();
     for p in &positions {
         by_time
@@ -145,11 +164,15 @@ pub fn reset_to_time(
             .clamp(p.low, p.high);
         // Tansu 0.6 answers offset 0 when no record is that recent, where Kafka answers
         // "none" (-1): an answer at the log start holds only if the last record is as recent.
-        if to == p.low
-            && p.high > p.low
-            && timestamp_at(kafka, &p.topic, p.partition, p.high - 1)?.is_some_and(|t| t < at_ms)
-        {
-            to = p.high;
+        if to == p.low && p.high > p.low {
+            let reader = match &mut probe_client {
+                Some(reader) => reader,
+                empty @ None => empty.insert(probe(kafka)?),
+            };
+            let last = timestamp_at(reader, &p.topic, p.partition, p.high - 1)?;
+            if last.is_some_and(|t| t < at_ms) {
+                to = p.high;
+            }
         }
         commit
             .add_partition_offset(&p.topic, p.partition, Offset::Offset(to))
@@ -169,18 +192,19 @@ pub fn reset_to_time(
     Ok(resets)
 }
 
-/// The timestamp of the record at `offset`, read by a client in no group; `None` if it
-/// could not be read within the timeout.
+/// The timestamp of the record at `offset`, read by `consumer` (a [`probe`], assigned to
+/// that partition alone); `None` if it could not be read within the timeout.
 fn timestamp_at(
-    kafka: &KafkaConfig,
+    consumer: &BaseConsumer,
     topic: &str,
     partition: i32,
     offset: i64,
 ) -> Result<Option<i64>, GroupOffsetsError> {
-    const PROBE: &str = "herald-probe";
-    let read =
-        |source| GroupOffsetsError::Read { group: PROBE.to_owned(), what: "a record", source };
-    let consumer = group_client(kafka, PROBE)?;
+    let read = |source| GroupOffsetsError::Read {
+        group: PROBE_GROUP.to_owned(),
+        what: "a record",
+        source,
+    };
     let mut at = TopicPartitionList::new();
     at.add_partition_offset(topic, partition, Offset::Offset(offset)).map_err(read)?;
     consumer.assign(&at).map_err(read)?;
