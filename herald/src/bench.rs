@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use base64::Engine;
 use herald_dispatchers::config::{
-    ApnsAuth, ApnsSettings, EmailConfig, FcmSettings, JpushSettings, ProviderConfig,
-    ProviderLimits, PushySettings, SendgridSettings, SmsOptions, SmtpConfig, TwilioSettings,
-    Unsubscribe, VonageSettings,
+    ApnsAuth, ApnsSettings, DEFAULT_APNS_CONNECTIONS, EmailConfig, FcmSettings, JpushSettings,
+    ProviderConfig, ProviderLimits, PushySettings, SendgridSettings, SmsOptions, SmtpConfig,
+    TwilioSettings, Unsubscribe, VonageSettings,
 };
 use herald_dispatchers::providers::registry::{Pick, Routes};
 use herald_runtime::SecretSource;
@@ -179,6 +179,7 @@ pub(crate) async fn stand_in(
                 topic: "com.example.bench".into(),
                 topics: BTreeMap::new(),
                 base_url: Some(s.base_url()),
+                connections: DEFAULT_APNS_CONNECTIONS,
                 limits,
             };
             (

@@ -33,6 +33,7 @@ fn apns_settings(standin: &ApnsStandIn, team_id: &str, topic: &str) -> ApnsSetti
         topic: topic.into(),
         topics: BTreeMap::new(),
         base_url: Some(standin.base_url()),
+        connections: 2,
         limits: ProviderLimits::default(),
     }
 }
@@ -89,7 +90,7 @@ async fn event_of(env: &TestEnv, id: &str, kind: EventKind) -> DeliveryEvent {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ios_push_goes_over_http2_with_one_es256_provider_token_and_apples_headers() {
+async fn ios_push_goes_over_http2_connections_with_one_es256_provider_token_and_apples_headers() {
     let (env, apns) = with_apns(&["com.example.shop", "com.example.shop.watchkitapp"]).await;
     add_iphone(&env, "i1", &token(1), None).await;
     add_iphone(&env, "i2", &token(2), Some("shop-watch")).await;
@@ -106,6 +107,7 @@ async fn ios_push_goes_over_http2_with_one_es256_provider_token_and_apples_heade
     let sent = wait_for(&apns, 3).await;
     assert!(apns.versions().iter().all(|v| *v == Version::HTTP_2), "{:?}", apns.versions());
     assert_eq!(apns.distinct_provider_tokens(), 1, "the provider token is signed once and reused");
+    assert_eq!(apns.connections_seen(), 2, "sends are spread over the configured connections");
     let first = sent.iter().find(|n| n.payload["aps"]["alert"]["title"] == "first").unwrap();
     assert_eq!(first.device_token, token(1));
     assert_eq!(first.topic, "com.example.shop");

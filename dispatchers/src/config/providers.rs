@@ -109,8 +109,18 @@ pub struct ApnsSettings {
     /// `https://api.sandbox.push.apple.com`.
     #[serde(default)]
     pub base_url: Option<String>,
+    /// HTTP/2 connections the sends are spread over (`limits.concurrency` is shared).
+    #[serde(default = "apns_connections")]
+    pub connections: usize,
     #[serde(default)]
     pub limits: ProviderLimits,
+}
+
+/// HTTP/2 connections per APNs account unless configured.
+pub const DEFAULT_APNS_CONNECTIONS: usize = 4;
+
+fn apns_connections() -> usize {
+    DEFAULT_APNS_CONNECTIONS
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

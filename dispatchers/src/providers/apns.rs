@@ -15,7 +15,9 @@ use herald_schemas::ChannelMessage;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tokio::time::Instant;
 
 use super::http;
@@ -51,8 +53,10 @@ struct ProviderToken {
 }
 
 impl ProviderToken {
-    async fn get(&self) -> Result<String, DeliveryError> {
-        let mut cached = self.cached.lock().await;
+    /// The cached token, or a new one; one lock, held without awaiting, so sends share the
+    /// token without queueing behind each other.
+    fn get(&self) -> Result<String, DeliveryError> {
+        let mut cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((token, made)) = cached.as_ref()
             && made.elapsed() < TOKEN_LIFETIME
         {
@@ -69,14 +73,18 @@ impl ProviderToken {
         Ok(token)
     }
 
-    async fn invalidate(&self) {
-        *self.cached.lock().await = None;
+    fn invalidate(&self) {
+        *self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 }
 
 #[derive(Debug)]
 pub struct ApnsProvider {
-    http: reqwest::Client,
+    /// One client per HTTP/2 connection: a connection carries its streams through one
+    /// task on each side, so sends are spread over `connections` of them, as Apple
+    /// suggests for large volumes.
+    connections: Vec<reqwest::Client>,
+    next_connection: AtomicUsize,
     base: String,
     token: Option<ProviderToken>,
     topic: String,
@@ -95,7 +103,8 @@ impl ApnsProvider {
         // APNs speaks only HTTP/2: over TLS it is negotiated, in clear (stand-ins) it must
         // be spoken from the first byte.
         let prior_knowledge = base.starts_with("http://");
-        let (http, token) = match &settings.auth {
+        let count = settings.connections.max(1);
+        let (connections, token) = match &settings.auth {
             ApnsAuth::Token { team_id, key_id, key } => {
                 let signer = Signer::es256(&key.read()?)?;
                 let token = ProviderToken {
@@ -104,29 +113,40 @@ impl ApnsProvider {
                     key_id: key_id.clone(),
                     cached: Mutex::new(None),
                 };
-                (http::client(name, timeout, prior_knowledge)?, Some(token))
+                let connections = (0..count)
+                    .map(|_| http::client(name, timeout, prior_knowledge))
+                    .collect::<Result<_, _>>()?;
+                (connections, Some(token))
             }
             ApnsAuth::Certificate { identity } => {
                 herald_schemas::install_tls_provider();
                 let pem = identity.read()?;
                 let identity = reqwest::Identity::from_pem(pem.as_bytes())
                     .map_err(|e| ApnsSetupError::Certificate(e.to_string()))?;
-                let mut builder = reqwest::Client::builder().timeout(timeout).identity(identity);
-                if prior_knowledge {
-                    builder = builder.http2_prior_knowledge();
-                }
-                let http =
-                    builder.build().map_err(|e| ApnsSetupError::Certificate(e.to_string()))?;
-                (http, None)
+                let connection = || {
+                    let mut builder =
+                        reqwest::Client::builder().timeout(timeout).identity(identity.clone());
+                    if prior_knowledge {
+                        builder = builder.http2_prior_knowledge();
+                    }
+                    builder.build().map_err(|e| ApnsSetupError::Certificate(e.to_string()))
+                };
+                ((0..count).map(|_| connection()).collect::<Result<_, _>>()?, None)
             }
         };
         Ok(Self {
-            http,
+            connections,
+            next_connection: AtomicUsize::new(0),
             base,
             token,
             topic: settings.topic.clone(),
             topics: settings.topics.clone(),
         })
+    }
+
+    fn connection(&self) -> &reqwest::Client {
+        let turn = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        &self.connections[turn % self.connections.len()]
     }
 
     fn topic_for(&self, message: &ChannelMessage) -> &str {
@@ -218,7 +238,7 @@ impl Provider for ApnsProvider {
             };
             let url = format!("{}/3/device/{}", self.base, message.target);
             let mut request = self
-                .http
+                .connection()
                 .post(url)
                 .header("apns-topic", self.topic_for(message))
                 .header("apns-push-type", "alert")
@@ -229,7 +249,7 @@ impl Provider for ApnsProvider {
                 .header("content-type", "application/json")
                 .body(payload);
             if let Some(token) = &self.token {
-                request = request.header("authorization", format!("bearer {}", token.get().await?));
+                request = request.header("authorization", format!("bearer {}", token.get()?));
             }
             let answer = http::exchange(request).await?;
             if answer.status.is_success() {
@@ -242,7 +262,7 @@ impl Provider for ApnsProvider {
                 Some("ExpiredProviderToken" | "InvalidProviderToken")
             ) && let Some(token) = &self.token
             {
-                token.invalidate().await;
+                token.invalidate();
             }
             Err(error)
         })

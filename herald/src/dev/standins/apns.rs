@@ -4,13 +4,13 @@
 //! apns-id), 410 `Unregistered` for dead device tokens, 429 `TooManyRequests` and
 //! 503 `ServiceUnavailable` on demand. Answers carry Apple's `{"reason": ...}` bodies.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -40,8 +40,14 @@ struct Inner {
     accepted: Vec<ApnsNotification>,
     /// Every request, answered however: its HTTP version.
     versions: Vec<Version>,
+    /// The client end of every connection a request came on.
+    peers: HashSet<SocketAddr>,
     /// Distinct provider tokens that were accepted.
     provider_tokens: HashSet<String>,
+    /// Provider tokens whose signature, key id and team checked out, with their `iat`: a
+    /// client signs one token for up to an hour of sends, so its signature is verified once
+    /// (as a server answering thousands of requests a second must), its age on every send.
+    verified_tokens: HashMap<String, i64>,
     dead_tokens: HashSet<String>,
     throttled: u32,
     unavailable: u32,
@@ -89,28 +95,53 @@ fn is_uuid(value: &str) -> bool {
         && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+/// Verified provider tokens kept at most; past it the memory starts over.
+const VERIFIED_TOKENS_KEPT: usize = 1024;
+
 /// The provider-token check: `None` when the token is good, else Apple's reason.
 fn check_provider_token(shared: &Shared, headers: &HeaderMap) -> Option<&'static str> {
     let Some(token) = header(headers, "authorization").and_then(|v| v.strip_prefix("bearer "))
     else {
         return Some("MissingProviderToken");
     };
+    let known = shared.lock().verified_tokens.get(token).copied();
+    let issued_at = match known {
+        Some(iat) => iat,
+        None => {
+            let iat = match verified_issued_at(shared, token) {
+                Ok(iat) => iat,
+                Err(reason) => return Some(reason),
+            };
+            let mut inner = shared.lock();
+            if inner.verified_tokens.len() >= VERIFIED_TOKENS_KEPT {
+                inner.verified_tokens.clear();
+            }
+            inner.verified_tokens.insert(token.to_owned(), iat);
+            iat
+        }
+    };
+    let now = herald_schemas::now_millis() / 1000;
+    if issued_at > now + 60 {
+        Some("InvalidProviderToken")
+    } else if now - issued_at > TOKEN_MAX_AGE_SECS {
+        Some("ExpiredProviderToken")
+    } else {
+        None
+    }
+}
+
+/// The `iat` of a token signed by the team's key, or `InvalidProviderToken`.
+fn verified_issued_at(shared: &Shared, token: &str) -> Result<i64, &'static str> {
     let Ok((jwt_header, claims)) = verify(token, &shared.public_key) else {
-        return Some("InvalidProviderToken");
+        return Err("InvalidProviderToken");
     };
     if jwt_header["alg"] != "ES256"
         || jwt_header["kid"] != shared.key_id.as_str()
         || claims["iss"] != shared.team_id.as_str()
     {
-        return Some("InvalidProviderToken");
+        return Err("InvalidProviderToken");
     }
-    let now = herald_schemas::now_millis() / 1000;
-    match claims["iat"].as_i64() {
-        Some(iat) if iat > now + 60 => Some("InvalidProviderToken"),
-        Some(iat) if now - iat > TOKEN_MAX_AGE_SECS => Some("ExpiredProviderToken"),
-        Some(_) => None,
-        None => Some("InvalidProviderToken"),
-    }
+    claims["iat"].as_i64().ok_or("InvalidProviderToken")
 }
 
 /// Apple's header checks, in the order its documentation lists the reasons.
@@ -143,6 +174,7 @@ fn check_headers(shared: &Shared, headers: &HeaderMap) -> Result<(), &'static st
 async fn send(
     State(shared): State<Shared>,
     Path(device_token): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     version: Version,
     headers: HeaderMap,
     body: Bytes,
@@ -150,6 +182,7 @@ async fn send(
     let latency = {
         let mut inner = shared.lock();
         inner.versions.push(version);
+        inner.peers.insert(peer);
         inner.latency
     };
     if !latency.is_zero() {
@@ -232,6 +265,7 @@ impl ApnsStandIn {
         let app = Router::new().route("/3/device/{token}", post(send)).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(Self { addr, shared })
     }
@@ -247,6 +281,11 @@ impl ApnsStandIn {
     /// The HTTP version of every request received.
     pub fn versions(&self) -> Vec<Version> {
         self.shared.lock().versions.clone()
+    }
+
+    /// How many connections requests came on.
+    pub fn connections_seen(&self) -> usize {
+        self.shared.lock().peers.len()
     }
 
     /// How many distinct provider tokens signed the accepted notifications.
@@ -279,10 +318,66 @@ impl ApnsStandIn {
         let mut inner = self.shared.lock();
         inner.accepted.clear();
         inner.versions.clear();
+        inner.peers.clear();
     }
 
     /// The next `times` sends get 503 `ServiceUnavailable`.
     pub fn fail_unavailable(&self, times: u32) {
         self.shared.lock().unavailable = times;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const P8: &str =
+        include_str!("../../../../dispatchers/tests/fixtures/apns-AuthKey_TEST123456.p8");
+
+    fn apple() -> Shared {
+        Shared {
+            team_id: "TEAM000001".into(),
+            key_id: "TEST123456".into(),
+            public_key: Arc::new(Signer::es256(P8).unwrap().public_key()),
+            topics: Arc::default(),
+            inner: Arc::default(),
+        }
+    }
+
+    fn bearer(kid: &str, iat: i64) -> HeaderMap {
+        let signer = Signer::es256(P8).unwrap();
+        let token =
+            signer.sign(&json!({"kid": kid}), &json!({"iss": "TEAM000001", "iat": iat})).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", format!("bearer {token}").parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_provider_token_is_verified_once_and_its_age_checked_on_every_send() {
+        let apple = apple();
+        let now = herald_schemas::now_millis() / 1000;
+        let fresh = bearer("TEST123456", now);
+        assert_eq!(check_provider_token(&apple, &fresh), None);
+        assert_eq!(check_provider_token(&apple, &fresh), None);
+        assert_eq!(apple.lock().verified_tokens.len(), 1);
+
+        let old = bearer("TEST123456", now - TOKEN_MAX_AGE_SECS - 5);
+        assert_eq!(check_provider_token(&apple, &old), Some("ExpiredProviderToken"));
+        // Known now, and still too old.
+        assert_eq!(apple.lock().verified_tokens.len(), 2);
+        assert_eq!(check_provider_token(&apple, &old), Some("ExpiredProviderToken"));
+
+        assert_eq!(
+            check_provider_token(&apple, &bearer("OTHERKEY00", now)),
+            Some("InvalidProviderToken")
+        );
+        let mut forged = fresh.clone();
+        let tampered = format!("{}A", header(&fresh, "authorization").unwrap());
+        forged.insert("authorization", tampered.parse().unwrap());
+        assert_eq!(check_provider_token(&apple, &forged), Some("InvalidProviderToken"));
+        assert_eq!(check_provider_token(&apple, &HeaderMap::new()), Some("MissingProviderToken"));
+        assert_eq!(apple.lock().verified_tokens.len(), 2, "refused tokens are not remembered");
     }
 }
