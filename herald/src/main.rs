@@ -15,6 +15,12 @@ use herald_schemas::Channel;
 use herald_schemas::dev_registry::DevRegistry;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: under glibc's allocator `malloc`/`free` and its arena locks were a sixth of a
+/// dispatcher's CPU samples. Built with transparent huge pages off (`no_thp`): with them the
+/// enricher's peak RSS rose from 93 to 120 MiB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "herald", version, about = "A Kafka-native notification pipeline")]
 struct Cli {
