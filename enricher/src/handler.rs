@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use herald_runtime::kafka::{
-    AvroProducer, DeadLetters, Handler, HandlerError, Header, OwnedHeaders, OwnedMessage,
-    ReplayMark, wait_all,
+    AvroProducer, DeadLetters, Durable, Handler, HandlerError, Header, OwnedHeaders, OwnedMessage,
+    ReplayMark, already_durable, wait_all,
 };
 use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, Topics, headers};
 
@@ -71,11 +71,12 @@ impl<D: Directory> EnrichHandler<D> {
         Self { directory, output, dead_letters, topics, rules, renderer: Renderer::default() }
     }
 
+    /// Decides and enqueues a request's outputs; the result waits for their acknowledgements.
     async fn enrich(
         &self,
         mut request: NotificationRequest,
         mark: &ReplayMark,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<Durable, HandlerError> {
         if request.is_expired(herald_schemas::now_millis()) {
             let mut plan = Plan::default();
             plan.skip(&request, None, fanout::SkipReason::Expired);
@@ -145,7 +146,7 @@ impl<D: Directory> EnrichHandler<D> {
         Ok(())
     }
 
-    async fn publish(&self, mut plan: Plan, mark: &ReplayMark) -> Result<(), HandlerError> {
+    async fn publish(&self, mut plan: Plan, mark: &ReplayMark) -> Result<Durable, HandlerError> {
         let mut acks = Vec::with_capacity(plan.messages.len() + plan.events.len());
         for (channel, message) in &plan.messages {
             let headers = mark.add_to(OwnedHeaders::new().insert(Header {
@@ -175,9 +176,12 @@ impl<D: Directory> EnrichHandler<D> {
                     .map_err(HandlerError::new)?,
             );
         }
-        wait_all(acks).await.map_err(HandlerError::new)?;
-        plan.events.iter().for_each(count);
-        Ok(())
+        let events = plan.events;
+        Ok(Box::pin(async move {
+            wait_all(acks).await.map_err(HandlerError::new)?;
+            events.iter().for_each(count);
+            Ok(())
+        }))
     }
 
     /// Into the delay tiers, as a scheduled send is: the scheduler hands it back to
@@ -208,11 +212,17 @@ impl<D: Directory> EnrichHandler<D> {
 
 impl<D: Directory> Handler for EnrichHandler<D> {
     async fn handle(&self, message: &OwnedMessage) -> Result<(), HandlerError> {
+        self.start(message).await?.await
+    }
+
+    /// Requests of one user are decided in order (frequency caps count them as they come);
+    /// their outputs are acknowledged while the user's next requests are decided.
+    async fn start(&self, message: &OwnedMessage) -> Result<Durable, HandlerError> {
         let codec = self.output.codec();
         match self.dead_letters.decode_or_dead_letter::<NotificationRequest>(codec, message).await?
         {
             Some(request) => self.enrich(request, &ReplayMark::of(message)).await,
-            None => Ok(()),
+            None => Ok(already_durable()),
         }
     }
 }

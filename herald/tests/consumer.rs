@@ -73,13 +73,21 @@ impl Fixture {
         group: &str,
         behaviour: Arc<Behaviour>,
     ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        self.start_handler(kafka, group, Arc::new(TestHandler(behaviour)))
+    }
+
+    fn start_handler<H: Handler>(
+        &self,
+        kafka: KafkaConfig,
+        group: &str,
+        handler: Arc<H>,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         let token = CancellationToken::new();
         let spec = ConsumerSpec {
             group_id: group.into(),
             topics: vec![self.topic.clone()],
             client_id: group.into(),
         };
-        let handler = Arc::new(TestHandler(behaviour));
         let shutdown = token.clone();
         let task =
             tokio::spawn(
@@ -408,4 +416,117 @@ async fn records_wait_until_due_while_other_partitions_keep_flowing() {
     assert!(at("behind-head") >= at("late-head"), "order within the partition kept: {seen:?}");
     let position = |name: &str| seen.iter().position(|(v, _)| v == name).unwrap();
     assert!(position("fresh-2") < position("late-head"));
+}
+
+/// Starts records as they come and lets the test decide when each one's outputs are
+/// acknowledged: the wait of `stuck` never ends, the first wait of each of `fail_once` fails.
+struct Pipelined {
+    started: Mutex<Vec<String>>,
+    handled_again: Mutex<Vec<String>>,
+    acknowledgements: Arc<tokio::sync::Semaphore>,
+    fail_once: Mutex<BTreeSet<String>>,
+    stuck: Option<String>,
+}
+
+impl Pipelined {
+    fn new(fail_once: &[&str], stuck: Option<&str>) -> Arc<Self> {
+        Arc::new(Self {
+            started: Mutex::default(),
+            handled_again: Mutex::default(),
+            acknowledgements: Arc::new(tokio::sync::Semaphore::new(0)),
+            fail_once: Mutex::new(fail_once.iter().map(|s| (*s).to_owned()).collect()),
+            stuck: stuck.map(str::to_owned),
+        })
+    }
+
+    fn started(&self) -> Vec<String> {
+        self.started.lock().unwrap().clone()
+    }
+}
+
+impl Handler for Pipelined {
+    async fn handle(&self, message: &OwnedMessage) -> Result<(), HandlerError> {
+        self.handled_again.lock().unwrap().push(payload(message));
+        Ok(())
+    }
+
+    async fn start(&self, message: &OwnedMessage) -> Result<consumer::Durable, HandlerError> {
+        let value = payload(message);
+        self.started.lock().unwrap().push(value.clone());
+        let fails = self.fail_once.lock().unwrap().remove(&value);
+        let stuck = self.stuck.as_deref() == Some(value.as_str());
+        let acknowledgements = Arc::clone(&self.acknowledgements);
+        Ok(Box::pin(async move {
+            if stuck {
+                std::future::pending::<()>().await;
+            }
+            acknowledgements.acquire().await.unwrap().forget();
+            if fails { Err(HandlerError::new("the broker refused an output")) } else { Ok(()) }
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_starts_its_next_records_while_earlier_ones_await_acknowledgement_and_a_failed_one_is_handled_again()
+ {
+    let f = Fixture::new(1).await;
+    let batch: Vec<(&str, String)> = (0..10).map(|i| ("same", i.to_string())).collect();
+    let refs: Vec<(&str, &str)> = batch.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    f.produce(&refs).await;
+
+    let handler = Pipelined::new(&["4"], None);
+    let (stop, task) = f.start_handler(f.kafka(), "g-pipelined", Arc::clone(&handler));
+    eventually("every record started before any was acknowledged", || {
+        handler.started().len() == 10
+    })
+    .await;
+    let in_order: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    assert_eq!(handler.started(), in_order, "one key's records start in order");
+    handler.acknowledgements.add_permits(10);
+    eventually("the record whose output failed is handled again", || {
+        !handler.handled_again.lock().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(*handler.handled_again.lock().unwrap(), ["4"]);
+
+    f.produce(&[("same", "after")]).await;
+    let next = Pipelined::new(&[], None);
+    next.acknowledgements.add_permits(100);
+    let (stop, task) = f.start_handler(f.kafka(), "g-pipelined", Arc::clone(&next));
+    eventually("the new record arrives", || next.started().contains(&"after".to_owned())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(next.started(), ["after"], "all ten were committed once acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offset_is_stored_only_once_every_earlier_records_outputs_are_acknowledged() {
+    let f = Fixture::new(1).await;
+    let batch: Vec<(&str, String)> = (0..10).map(|i| ("same", i.to_string())).collect();
+    let refs: Vec<(&str, &str)> = batch.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    f.produce(&refs).await;
+
+    let handler = Pipelined::new(&[], Some("3"));
+    handler.acknowledgements.add_permits(100);
+    let mut kafka = f.kafka();
+    kafka.consumer.drain_deadline_ms = 500;
+    let (stop, task) = f.start_handler(kafka, "g-pipelined-prefix", Arc::clone(&handler));
+    eventually("every record started", || handler.started().len() == 10).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    task.await.unwrap();
+
+    let next = Pipelined::new(&[], None);
+    next.acknowledgements.add_permits(100);
+    let (stop, task) = f.start_handler(f.kafka(), "g-pipelined-prefix", Arc::clone(&next));
+    eventually("the rest is redelivered", || next.started().len() >= 7).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    task.await.unwrap();
+    let expected: Vec<String> = (3..10).map(|i| i.to_string()).collect();
+    assert_eq!(next.started(), expected, "resumes at the record still awaiting acknowledgement");
 }

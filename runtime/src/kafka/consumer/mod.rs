@@ -4,7 +4,9 @@
 //!   offsets and serves rebalance callbacks. Only it ever touches the consumer.
 //! - Each assigned partition gets a worker with up to `lanes_per_partition` lanes; a record
 //!   goes to the lane of its key, so records with one key are handled in order while
-//!   different keys proceed concurrently.
+//!   different keys proceed concurrently. A handler may split a record into an ordered
+//!   start and a wait for its outputs' acknowledgements; a lane then keeps up to
+//!   [`DURABLE_WAITS_PER_LANE`] of its records waiting while it starts the next.
 //! - `enable.auto.offset.store=false`: a record's offset is stored only when it and every
 //!   record before it in its partition finished, i.e. its outputs were acknowledged.
 //!   librdkafka's auto-commit then commits stored offsets periodically.
@@ -20,6 +22,7 @@ mod due;
 mod partition;
 mod poll;
 
+use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -56,13 +59,37 @@ impl HandlerError {
     }
 }
 
+/// What is left of a started record: waiting until its outputs are durable.
+pub type Durable = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
+
+/// A record whose work is all done.
+pub fn already_durable() -> Durable {
+    Box::pin(std::future::ready(Ok(())))
+}
+
 pub trait Handler: Send + Sync + 'static {
     /// Handles one record. Returns once everything the record causes is durable.
     fn handle(
         &self,
         message: &OwnedMessage,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Does the part of a record that must happen in its key's order (reading state,
+    /// deciding, enqueueing outputs) and returns the wait for its outputs to be acknowledged.
+    /// The lane starts the key's next records while up to [`DURABLE_WAITS_PER_LANE`] such
+    /// waits are open, so one busy key is not held to one broker round trip per record. If a
+    /// wait fails, the record is handled again with [`Handler::handle`] (its outputs may then
+    /// follow those of later records of its key). The default handles the whole record.
+    fn start(
+        &self,
+        message: &OwnedMessage,
+    ) -> impl Future<Output = Result<Durable, HandlerError>> + Send {
+        async move { self.handle(message).await.map(|()| already_durable()) }
+    }
 }
+
+/// Records of one lane whose outputs may be awaited at once (see [`Handler::start`]).
+pub const DURABLE_WAITS_PER_LANE: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {

@@ -1,20 +1,25 @@
 //! Per-partition workers: records of a partition are spread over lanes by key, so one key's
-//! records run in order and different keys run concurrently; each partition's tracker knows
-//! which offset may be stored.
+//! records start in order and different keys run concurrently; a lane keeps a few started
+//! records awaiting acknowledgement within the partition's budget of started records; each
+//! partition's tracker knows which offset may be stored.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Handler, TopicPartition, lock};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+
+use super::{DURABLE_WAITS_PER_LANE, Handler, HandlerError, TopicPartition, lock};
 use crate::kafka::tracker::OffsetTracker;
 use crate::metrics;
 
@@ -36,6 +41,10 @@ struct PartitionWorker {
     lanes: Vec<Option<mpsc::UnboundedSender<Dispatched>>>,
     tasks: Vec<JoinHandle<()>>,
     tracker: Arc<Mutex<OffsetTracker>>,
+    /// Records of the partition started and not yet durable, at most one per lane: a busy
+    /// key may use the turns of idle lanes, but the outputs awaiting acknowledgement (the
+    /// producer's memory) stay bounded as if each lane held one record.
+    started: Arc<Semaphore>,
     /// Cancelled when the partition is revoked: lanes finish the record they are handling
     /// and start no other; the next owner gets the rest.
     revoked: CancellationToken,
@@ -96,6 +105,7 @@ impl<H: Handler> Partitions<H> {
             lanes: (0..self.lanes_per_partition).map(|_| None).collect(),
             tasks: Vec::new(),
             tracker: Arc::default(),
+            started: Arc::new(Semaphore::new(self.lanes_per_partition)),
             revoked: CancellationToken::new(),
             abandon: CancellationToken::new(),
         });
@@ -115,6 +125,7 @@ impl<H: Handler> Partitions<H> {
                 group: self.group.clone(),
                 handler: Arc::clone(&self.handler),
                 tracker: Arc::clone(&worker.tracker),
+                started: Arc::clone(&worker.started),
                 revoked: worker.revoked.clone(),
                 abandon: worker.abandon.clone(),
             };
@@ -192,6 +203,7 @@ struct Lane<H> {
     group: String,
     handler: Arc<H>,
     tracker: Arc<Mutex<OffsetTracker>>,
+    started: Arc<Semaphore>,
     revoked: CancellationToken,
     abandon: CancellationToken,
 }
@@ -200,38 +212,105 @@ struct Lane<H> {
 const RETRY_START: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
+/// A started record and the wait for its outputs.
+type Waiting =
+    Pin<Box<dyn Future<Output = (Dispatched, Instant, Result<(), HandlerError>)> + Send>>;
+
+enum Next {
+    Record(Option<Dispatched>),
+    Turn(OwnedSemaphorePermit),
+    Durable(Dispatched, Instant, Result<(), HandlerError>),
+}
+
 impl<H: Handler> Lane<H> {
     async fn run(self, mut records: mpsc::UnboundedReceiver<Dispatched>) {
+        let mut waiting: FuturesOrdered<Waiting> = FuturesOrdered::new();
+        // A record taken from the queue that waits for a turn to start.
+        let mut queued: Option<Dispatched> = None;
         loop {
             let next = tokio::select! {
                 biased;
-                () = self.revoked.cancelled() => return,
-                next = records.recv() => next,
+                () = self.revoked.cancelled() => break,
+                Some((dispatched, started, result)) = waiting.next() => {
+                    Next::Durable(dispatched, started, result)
+                }
+                Ok(turn) = Arc::clone(&self.started).acquire_owned(), if queued.is_some() => {
+                    Next::Turn(turn)
+                }
+                next = records.recv(), if queued.is_none() && waiting.len() < DURABLE_WAITS_PER_LANE => {
+                    Next::Record(next)
+                }
             };
-            let Some(dispatched) = next else { return };
-            let offset = dispatched.message.offset();
-            if !self.handle_until_durable(&dispatched.message).await {
-                return;
+            let dispatched = match next {
+                Next::Record(None) => break,
+                Next::Record(Some(dispatched)) => {
+                    queued = Some(dispatched);
+                    continue;
+                }
+                Next::Turn(turn) => {
+                    let Some(dispatched) = queued.take() else { continue };
+                    let started = Instant::now();
+                    let result = tokio::select! {
+                        biased;
+                        () = self.abandon.cancelled() => return,
+                        result = self.handler.start(&dispatched.message) => result,
+                    };
+                    match result {
+                        Ok(durable) => {
+                            waiting.push_back(Box::pin(async move {
+                                let result = durable.await;
+                                drop(turn);
+                                (dispatched, started, result)
+                            }));
+                            continue;
+                        }
+                        Err(e) => {
+                            drop(turn);
+                            metrics::consumer_handled(&self.group, false, started.elapsed());
+                            if !self.handle_until_durable(&dispatched.message, e).await {
+                                return;
+                            }
+                            dispatched
+                        }
+                    }
+                }
+                Next::Durable(dispatched, started, result) => {
+                    metrics::consumer_handled(&self.group, result.is_ok(), started.elapsed());
+                    if let Err(e) = result
+                        && !self.handle_until_durable(&dispatched.message, e).await
+                    {
+                        return;
+                    }
+                    dispatched
+                }
+            };
+            lock(&self.tracker).finished(dispatched.message.offset());
+        }
+        // Revoked or closed: what was started finishes unless the drain deadline passes; a
+        // record whose outputs failed, and one that had not started, are the next owner's.
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = self.abandon.cancelled() => return,
+                next = waiting.next() => next,
+            };
+            let Some((dispatched, started, result)) = next else { return };
+            metrics::consumer_handled(&self.group, result.is_ok(), started.elapsed());
+            if result.is_ok() {
+                lock(&self.tracker).finished(dispatched.message.offset());
             }
-            lock(&self.tracker).finished(offset);
         }
     }
 
-    /// Returns false if the record was given up (revoked or abandoned) before it finished.
-    async fn handle_until_durable(&self, message: &OwnedMessage) -> bool {
+    /// Handles a record that failed with `failed` again, with back-off, until its outputs are
+    /// durable. Returns false if it was given up (revoked or abandoned) before that.
+    async fn handle_until_durable(&self, message: &OwnedMessage, failed: HandlerError) -> bool {
         let mut backoff = RETRY_START;
+        let mut failed = failed;
         loop {
-            let started = std::time::Instant::now();
-            let result = tokio::select! {
-                biased;
-                () = self.abandon.cancelled() => return false,
-                result = self.handler.handle(message) => result,
-            };
-            metrics::consumer_handled(&self.group, result.is_ok(), started.elapsed());
-            let Err(e) = result else { return true };
             tracing::warn!(
                 group = %self.group, topic = message.topic(), partition = message.partition(),
-                offset = message.offset(), error = %e, retry_in = ?backoff,
+                offset = message.offset(), error = %failed, retry_in = ?backoff,
                 "record not durable yet; retrying"
             );
             // A revoked partition's failing record is the next owner's to retry.
@@ -242,6 +321,17 @@ impl<H: Handler> Lane<H> {
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(RETRY_MAX);
+            let started = Instant::now();
+            let result = tokio::select! {
+                biased;
+                () = self.abandon.cancelled() => return false,
+                result = self.handler.handle(message) => result,
+            };
+            metrics::consumer_handled(&self.group, result.is_ok(), started.elapsed());
+            match result {
+                Ok(()) => return true,
+                Err(e) => failed = e,
+            }
         }
     }
 }
