@@ -4,6 +4,8 @@
 //! and no more often than every 20 minutes) or a TLS client certificate. Payloads are built
 //! with `a2`; Apple's error reasons are mapped with `a2::ErrorReason`.
 
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use a2::ErrorReason;
@@ -15,9 +17,6 @@ use herald_schemas::ChannelMessage;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use tokio::time::Instant;
 
 use super::http;

@@ -10,14 +10,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-use futures::StreamExt;
-use futures::stream::FuturesOrdered;
 
 use super::{DURABLE_WAITS_PER_LANE, Handler, HandlerError, TopicPartition, lock};
 use crate::kafka::tracker::OffsetTracker;
@@ -41,9 +40,9 @@ struct PartitionWorker {
     lanes: Vec<Option<mpsc::UnboundedSender<Dispatched>>>,
     tasks: Vec<JoinHandle<()>>,
     tracker: Arc<Mutex<OffsetTracker>>,
-    /// Records of the partition started and not yet durable, at most one per lane: a busy
-    /// key may use the turns of idle lanes, but the outputs awaiting acknowledgement (the
-    /// producer's memory) stay bounded as if each lane held one record.
+    /// Turns to start a record, one per lane: a busy key may use the turns of idle lanes,
+    /// while the records started and not yet durable (and their outputs in the producer's
+    /// memory) stay as many as if each lane held one.
     started: Arc<Semaphore>,
     /// Cancelled when the partition is revoked: lanes finish the record they are handling
     /// and start no other; the next owner gets the rest.
