@@ -464,15 +464,22 @@ async fn whole_dispatcher(
     })
 }
 
-pub async fn dispatch(options: DispatchBenchOptions) -> anyhow::Result<Vec<BenchRow>> {
+pub async fn dispatch(
+    options: DispatchBenchOptions,
+    tuning: &HeraldConfig,
+) -> anyhow::Result<Vec<BenchRow>> {
     let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = run_all(&options, &dir).await;
+    let result = run_all(&options, tuning, &dir).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn run_all(options: &DispatchBenchOptions, dir: &Path) -> anyhow::Result<Vec<BenchRow>> {
+async fn run_all(
+    options: &DispatchBenchOptions,
+    tuning: &HeraldConfig,
+    dir: &Path,
+) -> anyhow::Result<Vec<BenchRow>> {
     let broker = if options.dispatcher {
         let storage = options.storage.in_dir(dir);
         Some(TansuBroker::start(None, storage, Some(&dir.join("tansu.log"))).await?)
@@ -492,6 +499,7 @@ async fn run_all(options: &DispatchBenchOptions, dir: &Path) -> anyhow::Result<V
         if let Some(broker) = &broker {
             config.kafka = broker.kafka_config();
         }
+        crate::bench_enrich::tuned_for_bench(&mut config.kafka, tuning);
         config.kafka.topic_prefix = format!("bench{round}.");
         config.schema_registry.url = format!("http://{registry}");
         config.topics.partitions = 8;

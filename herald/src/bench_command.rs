@@ -75,7 +75,9 @@ pub enum BenchCommand {
 
 impl BenchCommand {
     #[allow(clippy::print_stdout)] // the figures are the command's output
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// `tuning`: the configuration given to `herald bench`, whose Kafka tuning the
+    /// benchmarked roles use.
+    pub async fn run(self, tuning: &crate::config::HeraldConfig) -> anyhow::Result<()> {
         match self {
             BenchCommand::Dispatch {
                 providers,
@@ -99,7 +101,7 @@ impl BenchCommand {
                     dispatcher: !provider_only,
                     storage,
                 };
-                let rows = crate::bench::dispatch(options.clone()).await?;
+                let rows = crate::bench::dispatch(options.clone(), tuning).await?;
                 print!("{}", crate::bench::render(&rows, &options));
                 if let Some(path) = json {
                     std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
@@ -115,7 +117,7 @@ impl BenchCommand {
                     latency,
                     storage,
                 };
-                let report = crate::bench_e2e::e2e(options.clone()).await?;
+                let report = crate::bench_e2e::e2e(options.clone(), tuning).await?;
                 print!("{}", crate::bench_e2e::render(&report, &options));
                 if let Some(path) = json {
                     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
@@ -124,7 +126,7 @@ impl BenchCommand {
             }
             BenchCommand::Enrich { users, requests, storage, json } => {
                 let options = crate::bench_enrich::EnrichBenchOptions { users, requests, storage };
-                let report = crate::bench_enrich::enrich(options).await?;
+                let report = crate::bench_enrich::enrich(options, tuning).await?;
                 print!("{}", crate::bench_enrich::render(&report));
                 if let Some(path) = json {
                     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;

@@ -82,6 +82,7 @@ pub struct RoleUsage {
 pub struct E2eReport {
     pub users: usize,
     pub devices: usize,
+    pub consumers: crate::bench_enrich::ConsumerTuning,
     pub raw_copy_records_per_second: f64,
     pub full_speed: FullSpeed,
     pub rates: Vec<RateRun>,
@@ -204,13 +205,13 @@ fn started_at() -> Instant {
     *STARTED.get_or_init(Instant::now)
 }
 
-pub async fn e2e(options: E2eOptions) -> anyhow::Result<E2eReport> {
-    in_temp_dir("herald-bench-e2e", |dir| async move { run(&options, &dir).await }).await
+pub async fn e2e(options: E2eOptions, tuning: &HeraldConfig) -> anyhow::Result<E2eReport> {
+    in_temp_dir("herald-bench-e2e", |dir| async move { run(&options, tuning, &dir).await }).await
 }
 
-async fn run(options: &E2eOptions, dir: &Path) -> anyhow::Result<E2eReport> {
+async fn run(options: &E2eOptions, tuning: &HeraldConfig, dir: &Path) -> anyhow::Result<E2eReport> {
     let (broker, mut config) =
-        bench_stack(options.storage, dir, "benche2e.", options.users).await?;
+        bench_stack((options.storage, tuning), dir, "benche2e.", options.users).await?;
     config.dispatch.ledger.path = dir.join("ledger.db");
     // Tansu answers a fetch with no records ready only when its wait runs out, even if
     // records arrive meanwhile; Kafka answers as soon as they arrive. With librdkafka's
@@ -229,6 +230,7 @@ async fn run(options: &E2eOptions, dir: &Path) -> anyhow::Result<E2eReport> {
         );
     }
     config.validate()?;
+    let consumers = crate::bench_enrich::ConsumerTuning::of(&config);
     let mut specs = config.topic_specs();
     if let Some(template) = specs.first().cloned() {
         for name in ["bench.source", "bench.copy"] {
@@ -292,6 +294,7 @@ async fn run(options: &E2eOptions, dir: &Path) -> anyhow::Result<E2eReport> {
     result.map(|(full_speed, rates, roles)| E2eReport {
         users: options.users,
         devices,
+        consumers,
         raw_copy_records_per_second: limit,
         full_speed,
         rates,
@@ -385,8 +388,11 @@ async fn measure(
 pub fn render(report: &E2eReport, options: &E2eOptions) -> String {
     let f = &report.full_speed;
     let mut out = format!(
-        "{} users ({} devices) in the SQLite directory; providers answer after {:?}; consumers' fetch.wait.max.ms {FETCH_WAIT_MS}\n\n",
-        report.users, report.devices, options.latency
+        "{} users ({} devices) in the SQLite directory; providers answer after {:?}; consumers' fetch.wait.max.ms {FETCH_WAIT_MS}\n{}\n\n",
+        report.users,
+        report.devices,
+        options.latency,
+        report.consumers.describe()
     );
     out.push_str(&format!(
         "raw copy (the limit)  {:>8.0} records/s\n\nfull speed            {} requests, {} deliveries in {:.1} s\n  requests/s          {:>8.0}\n  deliveries/s        {:>8.0}  ({:.0}% of the raw copy's records/s)\n\n",

@@ -49,7 +49,32 @@ pub struct EnrichRow {
 pub struct EnrichBenchReport {
     pub users: usize,
     pub devices: usize,
+    pub consumers: ConsumerTuning,
     pub rows: Vec<EnrichRow>,
+}
+
+/// The consumer settings the benchmarked roles ran with (from `--config` or defaults).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ConsumerTuning {
+    pub lanes_per_partition: usize,
+    pub max_in_flight: usize,
+}
+
+impl ConsumerTuning {
+    pub(crate) fn of(config: &HeraldConfig) -> Self {
+        let consumer = &config.kafka.consumer;
+        Self {
+            lanes_per_partition: consumer.lanes_per_partition,
+            max_in_flight: consumer.max_in_flight,
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "consumers: {} lanes per partition, {} records in flight",
+            self.lanes_per_partition, self.max_in_flight
+        )
+    }
 }
 
 /// A deterministic directory: user `u{i}` with 1 to 3 devices, an address and a phone.
@@ -284,8 +309,11 @@ fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn enrich(options: EnrichBenchOptions) -> anyhow::Result<EnrichBenchReport> {
-    in_temp_dir("herald-bench-enrich", |dir| async move { run(&options, &dir).await }).await
+pub async fn enrich(
+    options: EnrichBenchOptions,
+    tuning: &HeraldConfig,
+) -> anyhow::Result<EnrichBenchReport> {
+    in_temp_dir("herald-bench-enrich", |dir| async move { run(&options, tuning, &dir).await }).await
 }
 
 /// Runs `work` in a new directory under the system's temporary one, removed afterwards.
@@ -304,8 +332,16 @@ where
 /// A benchmark's embedded stack: a Tansu broker with `storage` and a development registry,
 /// and a configuration for them (topics under `prefix`, 4 partitions, the directory in
 /// `dir`, a cache that holds `users`).
+/// The roles a benchmark runs take their Kafka tuning (consumer settings, producer
+/// properties) from the configuration given to `herald bench` (`--config`, `HERALD__`
+/// variables); the broker, registry, topics and stores they use are the benchmark's own.
+pub(crate) fn tuned_for_bench(kafka: &mut herald_runtime::KafkaConfig, tuning: &HeraldConfig) {
+    kafka.consumer = tuning.kafka.consumer.clone();
+    kafka.producer_properties.extend(tuning.kafka.producer_properties.clone());
+}
+
 pub(crate) async fn bench_stack(
-    storage: crate::dev::broker::BrokerStorage,
+    (storage, tuning): (crate::dev::broker::BrokerStorage, &HeraldConfig),
     dir: &Path,
     prefix: &str,
     users: usize,
@@ -314,6 +350,7 @@ pub(crate) async fn bench_stack(
     let broker = TansuBroker::start(None, storage, Some(&dir.join("tansu.log"))).await?;
     let registry = DevRegistry::default().spawn("127.0.0.1:0".parse()?).await?;
     let mut config = HeraldConfig { kafka: broker.kafka_config(), ..HeraldConfig::default() };
+    tuned_for_bench(&mut config.kafka, tuning);
     config.kafka.topic_prefix = prefix.into();
     config.schema_registry.url = format!("http://{registry}");
     config.topics.partitions = 4;
@@ -323,9 +360,13 @@ pub(crate) async fn bench_stack(
     Ok((broker, config))
 }
 
-async fn run(options: &EnrichBenchOptions, dir: &Path) -> anyhow::Result<EnrichBenchReport> {
+async fn run(
+    options: &EnrichBenchOptions,
+    tuning: &HeraldConfig,
+    dir: &Path,
+) -> anyhow::Result<EnrichBenchReport> {
     let (broker, mut config) =
-        bench_stack(options.storage, dir, "benchenrich.", options.users).await?;
+        bench_stack((options.storage, tuning), dir, "benchenrich.", options.users).await?;
     config.enricher.cache_ttl_ms = 3_600_000;
     config.ops.listen = Some("127.0.0.1:0".parse()?);
     // The enricher is stopped (SIGSTOP) while the warm pass is produced: long enough a
@@ -345,7 +386,12 @@ async fn run(options: &EnrichBenchOptions, dir: &Path) -> anyhow::Result<EnrichB
     SqliteDirectory::open(&config.enricher.directory_path)?.load(rows).await?;
 
     produce_requests(&config, options).await?;
-    let mut report = EnrichBenchReport { users: options.users, devices, rows: Vec::new() };
+    let mut report = EnrichBenchReport {
+        users: options.users,
+        devices,
+        consumers: ConsumerTuning::of(&config),
+        rows: Vec::new(),
+    };
     report.rows.push(raw_copy(&config, options.requests).await?);
 
     let config_file = dir.join("herald.toml");
@@ -417,10 +463,11 @@ pub fn render(report: &EnrichBenchReport) -> String {
     let limit =
         report.rows.iter().find(|r| r.run == "raw_copy").map(|r| r.records_moved_per_second);
     let mut out = format!(
-        "{} users ({} devices) in the SQLite directory; {} requests per run\n\n",
+        "{} users ({} devices) in the SQLite directory; {} requests per run; {}\n\n",
         report.users,
         report.devices,
-        report.rows.first().map_or(0, |r| r.requests)
+        report.rows.first().map_or(0, |r| r.requests),
+        report.consumers.describe()
     );
     out.push_str(
         "run            requests/s  records moved/s  of raw copy  targets/req  CPU ms/1000 req  peak RSS MiB\n",

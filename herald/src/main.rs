@@ -503,7 +503,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             anyhow::ensure!(report.refused.is_empty(), "{} line(s) skipped", report.refused.len());
             Ok(())
         }
-        Command::Bench { what } => what.run().await,
+        Command::Bench { what } => what.run(&config).await,
         Command::Config => {
             // Debug, not serde: its Kafka section redacts secret-looking properties.
             println!("{config:#?}");
