@@ -252,7 +252,10 @@ impl<H: Handler> Lane<H> {
                     let result = tokio::select! {
                         biased;
                         () = self.abandon.cancelled() => return,
-                        result = self.handler.start(&dispatched.message) => result,
+                        // Boxed: held inline, the handler's largest future would sit in
+                        // every lane's task for its whole life (about 5 KB each: 21 MiB
+                        // of the enricher's peak RSS at 1,024 lanes on 4 partitions).
+                        result = Box::pin(self.handler.start(&dispatched.message)) => result,
                     };
                     match result {
                         Ok(durable) => {
@@ -324,7 +327,7 @@ impl<H: Handler> Lane<H> {
             let result = tokio::select! {
                 biased;
                 () = self.abandon.cancelled() => return false,
-                result = self.handler.handle(message) => result,
+                result = Box::pin(self.handler.handle(message)) => result,
             };
             metrics::consumer_handled(&self.group, result.is_ok(), started.elapsed());
             match result {
