@@ -33,9 +33,9 @@ pub(crate) fn define_metrics() {
     let _ = enrich_metrics();
 }
 
-/// Counts an event the enricher publishes, with labels from closed sets only: the channel
-/// of a skip may be whatever a producer wrote.
-fn count(event: &DeliveryEvent) {
+/// The labels an event the enricher publishes is counted under, from closed sets only: the
+/// channel of a skip may be whatever a producer wrote.
+fn outcome_labels(event: &DeliveryEvent) -> (&'static str, &'static str) {
     let channel = match event.channel.as_deref() {
         Some("push") => "push",
         Some(c) => c.parse::<herald_schemas::Channel>().map_or("other", |c| c.as_str()),
@@ -49,7 +49,7 @@ fn count(event: &DeliveryEvent) {
             .map_or("skipped", fanout::SkipReason::as_str),
         kind => kind.as_str(),
     };
-    enrich_metrics().outcomes.with_label_values(&[channel, outcome]).inc();
+    (channel, outcome)
 }
 
 pub(crate) struct EnrichHandler<D> {
@@ -176,10 +176,14 @@ impl<D: Directory> EnrichHandler<D> {
                     .map_err(HandlerError::new)?,
             );
         }
-        let events = plan.events;
+        // Only the labels wait for the acknowledgements, not the events.
+        let outcomes: Vec<_> = plan.events.iter().map(outcome_labels).collect();
         Ok(Box::pin(async move {
             wait_all(acks).await.map_err(HandlerError::new)?;
-            events.iter().for_each(count);
+            let counter = &enrich_metrics().outcomes;
+            for (channel, outcome) in outcomes {
+                counter.with_label_values(&[channel, outcome]).inc();
+            }
             Ok(())
         }))
     }

@@ -148,7 +148,7 @@ pub struct ConsumerTuning {
     /// may start a key's next records while earlier ones' outputs await acknowledgement (see
     /// `Handler::start`) but only within this partition-wide bound, which keeps the
     /// producer's memory in check (`herald bench enrich`: 1,174 requests/s with 32, 2,249
-    /// with 256; 1,024 gave 5,900–7,000 warm, with a peak RSS of 142 MiB against 80).
+    /// with 256; 1,024 gave 5,900–7,000 warm, with a peak RSS of 121 MiB against 76).
     pub lanes_per_partition: usize,
     /// How often librdkafka reports statistics (`herald_consumer_lag`); 0 turns them off.
     pub statistics_interval_ms: u32,
