@@ -530,3 +530,23 @@ async fn an_offset_is_stored_only_once_every_earlier_records_outputs_are_acknowl
     let expected: Vec<String> = (3..10).map(|i| i.to_string()).collect();
     assert_eq!(next.started(), expected, "resumes at the record still awaiting acknowledgement");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_pipelined_per_key_a_keys_next_record_waits_for_the_previous_acknowledgement() {
+    let f = Fixture::new(1).await;
+    f.produce(&[("same", "0"), ("same", "1"), ("same", "2")]).await;
+    let handler = Pipelined::new(&[], None);
+    let mut kafka = f.kafka();
+    kafka.consumer.pipelined_per_key = 1;
+    let (stop, task) = f.start_handler(kafka, "g-one-per-key", Arc::clone(&handler));
+    eventually("the first record started", || handler.started().len() == 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(handler.started(), ["0"], "nothing else starts before its acknowledgement");
+    handler.acknowledgements.add_permits(1);
+    eventually("the second record started", || handler.started().len() == 2).await;
+    handler.acknowledgements.add_permits(10);
+    eventually("all started", || handler.started().len() == 3).await;
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(handler.started(), ["0", "1", "2"]);
+}

@@ -150,6 +150,12 @@ pub struct ConsumerTuning {
     /// producer's memory in check (`herald bench enrich`: 1,174 requests/s with 32, 2,249
     /// with 256; 1,024 gave 5,900–7,000 warm, with a peak RSS of 121 MiB against 76).
     pub lanes_per_partition: usize,
+    /// Records of one key a lane starts while earlier ones' outputs await acknowledgement
+    /// (handlers that split their work, such as the enricher's). 1 keeps a key to one
+    /// record per produce round trip (about 130 a second on Tansu); on a broker shared by
+    /// the API and the enricher (`herald dev`), that leaves the broker to the API while one
+    /// busy user's requests queue up.
+    pub pipelined_per_key: usize,
     /// How often librdkafka reports statistics (`herald_consumer_lag`); 0 turns them off.
     pub statistics_interval_ms: u32,
     /// How long a revoked partition (rebalance or shutdown) may take to finish its in-flight
@@ -168,6 +174,7 @@ impl Default for ConsumerTuning {
             auto_commit_interval_ms: 1_000,
             max_in_flight: 8_192,
             lanes_per_partition: 256,
+            pipelined_per_key: 32,
             statistics_interval_ms: 15_000,
             drain_deadline_ms: 10_000,
             properties: BTreeMap::new(),

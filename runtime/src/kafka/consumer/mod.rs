@@ -6,7 +6,7 @@
 //!   goes to the lane of its key, so records with one key are handled in order while
 //!   different keys proceed concurrently. A handler may split a record into an ordered
 //!   start and a wait for its outputs' acknowledgements; a lane then keeps up to
-//!   [`DURABLE_WAITS_PER_LANE`] of its records waiting while it starts the next.
+//!   `pipelined_per_key` of its records waiting while it starts the next.
 //! - `enable.auto.offset.store=false`: a record's offset is stored only when it and every
 //!   record before it in its partition finished, i.e. its outputs were acknowledged.
 //!   librdkafka's auto-commit then commits stored offsets periodically.
@@ -76,8 +76,8 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Does the part of a record that must happen in its key's order (reading state,
     /// deciding, enqueueing outputs) and returns the wait for its outputs to be acknowledged.
-    /// The lane starts the key's next records while up to [`DURABLE_WAITS_PER_LANE`] such
-    /// waits are open, so one busy key is not held to one broker round trip per record. If a
+    /// The lane starts the key's next records while up to `kafka.consumer.pipelined_per_key`
+    /// such waits are open, so one busy key is not held to one broker round trip per record. If a
     /// wait fails, the record is handled again with [`Handler::handle`] (its outputs may then
     /// follow those of later records of its key). The default handles the whole record.
     fn start(
@@ -87,9 +87,6 @@ pub trait Handler: Send + Sync + 'static {
         async move { self.handle(message).await.map(|()| already_durable()) }
     }
 }
-
-/// Records of one lane whose outputs may be awaited at once (see [`Handler::start`]).
-pub const DURABLE_WAITS_PER_LANE: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
@@ -134,7 +131,7 @@ pub async fn run<H: Handler>(
     let partitions = Partitions::new(
         spec.group_id.clone(),
         handler,
-        tuning.lanes_per_partition,
+        (tuning.lanes_per_partition, tuning.pipelined_per_key),
         tuning.drain_deadline(),
         tokio::runtime::Handle::current(),
     );

@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{DURABLE_WAITS_PER_LANE, Handler, HandlerError, TopicPartition, lock};
+use super::{Handler, HandlerError, TopicPartition, lock};
 use crate::kafka::tracker::OffsetTracker;
 use crate::metrics;
 
@@ -56,6 +56,7 @@ pub(super) struct Partitions<H> {
     group: String,
     handler: Arc<H>,
     lanes_per_partition: usize,
+    pipelined_per_key: usize,
     drain_deadline: Duration,
     runtime: tokio::runtime::Handle,
     workers: Mutex<HashMap<TopicPartition, PartitionWorker>>,
@@ -66,7 +67,7 @@ impl<H: Handler> Partitions<H> {
     pub(super) fn new(
         group: String,
         handler: Arc<H>,
-        lanes_per_partition: usize,
+        (lanes_per_partition, pipelined_per_key): (usize, usize),
         drain_deadline: Duration,
         runtime: tokio::runtime::Handle,
     ) -> Self {
@@ -74,6 +75,7 @@ impl<H: Handler> Partitions<H> {
             group,
             handler,
             lanes_per_partition: lanes_per_partition.max(1),
+            pipelined_per_key: pipelined_per_key.max(1),
             drain_deadline,
             runtime,
             workers: Mutex::default(),
@@ -125,6 +127,7 @@ impl<H: Handler> Partitions<H> {
                 handler: Arc::clone(&self.handler),
                 tracker: Arc::clone(&worker.tracker),
                 started: Arc::clone(&worker.started),
+                pipelined_per_key: self.pipelined_per_key,
                 revoked: worker.revoked.clone(),
                 abandon: worker.abandon.clone(),
             };
@@ -203,6 +206,7 @@ struct Lane<H> {
     handler: Arc<H>,
     tracker: Arc<Mutex<OffsetTracker>>,
     started: Arc<Semaphore>,
+    pipelined_per_key: usize,
     revoked: CancellationToken,
     abandon: CancellationToken,
 }
@@ -236,7 +240,7 @@ impl<H: Handler> Lane<H> {
                 Ok(turn) = Arc::clone(&self.started).acquire_owned(), if queued.is_some() => {
                     Next::Turn(turn)
                 }
-                next = records.recv(), if queued.is_none() && waiting.len() < DURABLE_WAITS_PER_LANE => {
+                next = records.recv(), if queued.is_none() && waiting.len() < self.pipelined_per_key => {
                     Next::Record(next)
                 }
             };
