@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use herald_runtime::kafka::{
     AvroProducer, DeadLetters, Durable, Handler, HandlerError, Header, OwnedHeaders, OwnedMessage,
-    ReplayMark, already_durable, wait_all,
+    ReplayMark, wait_all,
 };
 use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, Topics, headers};
 
@@ -216,17 +216,20 @@ impl<D: Directory> EnrichHandler<D> {
 
 impl<D: Directory> Handler for EnrichHandler<D> {
     async fn handle(&self, message: &OwnedMessage) -> Result<(), HandlerError> {
-        self.start(message).await?.await
+        match self.start(message).await? {
+            Some(durable) => durable.await,
+            None => Ok(()),
+        }
     }
 
     /// Requests of one user are decided in order (frequency caps count them as they come);
     /// their outputs are acknowledged while the user's next requests are decided.
-    async fn start(&self, message: &OwnedMessage) -> Result<Durable, HandlerError> {
+    async fn start(&self, message: &OwnedMessage) -> Result<Option<Durable>, HandlerError> {
         let codec = self.output.codec();
         match self.dead_letters.decode_or_dead_letter::<NotificationRequest>(codec, message).await?
         {
-            Some(request) => self.enrich(request, &ReplayMark::of(message)).await,
-            None => Ok(already_durable()),
+            Some(request) => self.enrich(request, &ReplayMark::of(message)).await.map(Some),
+            None => Ok(None),
         }
     }
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use herald_dispatchers::config::ProviderLimits;
 use herald_enricher::SqliteDirectory;
+use herald_runtime::config::ConsumerTuning;
 use herald_runtime::kafka::{AvroProducer, admin, wait_all};
 use herald_schemas::{AvroCodec, Channel, DeliveryEvent, EventKind, Lane};
 use rdkafka::Message;
@@ -82,7 +83,7 @@ pub struct RoleUsage {
 pub struct E2eReport {
     pub users: usize,
     pub devices: usize,
-    pub consumers: crate::bench_enrich::ConsumerTuning,
+    pub consumers: ConsumerTuning,
     pub raw_copy_records_per_second: f64,
     pub full_speed: FullSpeed,
     pub rates: Vec<RateRun>,
@@ -230,7 +231,7 @@ async fn run(options: &E2eOptions, tuning: &HeraldConfig, dir: &Path) -> anyhow:
         );
     }
     config.validate()?;
-    let consumers = crate::bench_enrich::ConsumerTuning::of(&config);
+    let consumers = config.kafka.consumer.clone();
     let mut specs = config.topic_specs();
     if let Some(template) = specs.first().cloned() {
         for name in ["bench.source", "bench.copy"] {
@@ -392,7 +393,7 @@ pub fn render(report: &E2eReport, options: &E2eOptions) -> String {
         report.users,
         report.devices,
         options.latency,
-        report.consumers.describe()
+        crate::bench_enrich::describe_consumers(&report.consumers)
     );
     out.push_str(&format!(
         "raw copy (the limit)  {:>8.0} records/s\n\nfull speed            {} requests, {} deliveries in {:.1} s\n  requests/s          {:>8.0}\n  deliveries/s        {:>8.0}  ({:.0}% of the raw copy's records/s)\n\n",

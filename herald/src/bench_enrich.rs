@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use herald_enricher::{Device, Platform, SqliteDirectory, User};
+use herald_runtime::config::ConsumerTuning;
 use herald_runtime::kafka::{Producer, admin, wait_all};
 use herald_schemas::dev_registry::DevRegistry;
 use herald_schemas::{Channel, EmailContent, Lane, NotificationRequest, PushContent, Recipient};
@@ -49,32 +50,17 @@ pub struct EnrichRow {
 pub struct EnrichBenchReport {
     pub users: usize,
     pub devices: usize,
+    /// The consumer settings the benchmarked roles ran with (from `--config` or defaults).
     pub consumers: ConsumerTuning,
     pub rows: Vec<EnrichRow>,
 }
 
-/// The consumer settings the benchmarked roles ran with (from `--config` or defaults).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct ConsumerTuning {
-    pub lanes_per_partition: usize,
-    pub max_in_flight: usize,
-}
-
-impl ConsumerTuning {
-    pub(crate) fn of(config: &HeraldConfig) -> Self {
-        let consumer = &config.kafka.consumer;
-        Self {
-            lanes_per_partition: consumer.lanes_per_partition,
-            max_in_flight: consumer.max_in_flight,
-        }
-    }
-
-    pub(crate) fn describe(&self) -> String {
-        format!(
-            "consumers: {} lanes per partition, {} records in flight",
-            self.lanes_per_partition, self.max_in_flight
-        )
-    }
+/// The consumer settings a benchmark's roles ran with, for its report's first line.
+pub(crate) fn describe_consumers(consumers: &ConsumerTuning) -> String {
+    format!(
+        "consumers: {} lanes per partition, {} records in flight",
+        consumers.lanes_per_partition, consumers.max_in_flight
+    )
 }
 
 /// A deterministic directory: user `u{i}` with 1 to 3 devices, an address and a phone.
@@ -329,9 +315,6 @@ where
     result
 }
 
-/// A benchmark's embedded stack: a Tansu broker with `storage` and a development registry,
-/// and a configuration for them (topics under `prefix`, 4 partitions, the directory in
-/// `dir`, a cache that holds `users`).
 /// The roles a benchmark runs take their Kafka tuning (consumer settings, producer
 /// properties) from the configuration given to `herald bench` (`--config`, `HERALD__`
 /// variables); the broker, registry, topics and stores they use are the benchmark's own.
@@ -340,6 +323,9 @@ pub(crate) fn tuned_for_bench(kafka: &mut herald_runtime::KafkaConfig, tuning: &
     kafka.producer_properties.extend(tuning.kafka.producer_properties.clone());
 }
 
+/// A benchmark's embedded stack: a Tansu broker with `storage` and a development registry,
+/// and a configuration for them (topics under `prefix`, 4 partitions, the directory in
+/// `dir`, a cache that holds `users`).
 pub(crate) async fn bench_stack(
     (storage, tuning): (crate::dev::broker::BrokerStorage, &HeraldConfig),
     dir: &Path,
@@ -389,7 +375,7 @@ async fn run(
     let mut report = EnrichBenchReport {
         users: options.users,
         devices,
-        consumers: ConsumerTuning::of(&config),
+        consumers: config.kafka.consumer.clone(),
         rows: Vec::new(),
     };
     report.rows.push(raw_copy(&config, options.requests).await?);
@@ -467,7 +453,7 @@ pub fn render(report: &EnrichBenchReport) -> String {
         report.users,
         report.devices,
         report.rows.first().map_or(0, |r| r.requests),
-        report.consumers.describe()
+        describe_consumers(&report.consumers)
     );
     out.push_str(
         "run            requests/s  records moved/s  of raw copy  targets/req  CPU ms/1000 req  peak RSS MiB\n",

@@ -10,20 +10,31 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
+/// Topic `name` (under the test's prefix) with one partition, and a plain producer with
+/// `linger_ms`.
+async fn one_partition_topic(
+    env: &support::TestEnv,
+    name: &str,
+    linger_ms: &str,
+) -> (String, FutureProducer) {
+    let topic = format!("{}{name}", env.config.kafka.topic_prefix);
+    let spec = TopicSpec { name: topic.clone(), partitions: 1, replication: 1, config: vec![] };
+    create_topics(&env.config.kafka, &[spec]).await.unwrap();
+    let producer = ClientConfig::new()
+        .set("bootstrap.servers", env.broker.bootstrap_servers())
+        .set("linger.ms", linger_ms)
+        .create()
+        .unwrap();
+    (topic, producer)
+}
+
 /// A consumer group resumes from its committed offset, which is usually inside a batch the
 /// producer wrote. Tansu's in-memory engine fails this (watermark 1, empty fetches); the
 /// SQLite engine `TansuBroker` uses passes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_serves_fetches_that_start_inside_a_record_batch() {
     let env = support::TestEnv::start().await;
-    let topic = format!("{}batched", env.config.kafka.topic_prefix);
-    let spec = TopicSpec { name: topic.clone(), partitions: 1, replication: 1, config: vec![] };
-    create_topics(&env.config.kafka, &[spec]).await.unwrap();
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", env.broker.bootstrap_servers())
-        .set("linger.ms", "50")
-        .create()
-        .unwrap();
+    let (topic, producer) = one_partition_topic(&env, "batched", "50").await;
     let sends = (0..100).map(|i| {
         let (producer, topic) = (producer.clone(), topic.clone());
         async move {
@@ -99,13 +110,7 @@ async fn broker_looks_up_record_headers_by_index_not_by_scanning_every_header() 
 async fn a_group_reset_to_a_time_after_the_last_record_moves_to_the_log_end_not_the_start() {
     use herald_runtime::kafka::group_offsets::{lag, reset_to_time};
     let env = support::TestEnv::start().await;
-    let topic = format!("{}stamped", env.config.kafka.topic_prefix);
-    let spec = TopicSpec { name: topic.clone(), partitions: 1, replication: 1, config: vec![] };
-    create_topics(&env.config.kafka, &[spec]).await.unwrap();
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", env.broker.bootstrap_servers())
-        .create()
-        .unwrap();
+    let (topic, producer) = one_partition_topic(&env, "stamped", "5").await;
     for i in 0..5 {
         let value = i.to_string();
         let record = FutureRecord::<str, str>::to(&topic).key("k").payload(&value);

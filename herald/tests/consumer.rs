@@ -450,19 +450,22 @@ impl Handler for Pipelined {
         Ok(())
     }
 
-    async fn start(&self, message: &OwnedMessage) -> Result<consumer::Durable, HandlerError> {
+    async fn start(
+        &self,
+        message: &OwnedMessage,
+    ) -> Result<Option<consumer::Durable>, HandlerError> {
         let value = payload(message);
         self.started.lock().unwrap().push(value.clone());
         let fails = self.fail_once.lock().unwrap().remove(&value);
         let stuck = self.stuck.as_deref() == Some(value.as_str());
         let acknowledgements = Arc::clone(&self.acknowledgements);
-        Ok(Box::pin(async move {
+        Ok(Some(Box::pin(async move {
             if stuck {
                 std::future::pending::<()>().await;
             }
             acknowledgements.acquire().await.unwrap().forget();
             if fails { Err(HandlerError::new("the broker refused an output")) } else { Ok(()) }
-        }))
+        })))
     }
 }
 

@@ -16,7 +16,7 @@ use rdkafka::ClientConfig;
 use crate::config::{KafkaConfig, SecretError};
 
 pub use avro_producer::{AvroProduceError, AvroProducer, wait_all};
-pub use consumer::{ConsumerError, ConsumerSpec, Durable, Handler, HandlerError, already_durable};
+pub use consumer::{ConsumerError, ConsumerSpec, Durable, Handler, HandlerError};
 pub use dead_letter::{DeadLetters, ErrorClass};
 pub use producer::{Ack, ProduceError, Producer};
 pub use rdkafka::Timestamp;

@@ -62,11 +62,6 @@ impl HandlerError {
 /// What is left of a started record: waiting until its outputs are durable.
 pub type Durable = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
 
-/// A record whose work is all done.
-pub fn already_durable() -> Durable {
-    Box::pin(std::future::ready(Ok(())))
-}
-
 pub trait Handler: Send + Sync + 'static {
     /// Handles one record. Returns once everything the record causes is durable.
     fn handle(
@@ -75,7 +70,8 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
     /// Does the part of a record that must happen in its key's order (reading state,
-    /// deciding, enqueueing outputs) and returns the wait for its outputs to be acknowledged.
+    /// deciding, enqueueing outputs) and returns the wait for its outputs to be acknowledged,
+    /// or `None` when the record is durable already.
     /// The lane starts the key's next records while up to `kafka.consumer.pipelined_per_key`
     /// such waits are open, so one busy key is not held to one broker round trip per record. If a
     /// wait fails, the record is handled again with [`Handler::handle`] (its outputs may then
@@ -83,8 +79,8 @@ pub trait Handler: Send + Sync + 'static {
     fn start(
         &self,
         message: &OwnedMessage,
-    ) -> impl Future<Output = Result<Durable, HandlerError>> + Send {
-        async move { self.handle(message).await.map(|()| already_durable()) }
+    ) -> impl Future<Output = Result<Option<Durable>, HandlerError>> + Send {
+        async move { self.handle(message).await.map(|()| None) }
     }
 }
 

@@ -262,13 +262,18 @@ impl<H: Handler> Lane<H> {
                         result = Box::pin(self.handler.start(&dispatched.message)) => result,
                     };
                     match result {
-                        Ok(durable) => {
+                        Ok(Some(durable)) => {
                             waiting.push_back(Box::pin(async move {
                                 let result = durable.await;
                                 drop(turn);
                                 (dispatched, started, result)
                             }));
                             continue;
+                        }
+                        Ok(None) => {
+                            drop(turn);
+                            metrics::consumer_handled(&self.group, true, started.elapsed());
+                            dispatched
                         }
                         Err(e) => {
                             drop(turn);
@@ -310,9 +315,8 @@ impl<H: Handler> Lane<H> {
 
     /// Handles a record that failed with `failed` again, with back-off, until its outputs are
     /// durable. Returns false if it was given up (revoked or abandoned) before that.
-    async fn handle_until_durable(&self, message: &OwnedMessage, failed: HandlerError) -> bool {
+    async fn handle_until_durable(&self, message: &OwnedMessage, mut failed: HandlerError) -> bool {
         let mut backoff = RETRY_START;
-        let mut failed = failed;
         loop {
             tracing::warn!(
                 group = %self.group, topic = message.topic(), partition = message.partition(),
