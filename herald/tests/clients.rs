@@ -56,6 +56,25 @@ async fn a_scoped_key_is_refused_beyond_its_channels_categories_and_rate() {
     pipeline.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_with_the_cli_is_refused_by_the_running_api_within_a_second() {
+    let env = TestEnv::start().await;
+    add_user(&env, "revoked", "revoked@example.com").await;
+    let clients = ApiClients::open(&env.config.ingest.store_path).unwrap();
+    let (client, key) = clients.add("leaked").unwrap();
+    let pipeline = env.pipeline().await;
+    let body = email_body("revoked", "Hello", "Hi");
+    let (status, answer) = pipeline.post(Some(&key), &body).await;
+    assert_eq!(status, 202, "{answer}");
+
+    herald_output(&env, &["clients", "revoke", &client.client_id]);
+    tokio::time::sleep(herald_ingest::RECENT_KEY_TTL).await;
+    let (status, answer) = pipeline.post(Some(&key), &body).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["message"], "unknown or revoked API key");
+    pipeline.stop().await;
+}
+
 /// What a caller's endpoint received: path, signature header, body.
 type Posts = Arc<Mutex<Vec<(String, String, serde_json::Value)>>>;
 
@@ -106,6 +125,7 @@ fn signed_by(secret: &str, signature_and_body: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_webhook_gets_signed_events_retried_while_it_fails_and_dead_lettered_after_the_last_tier()
  {
+    let _alone = WEBHOOK_SENDERS_READING.lock().await;
     let env = TestEnv::start().await;
     add_user(&env, "hooked", "hooked@example.com").await;
     let (endpoint, posts) = webhook_endpoint().await;
@@ -190,6 +210,10 @@ async fn a_callers_webhook_gets_signed_events_retried_while_it_fails_and_dead_le
     pipeline.stop().await;
 }
 
+/// Held by the tests whose webhook senders read events: the count of records they fetched
+/// is one counter for the whole test process.
+static WEBHOOK_SENDERS_READING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Records the webhook sender's group fetched in this test's process (its /metrics counter).
 fn webhook_records_fetched() -> u64 {
     let needle = "herald_consumer_records_total{group=\"herald-webhooks\"} ";
@@ -202,12 +226,14 @@ fn webhook_records_fetched() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_sender_reads_no_events_until_a_webhook_exists_then_posts_from_its_registration_on()
  {
+    let _alone = WEBHOOK_SENDERS_READING.lock().await;
     let env = TestEnv::start().await;
     add_user(&env, "late", "late@example.com").await;
     let (endpoint, posts) = webhook_endpoint().await;
     let clients = ApiClients::open(&env.config.ingest.store_path).unwrap();
     let (client, key) = clients.add("late-shop").unwrap();
     let pipeline = env.pipeline().await;
+    let fetched_before = webhook_records_fetched();
 
     let (_, body) = pipeline.post(Some(&key), &email_body("late", "Before", "hi")).await;
     let before = body["id"].as_str().unwrap().to_owned();
@@ -226,7 +252,11 @@ async fn the_webhook_sender_reads_no_events_until_a_webhook_exists_then_posts_fr
     }
     // The status sink has read the events by now; a sender reading them would have too.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(webhook_records_fetched(), 0, "no events read while no client has a webhook");
+    assert_eq!(
+        webhook_records_fetched(),
+        fetched_before,
+        "no events read while no client has a webhook"
+    );
 
     let url = format!("{endpoint}/late");
     herald_output(&env, &["clients", "webhook", &client.client_id, "--url", &url]);

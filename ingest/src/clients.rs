@@ -1,8 +1,12 @@
 //! API clients and their keys. A key is shown once, when it is created; only its SHA-256 is
 //! stored. Keys are 256 random bits, so a fast hash is safe here (no dictionary to guess
-//! from), and lookups stay cheap enough to run on every request.
+//! from). A key that authenticated is remembered for [`RECENT_KEY_TTL`], so that a busy
+//! client costs the store one lookup a second instead of one a request.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use herald_runtime::sqlite::{SqliteError, SqlitePool};
 use rand::RngCore;
@@ -67,9 +71,48 @@ pub struct ApiClient {
     pub policy: ClientPolicy,
 }
 
+/// How long a key that authenticated is taken as valid without asking the store again, and
+/// so how long a revoked key (or a changed policy) may still be honoured by a running API.
+pub const RECENT_KEY_TTL: Duration = Duration::from_secs(1);
+
+/// The most keys remembered; beyond it a key is looked up on every request until expired
+/// ones make room. Only keys that authenticated are remembered, so guesses cannot fill it.
+const MAX_RECENT_KEYS: usize = 4096;
+
 #[derive(Debug, Clone)]
 pub struct ApiClients {
     pool: SqlitePool,
+    recent: Arc<RecentKeys>,
+}
+
+/// Callers by key hash, with when each was looked up.
+#[derive(Debug)]
+struct RecentKeys {
+    ttl: Duration,
+    callers: Mutex<HashMap<String, (Caller, Instant)>>,
+}
+
+impl RecentKeys {
+    fn new(ttl: Duration) -> Self {
+        Self { ttl, callers: Mutex::new(HashMap::new()) }
+    }
+
+    fn get(&self, key_hash: &str, now: Instant) -> Option<Caller> {
+        let callers = self.callers.lock().unwrap_or_else(|p| p.into_inner());
+        let (caller, looked_up) = callers.get(key_hash)?;
+        (now.saturating_duration_since(*looked_up) < self.ttl).then(|| caller.clone())
+    }
+
+    fn remember(&self, key_hash: String, caller: Caller, now: Instant) {
+        let mut callers = self.callers.lock().unwrap_or_else(|p| p.into_inner());
+        if callers.len() >= MAX_RECENT_KEYS {
+            callers
+                .retain(|_, (_, looked_up)| now.saturating_duration_since(*looked_up) < self.ttl);
+        }
+        if callers.len() < MAX_RECENT_KEYS || callers.contains_key(&key_hash) {
+            callers.insert(key_hash, (caller, now));
+        }
+    }
 }
 
 fn hash(key: &str) -> String {
@@ -78,7 +121,18 @@ fn hash(key: &str) -> String {
 
 impl ApiClients {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        Ok(Self { pool: SqlitePool::open_with_added_columns(path, SCHEMA, &MIGRATIONS)? })
+        Self::open_remembering_keys_for(path, RECENT_KEY_TTL)
+    }
+
+    /// [`ApiClients::open`] with keys remembered for `ttl` (zero: looked up every time).
+    pub fn open_remembering_keys_for(
+        path: impl Into<PathBuf>,
+        ttl: Duration,
+    ) -> Result<Self, SqliteError> {
+        Ok(Self {
+            pool: SqlitePool::open_with_added_columns(path, SCHEMA, &MIGRATIONS)?,
+            recent: Arc::new(RecentKeys::new(ttl)),
+        })
     }
 
     /// Creates a client allowed everything; see [`ApiClients::add_with`].
@@ -145,18 +199,25 @@ impl ApiClients {
             .map(|changed| changed > 0)
     }
 
-    /// The client a presented key belongs to, if the key is known and not revoked.
+    /// The client a presented key belongs to, if the key is known and not revoked (as of at
+    /// most [`RECENT_KEY_TTL`] ago).
     pub async fn authenticate(&self, key: &str) -> Result<Option<Caller>, SqliteError> {
         if !key.starts_with(KEY_PREFIX) {
             return Ok(None);
         }
         let key_hash = hash(key);
-        self.pool
+        if let Some(caller) = self.recent.get(&key_hash, Instant::now()) {
+            return Ok(Some(caller));
+        }
+        let looked_up = Instant::now();
+        let lookup_hash = key_hash.clone();
+        let caller = self
+            .pool
             .run(move |c| {
                 c.prepare_cached(
                     "SELECT client_id, policy FROM api_clients WHERE key_hash = ?1 AND revoked_at IS NULL",
                 )?
-                .query_row([key_hash], |row| {
+                .query_row([lookup_hash], |row| {
                     let policy: String = row.get(1)?;
                     // A policy this version cannot read allows nothing rather than everything.
                     let policy = serde_json::from_str(&policy).unwrap_or_else(|_| ClientPolicy {
@@ -167,7 +228,11 @@ impl ApiClients {
                 })
                 .optional()
             })
-            .await
+            .await?;
+        if let Some(caller) = &caller {
+            self.recent.remember(key_hash, caller.clone(), looked_up);
+        }
+        Ok(caller)
     }
 }
 
@@ -179,7 +244,7 @@ mod tests {
     async fn keys_authenticate_until_revoked_and_are_stored_hashed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ingest.db");
-        let clients = ApiClients::open(&path).unwrap();
+        let clients = ApiClients::open_remembering_keys_for(&path, Duration::ZERO).unwrap();
         let (client, key) = clients.add("billing").unwrap();
         let caller = clients.authenticate(&key).await.unwrap().unwrap();
         assert_eq!(caller.client_id, client.client_id);
@@ -194,6 +259,42 @@ mod tests {
         assert!(clients.revoke(&client.client_id).unwrap());
         assert_eq!(clients.authenticate(&key).await.unwrap(), None);
         assert!(clients.list().unwrap()[0].revoked);
+    }
+
+    #[tokio::test]
+    async fn a_key_revoked_elsewhere_is_honoured_until_its_lookup_expires_and_refused_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ingest.db");
+        let ttl = Duration::from_millis(300);
+        let api = ApiClients::open_remembering_keys_for(&path, ttl).unwrap();
+        // The operator's command opens the store on its own, as `herald clients revoke` does.
+        let operator = ApiClients::open(&path).unwrap();
+        let (client, key) = operator.add("billing").unwrap();
+        assert!(api.authenticate(&key).await.unwrap().is_some());
+
+        assert!(operator.revoke(&client.client_id).unwrap());
+        assert!(api.authenticate(&key).await.unwrap().is_some(), "remembered for the ttl");
+        tokio::time::sleep(ttl).await;
+        assert_eq!(api.authenticate(&key).await.unwrap(), None, "looked up again and refused");
+        assert_eq!(api.authenticate(&key).await.unwrap(), None, "a refusal is not remembered");
+    }
+
+    #[test]
+    fn only_so_many_keys_are_remembered_and_expired_ones_make_room() {
+        let recent = RecentKeys::new(Duration::from_secs(1));
+        let caller = Caller { client_id: "c".into(), policy: ClientPolicy::default() };
+        let start = Instant::now();
+        for i in 0..MAX_RECENT_KEYS + 10 {
+            recent.remember(format!("k{i}"), caller.clone(), start);
+        }
+        assert_eq!(recent.callers.lock().unwrap().len(), MAX_RECENT_KEYS);
+        assert!(recent.get(&format!("k{MAX_RECENT_KEYS}"), start).is_none(), "not remembered");
+
+        let later = start + Duration::from_secs(2);
+        recent.remember("fresh".into(), caller, later);
+        assert!(recent.get("fresh", later).is_some());
+        assert!(recent.get("k0", later).is_none(), "expired");
+        assert_eq!(recent.callers.lock().unwrap().len(), 1, "expired entries made room");
     }
 
     #[tokio::test]

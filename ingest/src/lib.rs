@@ -18,7 +18,7 @@ mod tracking;
 pub mod webhooks;
 
 pub use api::Ingest;
-pub use clients::{ApiClient, ApiClients, Caller, ClientPolicy};
+pub use clients::{ApiClient, ApiClients, Caller, ClientPolicy, RECENT_KEY_TTL};
 pub use config::IngestConfig;
 pub use idempotency::IdempotencyStore;
 pub use status::StatusStore;

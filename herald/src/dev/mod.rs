@@ -24,6 +24,7 @@ use herald_enricher::SqliteDirectory;
 use herald_ingest::ApiClients;
 use herald_runtime::kafka::admin;
 use herald_schemas::Channel;
+use herald_schemas::Lane;
 use herald_schemas::dev_registry::DevRegistry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -68,15 +69,25 @@ async fn bind_preferring(port: u16) -> std::io::Result<TcpListener> {
     }
 }
 
-/// Retry and delay tiers and the DLQ get one partition unless the configuration names them.
-/// Tansu compiles its fetch query anew for every partition of every poll, idle or not, and
-/// librdkafka polls several times a second: with four partitions each, an idle `herald dev`
-/// kept the broker at 0.40 of a core, with one 0.25 (under load the same throughput).
-fn one_partition_for_waiting_topics(config: &mut HeraldConfig) {
+/// Topics that are quiet in development get one partition unless the configuration names
+/// them: the retry and delay tiers, the DLQ, the bulk lanes and the directory updates. Tansu
+/// runs a fetch's queries for every partition it names, three times a fetch wait when the
+/// partition is empty, one partition at a time: an idle `herald dev` with four partitions
+/// everywhere kept the broker at 0.40 of a core; one partition for the tiers and the DLQ took
+/// it to 0.25, and for the bulk lanes and directory updates too to 0.18. The channels'
+/// transactional lanes, the requests and the events keep four, so a second dispatcher
+/// started against this stack gets a share (the banner suggests it).
+fn one_partition_for_quiet_topics(config: &mut HeraldConfig) {
     let topics = config.kafka.topics();
+    let bulk = Lane::Bulk.suffix();
     for name in topics.all(config.dispatch.retry.policy().tiers()) {
         let short = name.strip_prefix(topics.prefix()).unwrap_or(&name);
-        if short.starts_with("retry.") || short.starts_with("delay.") || name == topics.dlq() {
+        let quiet = short.starts_with("retry.")
+            || short.starts_with("delay.")
+            || short.ends_with(bulk)
+            || name == topics.dlq()
+            || name == topics.directory_updates();
+        if quiet {
             config.topics.partitions_of.entry(short.to_owned()).or_insert(1);
         }
     }
@@ -141,7 +152,7 @@ pub async fn run(
 
     config.topics.partitions = 4;
     config.topics.for_single_broker();
-    one_partition_for_waiting_topics(&mut config);
+    one_partition_for_quiet_topics(&mut config);
     config.ingest.store_path = data.join("ingest.db");
     config.enricher.directory_path = data.join("directory.db");
     config.dispatch.ledger.path = data.join("ledger.db");
@@ -329,11 +340,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn waiting_topics_get_one_partition_and_the_rest_and_explicit_choices_stay() {
+    fn quiet_topics_get_one_partition_and_the_rest_and_explicit_choices_stay() {
         let mut config = HeraldConfig::default();
         config.topics.partitions = 4;
         config.topics.partitions_of.insert("retry.email.1".into(), 3);
-        one_partition_for_waiting_topics(&mut config);
+        one_partition_for_quiet_topics(&mut config);
         let partitions: BTreeMap<String, i32> =
             config.topic_specs().into_iter().map(|t| (t.name, t.partitions)).collect();
         assert_eq!(partitions["herald.retry.email.1"], 3, "named in the configuration");
@@ -341,6 +352,10 @@ mod tests {
         assert_eq!(partitions["herald.retry.webhooks.1"], 1);
         assert_eq!(partitions["herald.delay.1s"], 1);
         assert_eq!(partitions["herald.dlq"], 1);
+        assert_eq!(partitions["herald.requests.bulk"], 1);
+        assert_eq!(partitions["herald.channel.sms.bulk"], 1);
+        assert_eq!(partitions["herald.directory.updates"], 1);
+        assert_eq!(partitions["herald.channel.sms"], 4);
         assert_eq!(partitions["herald.channel.email"], 4);
         assert_eq!(partitions["herald.requests"], 4);
         assert_eq!(partitions["herald.events"], 4);
