@@ -1,6 +1,7 @@
-//! `herald directory import`: users, devices, preferences and templates from JSON lines into
-//! the enricher's directory. Every line is an upsert keyed like its table, so a re-run of the
-//! same file changes nothing; a line that is not valid is reported with its number and skipped.
+//! `herald directory import`: users, devices, preferences and templates from JSON lines or
+//! CSV into the enricher's directory. Every record is an upsert keyed like its table, so a
+//! re-run of the same file changes nothing; a record that is not valid is reported with its
+//! line number and skipped.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use herald_enricher::{
 };
 
 use crate::config::HeraldConfig;
+use crate::directory_csv::CsvRecords;
 use serde::Deserialize;
 
 #[derive(clap::Subcommand, Debug)]
@@ -25,11 +27,84 @@ pub enum DirectoryCommand {
     /// {"kind":"device","user_id":"1","device_id":"phone","platform":"ios","token":"<64 hex>","app_id":"com.example.app"}
     /// {"kind":"preference","user_id":"1","category":"marketing","channel":"email","opted_in":false}
     /// {"kind":"template","template_id":"otp","locale":"ko","channel":"sms","body":"인증 코드 {{ code }}"}
+    ///
+    /// Or CSV with a header row of the same field names (an empty cell is an absent field),
+    /// the kind in a `kind` column or given with --kind for the whole file:
+    ///
+    /// user_id,email,phone,locale,timezone,region
+    /// 1,a@example.com,+14155550100,en-US,America/New_York,US
     Import {
         /// The file to load.
         #[arg(long)]
         file: PathBuf,
+        /// The file's format; by default CSV for a name ending in .csv, JSON lines otherwise.
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+        /// What the rows of a CSV file without a `kind` column are.
+        #[arg(long, value_enum)]
+        kind: Option<RecordKind>,
     },
+}
+
+/// What `herald directory import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// A header row, then one record per row.
+    Csv,
+}
+
+impl ImportFormat {
+    /// CSV for a file whose name ends in `.csv`, JSON lines otherwise.
+    pub fn of(file: &Path) -> Self {
+        let csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        if csv { Self::Csv } else { Self::Jsonl }
+    }
+}
+
+/// The kinds of directory record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecordKind {
+    User,
+    Device,
+    Preference,
+    Template,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Device => "device",
+            Self::Preference => "preference",
+            Self::Template => "template",
+        }
+    }
+}
+
+/// How to read the file given to `herald directory import`.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportOptions {
+    pub format: ImportFormat,
+    /// For CSV without a `kind` column.
+    pub kind: Option<RecordKind>,
+}
+
+impl ImportOptions {
+    /// The options for `file`, its format from its name unless `format` is given.
+    pub fn for_file(
+        file: &Path,
+        format: Option<ImportFormat>,
+        kind: Option<RecordKind>,
+    ) -> anyhow::Result<Self> {
+        let format = format.unwrap_or_else(|| ImportFormat::of(file));
+        anyhow::ensure!(
+            kind.is_none() || format == ImportFormat::Csv,
+            "--kind is for CSV files; a JSON line names its own kind"
+        );
+        Ok(Self { format, kind })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +197,12 @@ enum Row {
 
 fn parse_line(line: &str, renderer: &Renderer) -> Result<Row, String> {
     let line: Line = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    check(line, renderer)
+}
+
+/// A record as the directory will hold it, once its addresses, tokens, zone and template
+/// are valid.
+fn check(line: Line, renderer: &Renderer) -> Result<Row, String> {
     match line {
         Line::User { user_id, email, phone, locale, timezone, region, quiet_hours } => {
             if user_id.is_empty() {
@@ -171,6 +252,7 @@ fn parse_line(line: &str, renderer: &Renderer) -> Result<Row, String> {
 pub async fn import_configured(
     config: &HeraldConfig,
     file: &Path,
+    options: ImportOptions,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<ImportReport> {
     let enricher = &config.enricher;
@@ -178,12 +260,12 @@ pub async fn import_configured(
         DirectoryBackend::Sqlite => {
             let directory = SqliteDirectory::open(&enricher.directory_path)
                 .with_context(|| format!("opening {}", enricher.directory_path.display()))?;
-            import(&directory, file, progress).await?
+            import(&directory, file, options, progress).await?
         }
         DirectoryBackend::Scylla => {
             let directory =
                 ScyllaDirectory::connect(&enricher.scylla).await.context("ScyllaDB directory")?;
-            import(&directory, file, progress).await?
+            import(&directory, file, options, progress).await?
         }
     };
     announce_templates(&config.kafka, report.template_ids.iter()).await.context(
@@ -212,6 +294,7 @@ pub async fn announce_templates(
 pub async fn import<D: Directory>(
     directory: &D,
     file: &Path,
+    options: ImportOptions,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<ImportReport> {
     let reader = std::io::BufReader::new(
@@ -219,36 +302,62 @@ pub async fn import<D: Directory>(
     );
     let renderer = Renderer::default();
     let mut report = ImportReport::default();
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading line {}", index + 1))?;
-        progress.inc(line.len() as u64 + 1);
-        if line.trim().is_empty() {
-            continue;
+    match options.format {
+        ImportFormat::Jsonl => {
+            for (index, line) in reader.lines().enumerate() {
+                let line = line.with_context(|| format!("reading line {}", index + 1))?;
+                progress.inc(line.len() as u64 + 1);
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let row = parse_line(&line, &renderer);
+                store(directory, &mut report, index + 1, row).await?;
+            }
         }
-        let row = match parse_line(&line, &renderer) {
-            Ok(row) => row,
-            Err(reason) => {
-                report.refused.push((index + 1, reason));
-                continue;
+        ImportFormat::Csv => {
+            let mut records = CsvRecords::new(reader, options.kind.map(RecordKind::as_str))?;
+            while let Some(record) = records.next_record()? {
+                progress.set_position(record.end_byte);
+                let row = record.fields.and_then(|fields| {
+                    let line: Line = serde_json::from_value(fields).map_err(|e| e.to_string())?;
+                    check(line, &renderer)
+                });
+                store(directory, &mut report, record.line, row).await?;
             }
-        };
-        let written = match row {
-            Row::User(user) => directory.upsert_user(user).await.map(|()| &mut report.users),
-            Row::Device(user_id, device) => {
-                directory.upsert_device(&user_id, device).await.map(|()| &mut report.devices)
-            }
-            Row::Preference(user_id, preference) => directory
-                .set_preference(&user_id, preference)
-                .await
-                .map(|()| &mut report.preferences),
-            Row::Template(variant) => {
-                report.template_ids.insert(variant.template_id.clone());
-                directory.upsert_template(variant).await.map(|()| &mut report.templates)
-            }
-        };
-        *written.with_context(|| format!("writing line {}", index + 1))? += 1;
+        }
     }
     Ok(report)
+}
+
+/// Writes a valid record, or notes why the one at `line` was skipped.
+async fn store<D: Directory>(
+    directory: &D,
+    report: &mut ImportReport,
+    line: usize,
+    row: Result<Row, String>,
+) -> anyhow::Result<()> {
+    let row = match row {
+        Ok(row) => row,
+        Err(reason) => {
+            report.refused.push((line, reason));
+            return Ok(());
+        }
+    };
+    let written = match row {
+        Row::User(user) => directory.upsert_user(user).await.map(|()| &mut report.users),
+        Row::Device(user_id, device) => {
+            directory.upsert_device(&user_id, device).await.map(|()| &mut report.devices)
+        }
+        Row::Preference(user_id, preference) => {
+            directory.set_preference(&user_id, preference).await.map(|()| &mut report.preferences)
+        }
+        Row::Template(variant) => {
+            report.template_ids.insert(variant.template_id.clone());
+            directory.upsert_template(variant).await.map(|()| &mut report.templates)
+        }
+    };
+    *written.with_context(|| format!("writing line {line}"))? += 1;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -481,9 +481,13 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Directory { command: herald::directory::DirectoryCommand::Import { file } } => {
+        Command::Directory {
+            command: herald::directory::DirectoryCommand::Import { file, format, kind },
+        } => {
+            let options = herald::directory::ImportOptions::for_file(&file, format, kind)?;
             let progress = file_progress(&file);
-            let report = herald::directory::import_configured(&config, &file, &progress).await?;
+            let report =
+                herald::directory::import_configured(&config, &file, options, &progress).await?;
             progress.finish_and_clear();
             for (line, reason) in &report.refused {
                 eprintln!("line {line}: {reason}");

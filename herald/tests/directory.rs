@@ -1,4 +1,4 @@
-//! `herald directory import`: JSON lines into the enricher's directory, checked line by line,
+//! `herald directory import`: JSON lines or CSV into the enricher's directory, checked record by record,
 //! idempotent on re-run, and used by the pipeline right away; the template ids it announces
 //! let the send API refuse an unknown `template_id` with a 422.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -74,4 +74,77 @@ async fn imported_lines_are_checked_idempotent_and_used_by_the_pipeline() {
     let mail = env.mail.wait_for(WAIT, |m| m.to == ["imported@example.com"]).await.expect("mail");
     assert!(mail.header("Subject").unwrap().starts_with("=?utf-8?"), "the ko subject");
     pipeline.stop().await;
+}
+
+const USERS_CSV: &str = "user_id,email,phone,locale,timezone,region,quiet_hours
+csv-1,csv1@example.com,+14155550100,en-US,America/New_York,US,
+csv-2,,12345,,,,
+csv-3,csv3@example.com,,ko-KR,Asia/Seoul,KR,22:00-07:00
+";
+
+const MIXED_CSV: &str = "kind,user_id,device_id,platform,token,active,category,channel,opted_in,template_id,locale,subject,body
+device,csv-1,tablet,android,fcm-csv-token,true,,,,,,,
+device,csv-1,old,android,fcm-old-token,no,,,,,,,
+preference,csv-1,,,,,marketing,email,false,,,,
+template,,,,,,,email,,csv-welcome,,\"Hi, {{ name }}\",\"Dear {{ name }},
+welcome aboard.\"
+preference,csv-3,,,,,marketing,email,perhaps,,,,
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_files_import_like_json_lines_with_the_kind_from_a_column_or_the_command() {
+    let env = TestEnv::start().await;
+    let users = env.dir.path().join("users.csv");
+    let mixed = env.dir.path().join("mixed.csv");
+    std::fs::write(&users, USERS_CSV).unwrap();
+    std::fs::write(&mixed, MIXED_CSV).unwrap();
+    let import = |file: &std::path::Path, extra: &[&str]| {
+        let output = herald_command(&env)
+            .args(["directory", "import", "--file", file.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.success(), stdout, stderr)
+    };
+
+    let (ok, _, stderr) = import(&users, &[]);
+    assert!(!ok && stderr.contains("no `kind` column") && stderr.contains("--kind"), "{stderr}");
+    let (ok, stdout, stderr) = import(&users, &["--kind", "user"]);
+    assert!(!ok, "a bad row makes the exit non-zero");
+    assert!(stdout.contains("imported 2 user(s), 0 device(s)") && stdout.contains("skipped 1"));
+    assert!(stderr.contains("line 3: phone \"12345\" is not E.164"), "{stderr}");
+
+    let (_, first, stderr) = import(&mixed, &[]);
+    assert!(
+        first.contains("2 device(s), 1 preference(s), 1 template variant(s); skipped 1"),
+        "{first}"
+    );
+    assert!(stderr.contains("line 7: opted_in: expected true or false"), "{stderr}");
+    let (_, again, _) = import(&mixed, &[]);
+    assert_eq!(again, first, "a re-run does the same");
+
+    let directory = env.directory();
+    let user = directory.user("csv-1").await.unwrap().unwrap();
+    assert_eq!(user.email.as_deref(), Some("csv1@example.com"));
+    assert_eq!(user.quiet_hours, None, "an empty cell is an absent field");
+    let seoul = directory.user("csv-3").await.unwrap().unwrap();
+    assert_eq!(seoul.quiet_hours.as_deref(), Some("22:00-07:00"));
+    assert_eq!(directory.user("csv-2").await.unwrap(), None);
+    let devices = directory.devices("csv-1").await.unwrap();
+    assert_eq!(devices.len(), 2, "upserted, not duplicated");
+    let old = devices.iter().find(|d| d.device_id == "old").unwrap();
+    assert!(!old.active, "\"no\" is false");
+    let preferences = directory.preferences("csv-1").await.unwrap();
+    assert_eq!(preferences.len(), 1);
+    assert!(!preferences[0].opted_in);
+    let template = directory.template("csv-welcome").await.unwrap();
+    assert_eq!(template[0].subject.as_deref(), Some("Hi, {{ name }}"));
+    assert_eq!(template[0].body, "Dear {{ name }},\nwelcome aboard.");
+
+    let jsonl = env.dir.path().join("users.jsonl");
+    std::fs::write(&jsonl, "").unwrap();
+    let (ok, _, stderr) = import(&jsonl, &["--kind", "user"]);
+    assert!(!ok && stderr.contains("--kind is for CSV files"), "{stderr}");
 }
