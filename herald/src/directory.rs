@@ -213,8 +213,10 @@ fn check(line: Line, renderer: &Renderer) -> Result<Row, String> {
                     .parse::<email_address::EmailAddress>()
                     .map_err(|e| format!("email {email:?}: {e}"))?;
             }
-            if let Some(phone) = phone.as_deref().filter(|p| !herald_ingest::request::is_e164(p)) {
-                return Err(format!("phone {phone:?} is not E.164 (e.g. +14155550100)"));
+            if let Some(phone) = &phone
+                && let Some(reason) = herald_ingest::request::phone_number_error(phone)
+            {
+                return Err(format!("phone {phone:?}: {reason}"));
             }
             if let Some(zone) = timezone.as_deref().filter(|z| !quiet::is_known_timezone(z)) {
                 return Err(format!(

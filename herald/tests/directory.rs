@@ -42,7 +42,7 @@ async fn imported_lines_are_checked_idempotent_and_used_by_the_pipeline() {
             .contains("1 user(s), 1 device(s), 1 preference(s), 2 template variant(s); skipped 2"),
         "{stdout}"
     );
-    assert!(stderr.contains("line 4: phone \"12345\" is not E.164"), "{stderr}");
+    assert!(stderr.contains("line 4: phone \"12345\": not an E.164 phone number"), "{stderr}");
     assert!(stderr.contains("line 8: ") && stderr.contains("syntax"), "{stderr}");
 
     let again = import();
@@ -114,7 +114,7 @@ async fn csv_files_import_like_json_lines_with_the_kind_from_a_column_or_the_com
     let (ok, stdout, stderr) = import(&users, &["--kind", "user"]);
     assert!(!ok, "a bad row makes the exit non-zero");
     assert!(stdout.contains("imported 2 user(s), 0 device(s)") && stdout.contains("skipped 1"));
-    assert!(stderr.contains("line 3: phone \"12345\" is not E.164"), "{stderr}");
+    assert!(stderr.contains("line 3: phone \"12345\": not an E.164 phone number"), "{stderr}");
 
     let (_, first, stderr) = import(&mixed, &[]);
     assert!(

@@ -151,6 +151,13 @@ async fn malformed_or_invalid_requests_are_refused_and_nothing_is_produced() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["field"], "to[0].email");
 
+    // E.164 in form, but no US number has area code 555.
+    let unassigned = r#"{"to":[{"phone":"+15551234567"}],"sms":{"text":"hi"}}"#;
+    let (status, body) = pipeline.post(Some(&key), unassigned).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "to[0].phone");
+    assert!(body["errors"][0]["reason"].as_str().unwrap().contains("numbering plan"), "{body}");
+
     let (status, _) = pipeline.post(None, &email_body("1", "s", "t")).await;
     assert_eq!(status, 401, "no key");
     let (status, _) = pipeline.post(Some("hrld_0000"), &email_body("1", "s", "t")).await;

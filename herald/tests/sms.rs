@@ -203,7 +203,7 @@ async fn an_sms_outage_without_failover_holds_the_channel_instead_of_burning_ret
     let key = env.api_key();
     let mut ids = Vec::new();
     for n in 0..12 {
-        ids.push(send(&pipeline, &key, &format!("+1415555020{n:02}"), "outage").await);
+        ids.push(send(&pipeline, &key, &format!("+141555501{n:02}"), "outage").await);
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let during_outage = twilio.requests();
