@@ -1,5 +1,6 @@
 //! `Idempotency-Key` at the send API: a retried request is answered as the first was and
-//! produces nothing, across a restart; the same key with another body is refused.
+//! produces nothing, across a restart and across instances sharing the ingest store; the same
+//! key with another body is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -52,4 +53,49 @@ async fn a_retried_request_with_the_same_idempotency_key_is_accepted_and_sent_on
     assert_eq!(requests.iter().filter(|r| r.notification_id == id).count(), 1, "produced once");
     assert_eq!(env.mail.per_recipient().get("idem@example.com"), Some(&1), "sent once");
     restarted.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingest_instances_sharing_a_store_answer_one_idempotency_key_with_one_notification() {
+    let env = TestEnv::start().await;
+    add_user(&env, "twice", "twice@example.com").await;
+    let key = env.api_key();
+    let body = email_body("twice", "Your ticket", "Row 12, seat 4.");
+    let idempotency = [("Idempotency-Key", "ticket-77")];
+    let (first, second) = tokio::join!(env.pipeline(), env.pipeline());
+
+    // The client's retry reaches the other instance while the first may still be producing.
+    let ((status_a, answer_a, _), (status_b, answer_b, _)) = tokio::join!(
+        first.post_with(&key, &body, &idempotency),
+        second.post_with(&key, &body, &idempotency)
+    );
+    let statuses = [status_a, status_b];
+    assert!(statuses.contains(&202), "{answer_a} {answer_b}");
+    assert!(statuses.iter().all(|s| [202, 409].contains(s)), "{answer_a} {answer_b}");
+    let original = if status_a == 202 { answer_a } else { answer_b };
+    for instance in [&first, &second] {
+        let (status, again, headers) = instance.post_with(&key, &body, &idempotency).await;
+        assert_eq!((status, &again), (202, &original), "the first answer, from either");
+        assert_eq!(headers.get("idempotent-replayed").unwrap(), "true");
+    }
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while !env.mail.per_recipient().contains_key("twice@example.com") {
+        assert!(std::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let everything = |_: &[NotificationRequest]| false;
+    let requests = env
+        .read_records::<NotificationRequest>(
+            &env.topics().requests(),
+            Duration::from_secs(3),
+            everything,
+        )
+        .await;
+    let id = original["id"].as_str().unwrap();
+    assert_eq!(requests.len(), 1, "one request produced for the key");
+    assert_eq!(requests[0].notification_id, id);
+    assert_eq!(env.mail.per_recipient().get("twice@example.com"), Some(&1), "sent once");
+    tokio::join!(first.stop(), second.stop());
 }
