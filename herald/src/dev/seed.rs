@@ -69,7 +69,7 @@ pub async fn demo_users(directory: &SqliteDirectory) -> Result<(), DirectoryErro
         .upsert_user(user(
             "123456",
             Some("ada@example.com"),
-            "+447700900123",
+            "+447400123456",
             "en-GB",
             "Europe/London",
             "GB",
@@ -119,4 +119,21 @@ pub async fn demo_users(directory: &SqliteDirectory) -> Result<(), DirectoryErro
         .upsert_user(user("345678", None, "+8613800138000", "zh-CN", "Asia/Shanghai", "CN"))
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn the_demo_users_phone_numbers_are_ones_the_send_api_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let directory = SqliteDirectory::open(dir.path().join("directory.db")).unwrap();
+        demo_users(&directory).await.unwrap();
+        for (id, _) in DEMO_USERS {
+            let phone = directory.user(id).await.unwrap().unwrap().phone.unwrap();
+            assert_eq!(herald_ingest::request::phone_number_error(&phone), None, "{id}: {phone}");
+        }
+    }
 }
