@@ -103,6 +103,11 @@ impl RecentKeys {
         (now.saturating_duration_since(*looked_up) < self.ttl).then(|| caller.clone())
     }
 
+    fn forget_client(&self, client_id: &str) {
+        let mut callers = self.callers.lock().unwrap_or_else(|p| p.into_inner());
+        callers.retain(|_, (caller, _)| caller.client_id != client_id);
+    }
+
     fn remember(&self, key_hash: String, caller: Caller, now: Instant) {
         let mut callers = self.callers.lock().unwrap_or_else(|p| p.into_inner());
         if callers.len() >= MAX_RECENT_KEYS {
@@ -186,17 +191,21 @@ impl ApiClients {
         })
     }
 
-    /// Revokes a client's key; returns false when no such client exists.
+    /// Revokes a client's key; returns false when no such client exists. This handle forgets
+    /// the key at once; other processes within [`RECENT_KEY_TTL`].
     pub fn revoke(&self, client_id: &str) -> Result<bool, SqliteError> {
         let now = herald_schemas::now_millis();
-        self.pool
+        let revoked = self
+            .pool
             .run_blocking(|c| {
                 c.execute(
                     "UPDATE api_clients SET revoked_at = ?2 WHERE client_id = ?1 AND revoked_at IS NULL",
                     params![client_id, now],
                 )
             })
-            .map(|changed| changed > 0)
+            .map(|changed| changed > 0)?;
+        self.recent.forget_client(client_id);
+        Ok(revoked)
     }
 
     /// The client a presented key belongs to, if the key is known and not revoked (as of at
@@ -277,6 +286,11 @@ mod tests {
         tokio::time::sleep(ttl).await;
         assert_eq!(api.authenticate(&key).await.unwrap(), None, "looked up again and refused");
         assert_eq!(api.authenticate(&key).await.unwrap(), None, "a refusal is not remembered");
+
+        let (client, key) = operator.add("shop").unwrap();
+        assert!(api.authenticate(&key).await.unwrap().is_some());
+        assert!(api.revoke(&client.client_id).unwrap());
+        assert_eq!(api.authenticate(&key).await.unwrap(), None, "its own revocation at once");
     }
 
     #[test]
