@@ -147,12 +147,15 @@ pub(crate) async fn copy_records(
     let consumer = reader_from_start(config, "herald-bench-copy", from)?;
     let producer = Producer::new(&config.kafka, "herald-bench-copy")?;
     let cpu_before = process_usage(std::process::id()).0;
-    let started = Instant::now();
+    // From the first record read, as the enricher is timed from its first output: joining
+    // the group and the broker's first fetch are not the copy's speed.
+    let mut started = None;
     let mut acks = Vec::new();
     for _ in 0..records {
         let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
             .await
             .context("copy stalled")??;
+        started.get_or_insert_with(Instant::now);
         let payload = message.payload().unwrap_or_default();
         acks.push(producer.enqueue(to, message.key(), payload, None).await?);
         if acks.len() >= 5_000 {
@@ -160,7 +163,7 @@ pub(crate) async fn copy_records(
         }
     }
     wait_all(acks).await?;
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = started.map_or(0.0, |at| at.elapsed().as_secs_f64()).max(1e-9);
     // This process also serves the schema registry, idle by now.
     let cpu_seconds = process_usage(std::process::id()).0 - cpu_before;
     Ok(Copied { seconds, cpu_seconds })
