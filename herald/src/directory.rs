@@ -21,7 +21,9 @@ use serde::Deserialize;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DirectoryCommand {
-    /// Load JSON lines, one record each, tagged by "kind": user, device, preference, template.
+    /// Load users, devices, preferences and templates from JSON lines or CSV.
+    ///
+    /// JSON lines: one record each, tagged by "kind": user, device, preference, template.
     ///
     /// {"kind":"user","user_id":"1","email":"a@example.com","phone":"+14155550100","locale":"en-US","timezone":"America/New_York","region":"US"}
     /// {"kind":"device","user_id":"1","device_id":"phone","platform":"ios","token":"<64 hex>","app_id":"com.example.app"}
@@ -33,6 +35,7 @@ pub enum DirectoryCommand {
     ///
     /// user_id,email,phone,locale,timezone,region
     /// 1,a@example.com,+14155550100,en-US,America/New_York,US
+    #[command(verbatim_doc_comment)]
     Import {
         /// The file to load.
         #[arg(long)]
