@@ -79,11 +79,8 @@ async fn two_ingest_instances_sharing_a_store_answer_one_idempotency_key_with_on
         assert_eq!(headers.get("idempotent-replayed").unwrap(), "true");
     }
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    while !env.mail.per_recipient().contains_key("twice@example.com") {
-        assert!(std::time::Instant::now() < deadline, "never delivered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let delivered = env.mail.wait_for(Duration::from_secs(40), |m| m.to == ["twice@example.com"]);
+    delivered.await.expect("never delivered");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let everything = |_: &[NotificationRequest]| false;
     let requests = env
