@@ -5,7 +5,7 @@ use scylla::DeserializeRow;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 
-use herald_runtime::scylla::{ScyllaConfig, ScyllaSetupError, statements};
+use herald_runtime::scylla::{ScyllaConfig, ScyllaSetupError, apply_cql, select};
 
 use crate::directory::{
     Device, Directory, DirectoryError, Platform, Preference, QuotaCounter, TemplateVariant, User,
@@ -88,10 +88,7 @@ struct TokenOwnerRow {
 impl ScyllaDirectory {
     /// Creates the directory's tables if needed (the keyspace must exist: `herald migrate`).
     pub async fn create_tables(session: &Session, keyspace: &str) -> Result<(), DirectoryError> {
-        for statement in statements(TABLES_CQL, keyspace) {
-            session.query_unpaged(statement, ()).await.map_err(unavailable)?;
-        }
-        Ok(())
+        apply_cql(session, TABLES_CQL, keyspace).await.map_err(unavailable)
     }
 
     pub async fn connect(config: &ScyllaConfig) -> Result<Self, ScyllaSetupError> {
@@ -196,9 +193,7 @@ impl ScyllaDirectory {
     where
         R: for<'frame, 'metadata> scylla::deserialize::row::DeserializeRow<'frame, 'metadata>,
     {
-        let result = self.session.execute_unpaged(statement, values).await.map_err(unavailable)?;
-        let rows = result.into_rows_result().map_err(unavailable)?;
-        rows.rows::<R>().map_err(unavailable)?.collect::<Result<Vec<R>, _>>().map_err(unavailable)
+        select(&self.session, statement, values).await.map_err(unavailable)
     }
 }
 

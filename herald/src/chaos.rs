@@ -216,7 +216,7 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<ChaosReport> {
     config.dispatch.retry.delays_ms = vec![1_000, 2_000, 5_000, 10_000];
     config.validate()?;
     admin::create_topics(&config.kafka, &config.topic_specs()).await?;
-    let (_, key) = ApiClients::open(&config.ingest.store_path)?.add("chaos")?;
+    let (_, key) = ApiClients::open(&config.ingest.store_path)?.add("chaos").await?;
 
     // The roles read exactly this configuration (including the broker's producer settings).
     let config_file = data.join("herald.toml");

@@ -8,8 +8,7 @@ use herald::config::HeraldConfig;
 use herald::dev::{self, DevOptions};
 use herald::dlq;
 use herald::roles;
-use herald_ingest::ApiClients;
-use herald_ingest::webhooks::WebhookRegistry;
+use herald_ingest::IngestStores;
 use herald_runtime::shutdown;
 use herald_schemas::Channel;
 use herald_schemas::dev_registry::DevRegistry;
@@ -334,7 +333,8 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Clients { command } => {
-            let clients = ApiClients::open(&config.ingest.store_path)?;
+            let stores = IngestStores::open(&config.ingest).await?;
+            let clients = &stores.clients;
             match command {
                 ClientsCommand::Add { name, channels, categories, rate } => {
                     if let Some(bad) =
@@ -345,14 +345,14 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
                     anyhow::ensure!(rate.is_none_or(|r| r > 0.0), "--rate must be above 0");
                     let policy =
                         herald_ingest::ClientPolicy { channels, categories, rate_per_second: rate };
-                    let (client, key) = clients.add_with(&name, policy)?;
+                    let (client, key) = clients.add_with(&name, policy).await?;
                     println!(
                         "client {} ({})\nkey (shown once): {key}",
                         client.client_id, client.name
                     );
                 }
                 ClientsCommand::List => {
-                    for c in clients.list()? {
+                    for c in clients.list().await? {
                         let state = if c.revoked { "revoked" } else { "active" };
                         let all = |v: &[String]| {
                             if v.is_empty() { "all".to_owned() } else { v.join(",") }
@@ -369,16 +369,19 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
                     }
                 }
                 ClientsCommand::Revoke { client_id } => {
-                    anyhow::ensure!(clients.revoke(&client_id)?, "no active client {client_id}");
+                    anyhow::ensure!(
+                        clients.revoke(&client_id).await?,
+                        "no active client {client_id}"
+                    );
                     println!("revoked {client_id}");
                 }
                 ClientsCommand::Webhook { client_id, url, events, remove } => {
-                    let known = clients.list()?.iter().any(|c| c.client_id == client_id);
+                    let known = clients.list().await?.iter().any(|c| c.client_id == client_id);
                     anyhow::ensure!(known, "no client {client_id} (herald clients list)");
-                    let registry = WebhookRegistry::open(&config.ingest.store_path)?;
+                    let registry = &stores.webhooks;
                     match url {
                         Some(url) if !remove => {
-                            let webhook = registry.set(&client_id, &url, &events)?;
+                            let webhook = registry.set(&client_id, &url, &events).await?;
                             let kinds =
                                 if events.is_empty() { "all".into() } else { events.join(", ") };
                             println!("webhook of {client_id}: {url} ({kinds} events)");
@@ -386,7 +389,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
                         }
                         _ => {
                             anyhow::ensure!(
-                                registry.remove(&client_id)?,
+                                registry.remove(&client_id).await?,
                                 "{client_id} has no webhook"
                             );
                             println!("removed the webhook of {client_id}");

@@ -12,8 +12,8 @@ use herald_dispatchers::ledger::sqlite::SqliteLedger;
 use herald_dispatchers::{DeliveryLedger, DispatchSetup, Provider, Routes};
 use herald_enricher::scylla_directory::ScyllaDirectory;
 use herald_enricher::{CachedDirectory, Directory, DirectoryBackend, SqliteDirectory};
-use herald_ingest::webhooks::WebhookRegistry;
-use herald_ingest::{ApiClients, IdempotencyStore, Ingest, StatusStore};
+use herald_ingest::store::ScyllaIngestStore;
+use herald_ingest::{Ingest, IngestStores, StoreBackend};
 use herald_runtime::http::BrokerReadiness;
 use herald_runtime::kafka::{AvroProducer, Producer, admin};
 use herald_schemas::{AvroCodec, Channel};
@@ -37,21 +37,15 @@ pub async fn ingest(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let clients = ApiClients::open(&config.ingest.store_path).context("API client store")?;
-    let status = StatusStore::open(&config.ingest.store_path).context("status store")?;
+    let stores = IngestStores::open(&config.ingest).await.context("ingest store")?;
     let output = output(config, "herald-ingest")?;
     let topics = config.kafka.topics();
-    let idempotency =
-        IdempotencyStore::open(&config.ingest.store_path, config.ingest.idempotency_window_ms())
-            .context("idempotency store")?;
-    let stores = (clients, status.clone(), idempotency);
-    let status_for_webhooks = status.clone();
     let tracker = config.tracking.tracker().context("tracking secret")?;
-    let api = Ingest::new(&config.ingest, stores, output.clone(), topics.clone(), tracker)
+    let api = Ingest::new(&config.ingest, &stores, output.clone(), topics.clone(), tracker)
         .context("provider callback secrets")?;
     let sink = herald_ingest::status_sink::run(
         &config.kafka,
-        status,
+        stores.status.clone(),
         output.codec_handle(),
         output.producer().clone(),
         shutdown.clone(),
@@ -61,8 +55,8 @@ pub async fn ingest(
     let webhooks = herald_ingest::webhooks::run(
         &config.kafka,
         herald_ingest::webhooks::WebhookParts {
-            registry: WebhookRegistry::open(&config.ingest.store_path).context("webhook store")?,
-            status: status_for_webhooks,
+            registry: stores.webhooks.clone(),
+            status: stores.status.clone(),
             codec: output.codec_handle(),
             producer: output.producer().clone(),
             settings: herald_ingest::webhooks::WebhookSettings {
@@ -124,6 +118,12 @@ pub async fn migrate(config: &HeraldConfig) -> anyhow::Result<Vec<String>> {
         let session = scylla.connect_creating_keyspace().await?;
         ScyllaLedger::create_table(&session, scylla.keyspace()?).await?;
         done.push(format!("delivery ledger table in keyspace {}", scylla.keyspace));
+    }
+    if config.ingest.store_backend == StoreBackend::Scylla {
+        let scylla = &config.ingest.scylla;
+        let session = scylla.connect_creating_keyspace().await?;
+        ScyllaIngestStore::create_tables(&session, scylla.keyspace()?).await?;
+        done.push(format!("ingest tables in keyspace {}", scylla.keyspace));
     }
     Ok(done)
 }

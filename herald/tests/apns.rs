@@ -95,7 +95,7 @@ async fn ios_push_goes_over_http2_connections_with_one_es256_provider_token_and_
     add_iphone(&env, "i1", &token(1), None).await;
     add_iphone(&env, "i2", &token(2), Some("shop-watch")).await;
     let pipeline = env.pipeline_with(&[Channel::Ios]).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let (status, body) = pipeline.post(Some(&key), &push_body("i1", "first")).await;
     assert_eq!(status, 202, "{body}");
     let first_id = body["id"].as_str().unwrap().to_owned();
@@ -133,7 +133,7 @@ async fn ios_push_goes_over_http2_connections_with_one_es256_provider_token_and_
 async fn a_raw_device_token_gets_the_requests_priority_expiry_and_collapse_key() {
     let (env, apns) = with_apns(&["com.example.shop.watchkitapp"]).await;
     let pipeline = env.pipeline_with(&[Channel::Ios]).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let body = serde_json::json!({
         "to": [{"device": {"platform": "ios", "token": token(7), "app_id": "shop-watch"}}],
         "category": "security",
@@ -170,7 +170,7 @@ async fn an_apns_410_unregistered_token_fails_and_the_device_is_deactivated() {
     add_iphone(&env, "i3", &token(3), None).await;
     apns.unregister(&token(3));
     let pipeline = env.pipeline_with(&[Channel::Ios]).await;
-    let (_, body) = pipeline.post(Some(&env.api_key()), &push_body("i3", "gone")).await;
+    let (_, body) = pipeline.post(Some(&env.api_key().await), &push_body("i3", "gone")).await;
     let id = body["id"].as_str().unwrap().to_owned();
 
     let failed = event_of(&env, &id, EventKind::Failed).await;
@@ -193,7 +193,7 @@ async fn apns_too_many_requests_is_retried_until_apple_accepts() {
     apns.throttle(1);
     apns.fail_unavailable(1);
     let pipeline = env.pipeline_with(&[Channel::Ios]).await;
-    let (_, body) = pipeline.post(Some(&env.api_key()), &push_body("i4", "eventually")).await;
+    let (_, body) = pipeline.post(Some(&env.api_key().await), &push_body("i4", "eventually")).await;
     let id = body["id"].as_str().unwrap().to_owned();
 
     let sent = wait_for(&apns, 1).await;
@@ -218,7 +218,7 @@ async fn an_app_of_another_apple_team_is_sent_with_that_teams_credentials() {
     add_iphone(&env, "i5", &token(5), Some("partner")).await;
     add_iphone(&env, "i6", &token(6), None).await;
     let pipeline = env.pipeline_with(&[Channel::Ios]).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     for user in ["i5", "i6"] {
         let (status, body) = pipeline.post(Some(&key), &push_body(user, "hello")).await;
         assert_eq!(status, 202, "{body}");

@@ -25,7 +25,7 @@ fn body(recipients: usize) -> String {
 async fn a_bulk_request_produces_one_record_per_recipient_before_answering() {
     let env = TestEnv::start().await;
     let pipeline = env.pipeline().await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let (status, refused) = pipeline.post(Some(&key), &body(1_200)).await;
     assert_eq!(status, 422, "the single-send route keeps its limit: {refused}");
 

@@ -24,9 +24,9 @@ async fn a_scoped_key_is_refused_beyond_its_channels_categories_and_rate() {
         categories: vec!["transactional".into()],
         rate_per_second: None,
     };
-    let (_, key) = clients.add_with("receipts", scoped).unwrap();
+    let (_, key) = clients.add_with("receipts", scoped).await.unwrap();
     let slow = ClientPolicy { rate_per_second: Some(0.5), ..ClientPolicy::default() };
-    let (_, slow_key) = clients.add_with("slow", slow).unwrap();
+    let (_, slow_key) = clients.add_with("slow", slow).await.unwrap();
     let pipeline = env.pipeline().await;
 
     let sms = serde_json::json!({"to": [{"phone": "+14155550100"}], "sms": {"text": "hi"}});
@@ -50,7 +50,7 @@ async fn a_scoped_key_is_refused_beyond_its_channels_categories_and_rate() {
     let retry_after: f64 = headers.get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
     assert!((1.0..=2.0).contains(&retry_after), "{retry_after}");
 
-    let listed = clients.list().unwrap();
+    let listed = clients.list().await.unwrap();
     let receipts = listed.iter().find(|c| c.name == "receipts").unwrap();
     assert_eq!(receipts.policy.channels, vec!["email".to_owned()]);
     pipeline.stop().await;
@@ -61,7 +61,7 @@ async fn a_key_revoked_with_the_cli_is_refused_by_the_running_api_within_a_secon
     let env = TestEnv::start().await;
     add_user(&env, "revoked", "revoked@example.com").await;
     let clients = ApiClients::open(&env.config.ingest.store_path).unwrap();
-    let (client, key) = clients.add("leaked").unwrap();
+    let (client, key) = clients.add("leaked").await.unwrap();
     let pipeline = env.pipeline().await;
     let body = email_body("revoked", "Hello", "Hi");
     let (status, answer) = pipeline.post(Some(&key), &body).await;
@@ -130,8 +130,8 @@ async fn a_callers_webhook_gets_signed_events_retried_while_it_fails_and_dead_le
     add_user(&env, "hooked", "hooked@example.com").await;
     let (endpoint, posts) = webhook_endpoint().await;
     let clients = ApiClients::open(&env.config.ingest.store_path).unwrap();
-    let (shop, shop_key) = clients.add("shop").unwrap();
-    let (legacy, legacy_key) = clients.add("legacy").unwrap();
+    let (shop, shop_key) = clients.add("shop").await.unwrap();
+    let (legacy, legacy_key) = clients.add("legacy").await.unwrap();
     let set = |client: &str, path: &str| {
         let url = format!("{endpoint}/{path}");
         let out = herald_output(
@@ -231,7 +231,7 @@ async fn the_webhook_sender_reads_no_events_until_a_webhook_exists_then_posts_fr
     add_user(&env, "late", "late@example.com").await;
     let (endpoint, posts) = webhook_endpoint().await;
     let clients = ApiClients::open(&env.config.ingest.store_path).unwrap();
-    let (client, key) = clients.add("late-shop").unwrap();
+    let (client, key) = clients.add("late-shop").await.unwrap();
     let pipeline = env.pipeline().await;
     let fetched_before = webhook_records_fetched();
 

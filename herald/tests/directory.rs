@@ -56,13 +56,14 @@ async fn imported_lines_are_checked_idempotent_and_used_by_the_pipeline() {
     let body = serde_json::json!({
         "to": [{"user_id": "imp-1"}], "template_id": "welcome", "data": {"name": "Ji"},
     });
-    let (status, answer) = pipeline.post(Some(&env.api_key()), &body.to_string()).await;
+    let (status, answer) = pipeline.post(Some(&env.api_key().await), &body.to_string()).await;
     assert_eq!(status, 202, "{answer}");
     // The import announced its template ids: the send API refuses others at once.
     let unknown = serde_json::json!({"to": [{"user_id": "imp-1"}], "template_id": "welcom"});
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let refused = loop {
-        let (status, answer) = pipeline.post(Some(&env.api_key()), &unknown.to_string()).await;
+        let (status, answer) =
+            pipeline.post(Some(&env.api_key().await), &unknown.to_string()).await;
         if status == 422 {
             break answer;
         }

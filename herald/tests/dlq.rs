@@ -18,7 +18,7 @@ async fn dead_letters_are_listed_by_filter_shown_and_redriven_to_delivery() {
     let producer = Producer::new(&env.config.kafka, "poisoner").unwrap();
     producer.send(&env.topics().requests(), Some(b"x"), b"not avro", None).await.unwrap();
     let pipeline = env.pipeline().await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let (_, body) = pipeline.post(Some(&key), &email_body("u", "redrive me", "body")).await;
     let id = body["id"].as_str().unwrap().to_owned();
     env.read_topic(&env.topics().dlq(), WAIT, |r| r.len() >= 2).await;

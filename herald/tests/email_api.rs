@@ -60,7 +60,7 @@ async fn email_through_sendgrid_carries_the_notification_id_and_unsubscribe_only
     let (env, sendgrid) = with_sendgrid().await;
     sendgrid.throttle(1);
     let pipeline = env.pipeline().await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let (_, marketing) = pipeline.post(Some(&key), &mail("ada@example.com", "marketing")).await;
     let (_, receipt) = pipeline.post(Some(&key), &mail("bob@example.com", "transactional")).await;
 
@@ -117,7 +117,7 @@ async fn signed_sendgrid_event_webhooks_update_the_status_and_forged_ones_are_re
         verification_key: sendgrid.verification_key(),
     });
     let pipeline = env.pipeline().await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let (_, answer) = pipeline.post(Some(&key), &mail("cy@example.com", "marketing")).await;
     let id = answer["id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + WAIT;

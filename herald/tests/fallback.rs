@@ -89,7 +89,8 @@ async fn a_security_push_to_a_user_without_devices_is_sent_by_sms() {
     let (env, pushy, twilio) = with_fallback().await;
     add_user_with_phone(&env, "no-phone-app", "+14155550111").await;
     let pipeline = env.pipeline_with(&[Channel::Android, Channel::Sms]).await;
-    let (status, body) = pipeline.post(Some(&env.api_key()), &security_push("no-phone-app")).await;
+    let (status, body) =
+        pipeline.post(Some(&env.api_key().await), &security_push("no-phone-app")).await;
     assert_eq!(status, 202, "{body}");
 
     wait_for_sms(&twilio, 1).await;
@@ -118,7 +119,7 @@ async fn a_security_push_that_fails_for_good_falls_back_to_one_sms() {
         pushy.unregister(token);
     }
     let pipeline = env.pipeline_with(&[Channel::Android, Channel::Sms]).await;
-    let (status, body) = pipeline.post(Some(&env.api_key()), &security_push("stale")).await;
+    let (status, body) = pipeline.post(Some(&env.api_key().await), &security_push("stale")).await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
 

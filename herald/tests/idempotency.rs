@@ -14,7 +14,7 @@ use support::{TestEnv, add_user, email_body};
 async fn a_retried_request_with_the_same_idempotency_key_is_accepted_and_sent_once() {
     let env = TestEnv::start().await;
     add_user(&env, "idem", "idem@example.com").await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let body = email_body("idem", "Your receipt", "Thanks for your order.");
     let idempotency = [("Idempotency-Key", "order-1042-receipt")];
 
@@ -59,7 +59,7 @@ async fn a_retried_request_with_the_same_idempotency_key_is_accepted_and_sent_on
 async fn two_ingest_instances_sharing_a_store_answer_one_idempotency_key_with_one_notification() {
     let env = TestEnv::start().await;
     add_user(&env, "twice", "twice@example.com").await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let body = email_body("twice", "Your ticket", "Row 12, seat 4.");
     let idempotency = [("Idempotency-Key", "ticket-77")];
     let (first, second) = tokio::join!(env.pipeline(), env.pipeline());

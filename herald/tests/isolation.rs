@@ -56,7 +56,7 @@ async fn a_hanging_email_provider_leaves_push_delivering() {
             .await;
     }
     let pipeline = env.pipeline_with(&[Channel::Android]).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     for n in 0..20 {
         let body = serde_json::json!({
             "to": [{"user_id": format!("u{n}")}],

@@ -30,7 +30,7 @@ async fn a_marketing_blast_never_delays_a_security_code() {
     // A slow relay: the blast takes BLAST x 20 ms / 6 bulk slots, about 5 s, to drain.
     env.mail.set_delay(Some(Duration::from_millis(20)));
     let pipeline = env.pipeline().await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let answer = pipeline
         .http
         .post(format!("{}/v1/notifications/bulk", pipeline.api))

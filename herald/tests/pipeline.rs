@@ -26,7 +26,7 @@ fn kinds(events: &[DeliveryEvent], id: &str) -> Vec<(EventKind, Option<String>)>
 async fn posted_email_reaches_the_smtp_server_with_recipient_subject_and_body() {
     let env = TestEnv::start().await;
     add_user(&env, "123456", "ada@example.com").await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let pipeline = env.pipeline().await;
 
     let (status, body) = pipeline
@@ -63,7 +63,7 @@ async fn posted_email_reaches_the_smtp_server_with_recipient_subject_and_body() 
 async fn unknown_user_gets_a_skipped_event_and_the_pipeline_keeps_delivering() {
     let env = TestEnv::start().await;
     add_user(&env, "42", "known@example.com").await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let pipeline = env.pipeline().await;
 
     let (status, body) = pipeline.post(Some(&key), &email_body("nobody-here", "s", "t")).await;
@@ -105,7 +105,7 @@ async fn opted_out_channel_is_skipped_with_an_event_and_no_mail() {
         )
         .await
         .unwrap();
-    let key = env.api_key();
+    let key = env.api_key().await;
     let pipeline = env.pipeline().await;
 
     let mut body: serde_json::Value =
@@ -136,7 +136,7 @@ async fn opted_out_channel_is_skipped_with_an_event_and_no_mail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_or_invalid_requests_are_refused_and_nothing_is_produced() {
     let env = TestEnv::start().await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let pipeline = env.pipeline().await;
 
     let (status, body) = pipeline.post(Some(&key), r#"{"to":[{"user_id":1}],"subject":"#).await;
@@ -177,7 +177,7 @@ async fn malformed_or_invalid_requests_are_refused_and_nothing_is_produced() {
 async fn undecodable_request_goes_to_the_dlq_with_reason_and_the_partition_moves_on() {
     let env = TestEnv::start().await;
     add_user(&env, "99", "after-poison@example.com").await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let producer = herald_runtime::kafka::Producer::new(&env.config.kafka, "poisoner").unwrap();
     // Same key as the good request that follows: same partition, behind the poison.
     producer
@@ -209,7 +209,7 @@ async fn smtp_permanent_rejection_becomes_a_failed_event_and_is_not_resent() {
     let env = TestEnv::start().await;
     add_user(&env, "5", "bounce@example.com").await;
     env.mail.refuse("bounce@example.com", 550, "5.1.1 no such user");
-    let key = env.api_key();
+    let key = env.api_key().await;
     let pipeline = env.pipeline().await;
     let (_, body) = pipeline.post(Some(&key), &email_body("5", "s", "t")).await;
     let id = body["id"].as_str().unwrap().to_owned();
@@ -296,7 +296,7 @@ async fn a_dead_device_token_reported_on_directory_updates_is_no_longer_targeted
         };
         directory.upsert_device("phone-user", device).await.unwrap();
     }
-    let key = env.api_key();
+    let key = env.api_key().await;
     let pipeline = env.pipeline().await;
 
     // What a push dispatcher reports when the provider says the token is gone.
@@ -364,8 +364,9 @@ async fn lag_end_to_end_latency_produced_records_and_enricher_outcomes_are_expor
     env.config.kafka.consumer.statistics_interval_ms = 500;
     add_user(&env, "measured", "measured@example.com").await;
     let pipeline = env.pipeline().await;
-    let (status, _) =
-        pipeline.post(Some(&env.api_key()), &email_body("measured", "Measured", "hello")).await;
+    let (status, _) = pipeline
+        .post(Some(&env.api_key().await), &email_body("measured", "Measured", "hello"))
+        .await;
     assert_eq!(status, 202);
     env.mail.wait_for(WAIT, |m| m.to == ["measured@example.com"]).await.expect("delivered");
 

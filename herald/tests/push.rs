@@ -57,7 +57,7 @@ async fn android_push_goes_through_fcm_v1_with_one_cached_oauth_token_and_the_id
     let (env, fcm) = with_fcm().await;
     add_android(&env, "a1", "fcm-token-a1").await;
     let pipeline = pipeline(&env).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let mut ids = Vec::new();
     for title in ["first", "second", "third"] {
         let (status, body) = pipeline.post(Some(&key), &push_body("a1", title)).await;
@@ -91,7 +91,7 @@ async fn fcm_429_with_retry_after_is_honoured_before_the_next_attempt() {
     add_android(&env, "a2", "fcm-token-a2").await;
     fcm.throttle(1, 4);
     let pipeline = pipeline(&env).await;
-    let (_, body) = pipeline.post(Some(&env.api_key()), &push_body("a2", "throttled")).await;
+    let (_, body) = pipeline.post(Some(&env.api_key().await), &push_body("a2", "throttled")).await;
     let id = body["id"].as_str().unwrap().to_owned();
 
     let deadline = std::time::Instant::now() + WAIT;
@@ -123,7 +123,7 @@ async fn an_unregistered_fcm_token_fails_the_delivery_and_is_not_targeted_again(
     add_android(&env, "a3", "fcm-token-gone").await;
     fcm.unregister("fcm-token-gone");
     let pipeline = pipeline(&env).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let (_, body) = pipeline.post(Some(&key), &push_body("a3", "to a dead token")).await;
     let id = body["id"].as_str().unwrap().to_owned();
 

@@ -50,7 +50,7 @@ async fn a_marketing_sms_in_quiet_hours_waits_for_their_end_and_a_security_code_
         .await
         .unwrap();
     let pipeline = env.pipeline_with(&[Channel::Sms]).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let send = |category: &str, text: &str| {
         serde_json::json!({
             "to": [{"user_id": "owl"}],

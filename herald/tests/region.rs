@@ -95,7 +95,7 @@ async fn android_users_in_china_go_through_jpush_and_others_through_pushy() {
     add_android_user(&env, "cn-user", "CN", "1a0018970a8b2c3d").await;
     add_android_user(&env, "de-user", "DE", "a6345d0278adc55d3474f5").await;
     let pipeline = env.pipeline_with(&[Channel::Android]).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let (_, cn) = pipeline.post(Some(&key), &push_body("cn-user")).await;
     let (_, de) = pipeline.post(Some(&key), &push_body("de-user")).await;
     wait_until("both pushes", || jpush.accepted().len() == 1 && pushy.accepted().len() == 1).await;
@@ -125,7 +125,7 @@ async fn registration_ids_jpush_and_pushy_do_not_know_are_deactivated() {
     pushy.unregister("gone-pushy-token");
     jpush.throttle(1);
     let pipeline = env.pipeline_with(&[Channel::Android]).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let (_, cn) = pipeline.post(Some(&key), &push_body("cn-gone")).await;
     let (_, de) = pipeline.post(Some(&key), &push_body("de-gone")).await;
     let ids = [cn["id"].as_str().unwrap().to_owned(), de["id"].as_str().unwrap().to_owned()];

@@ -17,7 +17,7 @@ async fn a_replayed_window_goes_through_the_pipeline_without_sending_twice() {
         add_user(&env, user, &format!("{user}@example.com")).await;
     }
     let pipeline = env.pipeline().await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     for user in ["r1", "r2"] {
         let (status, body) = pipeline.post(Some(&key), &email_body(user, "Invoice", "Due")).await;
         assert_eq!(status, 202, "{body}");
@@ -62,7 +62,7 @@ async fn a_forced_resend_by_offsets_delivers_once_more_and_its_events_are_marked
     add_user(&env, "f1", "f1@example.com").await;
     let pipeline = env.pipeline().await;
     let (status, body) =
-        pipeline.post(Some(&env.api_key()), &email_body("f1", "Receipt", "Thanks")).await;
+        pipeline.post(Some(&env.api_key().await), &email_body("f1", "Receipt", "Thanks")).await;
     assert_eq!(status, 202, "{body}");
     env.mail.wait_for(Duration::from_secs(40), |m| m.to == ["f1@example.com"]).await.expect("sent");
 

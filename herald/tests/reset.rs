@@ -16,7 +16,7 @@ async fn a_stopped_group_reset_to_a_time_rereads_without_sending_twice() {
     add_user(&env, "g1", "g1@example.com").await;
     let pipeline = env.pipeline().await;
     let (status, body) =
-        pipeline.post(Some(&env.api_key()), &email_body("g1", "Hi", "there")).await;
+        pipeline.post(Some(&env.api_key().await), &email_body("g1", "Hi", "there")).await;
     assert_eq!(status, 202, "{body}");
     let deadline = Instant::now() + Duration::from_secs(40);
     while env.mail.received().is_empty() {
@@ -52,7 +52,7 @@ async fn groups_describe_names_the_members_of_a_running_group_and_their_partitio
     add_user(&env, "d1", "d1@example.com").await;
     let pipeline = env.pipeline().await;
     let (status, body) =
-        pipeline.post(Some(&env.api_key()), &email_body("d1", "Hi", "There")).await;
+        pipeline.post(Some(&env.api_key().await), &email_body("d1", "Hi", "There")).await;
     assert_eq!(status, 202, "{body}");
     let subject_is =
         |s: &'static str| move |m: &ReceivedMail| m.header("Subject").as_deref() == Some(s);
@@ -75,7 +75,7 @@ async fn groups_describe_names_the_members_of_a_running_group_and_their_partitio
     }
     // Asking does not disturb the group.
     let (status, body) =
-        pipeline.post(Some(&env.api_key()), &email_body("d1", "Again", "Hi")).await;
+        pipeline.post(Some(&env.api_key().await), &email_body("d1", "Again", "Hi")).await;
     assert_eq!(status, 202, "{body}");
     let again = env.mail.wait_for(Duration::from_secs(40), subject_is("Again")).await;
     again.expect("still delivering after describe");

@@ -28,7 +28,7 @@ async fn post(
     user: &str,
     subject: &str,
 ) -> String {
-    let key = env.api_key();
+    let key = env.api_key().await;
     let (status, body) = pipeline.post(Some(&key), &email_body(user, subject, "body")).await;
     assert_eq!(status, 202, "{body}");
     body["id"].as_str().unwrap().to_owned()
@@ -159,7 +159,7 @@ async fn the_status_api_shows_the_lifecycle_of_a_retried_notification_to_its_sen
     add_user(&env, "u4", "twice@example.com").await;
     env.mail.refuse_times("twice@example.com", 451, "greylisted", Some(1));
     let pipeline = env.pipeline().await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let (_, body) = pipeline.post(Some(&key), &email_body("u4", "status", "body")).await;
     let id = body["id"].as_str().unwrap().to_owned();
 
@@ -198,7 +198,7 @@ async fn the_status_api_shows_the_lifecycle_of_a_retried_notification_to_its_sen
         body["events"].as_array().unwrap().iter().find(|e| e["kind"] == "retrying").unwrap();
     assert_eq!(retrying["reason"].as_str().map(|r| r.contains("greylisted")), Some(true));
 
-    let (status, _) = get(env.api_key()).await;
+    let (status, _) = get(env.api_key().await).await;
     assert_eq!(status, 404, "another client cannot read it");
     let (status, _) = get("hrld_nope".into()).await;
     assert_eq!(status, 401);
@@ -210,7 +210,7 @@ async fn a_users_notifications_are_listed_newest_first_in_pages_to_their_sender_
     let env = TestEnv::start().await;
     add_user(&env, "u5", "listed@example.com").await;
     let pipeline = env.pipeline().await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let mut ids = Vec::new();
     for subject in ["first", "second", "third"] {
         let (_, body) = pipeline.post(Some(&key), &email_body("u5", subject, "body")).await;
@@ -240,7 +240,7 @@ async fn a_users_notifications_are_listed_newest_first_in_pages_to_their_sender_
     assert!(second["next_before"].is_null(), "{second}");
 
     let clients = herald_ingest::ApiClients::open(&env.config.ingest.store_path).unwrap();
-    let (_, other) = clients.add("another-service").unwrap();
+    let (_, other) = clients.add("another-service").await.unwrap();
     let (status, theirs) = pipeline.get(&other, "/v1/users/u5/notifications").await;
     assert_eq!(status, 200);
     assert_eq!(theirs["notifications"], serde_json::json!([]), "another client's are not shown");

@@ -26,7 +26,7 @@ async fn a_scheduled_send_is_released_on_time_and_does_not_hold_back_others() {
         add_user(&env, user, &format!("{user}@example.com")).await;
     }
     let pipeline = env.pipeline().await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let (status, body) =
         pipeline.post(Some(&key), &scheduled("later", &at(Duration::from_secs(40 * 86_400)))).await;
     assert_eq!(status, 422, "too far ahead: {body}");

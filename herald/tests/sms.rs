@@ -89,7 +89,7 @@ async fn send(pipeline: &support::RunningPipeline, key: &str, phone: &str, text:
 async fn sms_goes_through_twilio_with_basic_auth_and_the_messages_form() {
     let Sms { env, twilio, vonage } = with_sms_providers().await;
     let pipeline = env.pipeline_with(&[Channel::Sms]).await;
-    let id = send(&pipeline, &env.api_key(), "+14155550100", "Your code is 123456").await;
+    let id = send(&pipeline, &env.api_key().await, "+14155550100", "Your code is 123456").await;
 
     let events = events_until(&env, &id, EventKind::Sent).await;
     let sent = events.iter().find(|e| e.kind == EventKind::Sent).unwrap();
@@ -108,7 +108,7 @@ async fn a_failing_sms_provider_fails_over_to_the_next_and_nothing_is_sent_twice
     let Sms { env, twilio, vonage } = with_sms_providers().await;
     twilio.fail(1_000);
     let pipeline = env.pipeline_with(&[Channel::Sms]).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let mut ids = Vec::new();
     for n in 0..4 {
         ids.push(send(&pipeline, &key, &format!("+1415555010{n}"), &format!("message {n}")).await);
@@ -142,7 +142,7 @@ async fn unicode_sms_is_sent_as_ucs2_and_texts_over_the_segment_limit_fail_witho
         .routes
         .insert("sms".into(), BTreeMap::from([("default".into(), vec!["vonage".into()])]));
     let pipeline = env.pipeline_with(&[Channel::Sms]).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let korean = "인증번호는 123456 입니다. ".repeat(5); // 95 UTF-16 units: two parts
     let ok = send(&pipeline, &key, "+821012345678", &korean).await;
     let too_long = send(&pipeline, &key, "+821012345679", &"가".repeat(202)).await; // 4 parts
@@ -168,7 +168,7 @@ async fn a_number_that_replied_stop_fails_permanently_and_a_throttled_send_is_re
     twilio.unregister("+14155550199");
     twilio.throttle(1);
     let pipeline = env.pipeline_with(&[Channel::Sms]).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let stopped = send(&pipeline, &key, "+14155550199", "promo").await;
     let events = events_until(&env, &stopped, EventKind::Failed).await;
     let failed = events.iter().find(|e| e.kind == EventKind::Failed).unwrap();
@@ -200,7 +200,7 @@ async fn an_sms_outage_without_failover_holds_the_channel_instead_of_burning_ret
     dispatch.retry.delays_ms = vec![1_000, 2_000, 4_000, 8_000];
     twilio.fail(u32::MAX);
     let pipeline = env.pipeline_with(&[Channel::Sms]).await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let mut ids = Vec::new();
     for n in 0..12 {
         ids.push(send(&pipeline, &key, &format!("+141555501{n:02}"), "outage").await);
@@ -244,7 +244,7 @@ async fn twilio_status_callbacks_mark_sms_delivered_or_failed_and_forged_ones_ar
     twilio.undeliverable("+14155550177", 30003);
     let pipeline = env.pipeline_with(&[Channel::Sms]).await;
     twilio.reach_callbacks_at(&pipeline.api);
-    let key = env.api_key();
+    let key = env.api_key().await;
     let reached = send(&pipeline, &key, "+14155550100", "Your code is 123456").await;
     let unreachable = send(&pipeline, &key, "+14155550177", "Your code is 654321").await;
 

@@ -84,7 +84,7 @@ async fn a_template_renders_in_the_users_locale_with_fallback_and_a_missing_vari
         .unwrap();
     korean_user(&env, "ko-user", "ji@example.com").await;
     add_user(&env, "en-user", "ada@example.com").await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let pipeline = env.pipeline().await;
 
     let send = |user: &str, data: serde_json::Value| {

@@ -83,7 +83,7 @@ async fn a_tracked_link_redirects_to_its_destination_and_records_the_click_and_f
     };
     add_user(&env, "reader", "reader@example.com").await;
     let pipeline = env.pipeline().await;
-    let key = env.api_key();
+    let key = env.api_key().await;
     let (status, body) = pipeline.post(Some(&key), &html_body("reader", "marketing")).await;
     assert_eq!(status, 202, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();

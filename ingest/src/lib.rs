@@ -13,6 +13,7 @@ pub mod request;
 mod routes;
 pub mod status;
 pub mod status_sink;
+pub mod store;
 pub mod templates;
 mod tracking;
 pub mod webhooks;
@@ -22,6 +23,7 @@ pub use clients::{ApiClient, ApiClients, Caller, ClientPolicy, RECENT_KEY_TTL};
 pub use config::IngestConfig;
 pub use idempotency::IdempotencyStore;
 pub use status::StatusStore;
+pub use store::{IngestStores, StoreBackend, StoreError};
 
 /// Defines the send API's metrics now rather than at their first use.
 pub fn define_metrics() {

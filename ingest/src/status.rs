@@ -4,11 +4,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use herald_runtime::sqlite::{SqliteError, SqlitePool};
 use herald_schemas::{DeliveryEvent, EventKind};
 use rusqlite::{OptionalExtension as _, params};
 use serde::Serialize;
+
+use crate::store::scylla::EventRow;
+use crate::store::{ScyllaIngestStore, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notification_events (
@@ -35,7 +39,13 @@ pub const MAX_PAGE: usize = 100;
 
 #[derive(Debug, Clone)]
 pub struct StatusStore {
-    pool: SqlitePool,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Scylla(Arc<ScyllaIngestStore>),
 }
 
 /// One event as the API shows it.
@@ -140,21 +150,39 @@ fn kind_of(name: &str) -> EventKind {
     serde_json::from_value(serde_json::Value::String(name.to_owned())).unwrap_or(EventKind::Unknown)
 }
 
-#[allow(clippy::needless_pass_by_value)] // used as `map_err`
-fn to_string(e: SqliteError) -> String {
-    e.to_string()
+impl From<EventRow> for EventView {
+    fn from(row: EventRow) -> Self {
+        Self {
+            kind: kind_of(&row.kind).as_str(),
+            at: row.occurred_at,
+            channel: row.channel,
+            target: row.target,
+            user_id: row.user_id,
+            provider: row.provider,
+            reason: row.reason,
+            attempt: row.attempt.unwrap_or_default(),
+            detail: row.detail.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default(),
+        }
+    }
 }
 
 impl StatusStore {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        Ok(Self { pool: SqlitePool::open(path, SCHEMA)? })
+        Ok(Self { backend: Backend::Sqlite(SqlitePool::open(path, SCHEMA)?) })
+    }
+
+    pub fn on_scylla(store: Arc<ScyllaIngestStore>) -> Self {
+        Self { backend: Backend::Scylla(store) }
     }
 
     /// Stores events; an event seen before (same event id) is ignored, so redelivery and
     /// replay of `herald.events` are harmless.
-    pub async fn record(&self, events: Vec<DeliveryEvent>) -> Result<(), SqliteError> {
-        self.pool
-            .write(move |c| {
+    pub async fn record(&self, events: Vec<DeliveryEvent>) -> Result<(), StoreError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Scylla(store) => return store.record(&events).await,
+        };
+        pool.write(move |c| {
                 {
                     let mut insert = c.prepare_cached(
                         "INSERT OR IGNORE INTO notification_events (event_id, notification_id, occurred_at, kind,
@@ -171,48 +199,56 @@ impl StatusStore {
                 }
                 Ok(())
             })
-            .await
+            .await?;
+        Ok(())
     }
 
     /// The status of `notification_id`, or `None` if no event of it is known.
     pub async fn status(
         &self,
         notification_id: &str,
-    ) -> Result<Option<NotificationStatus>, String> {
-        let id = notification_id.to_owned();
-        let rows = self
-            .pool
-            .run(move |c| {
-                let mut select = c.prepare_cached(
-                    "SELECT kind, occurred_at, channel, target, user_id, provider, reason, attempt, detail
-                     FROM notification_events WHERE notification_id = ?1 ORDER BY occurred_at, rowid",
-                )?;
-                let rows = select.query_map([id], |row| {
-                    let kind: String = row.get(0)?;
-                    let detail: String = row.get(8)?;
-                    Ok(EventView {
-                        kind: kind_of(&kind).as_str(),
-                        at: row.get(1)?,
-                        channel: row.get(2)?,
-                        target: row.get(3)?,
-                        user_id: row.get(4)?,
-                        provider: row.get(5)?,
-                        reason: row.get(6)?,
-                        attempt: row.get(7)?,
-                        detail: serde_json::from_str(&detail).unwrap_or_default(),
-                    })
-                })?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await
-            .map_err(to_string)?;
+    ) -> Result<Option<NotificationStatus>, StoreError> {
+        let rows: Vec<EventRow> = match &self.backend {
+            Backend::Scylla(store) => store.events(notification_id).await?,
+            Backend::Sqlite(pool) => {
+                let id = notification_id.to_owned();
+                pool.run(move |c| {
+                    let mut select = c.prepare_cached(
+                        "SELECT kind, occurred_at, channel, target, user_id, provider, reason, attempt, detail
+                         FROM notification_events WHERE notification_id = ?1 ORDER BY occurred_at, event_id",
+                    )?;
+                    let rows = select.query_map([id], |row| {
+                        Ok(EventRow {
+                            kind: row.get(0)?,
+                            occurred_at: row.get(1)?,
+                            channel: row.get(2)?,
+                            target: row.get(3)?,
+                            user_id: row.get(4)?,
+                            provider: row.get(5)?,
+                            reason: row.get(6)?,
+                            attempt: row.get(7)?,
+                            detail: row.get(8)?,
+                        })
+                    })?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?
+            }
+        };
+        let rows: Vec<EventView> = rows.into_iter().map(EventView::from).collect();
         Ok((!rows.is_empty()).then(|| summarize(notification_id, rows)))
     }
 
     /// The API client that sent `notification_id`, if an API client did.
-    pub async fn client_of(&self, notification_id: &str) -> Result<Option<String>, SqliteError> {
+    pub async fn client_of(&self, notification_id: &str) -> Result<Option<String>, StoreError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Scylla(_) => {
+                return Ok(self.status(notification_id).await?.and_then(|s| s.client_id));
+            }
+        };
         let id = notification_id.to_owned();
-        self.pool
+        let client = pool
             .run(move |c| {
                 c.prepare_cached(
                     "SELECT json_extract(detail, '$.client_id') FROM notification_events
@@ -222,7 +258,8 @@ impl StatusStore {
                 .optional()
                 .map(Option::flatten)
             })
-            .await
+            .await?;
+        Ok(client)
     }
 
     /// The notifications `client_id` sent to `user_id` and accepted before `before` (ms),
@@ -233,32 +270,43 @@ impl StatusStore {
         client_id: &str,
         before: Option<i64>,
         limit: usize,
-    ) -> Result<NotificationPage, String> {
+    ) -> Result<NotificationPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let (user, client) = (user_id.to_owned(), client_id.to_owned());
         let before = before.unwrap_or(i64::MAX);
         // One more than asked: whether there is a next page.
-        let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-        let ids = self
-            .pool
-            .run(move |c| {
-                let mut select = c.prepare_cached(
-                    "SELECT notification_id, MIN(occurred_at) AS at FROM notification_events
-                     WHERE user_id = ?1 AND kind = 'accepted' AND occurred_at < ?2
-                       AND json_extract(detail, '$.client_id') = ?3
-                     GROUP BY notification_id ORDER BY at DESC, notification_id LIMIT ?4",
-                )?;
-                let rows = select.query_map(params![user, before, client, fetch], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                })?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await
-            .map_err(to_string)?;
+        let fetch = limit + 1;
+        let ids = match &self.backend {
+            Backend::Scylla(store) => {
+                let fetch = i32::try_from(fetch).unwrap_or(i32::MAX);
+                store.user_page((user_id, client_id), before, fetch).await?
+            }
+            Backend::Sqlite(pool) => {
+                let (user, client) = (user_id.to_owned(), client_id.to_owned());
+                let fetch = i64::try_from(fetch).unwrap_or(i64::MAX);
+                pool.run(move |c| {
+                    let mut select = c.prepare_cached(
+                        "SELECT notification_id, MIN(occurred_at) AS at FROM notification_events
+                         WHERE user_id = ?1 AND kind = 'accepted' AND occurred_at < ?2
+                           AND json_extract(detail, '$.client_id') = ?3
+                         GROUP BY notification_id ORDER BY at DESC, notification_id LIMIT ?4",
+                    )?;
+                    let rows = select.query_map(params![user, before, client, fetch], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                    })?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await?
+            }
+        };
         let next_before =
             if ids.len() > limit { ids.get(limit - 1).map(|(_, at)| *at) } else { None };
         let mut notifications = Vec::with_capacity(limit);
         for (id, _) in ids.into_iter().take(limit) {
+            // ScyllaDB indexes each `accepted` event: a notification produced again after a
+            // crash (same id) is listed once.
+            if notifications.iter().any(|n: &NotificationSummary| n.id == id) {
+                continue;
+            }
             if let Some(status) = self.status(&id).await? {
                 notifications.push(status.into());
             }
@@ -342,76 +390,6 @@ fn overall(deliveries: &[DeliveryView], any_skipped: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event(kind: EventKind, at: i64, target: &str) -> DeliveryEvent {
-        let mut e = DeliveryEvent::new("n-1", kind);
-        e.occurred_at = at;
-        e.channel = Some("email".into());
-        e.target = Some(target.into());
-        e
-    }
-
-    #[tokio::test]
-    async fn later_states_win_regardless_of_arrival_and_duplicates_are_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = StatusStore::open(dir.path().join("s.db")).unwrap();
-        let mut accepted = DeliveryEvent::new("n-1", EventKind::Accepted);
-        accepted.occurred_at = 1;
-        accepted.detail.insert("client_id".into(), "c-1".into());
-        let sent = event(EventKind::Sent, 30, "a@example.com");
-        let retrying = event(EventKind::Retrying, 20, "a@example.com");
-        // The dispatcher's event may arrive before the enricher's.
-        let routed = event(EventKind::Routed, 10, "a@example.com");
-        let failed = event(EventKind::Failed, 25, "b@example.com");
-        store.record(vec![accepted, sent.clone(), retrying, routed, failed]).await.unwrap();
-        store.record(vec![sent]).await.unwrap();
-
-        let status = store.status("n-1").await.unwrap().unwrap();
-        assert_eq!(status.events.len(), 5, "the duplicate was ignored");
-        assert_eq!(status.accepted_at, Some(1));
-        assert_eq!(status.client_id.as_deref(), Some("c-1"));
-        let states: Vec<_> =
-            status.deliveries.iter().map(|d| (d.target.as_str(), d.state)).collect();
-        assert_eq!(states, [("a@example.com", "sent"), ("b@example.com", "failed")]);
-        assert_eq!(status.state, "partially_failed");
-        assert_eq!(store.status("unknown").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn a_users_list_is_newest_first_paged_and_only_the_callers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = StatusStore::open(dir.path().join("s.db")).unwrap();
-        let accepted = |id: &str, at: i64, user: &str, client: &str| {
-            let mut e = DeliveryEvent::new(id, EventKind::Accepted);
-            e.occurred_at = at;
-            e.user_id = Some(user.into());
-            e.detail.insert("client_id".into(), client.into());
-            e
-        };
-        let mut skipped = DeliveryEvent::new("n-2", EventKind::Skipped);
-        skipped.occurred_at = 25;
-        skipped.reason = Some("opted_out".into());
-        store
-            .record(vec![
-                accepted("n-1", 10, "u-1", "c-1"),
-                accepted("n-2", 20, "u-1", "c-1"),
-                accepted("n-3", 30, "u-1", "c-1"),
-                accepted("n-4", 40, "u-1", "c-2"),
-                accepted("n-5", 50, "u-2", "c-1"),
-                skipped,
-            ])
-            .await
-            .unwrap();
-        let first = store.for_user("u-1", "c-1", None, 2).await.unwrap();
-        let ids: Vec<_> = first.notifications.iter().map(|n| n.id.as_str()).collect();
-        assert_eq!(ids, ["n-3", "n-2"], "newest first, not another client's or user's");
-        assert_eq!(first.notifications[1].skipped, ["opted_out"]);
-        assert_eq!(first.next_before, Some(20));
-        let second = store.for_user("u-1", "c-1", first.next_before, 2).await.unwrap();
-        let ids: Vec<_> = second.notifications.iter().map(|n| n.id.as_str()).collect();
-        assert_eq!(ids, ["n-1"]);
-        assert_eq!(second.next_before, None, "the last page");
-    }
 
     #[test]
     fn overall_state() {

@@ -7,7 +7,10 @@ use std::time::Duration;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
+use scylla::value::{CqlValue, Row};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{SecretError, SecretSource};
@@ -109,6 +112,44 @@ impl ScyllaConfig {
     }
 }
 
+/// Runs every statement of a CQL file (`CREATE ... IF NOT EXISTS`) in `keyspace`: what
+/// `herald migrate` does for each store.
+pub async fn apply_cql(session: &Session, cql: &str, keyspace: &str) -> Result<(), String> {
+    for statement in statements(cql, keyspace) {
+        session.query_unpaged(statement, ()).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("query failed: {0}")]
+    Execute(String),
+    #[error("unreadable rows: {0}")]
+    Rows(String),
+}
+
+/// Runs a prepared `SELECT` (one page) and reads its rows as `R`.
+pub async fn select<R>(
+    session: &Session,
+    statement: &PreparedStatement,
+    values: impl SerializeRow,
+) -> Result<Vec<R>, SelectError>
+where
+    R: for<'frame, 'metadata> scylla::deserialize::row::DeserializeRow<'frame, 'metadata>,
+{
+    let unreadable = |e: &dyn std::fmt::Display| SelectError::Rows(e.to_string());
+    let result = session
+        .execute_unpaged(statement, values)
+        .await
+        .map_err(|e| SelectError::Execute(e.to_string()))?;
+    let rows = result.into_rows_result().map_err(|e| unreadable(&e))?;
+    rows.rows::<R>()
+        .map_err(|e| unreadable(&e))?
+        .collect::<Result<Vec<R>, _>>()
+        .map_err(|e| unreadable(&e))
+}
+
 /// A CQL file's statements, comments dropped, with `{keyspace}` filled in.
 pub fn statements(cql: &str, keyspace: &str) -> Vec<String> {
     let without_comments: String = cql
@@ -122,4 +163,71 @@ pub fn statements(cql: &str, keyspace: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(|s| s.replace("{keyspace}", keyspace))
         .collect()
+}
+
+/// What a lightweight transaction answered: whether it applied and, when it did not, the
+/// row as it stands (the columns the answer carries, by name).
+#[derive(Debug)]
+pub struct LwtAnswer {
+    pub applied: bool,
+    columns: Vec<(String, Option<CqlValue>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LwtError {
+    #[error("lightweight transaction failed: {0}")]
+    Execute(String),
+    #[error("lightweight transaction gave an unreadable answer: {0}")]
+    Unreadable(String),
+}
+
+/// Runs a lightweight transaction (a statement with `IF ...`) and reads its answer.
+pub async fn execute_lwt(
+    session: &Session,
+    statement: &PreparedStatement,
+    values: impl SerializeRow,
+) -> Result<LwtAnswer, LwtError> {
+    let result = session
+        .execute_unpaged(statement, values)
+        .await
+        .map_err(|e| LwtError::Execute(e.to_string()))?;
+    let rows = result.into_rows_result().map_err(|e| LwtError::Unreadable(e.to_string()))?;
+    let names: Vec<String> = rows.column_specs().iter().map(|s| s.name().to_owned()).collect();
+    let row: Row = rows
+        .maybe_first_row::<Row>()
+        .map_err(|e| LwtError::Unreadable(e.to_string()))?
+        .ok_or_else(|| LwtError::Unreadable("no row".into()))?;
+    let columns: Vec<(String, Option<CqlValue>)> = names.into_iter().zip(row.columns).collect();
+    let applied = match columns.iter().find(|(name, _)| name == "[applied]") {
+        Some((_, value)) => matches!(value, Some(CqlValue::Boolean(true))),
+        None => return Err(LwtError::Unreadable("no [applied] column".into())),
+    };
+    Ok(LwtAnswer { applied, columns })
+}
+
+impl LwtAnswer {
+    fn value(&self, name: &str) -> Option<&CqlValue> {
+        self.columns.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.as_ref())
+    }
+
+    pub fn text(&self, name: &str) -> Option<&str> {
+        match self.value(name)? {
+            CqlValue::Text(s) | CqlValue::Ascii(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn bigint(&self, name: &str) -> Option<i64> {
+        match self.value(name)? {
+            CqlValue::BigInt(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn int(&self, name: &str) -> Option<i32> {
+        match self.value(name)? {
+            CqlValue::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
-use scylla::value::{CqlValue, Row};
 
 use super::{Claim, Completion, DeliveryKey, DeliveryLedger, LedgerError, claim_is_stale};
-use herald_runtime::scylla::{ScyllaConfig, ScyllaSetupError};
+use herald_runtime::scylla::{
+    LwtAnswer, LwtError, ScyllaConfig, ScyllaSetupError, apply_cql, execute_lwt,
+};
 
 const TABLE_CQL: &str = include_str!("../../../schemas/cql/dispatchers.cql");
 
@@ -28,37 +29,10 @@ fn unavailable(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Unavailable(e.to_string())
 }
 
-/// The `[applied]` flag and the named columns of an LWT answer.
-struct LwtAnswer {
-    applied: bool,
-    row: Option<Row>,
-    state_index: Option<usize>,
-    claimed_at_index: Option<usize>,
-}
-
-impl LwtAnswer {
-    fn text(&self, index: Option<usize>) -> Option<&str> {
-        match self.row.as_ref()?.columns.get(index?)? {
-            Some(CqlValue::Text(s) | CqlValue::Ascii(s)) => Some(s),
-            _ => None,
-        }
-    }
-
-    fn bigint(&self, index: Option<usize>) -> Option<i64> {
-        match self.row.as_ref()?.columns.get(index?)? {
-            Some(CqlValue::BigInt(v)) => Some(*v),
-            _ => None,
-        }
-    }
-}
-
 impl ScyllaLedger {
     /// Creates the table if needed (the keyspace must exist: `herald migrate`).
     pub async fn create_table(session: &Session, keyspace: &str) -> Result<(), LedgerError> {
-        for statement in statements(TABLE_CQL, keyspace) {
-            session.query_unpaged(statement, ()).await.map_err(unavailable)?;
-        }
-        Ok(())
+        apply_cql(session, TABLE_CQL, keyspace).await.map_err(unavailable)
     }
 
     pub async fn connect(
@@ -109,25 +83,10 @@ impl ScyllaLedger {
         statement: &PreparedStatement,
         values: impl scylla::serialize::row::SerializeRow,
     ) -> Result<LwtAnswer, LedgerError> {
-        let result = self.session.execute_unpaged(statement, values).await.map_err(unavailable)?;
-        let rows = result.into_rows_result().map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-        let specs = rows.column_specs();
-        let index = |name: &str| specs.get_by_name(name).map(|(i, _)| i);
-        let (applied_index, state_index, claimed_at_index) =
-            (index("[applied]"), index("state"), index("claimed_at"));
-        let row: Option<Row> =
-            rows.maybe_first_row::<Row>().map_err(|e| LedgerError::Corrupt(e.to_string()))?;
-        let applied = match (applied_index, &row) {
-            (Some(i), Some(row)) => {
-                matches!(row.columns.get(i), Some(Some(CqlValue::Boolean(true))))
-            }
-            _ => {
-                return Err(LedgerError::Corrupt(
-                    "lightweight transaction answered without [applied]".into(),
-                ));
-            }
-        };
-        Ok(LwtAnswer { applied, row, state_index, claimed_at_index })
+        execute_lwt(&self.session, statement, values).await.map_err(|e| match e {
+            LwtError::Execute(reason) => LedgerError::Unavailable(reason),
+            LwtError::Unreadable(reason) => LedgerError::Corrupt(reason),
+        })
     }
 }
 
@@ -146,8 +105,8 @@ impl DeliveryLedger for ScyllaLedger {
         if inserted.applied {
             return Ok(Claim::Granted { took_over: false });
         }
-        let state = inserted.text(inserted.state_index).unwrap_or_default().to_owned();
-        let claimed_at = inserted.bigint(inserted.claimed_at_index).unwrap_or_default();
+        let state = inserted.text("state").unwrap_or_default().to_owned();
+        let claimed_at = inserted.bigint("claimed_at").unwrap_or_default();
         if let Some(done) = Completion::parse(&state) {
             return Ok(Claim::Done(done));
         }
@@ -164,11 +123,9 @@ impl DeliveryLedger for ScyllaLedger {
             return Ok(Claim::Granted { took_over: true });
         }
         // Someone else took it over or completed it first.
-        match taken.text(taken.state_index).and_then(Completion::parse) {
+        match taken.text("state").and_then(Completion::parse) {
             Some(done) => Ok(Claim::Done(done)),
-            None => {
-                Ok(Claim::Busy { claimed_at: taken.bigint(taken.claimed_at_index).unwrap_or(now) })
-            }
+            None => Ok(Claim::Busy { claimed_at: taken.bigint("claimed_at").unwrap_or(now) }),
         }
     }
 

