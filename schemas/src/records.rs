@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use crate::codec::Datum;
 use crate::topics::Channel;
 use apache_avro::Schema;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -16,6 +17,8 @@ pub trait Record: Serialize + DeserializeOwned + Send + Sync + 'static {
     const NAME: &'static str;
     /// The parsed schema, used as the reader schema when decoding.
     fn schema() -> &'static Schema;
+    /// Writer and reader of this schema's datums, built once (see [`Datum`]).
+    fn datum() -> &'static Datum;
 }
 
 macro_rules! record {
@@ -33,6 +36,10 @@ macro_rules! record {
                     #[allow(clippy::expect_used)]
                     Schema::parse_str(Self::schema_json()).expect(concat!($file, " is valid Avro"))
                 })
+            }
+            fn datum() -> &'static Datum {
+                static DATUM: OnceLock<Datum> = OnceLock::new();
+                DATUM.get_or_init(|| Datum::of(Self::schema()))
             }
         }
     };
@@ -353,8 +360,9 @@ mod tests {
     use apache_avro::reader::datum::GenericDatumReader;
     use apache_avro::writer::datum::GenericDatumWriter;
 
-    /// Writes like the codec's encoder (schema-aware serializer) and reads like its decoder
-    /// (value, resolved to the reader schema, deserialized).
+    /// Writes like the codec's encoder (schema-aware serializer) and reads both ways its
+    /// decoder does: value resolved to the reader schema then deserialized (another writer
+    /// schema), and straight into the struct (the writer schema is the reader's).
     fn round_trip<R: Record + PartialEq + std::fmt::Debug>(record: &R) {
         let writer = GenericDatumWriter::builder(R::schema()).build().unwrap();
         let bytes = writer
@@ -365,6 +373,10 @@ mod tests {
         let value = value.resolve(R::schema()).unwrap();
         let back: R = from_value(&value).unwrap_or_else(|e| panic!("from_value: {e}"));
         assert_eq!(&back, record);
+        let direct: R = reader
+            .read_deser(&mut bytes.as_slice())
+            .unwrap_or_else(|e| panic!("read straight into {}: {e}", R::NAME));
+        assert_eq!(&direct, record);
     }
 
     pub(crate) fn sample_request() -> NotificationRequest {

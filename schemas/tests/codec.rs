@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
+use herald_schemas::codec::Datum;
 use herald_schemas::dev_registry::DevRegistry;
 use herald_schemas::{
     AvroCodec, DecodeError, EmailContent, NotificationRequest, Recipient, Record, RegistryConfig,
@@ -51,6 +52,41 @@ async fn record_round_trips_in_confluent_framing() {
     assert_eq!(back, request());
 }
 
+#[tokio::test]
+async fn records_after_the_first_are_framed_and_read_without_the_converter_and_match_its_bytes() {
+    let (_, codec) = registry().await;
+    let mut full = request();
+    full.client_id = Some("svc".into());
+    full.channels = vec!["email".into(), "push".into()];
+    full.push = Some(herald_schemas::PushContent {
+        title: Some("t".into()),
+        body: "b".into(),
+        data: BTreeMap::from([("k".into(), "v".into())]),
+    });
+    full.metadata = BTreeMap::from([("trace".into(), "abc".into())]);
+    full.send_at = Some(1_800_000_000_000);
+    let first = codec.encode("t.requests", &full).await.unwrap();
+    let second = codec.encode("t.requests", &full).await.unwrap();
+    assert_eq!(first, second, "the direct writer frames and writes what the converter did");
+
+    for _ in 0..2 {
+        let back: NotificationRequest = codec.decode(Some(&second)).await.unwrap();
+        assert_eq!(back, full, "the first decode resolves, the next reads straight");
+    }
+    let mut event = herald_schemas::DeliveryEvent::new("n-1", herald_schemas::EventKind::Sent);
+    event.detail.insert("provider_id".into(), "abc".into());
+    let bytes = codec.encode("t.events", &event).await.unwrap();
+    assert_ne!(bytes[1..5], first[1..5], "each record type carries its own schema's id");
+    for _ in 0..2 {
+        let back: herald_schemas::DeliveryEvent = codec.decode(Some(&bytes)).await.unwrap();
+        assert_eq!(back, event);
+    }
+    let mut cut = bytes.clone();
+    cut.truncate(cut.len() - 3);
+    let error = codec.decode::<herald_schemas::DeliveryEvent>(Some(&cut)).await.unwrap_err();
+    assert!(!error.is_retryable(), "a cut record is poison on the direct path too: {error}");
+}
+
 /// The current NotificationRequest plus one field with a default: what the next schema
 /// version of a backward-compatible change looks like.
 #[derive(Debug, Serialize, Deserialize)]
@@ -89,6 +125,10 @@ impl Record for RequestWithTenant {
         static SCHEMA: OnceLock<Schema> = OnceLock::new();
         SCHEMA.get_or_init(|| Schema::parse_str(Self::schema_json()).unwrap())
     }
+    fn datum() -> &'static Datum {
+        static DATUM: OnceLock<Datum> = OnceLock::new();
+        DATUM.get_or_init(|| Datum::of(Self::schema()))
+    }
 }
 
 #[tokio::test]
@@ -121,6 +161,8 @@ async fn v1_record_still_decodes_after_a_field_with_default_is_added() {
     // ...and a reader built for it decodes the old record, taking the default.
     let old: RequestWithTenant = codec.decode(Some(&v1_bytes)).await.unwrap();
     assert_eq!(old.tenant, "main");
+    let again: RequestWithTenant = codec.decode(Some(&v1_bytes)).await.unwrap();
+    assert_eq!(again.tenant, "main", "another writer schema keeps being resolved");
     assert_eq!(old.notification_id, request().notification_id);
     assert_eq!(old.email, request().email);
 
