@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_runtime::sqlite::{SqliteError, SqlitePool};
-
-use crate::store::{ScyllaIngestStore, StoreError};
 use rand::RngCore;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::store::{ScyllaIngestStore, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_clients (
