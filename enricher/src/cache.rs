@@ -11,7 +11,8 @@ use moka::future::Cache;
 use prometheus::IntCounterVec;
 
 use crate::directory::{
-    Device, Directory, DirectoryError, Platform, Preference, QuotaCounter, TemplateVariant, User,
+    Device, Directory, DirectoryError, Platform, Preference, Profile, QuotaCounter,
+    TemplateVariant, User, profile_from_parts,
 };
 
 fn lookups() -> &'static IntCounterVec {
@@ -126,6 +127,50 @@ impl<D: Directory> Directory for CachedDirectory<D> {
         read_through(&self.preferences, "preferences", user_id, load).await
     }
 
+    /// A recipient missing from all three tables (a cold cache, or its entries expired
+    /// together) is read with one `profile` call to the store instead of three.
+    async fn profile(&self, user_id: &str) -> Result<Option<Profile>, DirectoryError> {
+        let cached = (
+            self.users.get(user_id).await,
+            self.devices.get(user_id).await,
+            self.preferences.get(user_id).await,
+        );
+        let count = |tables: &[&str], outcome: &str| {
+            for table in tables {
+                lookups().with_label_values(&[table, outcome]).inc();
+            }
+        };
+        match cached {
+            (Some(None), _, _) => {
+                count(&["users"], "hit");
+                Ok(None)
+            }
+            (Some(Some(user)), Some(devices), Some(preferences)) => {
+                count(&["users", "devices", "preferences"], "hit");
+                Ok(Some(Profile { user, devices, preferences }))
+            }
+            (None, None, None) => {
+                let loaded = self.inner.profile(user_id).await?;
+                let key = user_id.to_owned();
+                match &loaded {
+                    None => {
+                        count(&["users"], "miss");
+                        self.users.insert(key, None).await;
+                    }
+                    Some(profile) => {
+                        count(&["users", "devices", "preferences"], "miss");
+                        self.users.insert(key.clone(), Some(profile.user.clone())).await;
+                        self.devices.insert(key.clone(), profile.devices.clone()).await;
+                        self.preferences.insert(key, profile.preferences.clone()).await;
+                    }
+                }
+                Ok(loaded)
+            }
+            // Some tables cached, others not: each reads through on its own.
+            _ => profile_from_parts(self, user_id).await,
+        }
+    }
+
     async fn template(&self, template_id: &str) -> Result<Vec<TemplateVariant>, DirectoryError> {
         let load = self.inner.template(template_id);
         read_through(&self.templates, "templates", template_id, load).await
@@ -208,5 +253,54 @@ mod tests {
             "a write through the cache is seen at once"
         );
         assert_eq!(cached.user("ghost").await.unwrap(), None, "absence is cached too");
+    }
+
+    #[tokio::test]
+    async fn one_cold_profile_read_fills_the_user_device_and_preference_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let cached = CachedDirectory::new(
+            SqliteDirectory::open(&path).unwrap(),
+            Duration::from_secs(60),
+            100,
+        );
+        let elsewhere = SqliteDirectory::open(&path).unwrap();
+        let phone = Device {
+            device_id: "phone".into(),
+            platform: Platform::Ios,
+            token: "t1".into(),
+            app_id: None,
+            active: true,
+        };
+        elsewhere.upsert_user(user("u", "u@example.com")).await.unwrap();
+        elsewhere.upsert_device("u", phone.clone()).await.unwrap();
+        let first = cached.profile("u").await.unwrap().unwrap();
+        assert_eq!(first.devices, vec![phone.clone()]);
+
+        // Changes behind the cache's back: every part of the profile is served from the cache.
+        elsewhere.upsert_user(user("u", "new@example.com")).await.unwrap();
+        elsewhere.upsert_device("u", Device { device_id: "tablet".into(), ..phone }).await.unwrap();
+        let opt_out =
+            Preference { category: "marketing".into(), channel: "push".into(), opted_in: false };
+        elsewhere.set_preference("u", opt_out).await.unwrap();
+        assert_eq!(cached.profile("u").await.unwrap(), Some(first.clone()));
+        assert_eq!(cached.devices("u").await.unwrap(), first.devices, "the table lookups too");
+        assert!(cached.preferences("u").await.unwrap().is_empty());
+
+        assert_eq!(cached.profile("ghost").await.unwrap(), None);
+        elsewhere.upsert_user(user("ghost", "g@example.com")).await.unwrap();
+        assert_eq!(cached.profile("ghost").await.unwrap(), None, "absence is cached too");
+
+        // One table dropped by a write through the cache: read again on its own.
+        cached
+            .set_preference(
+                "u",
+                Preference { category: "security".into(), channel: "sms".into(), opted_in: true },
+            )
+            .await
+            .unwrap();
+        let mixed = cached.profile("u").await.unwrap().unwrap();
+        assert_eq!(mixed.user, first.user, "still cached");
+        assert_eq!(mixed.preferences.len(), 2, "read again");
     }
 }

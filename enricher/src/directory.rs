@@ -134,6 +134,14 @@ pub trait Directory: Send + Sync + 'static {
         &self,
         user_id: &str,
     ) -> impl Future<Output = Result<Vec<Preference>, DirectoryError>> + Send;
+    /// A user with their devices and preferences; `None` for an unknown user. By default the
+    /// three reads go out concurrently; a store that can answer them in one go does.
+    fn profile(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Option<Profile>, DirectoryError>> + Send {
+        profile_from_parts(self, user_id)
+    }
     /// Every locale and channel of one template; empty when the id is unknown.
     fn template(
         &self,
@@ -158,16 +166,8 @@ pub trait Directory: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, DirectoryError>> + Send;
 }
 
-/// Everything the fan-out needs to know about one recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Profile {
-    pub user: User,
-    pub devices: Vec<Device>,
-    pub preferences: Vec<Preference>,
-}
-
-/// Looks up user, devices and preferences concurrently; `None` for an unknown user.
-pub async fn profile<D: Directory>(
+/// A profile read as its three parts, concurrently; `None` for an unknown user.
+pub async fn profile_from_parts<D: Directory + ?Sized>(
     directory: &D,
     user_id: &str,
 ) -> Result<Option<Profile>, DirectoryError> {
@@ -178,4 +178,12 @@ pub async fn profile<D: Directory>(
     );
     let Some(user) = user? else { return Ok(None) };
     Ok(Some(Profile { user, devices: devices?, preferences: preferences? }))
+}
+
+/// Everything the fan-out needs to know about one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub user: User,
+    pub devices: Vec<Device>,
+    pub preferences: Vec<Preference>,
 }

@@ -9,7 +9,7 @@ use herald_runtime::kafka::{
 use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, Topics, headers};
 
 use crate::config::Rules;
-use crate::directory::{self, Directory, QuotaCounter};
+use crate::directory::{Directory, QuotaCounter};
 use crate::fanout::{self, Plan};
 use crate::templates::Renderer;
 
@@ -84,7 +84,7 @@ impl<D: Directory> EnrichHandler<D> {
         }
         let profile = async {
             match request.recipient.user_id.as_deref() {
-                Some(user_id) => directory::profile(&*self.directory, user_id).await,
+                Some(user_id) => self.directory.profile(user_id).await,
                 None => Ok(None),
             }
         };

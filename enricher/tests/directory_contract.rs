@@ -17,6 +17,7 @@ fn unique(name: &str) -> String {
 async fn contract<D: Directory>(directory: &D) {
     users_read_back_and_upserts_replace(directory).await;
     devices_and_preferences_belong_to_their_user(directory).await;
+    a_profile_is_the_user_with_their_devices_and_preferences(directory).await;
     a_dead_token_deactivates_only_the_devices_that_still_carry_it(directory).await;
     a_template_is_read_whole_every_locale_and_channel(directory).await;
     a_quota_counts_each_notification_once_per_user_category_channel_and_day(directory).await;
@@ -84,6 +85,43 @@ async fn devices_and_preferences_belong_to_their_user<D: Directory>(directory: &
     directory.set_preference(&owner, opt_in.clone()).await.unwrap();
     assert_eq!(directory.preferences(&owner).await.unwrap(), vec![opt_in]);
     assert!(directory.preferences(&other).await.unwrap().is_empty());
+}
+
+async fn a_profile_is_the_user_with_their_devices_and_preferences<D: Directory>(directory: &D) {
+    let id = unique("profiled");
+    let user = User { user_id: id.clone(), email: Some("p@example.com".into()), ..User::default() };
+    directory.upsert_user(user.clone()).await.unwrap();
+    for (device_id, platform) in [("b", Platform::Android), ("a", Platform::Ios)] {
+        let device = Device {
+            device_id: device_id.into(),
+            platform,
+            token: unique("tok"),
+            app_id: None,
+            active: true,
+        };
+        directory.upsert_device(&id, device).await.unwrap();
+    }
+    let opt_out =
+        Preference { category: "marketing".into(), channel: "sms".into(), opted_in: false };
+    directory.set_preference(&id, opt_out.clone()).await.unwrap();
+
+    let profile = directory.profile(&id).await.unwrap().unwrap();
+    assert_eq!(profile.user, user);
+    assert_eq!(profile.devices, directory.devices(&id).await.unwrap(), "the same devices");
+    assert_eq!(profile.devices.len(), 2);
+    assert_eq!(profile.preferences, vec![opt_out]);
+    assert_eq!(directory.profile(&unique("nobody")).await.unwrap(), None);
+    // Devices without a user row are not a recipient Herald knows.
+    let orphan = unique("orphan");
+    let device = Device {
+        device_id: "x".into(),
+        platform: Platform::Ios,
+        token: unique("tok"),
+        app_id: None,
+        active: true,
+    };
+    directory.upsert_device(&orphan, device).await.unwrap();
+    assert_eq!(directory.profile(&orphan).await.unwrap(), None);
 }
 
 async fn a_dead_token_deactivates_only_the_devices_that_still_carry_it<D: Directory>(
