@@ -243,9 +243,7 @@ impl StatusStore {
     pub async fn client_of(&self, notification_id: &str) -> Result<Option<String>, StoreError> {
         let pool = match &self.backend {
             Backend::Sqlite(pool) => pool,
-            Backend::Scylla(_) => {
-                return Ok(self.status(notification_id).await?.and_then(|s| s.client_id));
-            }
+            Backend::Scylla(store) => return store.client_of(notification_id).await,
         };
         let id = notification_id.to_owned();
         let client = pool

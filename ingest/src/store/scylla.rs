@@ -41,6 +41,7 @@ struct Statements {
     insert_event: PreparedStatement,
     index_accepted: PreparedStatement,
     events: PreparedStatement,
+    event_details: PreparedStatement,
     user_page: PreparedStatement,
     set_webhook: PreparedStatement,
     webhook: PreparedStatement,
@@ -187,6 +188,10 @@ impl ScyllaIngestStore {
             events: prepare(format!(
                 "SELECT kind, occurred_at, channel, target, user_id, provider, reason, attempt, detail
                  FROM {k}.notification_events WHERE notification_id = ?"
+            ))
+            .await?,
+            event_details: prepare(format!(
+                "SELECT kind, detail FROM {k}.notification_events WHERE notification_id = ?"
             ))
             .await?,
             user_page: prepare(format!(
@@ -382,6 +387,29 @@ impl ScyllaIngestStore {
     /// The events of a notification, oldest first.
     pub(crate) async fn events(&self, notification_id: &str) -> Result<Vec<EventRow>, StoreError> {
         self.rows(&self.statements.events, (notification_id,)).await
+    }
+
+    /// The API client that sent a notification: the `client_id` of its first `accepted`
+    /// event. The webhook sender asks this for every event, so it reads two columns and
+    /// builds no status.
+    pub(crate) async fn client_of(
+        &self,
+        notification_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        #[derive(DeserializeRow)]
+        struct DetailRow {
+            kind: String,
+            detail: Option<String>,
+        }
+        let rows: Vec<DetailRow> =
+            self.rows(&self.statements.event_details, (notification_id,)).await?;
+        Ok(rows.into_iter().filter(|row| row.kind == EventKind::Accepted.as_str()).find_map(
+            |row| {
+                let detail: std::collections::BTreeMap<String, String> =
+                    serde_json::from_str(row.detail.as_deref()?).ok()?;
+                detail.get("client_id").cloned()
+            },
+        ))
     }
 
     /// Up to `fetch` (notification id, accepted at) of a user from a client, accepted before
