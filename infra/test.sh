@@ -1,10 +1,31 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. The integration tests start their own Tansu broker, schema
-# registry and SMTP server on free loopback ports, so nothing else needs to run.
+# Runs the whole test suite on the engines users run: Apache Kafka (one node, with a
+# plaintext and a SASL_SSL listener), Apache Cassandra as the CQL node, and Apicurio Registry,
+# each started once for the run from its Maven Central jars (infra/engines/) and stopped at
+# the end. Then the pipeline's own tests again on Tansu, the broker of `herald dev`.
+# Arguments go to both `cargo nextest run`s (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 infra/install-tansu.sh
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
-exec cargo nextest run --workspace --locked --no-fail-fast "$@"
+# Build first: the engines need not idle through a compilation.
+cargo nextest run --workspace --locked --no-run
+
+engines=$(mktemp -d "${TMPDIR:-/tmp}/herald-engines.XXXXXX")
+trap 'infra/engines/down.sh "$engines"; rm -rf "$engines"' EXIT
+infra/engines/up.sh "$engines" --owner $$
+set -a
+# shellcheck source=/dev/null
+. "$engines/env"
+set +a
+# A test whose engine is missing fails instead of skipping.
+export HERALD_REQUIRE_ENGINES=1
+
+status=0
+echo "== the suite on Apache Kafka, Cassandra and Apicurio"
+cargo nextest run --workspace --locked --no-fail-fast "$@" || status=$?
+echo "== the pipeline's tests on Tansu (herald dev's broker)"
+HERALD_TEST_BROKER=tansu cargo nextest run -p herald --locked --no-fail-fast "$@" || status=$?
+exit "$status"

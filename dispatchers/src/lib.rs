@@ -31,15 +31,15 @@ pub fn define_metrics() {
 }
 
 /// Consumer group of a channel's dispatchers (its urgent lane and the retry tiers).
-pub fn group(channel: Channel) -> String {
-    format!("herald-dispatch-{channel}")
+pub fn group(kafka: &KafkaConfig, channel: Channel) -> String {
+    kafka.group(&format!("dispatch-{channel}"))
 }
 
 /// Consumer group of one lane of a channel's dispatchers.
-pub fn lane_group(channel: Channel, lane: Lane) -> String {
+pub fn lane_group(kafka: &KafkaConfig, channel: Channel, lane: Lane) -> String {
     match lane {
-        Lane::Urgent => group(channel),
-        Lane::Bulk => format!("herald-dispatch-{channel}-bulk"),
+        Lane::Urgent => group(kafka, channel),
+        Lane::Bulk => kafka.group(&format!("dispatch-{channel}-bulk")),
     }
 }
 
@@ -57,7 +57,7 @@ pub async fn run<L: DeliveryLedger>(
     // breakers): a bulk backlog never queues in front of an urgent message. Retries of
     // both lanes come due in the urgent group's tiers, off both lanes' main path.
     let lane = |lane: Lane| {
-        let group = lane_group(setup.channel, lane);
+        let group = lane_group(kafka, setup.channel, lane);
         let topics = &setup.topics;
         let dead_letters = DeadLetters::new(output.producer().clone(), topics.dlq(), &group);
         let mut inputs = vec![topics.channel_in(setup.channel, lane)];

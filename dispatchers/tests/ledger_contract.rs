@@ -1,5 +1,5 @@
 //! One contract for every delivery ledger, written once: it runs against SQLite always and
-//! against ScyllaDB when `HERALD_SCYLLA_URI` names a node (see README, "ScyllaDB").
+//! against a CQL node (Apache Cassandra in CI, started by infra/test.sh; ScyllaDB in production).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -7,7 +7,6 @@ use std::time::Duration;
 use herald_dispatchers::ledger::scylla::ScyllaLedger;
 use herald_dispatchers::ledger::sqlite::SqliteLedger;
 use herald_dispatchers::ledger::{Claim, Completion, DeliveryKey, DeliveryLedger};
-use herald_runtime::scylla::ScyllaConfig;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const NOW: i64 = 1_800_000_000_000;
@@ -104,11 +103,7 @@ async fn sqlite_ledger_keeps_the_contract() {
 
 #[tokio::test]
 async fn scylla_ledger_keeps_the_contract() {
-    let Some(config) = ScyllaConfig::from_test_env() else {
-        eprintln!("HERALD_SCYLLA_URI is not set: skipping the ScyllaDB run of the ledger contract");
-        return;
-    };
-    let config = ScyllaConfig { keyspace: "herald_contract".into(), ..config };
+    let Some(config) = herald_testkit::cql::node("ledger_contract") else { return };
     let session = config.connect_creating_keyspace().await.unwrap();
     let keyspace = config.keyspace.as_str();
     ScyllaLedger::create_table(&session, keyspace).await.unwrap();

@@ -36,12 +36,12 @@ pub fn define_metrics() {
     cache::define_metrics();
 }
 
-/// Consumer group of the enricher.
-pub const GROUP: &str = "herald-enricher";
-/// Consumer group applying directory updates from `herald.events`.
-pub const DIRECTORY_GROUP: &str = "herald-enricher-directory";
-/// Consumer group moving scheduled requests through `herald.delay.*`.
-pub const SCHEDULER_GROUP: &str = "herald-scheduler";
+/// Consumer group of the enricher's urgent lane, after `kafka.group_prefix`.
+pub const GROUP: &str = "enricher";
+/// Consumer group applying directory updates from `herald.events`, after the prefix.
+pub const DIRECTORY_GROUP: &str = "enricher-directory";
+/// Consumer group moving scheduled requests through `herald.delay.*`, after the prefix.
+pub const SCHEDULER_GROUP: &str = "scheduler";
 
 /// Runs the enricher until `shutdown` is cancelled: the fan-out of `herald.requests`, and
 /// the directory updates carried by `herald.events` (dead device tokens).
@@ -64,27 +64,29 @@ pub async fn run<D: Directory>(
         shutdown.clone(),
     );
     let updates = {
-        let dead_letters = DeadLetters::new(producer.clone(), topics.dlq(), DIRECTORY_GROUP);
+        let group = kafka.group(DIRECTORY_GROUP);
+        let dead_letters = DeadLetters::new(producer.clone(), topics.dlq(), &group);
         let handler = Arc::new(directory_updates::DirectoryUpdates::new(
             directory,
             Arc::clone(&codec),
             dead_letters,
         ));
         let spec = ConsumerSpec {
-            group_id: DIRECTORY_GROUP.into(),
+            group_id: group.clone(),
             topics: vec![topics.directory_updates()],
-            client_id: DIRECTORY_GROUP.into(),
+            client_id: group,
         };
         consumer::run(kafka, spec, handler, shutdown.clone())
     };
     let schedule = {
-        let dead_letters = DeadLetters::new(producer.clone(), topics.dlq(), SCHEDULER_GROUP);
+        let group = kafka.group(SCHEDULER_GROUP);
+        let dead_letters = DeadLetters::new(producer.clone(), topics.dlq(), &group);
         let handler =
             Arc::new(scheduler::Scheduler::new(codec, producer, dead_letters, topics.clone()));
         let spec = ConsumerSpec {
-            group_id: SCHEDULER_GROUP.into(),
+            group_id: group.clone(),
             topics: herald_schemas::DELAY_TIERS.iter().map(|t| topics.delay(t)).collect(),
-            client_id: SCHEDULER_GROUP.into(),
+            client_id: group,
         };
         consumer::run(kafka, spec, handler, shutdown)
     };
@@ -93,10 +95,10 @@ pub async fn run<D: Directory>(
 }
 
 /// The consumer group fanning out one lane's requests.
-pub fn group(lane: Lane) -> String {
+pub fn group(kafka: &KafkaConfig, lane: Lane) -> String {
     match lane {
-        Lane::Urgent => GROUP.to_owned(),
-        Lane::Bulk => format!("{GROUP}-bulk"),
+        Lane::Urgent => kafka.group(GROUP),
+        Lane::Bulk => kafka.group(&format!("{GROUP}-bulk")),
     }
 }
 
@@ -108,7 +110,7 @@ async fn fan_out_lanes<D: Directory>(
     shutdown: CancellationToken,
 ) -> Result<(), consumer::ConsumerError> {
     let lane = |lane: Lane| {
-        let group = group(lane);
+        let group = group(kafka, lane);
         let dead_letters = DeadLetters::new(output.producer().clone(), topics.dlq(), &group);
         let handler = Arc::new(handler::EnrichHandler::new(
             Arc::clone(&directory),

@@ -113,7 +113,7 @@ impl ScyllaDirectory {
             ))
             .await?,
             devices: prepare(format!(
-                "SELECT device_id, platform, token, app_id, active FROM {k}.devices WHERE user_id = ?"
+                "SELECT device_id, platform, \"token\", app_id, active FROM {k}.devices WHERE user_id = ?"
             ))
             .await?,
             preferences: prepare(format!(
@@ -131,12 +131,12 @@ impl ScyllaDirectory {
             ))
             .await?,
             upsert_device: prepare(format!(
-                "INSERT INTO {k}.devices (user_id, device_id, platform, token, app_id, active)
+                "INSERT INTO {k}.devices (user_id, device_id, platform, \"token\", app_id, active)
                  VALUES (?, ?, ?, ?, ?, ?)"
             ))
             .await?,
             index_device: prepare(format!(
-                "INSERT INTO {k}.devices_by_token (platform, token, user_id, device_id)
+                "INSERT INTO {k}.devices_by_token (platform, \"token\", user_id, device_id)
                  VALUES (?, ?, ?, ?)"
             ))
             .await?,
@@ -151,11 +151,11 @@ impl ScyllaDirectory {
             ))
             .await?,
             devices_by_token: prepare(format!(
-                "SELECT user_id, device_id FROM {k}.devices_by_token WHERE platform = ? AND token = ?"
+                "SELECT user_id, device_id FROM {k}.devices_by_token WHERE platform = ? AND \"token\" = ?"
             ))
             .await?,
             device_token: prepare(format!(
-                "SELECT device_id, platform, token, app_id, active FROM {k}.devices
+                "SELECT device_id, platform, \"token\", app_id, active FROM {k}.devices
                  WHERE user_id = ? AND device_id = ?"
             ))
             .await?,

@@ -1,5 +1,5 @@
 //! One contract for every directory, written once: it runs against SQLite always and against
-//! ScyllaDB when `HERALD_SCYLLA_URI` names a node (see README, "ScyllaDB").
+//! a CQL node (Apache Cassandra in CI, started by infra/test.sh; ScyllaDB in production).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use herald_enricher::directory::QuotaCounter;
@@ -7,7 +7,6 @@ use herald_enricher::scylla_directory::ScyllaDirectory;
 use herald_enricher::{
     Device, Directory, Platform, Preference, SqliteDirectory, TemplateVariant, User,
 };
-use herald_runtime::scylla::ScyllaConfig;
 
 /// Unique per run: a shared ScyllaDB keeps rows between runs.
 fn unique(name: &str) -> String {
@@ -190,13 +189,7 @@ async fn sqlite_directory_keeps_the_contract() {
 
 #[tokio::test]
 async fn scylla_directory_keeps_the_contract() {
-    let Some(config) = ScyllaConfig::from_test_env() else {
-        eprintln!(
-            "HERALD_SCYLLA_URI is not set: skipping the ScyllaDB run of the directory contract"
-        );
-        return;
-    };
-    let config = ScyllaConfig { keyspace: "herald_contract".into(), ..config };
+    let Some(config) = herald_testkit::cql::node("directory_contract") else { return };
     let session = config.connect_creating_keyspace().await.unwrap();
     let keyspace = config.keyspace.as_str();
     ScyllaDirectory::create_tables(&session, keyspace).await.unwrap();

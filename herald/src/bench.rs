@@ -27,7 +27,6 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HeraldConfig;
-use crate::dev::broker::TansuBroker;
 use crate::dev::mail_sink::{MailSink, SinkOptions};
 use crate::dev::standins::apns::ApnsStandIn;
 use crate::dev::standins::fcm::FcmStandIn;
@@ -37,6 +36,7 @@ use crate::dev::standins::sendgrid::SendgridStandIn;
 use crate::dev::standins::twilio::TwilioStandIn;
 use crate::dev::standins::vonage::VonageStandIn;
 use crate::roles::{self, GivenProviders};
+use herald_testkit::TansuBroker;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -94,7 +94,7 @@ pub struct DispatchBenchOptions {
     pub concurrency: usize,
     /// Also run each provider behind a whole dispatcher on an embedded broker.
     pub dispatcher: bool,
-    pub storage: crate::dev::broker::BrokerStorage,
+    pub storage: herald_testkit::BrokerStorage,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -23,7 +23,7 @@ pub enum BenchCommand {
         provider_only: bool,
         /// Broker storage: sqlite (batching) or memory (one record per produce batch).
         #[arg(long, value_enum, default_value = "sqlite")]
-        storage: crate::dev::broker::BrokerStorage,
+        storage: herald_testkit::BrokerStorage,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -39,7 +39,7 @@ pub enum BenchCommand {
         requests: usize,
         /// Broker storage: sqlite (batching) or memory (one record per produce batch).
         #[arg(long, value_enum, default_value = "sqlite")]
-        storage: crate::dev::broker::BrokerStorage,
+        storage: herald_testkit::BrokerStorage,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -66,7 +66,7 @@ pub enum BenchCommand {
         latency: std::time::Duration,
         /// Broker storage: sqlite (batching) or memory (one record per produce batch).
         #[arg(long, value_enum, default_value = "sqlite")]
-        storage: crate::dev::broker::BrokerStorage,
+        storage: herald_testkit::BrokerStorage,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,

@@ -44,7 +44,7 @@ pub struct E2eOptions {
     pub rate_seconds: u64,
     /// How long the provider stand-ins take to answer.
     pub latency: Duration,
-    pub storage: crate::dev::broker::BrokerStorage,
+    pub storage: herald_testkit::BrokerStorage,
 }
 
 #[derive(Debug, Clone, Serialize)]

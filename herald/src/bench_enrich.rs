@@ -19,14 +19,14 @@ use rdkafka::{ClientConfig, Message};
 use serde::Serialize;
 
 use crate::config::HeraldConfig;
-use crate::dev::broker::TansuBroker;
 use crate::roles;
+use herald_testkit::TansuBroker;
 
 #[derive(Debug, Clone)]
 pub struct EnrichBenchOptions {
     pub users: usize,
     pub requests: usize,
-    pub storage: crate::dev::broker::BrokerStorage,
+    pub storage: herald_testkit::BrokerStorage,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -330,7 +330,7 @@ pub(crate) fn tuned_for_bench(kafka: &mut herald_runtime::KafkaConfig, tuning: &
 /// and a configuration for them (topics under `prefix`, 4 partitions, the directory in
 /// `dir`, a cache that holds `users`).
 pub(crate) async fn bench_stack(
-    (storage, tuning): (crate::dev::broker::BrokerStorage, &HeraldConfig),
+    (storage, tuning): (herald_testkit::BrokerStorage, &HeraldConfig),
     dir: &Path,
     prefix: &str,
     users: usize,

@@ -19,8 +19,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::config::HeraldConfig;
-use crate::dev::broker::{BrokerStorage, TansuBroker, free_port};
 use crate::dev::mail_sink::{MailSink, SinkOptions};
+use herald_testkit::{BrokerStorage, TansuBroker, free_port};
 
 #[derive(Debug, Clone)]
 pub struct ChaosOptions {

@@ -113,6 +113,14 @@ impl HeraldConfig {
         if self.kafka.bootstrap_servers.trim().is_empty() {
             return fail("kafka.bootstrap_servers is empty".into());
         }
+        let group_prefix = &self.kafka.group_prefix;
+        if group_prefix.is_empty()
+            || !group_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return fail(format!(
+                "kafka.group_prefix {group_prefix:?} must be letters, digits, '.', '_' or '-' (e.g. \"herald-\")"
+            ));
+        }
         let consumer = &self.kafka.consumer;
         if consumer.max_in_flight == 0 || consumer.lanes_per_partition == 0 {
             return fail(

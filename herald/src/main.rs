@@ -95,7 +95,7 @@ enum Command {
         data_dir: PathBuf,
         /// Broker storage: memory (one record per produce batch) or sqlite (batching).
         #[arg(long, value_enum, default_value = "memory")]
-        storage: herald::dev::broker::BrokerStorage,
+        storage: herald_testkit::BrokerStorage,
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,

@@ -191,7 +191,7 @@ async fn dispatch_with<L: DeliveryLedger>(
     ledger: Arc<L>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let output = output(config, &herald_dispatchers::group(channel))?;
+    let output = output(config, &herald_dispatchers::group(&config.kafka, channel))?;
     let setup = DispatchSetup {
         channel,
         topics: config.kafka.topics(),

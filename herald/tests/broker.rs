@@ -1,4 +1,4 @@
-//! What Herald needs from the broker it runs against in `herald dev` and the tests.
+//! What Herald needs from the broker it runs against: Apache Kafka, and Tansu in `herald dev`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -75,33 +75,6 @@ async fn broker_serves_fetches_that_start_inside_a_record_batch() {
     }
 }
 
-/// Tansu's SQLite fetch looks up each returned record's headers by (topition, offset_id);
-/// without an index that is a scan of every header ever stored, so the broker slowed down as
-/// its log grew. `TansuBroker` indexes them: the lookup Tansu runs must search, not scan.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_looks_up_record_headers_by_index_not_by_scanning_every_header() {
-    let env = support::TestEnv::start().await;
-    let database = env.dir.path().join("broker").join("tansu.db");
-    let connection = rusqlite::Connection::open(&database).unwrap();
-    // The query of Tansu 0.6.0's header_fetch.sql, joins as it writes them.
-    let plan: Vec<String> = connection
-        .prepare(
-            "EXPLAIN QUERY PLAN SELECT h.k, h.v FROM header h \
-             JOIN record r ON h.topition = r.topition AND h.offset_id = r.offset_id \
-             JOIN topition tp ON tp.id = r.topition JOIN topic t ON tp.topic = t.id \
-             JOIN cluster c ON t.cluster = c.id \
-             WHERE c.name = ?1 AND t.name = ?2 AND tp.partition = ?3 AND r.offset_id = ?4",
-        )
-        .unwrap()
-        .query_map(rusqlite::params!["tansu", "t", 0, 0], |row| row.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let header_step = plan.iter().find(|step| step.ends_with(" h") || step.contains(" h USING"));
-    let header_step = header_step.unwrap_or_else(|| panic!("no step reads header: {plan:?}"));
-    assert!(header_step.contains("USING INDEX herald_header_by_record"), "{plan:?}");
-}
-
 /// Kafka answers a time lookup later than every record with "none" (the group then moves to
 /// the log end); Tansu 0.6 answers offset 0, which would move a group back to the start of
 /// its log. `group_offsets::reset_to_time` checks an answer at the log start against the
@@ -118,10 +91,11 @@ async fn a_group_reset_to_a_time_after_the_last_record_moves_to_the_log_end_not_
     }
     let after_the_last = herald_schemas::now_millis() + 1_000;
     let (kafka, topics) = (env.config.kafka.clone(), vec![topic.clone()]);
+    let group = env.group("late-reader");
     let (resets, positions) = tokio::task::spawn_blocking(move || {
         let resets =
-            reset_to_time(&kafka, "late-reader", (&topics, true), (after_the_last, false)).unwrap();
-        (resets, lag(&kafka, "late-reader", &topics, true).unwrap())
+            reset_to_time(&kafka, &group, (&topics, true), (after_the_last, false)).unwrap();
+        (resets, lag(&kafka, &group, &topics, true).unwrap())
     })
     .await
     .unwrap();

@@ -180,12 +180,13 @@ async fn a_callers_webhook_gets_signed_events_retried_while_it_fails_and_dead_le
 
     // The broken endpoint's event goes to the dead-letter topic after the last tier.
     let dlq = env.topics().dlq();
+    let webhooks = env.group("webhooks");
     let letters = env
         .read_topic(&dlq, Duration::from_secs(20), |records| {
             records.iter().any(|r| {
                 r.headers().is_some_and(|h| {
                     h.iter().any(|h| {
-                        h.key == "herald-failed-group" && h.value == Some(b"herald-webhooks")
+                        h.key == "herald-failed-group" && h.value == Some(webhooks.as_bytes())
                     })
                 })
             })
@@ -194,7 +195,7 @@ async fn a_callers_webhook_gets_signed_events_retried_while_it_fails_and_dead_le
     let letter = letters
         .iter()
         .find(|r| {
-            r.headers().is_some_and(|h| h.iter().any(|h| h.value == Some(b"herald-webhooks")))
+            r.headers().is_some_and(|h| h.iter().any(|h| h.value == Some(webhooks.as_bytes())))
         })
         .expect("dead-lettered");
     let reason = letter
@@ -215,11 +216,11 @@ async fn a_callers_webhook_gets_signed_events_retried_while_it_fails_and_dead_le
 static WEBHOOK_SENDERS_READING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Records the webhook sender's group fetched in this test's process (its /metrics counter).
-fn webhook_records_fetched() -> u64 {
-    let needle = "herald_consumer_records_total{group=\"herald-webhooks\"} ";
+fn webhook_records_fetched(env: &TestEnv) -> u64 {
+    let needle = format!("herald_consumer_records_total{{group=\"{}\"}} ", env.group("webhooks"));
     let text = herald_runtime::metrics::render();
     text.lines()
-        .find_map(|l| l.strip_prefix(needle))
+        .find_map(|l| l.strip_prefix(needle.as_str()))
         .map_or(0, |value| value.trim().parse().unwrap())
 }
 
@@ -233,7 +234,7 @@ async fn the_webhook_sender_reads_no_events_until_a_webhook_exists_then_posts_fr
     let clients = ApiClients::open(&env.config.ingest.store_path).unwrap();
     let (client, key) = clients.add("late-shop").await.unwrap();
     let pipeline = env.pipeline().await;
-    let fetched_before = webhook_records_fetched();
+    let fetched_before = webhook_records_fetched(&env);
 
     let (_, body) = pipeline.post(Some(&key), &email_body("late", "Before", "hi")).await;
     let before = body["id"].as_str().unwrap().to_owned();
@@ -253,7 +254,7 @@ async fn the_webhook_sender_reads_no_events_until_a_webhook_exists_then_posts_fr
     // The status sink has read the events by now; a sender reading them would have too.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        webhook_records_fetched(),
+        webhook_records_fetched(&env),
         fetched_before,
         "no events read while no client has a webhook"
     );
@@ -278,7 +279,8 @@ async fn the_webhook_sender_reads_no_events_until_a_webhook_exists_then_posts_fr
         let kafka = env.config.kafka.clone();
         let events = events.clone();
         let positions = tokio::task::spawn_blocking(move || {
-            herald_runtime::kafka::group_offsets::lag(&kafka, "herald-webhooks", &events, true)
+            let group = kafka.group("webhooks");
+            herald_runtime::kafka::group_offsets::lag(&kafka, &group, &events, true)
         })
         .await
         .unwrap()

@@ -34,7 +34,7 @@ async fn dead_letters_are_listed_by_filter_shown_and_redriven_to_delivery() {
     );
     let poison = herald_output(&env, &["dlq", "list", "--class", "poison", "--since", "10m"]);
     assert!(
-        poison.starts_with("1 dead letter(s)") && poison.contains("herald-enricher"),
+        poison.starts_with("1 dead letter(s)") && poison.contains(&env.group("enricher")),
         "{poison}"
     );
     let none = herald_output(&env, &["dlq", "list", "--until", "1h"]);

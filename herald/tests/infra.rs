@@ -265,7 +265,7 @@ fn kubernetes_scales_each_consumer_group_up_to_its_partitions_and_drains_before_
         vec!["enrich".into()],
         [Lane::Urgent, Lane::Bulk]
             .into_iter()
-            .map(|lane| (herald_enricher::group(lane), topics.requests_in(lane)))
+            .map(|lane| (herald_enricher::group(&config.kafka, lane), topics.requests_in(lane)))
             .collect(),
     )];
     for channel in Channel::ALL {
@@ -276,7 +276,7 @@ fn kubernetes_scales_each_consumer_group_up_to_its_partitions_and_drains_before_
                 .into_iter()
                 .map(|lane| {
                     (
-                        herald_dispatchers::lane_group(channel, lane),
+                        herald_dispatchers::lane_group(&config.kafka, channel, lane),
                         topics.channel_in(channel, lane),
                     )
                 })

@@ -199,7 +199,7 @@ async fn undecodable_request_goes_to_the_dlq_with_reason_and_the_partition_moves
     assert_eq!(dead.key(), Some(&b"99"[..]));
     assert_eq!(header_str(dead, headers::ERROR_CLASS), Some("poison"));
     assert_eq!(header_str(dead, headers::ORIGINAL_TOPIC), Some(env.topics().requests().as_str()));
-    assert_eq!(header_str(dead, headers::FAILED_GROUP), Some("herald-enricher"));
+    assert_eq!(header_str(dead, headers::FAILED_GROUP), Some(env.group("enricher").as_str()));
     assert!(header_str(dead, headers::ERROR_REASON).unwrap().contains("not a decodable"));
     pipeline.stop().await;
 }
@@ -372,7 +372,8 @@ async fn lag_end_to_end_latency_produced_records_and_enricher_outcomes_are_expor
 
     let channel_topic = env.topics().channel(herald_schemas::Channel::Email);
     let lag_series = format!(
-        "herald_consumer_lag{{group=\"herald-dispatch-email\",partition=\"0\",topic=\"{channel_topic}\"}}"
+        "herald_consumer_lag{{group=\"{}\",partition=\"0\",topic=\"{channel_topic}\"}}",
+        env.group("dispatch-email")
     );
     let deadline = std::time::Instant::now() + WAIT;
     let text = loop {

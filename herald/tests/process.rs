@@ -292,7 +292,7 @@ async fn two_dispatchers_of_a_channel_share_its_partitions_and_one_stopping_hand
     };
     let first = start(&logs[0]);
     let second = start(&logs[1]);
-    let group = herald_dispatchers::group(Channel::Email);
+    let group = herald_dispatchers::group(&env.config.kafka, Channel::Email);
     let deadline = Instant::now() + Duration::from_secs(90);
     while !logs.iter().all(|l| assignments(l, &group).last().is_some_and(|n| *n > 0)) {
         let seen: Vec<_> = logs.iter().map(|l| assignments(l, &group)).collect();

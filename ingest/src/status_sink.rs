@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::status::StatusStore;
 
-pub const GROUP: &str = "herald-status-sink";
+pub const GROUP: &str = "status-sink";
 
 struct StatusSink {
     store: StatusStore,
@@ -58,11 +58,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), consumer::ConsumerError> {
     let topics = kafka.topics();
-    let dead_letters = DeadLetters::new(producer, topics.dlq(), GROUP);
-    let spec = ConsumerSpec {
-        group_id: GROUP.into(),
-        topics: vec![topics.events()],
-        client_id: GROUP.into(),
-    };
+    let group = kafka.group(GROUP);
+    let dead_letters = DeadLetters::new(producer, topics.dlq(), &group);
+    let spec =
+        ConsumerSpec { group_id: group.clone(), topics: vec![topics.events()], client_id: group };
     consumer::run(kafka, spec, Arc::new(StatusSink { store, codec, dead_letters }), shutdown).await
 }

@@ -59,7 +59,7 @@ pub async fn follow(
     // Assigned, not subscribed: every ingest reads every partition and commits nothing.
     let consumer: Arc<StreamConsumer> = Arc::new(
         client
-            .set("group.id", "herald-ingest-templates")
+            .set("group.id", kafka.group("ingest-templates"))
             .set("enable.auto.commit", "false")
             .create()?,
     );

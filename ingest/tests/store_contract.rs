@@ -1,7 +1,7 @@
 //! One contract for ingest's stores (API clients, idempotency keys, statuses, webhooks),
-//! written once: it runs against SQLite always and against ScyllaDB when `HERALD_SCYLLA_URI`
-//! names a node (see README, "ScyllaDB"). Two handles on one store stand for two ingest
-//! instances.
+//! written once: it runs against SQLite always and against a CQL node (Apache Cassandra in
+//! CI, started by infra/test.sh; ScyllaDB in production). Two handles on one store stand for
+//! two ingest instances.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -9,7 +9,6 @@ use std::sync::Arc;
 use herald_ingest::idempotency::{Begin, PENDING_TIMEOUT_MS};
 use herald_ingest::store::ScyllaIngestStore;
 use herald_ingest::{ClientPolicy, IngestStores};
-use herald_runtime::scylla::ScyllaConfig;
 use herald_schemas::{DeliveryEvent, EventKind};
 
 const DAY: i64 = 86_400_000;
@@ -261,13 +260,7 @@ async fn sqlite_ingest_store_keeps_the_contract() {
 
 #[tokio::test]
 async fn scylla_ingest_store_keeps_the_contract() {
-    let Some(config) = ScyllaConfig::from_test_env() else {
-        eprintln!(
-            "HERALD_SCYLLA_URI is not set: skipping the ScyllaDB run of the ingest store contract"
-        );
-        return;
-    };
-    let config = ScyllaConfig { keyspace: "herald_contract".into(), ..config };
+    let Some(config) = herald_testkit::cql::node("ingest_contract") else { return };
     let session = config.connect_creating_keyspace().await.unwrap();
     ScyllaIngestStore::create_tables(&session, &config.keyspace).await.unwrap();
     let first = Arc::new(ScyllaIngestStore::new(session, &config.keyspace, DAY).await.unwrap());

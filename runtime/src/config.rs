@@ -54,6 +54,9 @@ pub struct KafkaConfig {
     pub bootstrap_servers: String,
     /// Prefix of every topic name (`herald.` gives `herald.requests`, ...).
     pub topic_prefix: String,
+    /// Prefix of every consumer group a role joins (`herald-` gives `herald-enricher`,
+    /// `herald-dispatch-email`, ...): two installations sharing a cluster differ in both.
+    pub group_prefix: String,
     /// librdkafka properties applied to every client, passed through unchanged:
     /// `security.protocol`, `sasl.mechanism`, `sasl.username`, `ssl.ca.location`, ...
     pub properties: BTreeMap<String, String>,
@@ -80,6 +83,7 @@ impl fmt::Debug for KafkaConfig {
         f.debug_struct("KafkaConfig")
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("topic_prefix", &self.topic_prefix)
+            .field("group_prefix", &self.group_prefix)
             .field("properties", &redacted)
             .field("secret_properties", &self.secret_properties)
             .field("producer_properties", &self.producer_properties)
@@ -93,6 +97,7 @@ impl Default for KafkaConfig {
         Self {
             bootstrap_servers: "127.0.0.1:9092".into(),
             topic_prefix: "herald.".into(),
+            group_prefix: "herald-".into(),
             properties: BTreeMap::new(),
             secret_properties: BTreeMap::new(),
             producer_properties: BTreeMap::new(),
@@ -104,6 +109,11 @@ impl Default for KafkaConfig {
 impl KafkaConfig {
     pub fn topics(&self) -> herald_schemas::Topics {
         herald_schemas::Topics::new(self.topic_prefix.clone())
+    }
+
+    /// The consumer group of a role's consumer `name` (`enricher`, `dispatch-email`, ...).
+    pub fn group(&self, name: &str) -> String {
+        format!("{}{name}", self.group_prefix)
     }
 
     /// Every client property (plain and secret), secrets resolved now.

@@ -52,17 +52,6 @@ pub enum ScyllaSetupError {
 }
 
 impl ScyllaConfig {
-    /// A configuration pointing at `HERALD_SCYLLA_URI` (`host:port[,host:port]`), if set:
-    /// how the contract tests find a node.
-    pub fn from_test_env() -> Option<Self> {
-        let uri = std::env::var("HERALD_SCYLLA_URI").ok().filter(|u| !u.is_empty())?;
-        Some(Self {
-            nodes: uri.split(',').map(str::to_owned).collect(),
-            replication_factor: 1,
-            ..Self::default()
-        })
-    }
-
     /// The keyspace name, checked so it can be spliced into CQL text.
     pub fn keyspace(&self) -> Result<&str, ScyllaSetupError> {
         let ok = !self.keyspace.is_empty()

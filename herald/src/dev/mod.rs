@@ -3,7 +3,6 @@
 //! demo users, the send API, the enricher, the email dispatcher, and an SMTP sink whose
 //! mailbox is readable over HTTP.
 
-pub mod broker;
 pub mod mail_sink;
 pub mod seed;
 pub mod standins;
@@ -32,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HeraldConfig;
 use crate::pipeline::Pipeline;
 use crate::roles::GivenProviders;
-use broker::{Storage, TansuBroker};
+use herald_testkit::{Storage, TansuBroker};
 use mail_sink::{MailSink, SinkOptions};
 
 #[derive(Debug, Clone)]

@@ -1,5 +1,7 @@
-//! What the integration tests share: a real Tansu broker per test, the development schema
-//! registry, the SMTP sink, temporary SQLite stores, and helpers to read topics.
+//! What the integration tests share: the broker (Apache Kafka started once for the whole run
+//! by `infra/test.sh` and found through `HERALD_TEST_KAFKA`, each test under topic and group
+//! prefixes of its own; else a Tansu broker per test), the development schema registry, the
+//! SMTP sink, temporary SQLite stores, and helpers to read topics.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use herald_enricher::Directory as _;
@@ -7,14 +9,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use herald::config::HeraldConfig;
-use herald::dev::broker::{Storage, TansuBroker};
 use herald::dev::mail_sink::MailSink;
 use herald::pipeline::Pipeline;
 use herald_enricher::SqliteDirectory;
 use herald_ingest::ApiClients;
+use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::admin;
 use herald_schemas::dev_registry::DevRegistry;
 use herald_schemas::{AvroCodec, Record};
+use herald_testkit::{Storage, TansuBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -22,8 +25,49 @@ use tokio_util::sync::CancellationToken;
 
 pub const PARTITIONS: i32 = 2;
 
+/// The broker a test runs on.
+pub enum Broker {
+    /// The run's Apache Kafka, shared by every test (`HERALD_TEST_KAFKA`).
+    Kafka(String),
+    /// A Tansu broker of the test's own.
+    Tansu(TansuBroker),
+}
+
+impl Broker {
+    /// Apache Kafka when the run started one (`HERALD_TEST_KAFKA`), unless
+    /// `HERALD_TEST_BROKER=tansu` asks for Tansu; else a Tansu broker of the test's own.
+    pub async fn for_test(dir: &std::path::Path) -> (Self, KafkaConfig) {
+        let tansu_asked = std::env::var("HERALD_TEST_BROKER").is_ok_and(|b| b == "tansu");
+        match std::env::var("HERALD_TEST_KAFKA") {
+            Ok(servers) if !servers.is_empty() && !tansu_asked => {
+                let mut kafka = KafkaConfig::default().with_dev_timings();
+                kafka.bootstrap_servers = servers.clone();
+                (Broker::Kafka(servers), kafka)
+            }
+            _ => {
+                let broker = TansuBroker::start(None, Storage::Sqlite(dir.join("broker")), None)
+                    .await
+                    .expect("Tansu starts (infra/install-tansu.sh)");
+                let kafka = broker.kafka_config();
+                (Broker::Tansu(broker), kafka)
+            }
+        }
+    }
+
+    pub fn bootstrap_servers(&self) -> String {
+        match self {
+            Broker::Kafka(servers) => servers.clone(),
+            Broker::Tansu(broker) => broker.bootstrap_servers(),
+        }
+    }
+
+    pub fn is_kafka(&self) -> bool {
+        matches!(self, Broker::Kafka(_))
+    }
+}
+
 pub struct TestEnv {
-    pub broker: TansuBroker,
+    pub broker: Broker,
     pub registry: SocketAddr,
     pub mail: MailSink,
     pub dir: tempfile::TempDir,
@@ -41,18 +85,19 @@ pub fn init_logging() {
 }
 
 impl TestEnv {
-    /// A broker, registry, SMTP sink and stores of its own, with topics under a unique prefix.
+    /// A registry, SMTP sink and stores of its own, with topics and consumer groups under
+    /// prefixes of its own on the run's broker (see [`Broker::for_test`]).
     pub async fn start() -> Self {
         init_logging();
         herald_schemas::install_tls_provider();
         let dir = tempfile::tempdir().unwrap();
-        let broker = TansuBroker::start(None, Storage::Sqlite(dir.path().join("broker")), None)
-            .await
-            .expect("Tansu starts (infra/install-tansu.sh)");
+        let (broker, kafka) = Broker::for_test(dir.path()).await;
         let registry = DevRegistry::default().spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let mail = MailSink::start("127.0.0.1:0".parse().unwrap()).unwrap();
-        let mut config = HeraldConfig { kafka: broker.kafka_config(), ..HeraldConfig::default() };
-        config.kafka.topic_prefix = format!("t{}.", uuid::Uuid::now_v7().simple());
+        let mut config = HeraldConfig { kafka, ..HeraldConfig::default() };
+        let id = uuid::Uuid::now_v7().simple();
+        config.kafka.topic_prefix = format!("t{id}.");
+        config.kafka.group_prefix = format!("t{id}-");
         config.kafka.consumer.drain_deadline_ms = 3_000;
         config.schema_registry.url = format!("http://{registry}");
         config.topics.partitions = PARTITIONS;
@@ -66,6 +111,24 @@ impl TestEnv {
         config.validate().unwrap();
         admin::create_topics(&config.kafka, &config.topic_specs()).await.unwrap();
         Self { broker, registry, mail, dir, config }
+    }
+
+    /// Like [`TestEnv::start`], on Apache Kafka only: for what Tansu cannot do. `None` (the
+    /// test is skipped, saying so) when the run started no Kafka, unless
+    /// `HERALD_REQUIRE_ENGINES` makes that a failure.
+    /// The Tansu leg of a run (`HERALD_TEST_BROKER=tansu`) skips it: its Kafka leg ran it.
+    pub async fn on_kafka() -> Option<Self> {
+        if std::env::var("HERALD_TEST_BROKER").is_ok_and(|b| b == "tansu") {
+            eprintln!("skipping: this test runs on Apache Kafka, and this is the Tansu leg");
+            return None;
+        }
+        herald_testkit::required("HERALD_TEST_KAFKA", "Apache Kafka")?;
+        Some(Self::start().await)
+    }
+
+    /// The name of the role consumer group `name` (`enricher`, `dispatch-email`) here.
+    pub fn group(&self, name: &str) -> String {
+        self.config.kafka.group(name)
     }
 
     pub fn directory(&self) -> SqliteDirectory {
@@ -157,6 +220,46 @@ impl TestEnv {
     }
 }
 
+impl Drop for TestEnv {
+    /// On the shared Kafka, the test's topics go with it: thousands of partitions left
+    /// behind by a run would slow every later test's metadata requests.
+    fn drop(&mut self) {
+        if !self.broker.is_kafka() {
+            return;
+        }
+        let kafka = self.config.kafka.clone();
+        // A thread of its own: the test's runtime may be the one dropping this.
+        let _ = std::thread::spawn(move || delete_topics_with_prefix(&kafka)).join();
+    }
+}
+
+fn delete_topics_with_prefix(kafka: &KafkaConfig) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let Ok(client) = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .create::<AdminClient<rdkafka::client::DefaultClientContext>>()
+    else {
+        return;
+    };
+    let Ok(metadata) = client.inner().fetch_metadata(None, Duration::from_secs(10)) else {
+        return;
+    };
+    let names: Vec<String> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|name| name.starts_with(&kafka.topic_prefix))
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let _ = runtime.block_on(client.delete_topics(&names, &options));
+    }
+}
+
 pub struct TopicReader {
     consumer: BaseConsumer,
     pub read: Vec<OwnedMessage>,
@@ -187,6 +290,7 @@ pub fn herald_command(env: &TestEnv) -> std::process::Command {
         .env("RUST_LOG", std::env::var("HERALD_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".into()))
         .env("HERALD__KAFKA__BOOTSTRAP_SERVERS", &c.kafka.bootstrap_servers)
         .env("HERALD__KAFKA__TOPIC_PREFIX", &c.kafka.topic_prefix)
+        .env("HERALD__KAFKA__GROUP_PREFIX", &c.kafka.group_prefix)
         .env(
             "HERALD__KAFKA__CONSUMER__SESSION_TIMEOUT_MS",
             c.kafka.consumer.session_timeout_ms.to_string(),

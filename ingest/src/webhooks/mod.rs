@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::status::StatusStore;
 pub use registry::{Webhook, WebhookRegistry};
 
-pub const GROUP: &str = "herald-webhooks";
+pub const GROUP: &str = "webhooks";
 
 /// The header carrying `t=<ms>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
 pub const SIGNATURE_HEADER: &str = "Herald-Signature";
@@ -245,7 +245,8 @@ pub async fn run(
         };
         let (kafka, events) = (kafka.clone(), topics.events());
         let moved = tokio::task::spawn_blocking(move || {
-            group_offsets::reset_to_time(&kafka, GROUP, (&[events], true), (since, false))
+            let group = kafka.group(GROUP);
+            group_offsets::reset_to_time(&kafka, &group, (&[events], true), (since, false))
         })
         .await
         .map_err(|e| e.to_string())
@@ -287,6 +288,7 @@ async fn send(
     shutdown: CancellationToken,
 ) -> Result<(), WebhookRunError> {
     let topics = kafka.topics();
+    let group = kafka.group(GROUP);
     let tiers = u32::try_from(parts.settings.retry_delays.len()).unwrap_or(u32::MAX);
     let mut inputs = vec![topics.events()];
     inputs.extend((1..=tiers).map(|tier| topics.webhook_retry(tier)));
@@ -299,12 +301,12 @@ async fn send(
         status: parts.status,
         codec: parts.codec,
         http,
-        dead_letters: DeadLetters::new(parts.producer.clone(), topics.dlq(), GROUP),
+        dead_letters: DeadLetters::new(parts.producer.clone(), topics.dlq(), &group),
         producer: parts.producer,
         topics,
         settings: parts.settings,
     };
-    let spec = ConsumerSpec { group_id: GROUP.into(), topics: inputs, client_id: GROUP.into() };
+    let spec = ConsumerSpec { group_id: group.clone(), topics: inputs, client_id: group };
     Ok(consumer::run(kafka, spec, Arc::new(sender), shutdown).await?)
 }
 

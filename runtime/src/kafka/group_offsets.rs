@@ -56,12 +56,13 @@ pub struct Reset {
     pub to: i64,
 }
 
-/// The group id of clients that only read metadata, watermarks or a record.
-const PROBE_GROUP: &str = "herald-probe";
+/// The group id (after `kafka.group_prefix`) of clients that only read metadata, watermarks
+/// or a record; they never join it.
+const PROBE_GROUP: &str = "probe";
 
 /// A client for watermarks, metadata and single records, in no group.
 pub fn probe(kafka: &KafkaConfig) -> Result<BaseConsumer, GroupOffsetsError> {
-    group_client(kafka, PROBE_GROUP)
+    group_client(kafka, &kafka.group(PROBE_GROUP))
 }
 
 /// A client speaking for `group` without joining it.

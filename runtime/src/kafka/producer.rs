@@ -1,6 +1,6 @@
 //! The idempotent producer every role writes with (acks=all, enable.idempotence=true).
 //! `producer_properties` override both; against the embedded Tansu broker Herald keeps one
-//! request in flight per connection instead of idempotence (see `herald::dev::broker`).
+//! request in flight per connection instead of idempotence (see `herald_testkit::tansu`).
 
 use std::time::Duration;
 

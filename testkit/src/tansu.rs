@@ -9,6 +9,8 @@ use std::time::Duration;
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::admin;
 
+use crate::engines::free_port;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error(
@@ -41,11 +43,6 @@ pub fn tansu_binary() -> Option<PathBuf> {
         let candidate = Path::new(&home).join(".cargo/bin/tansu");
         candidate.is_file().then_some(candidate)
     })
-}
-
-/// Picks a port nothing listens on now.
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Producers for Tansu keep one request in flight per connection instead of being

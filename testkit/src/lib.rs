@@ -1,0 +1,13 @@
+//! Herald's test kit: the engines its tests, benchmarks and development environment run
+//! against. Tansu is started here directly; Apache Kafka, Apache Cassandra and Apicurio
+//! Registry are started by the project's scripts under `infra/engines/`, which fetch their
+//! jars from Maven Central. The roles never link this crate.
+
+pub mod cql;
+pub mod engines;
+pub mod kafka;
+pub mod tansu;
+
+pub use engines::{EngineError, free_port, required};
+pub use kafka::{KafkaCluster, kafka_tool};
+pub use tansu::{BrokerStorage, Storage, TansuBroker};
