@@ -22,6 +22,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HeraldConfig;
 
+/// Waits until the cluster answers (see [`admin::wait_until_reachable`]): a role does this
+/// before anything else, so that a cluster it cannot use stops it with the reason.
+async fn reach_kafka(config: &HeraldConfig) -> anyhow::Result<()> {
+    admin::wait_until_reachable(&config.kafka, config.kafka.connect_timeout())
+        .await
+        .context("Kafka (kafka.bootstrap_servers, kafka.properties, kafka.secret_properties)")
+}
+
 /// The producer and codec a role writes its outputs with.
 pub fn output(config: &HeraldConfig, client_id: &str) -> anyhow::Result<AvroProducer> {
     let registry = config.schema_registry.resolve().context("schema registry settings")?;
@@ -37,6 +45,7 @@ pub async fn ingest(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    reach_kafka(config).await?;
     let stores = IngestStores::open(&config.ingest).await.context("ingest store")?;
     let output = output(config, "herald-ingest")?;
     let topics = config.kafka.topics();
@@ -77,6 +86,7 @@ pub async fn ingest(
 }
 
 pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    reach_kafka(config).await?;
     let output = output(config, "herald-enricher")?;
     let rules = herald_enricher::Rules::from(&config.enricher);
     let kafka = &config.kafka;
@@ -138,6 +148,7 @@ pub async fn dispatcher(
     given: &GivenProviders,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    reach_kafka(config).await?;
     let routes = Routes::build(channel, &config.dispatch, given).with_context(|| {
         format!("the providers of channel {channel} ([dispatch.routes.{channel}])")
     })?;

@@ -164,6 +164,14 @@ fn every_alert_rule_is_valid_promql_over_exported_metrics_with_severity_and_summ
     }
 }
 
+/// The Kafka version the test suite runs on: the one `infra/engines/kafka.pom.xml` pins.
+fn kafka_version_tested() -> String {
+    let pom = std::fs::read_to_string(infra("engines/kafka.pom.xml")).unwrap();
+    let after = pom.split("<artifactId>kafka_2.13</artifactId>").nth(1).unwrap();
+    let version = after.split("<version>").nth(1).unwrap().split("</version>").next().unwrap();
+    version.trim().to_owned()
+}
+
 fn port_of(addr: std::net::SocketAddr) -> u16 {
     addr.port()
 }
@@ -193,10 +201,17 @@ fn the_compose_stack_runs_every_role_and_prometheus_scrapes_each_where_it_serves
     }
     assert_eq!(command_of("herald-topics"), ["topics", "apply"]);
     assert_eq!(command_of("herald-migrate"), ["migrate"]);
+    let tested = kafka_version_tested();
     for broker in ["kafka-1", "kafka-2", "kafka-3"] {
         let env = &services[broker]["environment"];
         assert_eq!(env["KAFKA_PROCESS_ROLES"], "broker,controller", "{broker}: KRaft");
         assert_eq!(env["KAFKA_MIN_INSYNC_REPLICAS"], 2);
+        let image = services[broker]["image"].as_str().unwrap();
+        assert_eq!(
+            image,
+            format!("apache/kafka:{tested}"),
+            "{broker} runs the Kafka the suite runs on"
+        );
     }
     for needed in ["schema-registry", "scylla", "prometheus", "grafana"] {
         assert!(services.contains_key(needed), "no {needed}");

@@ -65,6 +65,9 @@ pub struct KafkaConfig {
     pub secret_properties: BTreeMap<String, SecretSource>,
     /// Extra librdkafka properties for producers only.
     pub producer_properties: BTreeMap<String, String>,
+    /// How long a role waits at start-up for the cluster to answer before it exits with the
+    /// reason; refused credentials and failed TLS handshakes end the wait at once.
+    pub connect_timeout_ms: u64,
     pub consumer: ConsumerTuning,
 }
 
@@ -87,6 +90,7 @@ impl fmt::Debug for KafkaConfig {
             .field("properties", &redacted)
             .field("secret_properties", &self.secret_properties)
             .field("producer_properties", &self.producer_properties)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("consumer", &self.consumer)
             .finish()
     }
@@ -101,6 +105,7 @@ impl Default for KafkaConfig {
             properties: BTreeMap::new(),
             secret_properties: BTreeMap::new(),
             producer_properties: BTreeMap::new(),
+            connect_timeout_ms: 30_000,
             consumer: ConsumerTuning::default(),
         }
     }
@@ -109,6 +114,10 @@ impl Default for KafkaConfig {
 impl KafkaConfig {
     pub fn topics(&self) -> herald_schemas::Topics {
         herald_schemas::Topics::new(self.topic_prefix.clone())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
     }
 
     /// The consumer group of a role's consumer `name` (`enricher`, `dispatch-email`, ...).

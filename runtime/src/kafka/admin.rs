@@ -2,9 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{ClientSetupError, base_client_config};
@@ -28,8 +30,10 @@ pub enum AdminError {
     Operation { what: &'static str, source: rdkafka::error::KafkaError },
     #[error("creating topic {topic} failed: {code}")]
     Topic { topic: String, code: RDKafkaErrorCode },
-    #[error("broker at {servers} not reachable within {waited:?}: {last_error}")]
+    #[error("Kafka at {servers} not reachable within {waited:?}: {last_error}")]
     Unreachable { servers: String, waited: Duration, last_error: String },
+    #[error("Kafka at {servers} refused this client: {reason}")]
+    Refused { servers: String, reason: String },
 }
 
 /// Creates the topics that do not exist yet; existing topics are left as they are.
@@ -63,29 +67,40 @@ pub async fn create_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
     Ok(())
 }
 
-/// Waits until the cluster answers a metadata request.
+/// Waits until the cluster answers a metadata request, for at most `timeout`; gives up at
+/// once when the client reports what waiting cannot cure (refused credentials, a TLS
+/// handshake that fails), naming it. Every role calls this before it starts: a wrong
+/// password must stop the process with its reason, not leave it retrying in silence.
 pub async fn wait_until_reachable(
     config: &KafkaConfig,
     timeout: Duration,
 ) -> Result<(), AdminError> {
-    let consumer: BaseConsumer = base_client_config(config, "herald-probe")
+    let watch = ErrorWatch::default();
+    let consumer: BaseConsumer<ErrorWatch> = base_client_config(config, "herald-probe")
         .map_err(ClientSetupError::from)?
-        .create()
+        .create_with_context(watch)
         .map_err(|source| ClientSetupError::Create { kind: "probe", source })?;
     let servers = config.bootstrap_servers.clone();
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         loop {
-            match consumer.fetch_metadata(None, Duration::from_secs(2)) {
-                Ok(_) => return Ok(()),
-                Err(e) if started.elapsed() >= timeout => {
+            let attempt = consumer.fetch_metadata(None, Duration::from_secs(1));
+            // Errors reach the context only while its queue is served.
+            let _ = consumer.poll(Duration::ZERO);
+            let seen = consumer.context().last();
+            match (attempt, seen) {
+                (Ok(_), _) => return Ok(()),
+                (Err(_), Some((code, reason))) if refused(code) => {
+                    return Err(AdminError::Refused { servers, reason });
+                }
+                (Err(e), seen) if started.elapsed() >= timeout => {
                     return Err(AdminError::Unreachable {
                         servers,
                         waited: started.elapsed(),
-                        last_error: e.to_string(),
+                        last_error: seen.map_or_else(|| e.to_string(), |(_, reason)| reason),
                     });
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                (Err(_), _) => std::thread::sleep(Duration::from_millis(200)),
             }
         }
     })
@@ -97,6 +112,44 @@ pub async fn wait_until_reachable(
             last_error: e.to_string(),
         })
     })
+}
+
+/// Client errors that retrying does not cure.
+fn refused(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::SSL
+    )
+}
+
+/// The last error a client reported through its error callback (a failed connection,
+/// refused credentials): librdkafka tells these only there.
+#[derive(Default)]
+struct ErrorWatch {
+    last: std::sync::Mutex<Option<(RDKafkaErrorCode, String)>>,
+}
+
+impl ErrorWatch {
+    fn last(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.last.lock().map_or(None, |last| last.clone())
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ErrorWatch {}
+
+impl ClientContext for ErrorWatch {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::log_to_tracing(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((code, reason.to_owned()));
+        }
+    }
 }
 
 /// Records in `topic` now (sum over partitions of high minus low watermark).
