@@ -77,29 +77,9 @@ enum Command {
         listen: std::net::SocketAddr,
     },
     /// Fault run: send notifications through separately running roles while killing them
-    /// and failing deliveries; print sent, delivered, lost, duplicates, dead-lettered.
-    Chaos {
-        #[arg(long, default_value_t = 10_000)]
-        notifications: usize,
-        /// How often a random enricher or dispatcher process is SIGKILLed (e.g. 5s).
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        kill_every: std::time::Duration,
-        /// Share of SMTP deliveries refused with 451.
-        #[arg(long, default_value_t = 0.05)]
-        failure_rate: f64,
-        #[arg(long, default_value_t = 2)]
-        dispatchers: usize,
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        #[arg(long, default_value = ".herald/chaos")]
-        data_dir: PathBuf,
-        /// Broker storage: memory (one record per produce batch) or sqlite (batching).
-        #[arg(long, value_enum, default_value = "memory")]
-        storage: herald_testkit::BrokerStorage,
-        /// Also write the report as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    /// (or the brokers of a three-broker Kafka cluster) and failing deliveries; print sent,
+    /// delivered, lost, duplicates, dead-lettered.
+    Chaos(herald::chaos::ChaosArgs),
     /// Produce a topic's records of a time window or offset range again (default: both
     /// request lanes). Already delivered notifications are not sent again (the delivery
     /// ledger remembers them) unless --force-resend.
@@ -438,38 +418,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             DevRegistry::default().serve(listener, async move { token.cancelled().await }).await?;
             Ok(())
         }
-        Command::Chaos {
-            notifications,
-            kill_every,
-            failure_rate,
-            dispatchers,
-            concurrency,
-            data_dir,
-            storage,
-            json,
-        } => {
-            let options = herald::chaos::ChaosOptions {
-                notifications,
-                kill_every,
-                failure_rate,
-                dispatchers,
-                concurrency,
-                data_dir,
-                storage,
-            };
-            let report = herald::chaos::run(options).await?;
-            print!("{}", report.render());
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
-            }
-            anyhow::ensure!(report.lost == 0, "{} notification(s) lost", report.lost);
-            anyhow::ensure!(
-                report.unexplained_duplicates == 0,
-                "{} duplicate(s) outside taken-over claims",
-                report.unexplained_duplicates
-            );
-            Ok(())
-        }
+        Command::Chaos(args) => args.run().await,
         Command::Replay(args) => {
             print!("{}", herald::replay::run(&config, &args).await?);
             Ok(())

@@ -5,6 +5,8 @@
 #   infra/engines/kafka.sh start DIR [--brokers N] [--sasl-ssl] [--owner PID]
 #   infra/engines/kafka.sh stop DIR
 #   infra/engines/kafka.sh kill DIR NODE       SIGKILL one broker (NODE is 1..N)
+#   infra/engines/kafka.sh stop-node DIR NODE  stop one broker cleanly (SIGTERM: controlled
+#                                              shutdown, leadership handed over first)
 #   infra/engines/kafka.sh restart DIR NODE    start a killed or stopped broker again
 #   infra/engines/kafka.sh tool DIR TOOL [ARGS...]
 #                                              Kafka's own tools: consumer-groups, topics,
@@ -30,7 +32,7 @@ set -euo pipefail
 KAFKA_VERSION=4.1.1
 
 usage() {
-  sed -n '5,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,14p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -219,6 +221,7 @@ cmd_node() {
   [ -f "$(node_dir "$node")/server.properties" ] || die "no node $node in $DIR"
   case $action in
     kill) kill_process "$(node_dir "$node")/kafka.pid" ;;
+    stop-node) stop_process "$(node_dir "$node")/kafka.pid" 60 ;;
     restart)
       local pidfile
       pidfile="$(node_dir "$node")/kafka.pid"
@@ -253,7 +256,7 @@ shift 2
 case $command in
   start) cmd_start "$@" ;;
   stop) cmd_stop ;;
-  kill | restart) [ $# -eq 1 ] || usage; cmd_node "$command" "$1" ;;
+  kill | stop-node | restart) [ $# -eq 1 ] || usage; cmd_node "$command" "$1" ;;
   tool) [ $# -ge 1 ] || usage; cmd_tool "$@" ;;
   *) usage ;;
 esac

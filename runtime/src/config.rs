@@ -146,12 +146,31 @@ impl KafkaConfig {
     }
 }
 
+/// How consumer groups agree on who reads which partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupProtocol {
+    /// Members join, the group stops, a leader assigns: every broker speaks it (Tansu, Kafka
+    /// before 4.0, most managed services).
+    Classic,
+    /// KIP-848 (Apache Kafka 4.0 and later): the broker assigns partitions to members one by
+    /// one and keeps members through a coordinator's failover. On a three-broker cluster whose
+    /// coordinator is SIGKILLed, classic groups stopped for about 30 s (every member rejoins
+    /// once the coordinator moved), consumer groups only while their partitions' leaders
+    /// moved (`herald chaos --broker kafka --faults brokers`). Session and heartbeat timings
+    /// are then the broker's (`group.consumer.*`).
+    Consumer,
+}
+
 /// Consumer behaviour. The defaults are Apache Kafka production values; `herald dev` and the
 /// tests shorten the group timings (see [`KafkaConfig::with_dev_timings`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsumerTuning {
+    pub group_protocol: GroupProtocol,
+    /// Classic groups only (the broker decides for consumer groups).
     pub session_timeout_ms: u32,
+    /// Classic groups only.
     pub heartbeat_interval_ms: u32,
     pub max_poll_interval_ms: u32,
     pub auto_commit_interval_ms: u32,
@@ -187,6 +206,7 @@ pub struct ConsumerTuning {
 impl Default for ConsumerTuning {
     fn default() -> Self {
         Self {
+            group_protocol: GroupProtocol::Classic,
             session_timeout_ms: 45_000,
             heartbeat_interval_ms: 3_000,
             max_poll_interval_ms: 300_000,

@@ -11,4 +11,4 @@ pub mod shutdown;
 pub mod sqlite;
 pub mod tracking;
 
-pub use config::{ConsumerTuning, KafkaConfig, RegistrySettings, SecretSource};
+pub use config::{ConsumerTuning, GroupProtocol, KafkaConfig, RegistrySettings, SecretSource};

@@ -52,6 +52,12 @@ impl KafkaCluster {
         self.node("kill", node).await
     }
 
+    /// Stops broker `node` cleanly (SIGTERM: a controlled shutdown hands its leaderships over
+    /// first) and waits until it is gone.
+    pub async fn stop_node(&self, node: i32) -> Result<(), EngineError> {
+        self.node("stop-node", node).await
+    }
+
     /// Starts broker `node` again with its data and waits until it says it started.
     pub async fn restart(&self, node: i32) -> Result<(), EngineError> {
         self.node("restart", node).await

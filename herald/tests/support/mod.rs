@@ -446,3 +446,38 @@ pub async fn add_device(
     };
     env.directory().upsert_device(user, device).await.unwrap();
 }
+
+/// Runs `herald chaos <args> --notifications <n>` to completion and checks what every fault
+/// run must hold: every notification sent, none lost, none sent twice outside a delivery
+/// whose claim a dispatcher took over (its outcome unknown). Returns the JSON report and
+/// the printed one.
+pub fn chaos_run(args: &[&str], notifications: u64) -> (serde_json::Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("chaos")
+        .args(args)
+        .args(["--notifications", &notifications.to_string()])
+        .args(["--data-dir", dir.path().join("run").to_str().unwrap()])
+        .args(["--json", report.to_str().unwrap()])
+        .env_remove("HERALD_CONFIG")
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    assert_eq!(report["sent"], notifications, "{stdout}");
+    assert_eq!(report["lost"], 0, "{stdout}");
+    assert_eq!(
+        report["delivered"].as_u64().unwrap() + report["dead_lettered"].as_u64().unwrap(),
+        notifications,
+        "{stdout}"
+    );
+    assert_eq!(
+        report["unexplained_duplicates"], 0,
+        "a duplicate only where a killed dispatcher's claim was taken over: {stdout}"
+    );
+    (report, stdout)
+}

@@ -31,7 +31,7 @@ use rdkafka::message::OwnedMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::{ClientSetupError, base_client_config};
-use crate::config::KafkaConfig;
+use crate::config::{GroupProtocol, KafkaConfig};
 use due::DueGate;
 use partition::Partitions;
 use poll::{Ctx, Shared, poll_loop};
@@ -117,10 +117,15 @@ pub async fn run<H: Handler>(
         .set("enable.auto.offset.store", "false")
         .set("auto.commit.interval.ms", tuning.auto_commit_interval_ms.to_string())
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", tuning.session_timeout_ms.to_string())
-        .set("heartbeat.interval.ms", tuning.heartbeat_interval_ms.to_string())
         .set("max.poll.interval.ms", tuning.max_poll_interval_ms.to_string())
         .set("statistics.interval.ms", tuning.statistics_interval_ms.to_string());
+    match tuning.group_protocol {
+        GroupProtocol::Classic => client
+            .set("session.timeout.ms", tuning.session_timeout_ms.to_string())
+            .set("heartbeat.interval.ms", tuning.heartbeat_interval_ms.to_string()),
+        // The broker owns the session and the assignment; librdkafka refuses both settings.
+        GroupProtocol::Consumer => client.set("group.protocol", "consumer"),
+    };
     for (key, value) in &tuning.properties {
         client.set(key, value);
     }

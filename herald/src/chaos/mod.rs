@@ -1,0 +1,623 @@
+//! `herald chaos`: a fault run. Sends N notifications through the roles running as their own
+//! processes (as `herald dev` would run them, but separately killable), while the SMTP
+//! stand-in fails a share of deliveries transiently and either the enricher and dispatchers
+//! are SIGKILLed at random (`--faults roles`, on Tansu or Kafka) or the brokers of a
+//! three-broker Kafka cluster are (`--faults brokers`, see [`broker_faults`]). Then counts
+//! what arrived: sent, delivered, lost, duplicates, dead-lettered, and the longest stretch
+//! without a delivery.
+
+mod broker_faults;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use herald_ingest::ApiClients;
+use herald_runtime::GroupProtocol;
+use herald_runtime::kafka::admin;
+use herald_schemas::dev_registry::DevRegistry;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::config::HeraldConfig;
+use crate::dev::mail_sink::{MailSink, SinkOptions};
+use broker_faults::{Fault, FaultLog};
+use herald_testkit::{BrokerStorage, KafkaCluster, TansuBroker, free_port};
+use tokio_util::sync::CancellationToken;
+
+/// The broker a chaos run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChaosBroker {
+    /// One Tansu broker (its storage from `--storage`).
+    Tansu,
+    /// Three Apache Kafka brokers (infra/engines/kafka.sh): replication 3,
+    /// min.insync.replicas=2.
+    Kafka,
+}
+
+/// `kafka.consumer.group_protocol` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChaosGroupProtocol {
+    Classic,
+    Consumer,
+}
+
+/// What a chaos run breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Faults {
+    /// SIGKILL a random enricher or dispatcher process every `--kill-every`.
+    Roles,
+    /// Every `--kill-every`, the next of: SIGKILL the broker leading the most partitions and
+    /// restart it (twice), a rolling restart of all three. Needs `--broker kafka`.
+    Brokers,
+}
+
+/// `herald chaos`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChaosArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub notifications: usize,
+    /// How often a fault strikes (e.g. 5s): a random enricher or dispatcher SIGKILLed, or
+    /// the next broker fault.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub kill_every: Duration,
+    /// Share of SMTP deliveries refused with 451.
+    #[arg(long, default_value_t = 0.05)]
+    pub failure_rate: f64,
+    #[arg(long, default_value_t = 2)]
+    pub dispatchers: usize,
+    /// Requests in flight from the sender.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Notifications sent per second at most (0: as fast as the API takes them), so that
+    /// traffic lasts through the faults.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u32,
+    #[arg(long, default_value = ".herald/chaos")]
+    pub data_dir: PathBuf,
+    /// The broker: tansu (one) or kafka (three, infra/engines/kafka.sh).
+    #[arg(long, value_enum, default_value = "tansu")]
+    pub broker: ChaosBroker,
+    /// Use this running Kafka cluster instead of starting one (role faults only); the run's
+    /// topics and groups get a prefix of their own, so a shared cluster is not disturbed.
+    #[arg(long, conflicts_with = "broker")]
+    pub bootstrap_servers: Option<String>,
+    /// Tansu's storage: memory (one record per produce batch) or sqlite (batching).
+    #[arg(long, value_enum, default_value = "memory")]
+    pub storage: BrokerStorage,
+    /// What to break: roles (enricher, dispatchers) or brokers (needs --broker kafka).
+    #[arg(long, value_enum, default_value = "roles")]
+    pub faults: Faults,
+    /// The roles' consumer group protocol (kafka.consumer.group_protocol); consumer needs
+    /// --broker kafka.
+    #[arg(long, value_enum, default_value = "classic")]
+    pub group_protocol: ChaosGroupProtocol,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl ChaosArgs {
+    /// Runs the fault run, prints its report, and fails if a notification was lost or sent
+    /// twice outside an unknown outcome.
+    #[allow(clippy::print_stdout)]
+    pub async fn run(self) -> anyhow::Result<()> {
+        let json = self.json.clone();
+        let report = run(self).await?;
+        print!("{}", report.render());
+        if let Some(path) = json {
+            std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+        }
+        anyhow::ensure!(report.lost == 0, "{} notification(s) lost", report.lost);
+        anyhow::ensure!(
+            report.unexplained_duplicates == 0,
+            "{} duplicate(s) outside taken-over claims",
+            report.unexplained_duplicates
+        );
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChaosReport {
+    pub notifications: usize,
+    pub sent: usize,
+    pub delivered: usize,
+    pub lost: usize,
+    pub duplicates: u64,
+    /// Deliveries whose claim was taken over from a killed dispatcher: the outcome of the
+    /// first attempt unknown, the one window where a duplicate is possible.
+    pub unknown_outcomes: usize,
+    /// Duplicates of notifications outside that window: must be 0.
+    pub unexplained_duplicates: u64,
+    pub dead_lettered: usize,
+    /// The broker the run used: `tansu`, or `kafka (3 brokers)`, and the group protocol.
+    pub broker: String,
+    /// Role processes SIGKILLed.
+    pub kills: usize,
+    /// Brokers SIGKILLed while leading the most partitions (and restarted).
+    pub broker_kills: usize,
+    /// Restarts of every broker, one after another.
+    pub rolling_restarts: usize,
+    pub max_stall_seconds: f64,
+    /// When the longest stall began, in seconds from the first send.
+    pub max_stall_began_at_seconds: f64,
+    /// Each fault, at its second from the first send.
+    pub faults: Vec<(f64, String)>,
+    /// Deliveries in each second of the run.
+    pub deliveries_per_second: Vec<u64>,
+    pub elapsed_seconds: f64,
+    pub delivered_per_second: f64,
+}
+
+impl ChaosReport {
+    pub fn render(&self) -> String {
+        format!(
+            "broker        {}\nnotifications {}\nsent (202)    {}\ndelivered     {}\nlost          {}\nduplicates    {} (unknown outcomes {}, outside them {})\ndead-lettered {}\nrole kills    {}\nbroker kills  {} (leaders, SIGKILL)\nrolling restarts {}\nmax stall     {:.1} s (from {:.1} s)\nelapsed       {:.1} s ({:.0} deliveries/s)\n{}",
+            self.broker,
+            self.notifications,
+            self.sent,
+            self.delivered,
+            self.lost,
+            self.duplicates,
+            self.unknown_outcomes,
+            self.unexplained_duplicates,
+            self.dead_lettered,
+            self.kills,
+            self.broker_kills,
+            self.rolling_restarts,
+            self.max_stall_seconds,
+            self.max_stall_began_at_seconds,
+            self.elapsed_seconds,
+            self.delivered_per_second,
+            self.faults
+                .iter()
+                .map(|(at, what)| format!("  {at:6.1} s  {what}\n"))
+                .collect::<String>()
+        )
+    }
+}
+
+struct Role {
+    args: Vec<&'static str>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Role {
+    /// The process's name, from its log file (`enrich`, `dispatch-0`).
+    fn name(&self) -> String {
+        self.log.file_stem().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    }
+
+    fn start(&mut self, config_file: &Path) -> anyhow::Result<()> {
+        let exe = std::env::current_exe().context("locating the herald binary")?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(exe)
+            .args(&self.args)
+            .env("HERALD_CONFIG", config_file)
+            .env(
+                "RUST_LOG",
+                std::env::var("HERALD_CHAOS_ROLE_LOG")
+                    .unwrap_or_else(|_| "warn,librdkafka=error".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting herald {:?}", self.args))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Brokers of the Kafka cluster a run starts.
+const BROKERS: usize = 3;
+
+/// The broker of a run.
+enum Broker {
+    Tansu(Box<TansuBroker>),
+    Kafka(Arc<KafkaCluster>),
+    /// A cluster the run did not start.
+    Existing(String),
+}
+
+impl Broker {
+    fn kafka_config(&self) -> herald_runtime::KafkaConfig {
+        match self {
+            Broker::Tansu(broker) => broker.kafka_config(),
+            Broker::Kafka(cluster) => cluster.kafka_config(),
+            Broker::Existing(servers) => {
+                let mut config = herald_runtime::KafkaConfig::default().with_dev_timings();
+                config.bootstrap_servers = servers.clone();
+                let run = format!("chaos{}", std::process::id());
+                config.topic_prefix = format!("{run}.");
+                config.group_prefix = format!("{run}-");
+                config
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Broker::Tansu(_) => "tansu".into(),
+            Broker::Kafka(cluster) => format!("kafka ({} brokers)", cluster.brokers()),
+            Broker::Existing(servers) => format!("kafka at {servers}"),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Broker::Tansu(broker) => broker.stop().await,
+            // The last handle stops the cluster when dropped.
+            Broker::Kafka(cluster) => drop(cluster),
+            Broker::Existing(_) => {}
+        }
+    }
+}
+
+fn recipient(i: usize) -> String {
+    format!("c{i}@chaos.test")
+}
+
+/// Notification ids whose stale claim a dispatcher took over, from the dispatchers' logs
+/// (the processes that could count them are the ones killed).
+fn taken_over(data: &Path) -> anyhow::Result<BTreeSet<String>> {
+    let mut ids = BTreeSet::new();
+    for entry in std::fs::read_dir(data)? {
+        let path = entry?.path();
+        let is_dispatcher = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("dispatch-") && n.ends_with(".log"));
+        if !is_dispatcher {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path)?.lines() {
+            if !line.contains("took over a stale claim") {
+                continue;
+            }
+            let plain = strip_ansi(line);
+            if let Some(id) =
+                plain.split("notification_id=").nth(1).and_then(|r| r.split_whitespace().next())
+            {
+                ids.insert(id.to_owned());
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// `line` without terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Posts notification `i` until the API answers 202; returns its notification id.
+async fn send_one(http: &reqwest::Client, url: &str, key: &str, i: usize) -> String {
+    let body = serde_json::json!({
+        "to": [{"email": recipient(i)}],
+        "subject": format!("chaos {i}"),
+        "content": [{"type": "text/plain", "value": "chaos run"}],
+    });
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let answer = http.post(url).bearer_auth(key).json(&body).send().await;
+        if let Ok(response) = answer
+            && response.status().as_u16() == 202
+            && let Ok(json) = response.json::<serde_json::Value>().await
+            && let Some(id) = json["id"].as_str()
+        {
+            return id.to_owned();
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
+    let data = options.data_dir.clone();
+    if data.exists() {
+        std::fs::remove_dir_all(&data).context("clearing the previous chaos run")?;
+    }
+    std::fs::create_dir_all(&data)?;
+    anyhow::ensure!(
+        options.faults != Faults::Brokers || options.broker == ChaosBroker::Kafka,
+        "--faults brokers needs --broker kafka (a cluster of three)"
+    );
+    anyhow::ensure!(
+        options.group_protocol == ChaosGroupProtocol::Classic
+            || options.broker == ChaosBroker::Kafka
+            || options.bootstrap_servers.is_some(),
+        "--group-protocol consumer needs --broker kafka (Tansu speaks the classic protocol)"
+    );
+    anyhow::ensure!(
+        options.faults == Faults::Roles || options.bootstrap_servers.is_none(),
+        "--faults brokers starts its own cluster: leave out --bootstrap-servers"
+    );
+    let broker = match (&options.bootstrap_servers, options.broker) {
+        (Some(servers), _) => Broker::Existing(servers.clone()),
+        (None, ChaosBroker::Tansu) => {
+            let storage = options.storage.in_dir(&data);
+            let log = data.join("tansu.log");
+            Broker::Tansu(Box::new(TansuBroker::start(None, storage, Some(&log)).await?))
+        }
+        (None, ChaosBroker::Kafka) => Broker::Kafka(Arc::new(
+            KafkaCluster::start(&data.join("kafka"), BROKERS as u32)
+                .await
+                .context("starting three Kafka brokers (infra/engines/kafka.sh)")?,
+        )),
+    };
+    let registry = DevRegistry::default().spawn("127.0.0.1:0".parse()?).await?;
+    let sink_options = SinkOptions {
+        keep_messages: 0,
+        record_attempts: false,
+        transient_failure_rate: options.failure_rate,
+    };
+    let sink = MailSink::start_with("127.0.0.1:0".parse()?, sink_options)?;
+
+    let mut config = HeraldConfig { kafka: broker.kafka_config(), ..HeraldConfig::default() };
+    config.kafka.consumer.drain_deadline_ms = 3_000;
+    config.kafka.consumer.group_protocol = match options.group_protocol {
+        ChaosGroupProtocol::Classic => GroupProtocol::Classic,
+        ChaosGroupProtocol::Consumer => GroupProtocol::Consumer,
+    };
+    config.schema_registry.url = format!("http://{registry}");
+    config.topics.partitions = 4;
+    if !matches!(broker, Broker::Kafka(_)) {
+        config.topics.for_single_broker();
+    }
+    config.ingest.listen = ([127, 0, 0, 1], free_port()?).into();
+    config.ingest.store_path = data.join("ingest.db");
+    config.enricher.directory_path = data.join("directory.db");
+    config.dispatch.email.smtp.host = sink.addr().ip().to_string();
+    config.dispatch.email.smtp.port = sink.addr().port();
+    config.dispatch.email.smtp.timeout_ms = 2_000;
+    config.dispatch.ledger.path = data.join("ledger.db");
+    config.dispatch.ledger.claim_timeout_ms = 5_000;
+    config.dispatch.retry.delays_ms = vec![1_000, 2_000, 5_000, 10_000];
+    config.validate()?;
+    admin::create_topics(&config.kafka, &config.topic_specs()).await?;
+    let (_, key) = ApiClients::open(&config.ingest.store_path)?.add("chaos").await?;
+
+    // The roles read exactly this configuration (including the broker's producer settings).
+    let config_file = data.join("herald.toml");
+    std::fs::write(
+        &config_file,
+        toml::to_string(&config).context("writing the roles' configuration")?,
+    )?;
+    let env = config_file.as_path();
+    let role = |name: &str, args: Vec<&'static str>| Role {
+        args,
+        log: data.join(format!("{name}.log")),
+        child: None,
+    };
+    let mut ingest = role("ingest", vec!["ingest"]);
+    ingest.start(env)?;
+    let mut victims = vec![role("enrich", vec!["enrich"])];
+    for i in 0..options.dispatchers.max(1) {
+        victims.push(role(&format!("dispatch-{i}"), vec!["dispatch", "--channel", "email"]));
+    }
+    for victim in &mut victims {
+        victim.start(env)?;
+    }
+
+    let http = reqwest::Client::new();
+    let api = format!("http://{}", config.ingest.listen);
+    let ready = Instant::now();
+    while http.get(format!("{api}/readyz")).send().await.map(|r| r.status().as_u16()).ok()
+        != Some(200)
+    {
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(30),
+            "the send API did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let started = Instant::now();
+    let n = options.notifications;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let url = format!("{api}/v1/notifications");
+    let rate = options.rate;
+    let sender = {
+        let (sent, http, key) = (Arc::clone(&sent), http.clone(), key.clone());
+        tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            let pace = (rate > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(rate)));
+            let mut next = tokio::time::Instant::now();
+            for i in 0..n {
+                if let Some(pace) = pace {
+                    tokio::time::sleep_until(next).await;
+                    next += pace;
+                }
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+                let (http, url, key, sent) =
+                    (http.clone(), url.clone(), key.clone(), Arc::clone(&sent));
+                tasks.spawn(async move {
+                    let id = send_one(&http, &url, &key, i).await;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    drop(permit);
+                    (recipient(i), id)
+                });
+            }
+            let mut ids = BTreeMap::new();
+            while let Some(Ok((recipient, id))) = tasks.join_next().await {
+                ids.insert(recipient, id);
+            }
+            ids
+        })
+    };
+
+    let fault_log = Arc::new(FaultLog::default());
+    let faults_stop = CancellationToken::new();
+    // Broker faults begin once traffic flows, so that the partitions they hit are busy.
+    let mut broker_faults = None;
+    let broker_fault_plan = match (&broker, options.faults) {
+        (Broker::Kafka(cluster), Faults::Brokers) => {
+            let topics: Vec<String> = config.topic_specs().into_iter().map(|t| t.name).collect();
+            Some((Arc::clone(cluster), topics))
+        }
+        _ => None,
+    };
+    let mut last_kill = Instant::now();
+    let mut random: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut last_total = 0;
+    let mut last_progress = Instant::now();
+    let mut max_stall = Duration::ZERO;
+    let mut max_stall_began = started;
+    let expected: Vec<String> = (0..n).map(recipient).collect();
+    let delivered_unique =
+        |per: &HashMap<String, u32>| expected.iter().filter(|a| per.contains_key(*a)).count();
+    // Mail accepted by the end of each second of the run.
+    let mut per_second: Vec<u64> = Vec::new();
+    let settled_at = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let total = sink.total();
+        let second = started.elapsed().as_secs() as usize;
+        if per_second.len() <= second {
+            per_second.resize(second + 1, total);
+        }
+        per_second[second] = total;
+        // From the first delivery until every notification could have arrived, any pause
+        // is a stall (the roles' start before it is not).
+        let underway = total > 0 && total < n as u64;
+        if total != last_total {
+            last_total = total;
+            last_progress = Instant::now();
+        } else if underway && last_progress.elapsed() > max_stall {
+            max_stall = last_progress.elapsed();
+            max_stall_began = last_progress;
+        }
+        if total > 0
+            && broker_faults.is_none()
+            && let Some((cluster, topics)) = &broker_fault_plan
+        {
+            broker_faults = Some(tokio::spawn(broker_faults::run(
+                Arc::clone(cluster),
+                config.kafka.clone(),
+                topics.clone(),
+                options.kill_every,
+                (Arc::clone(&fault_log), faults_stop.clone()),
+            )));
+        }
+        let sending = sent.load(Ordering::Relaxed) < n;
+        if options.faults == Faults::Roles && underway && last_kill.elapsed() >= options.kill_every
+        {
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            let index = (random % victims.len() as u64) as usize;
+            let victim = &mut victims[index];
+            victim.kill();
+            fault_log.record(Fault::RoleKilled(victim.name()));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            victim.start(env)?;
+            last_kill = Instant::now();
+        }
+        if !sending && last_progress.elapsed() > Duration::from_secs(5) {
+            let per = sink.per_recipient();
+            if delivered_unique(&per) == n || last_progress.elapsed() > Duration::from_secs(60) {
+                break last_progress;
+            }
+        }
+    };
+    faults_stop.cancel();
+    if let Some(faults) = broker_faults {
+        faults.await?.context("the broker faults")?;
+    }
+    let ids = sender.await?;
+    let sent_ids: BTreeSet<&String> = ids.values().collect();
+    let elapsed = settled_at.duration_since(started);
+
+    for victim in &mut victims {
+        victim.kill();
+    }
+    ingest.kill();
+    let kafka = config.kafka.clone();
+    let letters = tokio::task::spawn_blocking(move || {
+        crate::dlq::read(&kafka, &crate::dlq::Filter::default())
+    })
+    .await??;
+    let dead: BTreeSet<String> = letters
+        .iter()
+        .filter_map(|l| l.notification_id.clone())
+        .filter(|id| sent_ids.contains(id))
+        .collect();
+    let broker_name =
+        format!("{}, {:?} groups", broker.name(), options.group_protocol).to_lowercase();
+    broker.stop().await;
+
+    let per = sink.per_recipient();
+    let delivered = delivered_unique(&per);
+    let duplicates: u64 = per.values().map(|c| u64::from(c.saturating_sub(1))).sum();
+    let unknown = taken_over(&data)?;
+    let unexplained_duplicates: u64 = per
+        .iter()
+        .filter(|(to, _)| ids.get(*to).is_none_or(|id| !unknown.contains(id)))
+        .map(|(_, c)| u64::from(c.saturating_sub(1)))
+        .sum();
+    let lost = n.saturating_sub(delivered + dead.len());
+    Ok(ChaosReport {
+        notifications: n,
+        sent: ids.len(),
+        delivered,
+        lost,
+        duplicates,
+        unknown_outcomes: unknown.len(),
+        unexplained_duplicates,
+        dead_lettered: dead.len(),
+        broker: broker_name,
+        kills: fault_log.count(|f| matches!(f, Fault::RoleKilled(_))),
+        broker_kills: fault_log.count(|f| matches!(f, Fault::LeaderKilled(_))),
+        rolling_restarts: fault_log.count(|f| matches!(f, Fault::BrokerRestarted(_))) / BROKERS,
+        max_stall_seconds: max_stall.as_secs_f64(),
+        max_stall_began_at_seconds: max_stall_began.duration_since(started).as_secs_f64(),
+        faults: fault_log
+            .entries()
+            .into_iter()
+            .map(|(at, fault)| {
+                (at.saturating_duration_since(started).as_secs_f64(), fault.to_string())
+            })
+            .collect(),
+        deliveries_per_second: std::iter::once(0)
+            .chain(per_second.iter().copied())
+            .collect::<Vec<u64>>()
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
+            .collect(),
+        elapsed_seconds: elapsed.as_secs_f64(),
+        delivered_per_second: delivered as f64 / elapsed.as_secs_f64().max(0.001),
+    })
+}
