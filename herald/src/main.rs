@@ -33,15 +33,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run everything on this machine: broker, registry, stores, roles, SMTP sink.
-    Dev {
-        #[arg(long, default_value = ".herald/dev")]
-        data_dir: PathBuf,
-        #[arg(long, default_value_t = 8080)]
-        api_port: u16,
-        /// Use this Kafka cluster instead of starting Tansu.
-        #[arg(long)]
-        bootstrap_servers: Option<String>,
-    },
+    Dev(DevOptions),
     /// Serve the send API.
     Ingest,
     /// Run the enricher (consumer groups herald-enricher and herald-enricher-bulk).
@@ -279,11 +271,7 @@ async fn main() -> anyhow::Result<()> {
 #[allow(clippy::print_stdout)]
 async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
     match command {
-        Command::Dev { data_dir, api_port, bootstrap_servers } => {
-            let options =
-                DevOptions { data_dir, api_port, bootstrap_servers, ..DevOptions::default() };
-            dev::run(config, options, shutdown::on_signal()).await
-        }
+        Command::Dev(options) => dev::run(config, options, shutdown::on_signal()).await,
         Command::Ingest => {
             let listener = tokio::net::TcpListener::bind(config.ingest.listen)
                 .await

@@ -176,7 +176,7 @@ async fn an_apns_410_unregistered_token_fails_and_the_device_is_deactivated() {
     let failed = event_of(&env, &id, EventKind::Failed).await;
     assert_eq!(failed.detail.get("dead_target").map(String::as_str), Some("true"));
     assert!(failed.reason.as_deref().unwrap().contains("Unregistered"), "{failed:?}");
-    let directory = env.directory();
+    let directory = env.directory().await;
     let deadline = Instant::now() + WAIT;
     while directory.devices("i3").await.unwrap()[0].active {
         assert!(Instant::now() < deadline, "device still active");

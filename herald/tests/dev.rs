@@ -15,6 +15,7 @@ struct Banner {
     api: String,
     broker: String,
     mailbox: String,
+    stores: String,
     key: String,
     /// The bodies of the printed examples, in order: the email, then the template.
     examples: Vec<String>,
@@ -29,6 +30,8 @@ impl Banner {
                 banner.api = url.split_whitespace().next().unwrap().to_owned();
             } else if let Some(address) = line.strip_prefix("Kafka (Tansu)") {
                 banner.broker = address.trim().to_owned();
+            } else if let Some(stores) = line.strip_prefix("stores") {
+                banner.stores = stores.trim().to_owned();
             } else if let Some(url) = line.strip_prefix("mailbox") {
                 banner.mailbox = url.trim().trim_end_matches('/').to_owned();
             } else if let Some(header) = line.strip_prefix("-H 'Authorization: Bearer ") {
@@ -57,12 +60,19 @@ impl Drop for Dev {
 }
 
 impl Dev {
-    /// Starts it on a free API port (the other ports fall back to free ones when taken) and
-    /// waits for the banner's last line.
-    fn start() -> (Self, Banner) {
+    /// Starts it on free ports with
+    /// `config` (a file in its data directory, if any) and waits for the banner's last line.
+    fn start(config: Option<&str>) -> (Self, Banner) {
         let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(["dev", "--api-port", "0", "--data-dir"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        if let Some(config) = config {
+            let file = data.path().join("config.toml");
+            std::fs::write(&file, config).unwrap();
+            command.arg("--config").arg(file);
+        }
+        let mut child = command
+            .args(["dev", "--api-port", "0", "--broker-port", "0", "--registry-port", "0"])
+            .args(["--smtp-port", "0", "--mailbox-port", "0", "--data-dir"])
             .arg(data.path())
             .env("RUST_LOG", "warn")
             .env_remove("HERALD_CONFIG")
@@ -133,8 +143,39 @@ async fn get_until(
 
 #[tokio::test]
 async fn herald_dev_delivers_its_printed_examples_and_ctrl_c_stops_it_and_its_broker() {
+    let (dev, banner) = Dev::start(None);
+    assert!(banner.stores.contains("directory: SQLite"), "{banner:?}");
+    deliver_the_examples_then_interrupt(dev, banner).await;
+}
+
+/// `herald dev` pointed at a CQL node by its configuration: it creates the stores' tables
+/// there, seeds them, and the pipeline runs on them.
+#[tokio::test]
+async fn herald_dev_with_every_store_on_a_cql_node_delivers_its_printed_examples() {
+    let Some(cql) = herald_testkit::cql::node("herald_dev") else { return };
+    let mut config = String::new();
+    for (section, backend) in [
+        ("enricher", "directory_backend"),
+        ("dispatch.ledger", "backend"),
+        ("ingest", "store_backend"),
+    ] {
+        config.push_str(&format!(
+            "[{section}]\n{backend} = \"scylla\"\n[{section}.scylla]\nnodes = {:?}\nkeyspace = \"{}\"\nreplication_factor = 1\n",
+            cql.nodes, cql.keyspace
+        ));
+    }
+    let (dev, banner) = Dev::start(Some(&config));
+    let on_cql = format!("CQL node {} (keyspace {})", cql.nodes.join(","), cql.keyspace);
+    assert_eq!(
+        banner.stores,
+        format!("directory: {on_cql}, ledger: {on_cql}, ingest: {on_cql}"),
+        "{banner:?}"
+    );
+    deliver_the_examples_then_interrupt(dev, banner).await;
+}
+
+async fn deliver_the_examples_then_interrupt(mut dev: Dev, banner: Banner) {
     herald_schemas::install_tls_provider();
-    let (mut dev, banner) = Dev::start();
     assert!(banner.key.starts_with("hrld_"), "an API key in the banner: {banner:?}");
     assert_eq!(banner.examples.len(), 2, "the email and the template example: {banner:?}");
     let http = reqwest::Client::new();

@@ -47,7 +47,7 @@ async fn imported_lines_are_checked_idempotent_and_used_by_the_pipeline() {
 
     let again = import();
     assert_eq!(String::from_utf8_lossy(&again.stdout), stdout, "a re-run does the same");
-    let directory = env.directory();
+    let directory = env.directory().await;
     assert_eq!(directory.devices("imp-1").await.unwrap().len(), 1, "upserted, not duplicated");
     assert_eq!(directory.template("welcome").await.unwrap().len(), 2);
     assert_eq!(directory.user("imp-2").await.unwrap(), None);
@@ -126,7 +126,7 @@ async fn csv_files_import_like_json_lines_with_the_kind_from_a_column_or_the_com
     let (_, again, _) = import(&mixed, &[]);
     assert_eq!(again, first, "a re-run does the same");
 
-    let directory = env.directory();
+    let directory = env.directory().await;
     let user = directory.user("csv-1").await.unwrap().unwrap();
     assert_eq!(user.email.as_deref(), Some("csv1@example.com"));
     assert_eq!(user.quiet_hours, None, "an empty cell is an absent field");

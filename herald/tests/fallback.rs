@@ -67,7 +67,7 @@ async fn add_user_with_phone(env: &TestEnv, user: &str, phone: &str) {
         region: None,
         quiet_hours: None,
     };
-    env.directory().upsert_user(user).await.unwrap();
+    env.directory().await.upsert_user(user).await.unwrap();
 }
 
 fn security_push(user: &str) -> String {

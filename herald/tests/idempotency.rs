@@ -57,7 +57,19 @@ async fn a_retried_request_with_the_same_idempotency_key_is_accepted_and_sent_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_ingest_instances_sharing_a_store_answer_one_idempotency_key_with_one_notification() {
-    let env = TestEnv::start().await;
+    send_one_key_to_two_instances(TestEnv::start().await).await;
+}
+
+/// The same with every store on the run's CQL node: the key is claimed by a lightweight
+/// transaction there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingest_instances_sharing_a_cql_store_answer_one_idempotency_key_with_one_notification()
+{
+    let Some(env) = TestEnv::on_cql().await else { return };
+    send_one_key_to_two_instances(env).await;
+}
+
+async fn send_one_key_to_two_instances(env: TestEnv) {
     add_user(&env, "twice", "twice@example.com").await;
     let key = env.api_key().await;
     let body = email_body("twice", "Your ticket", "Row 12, seat 4.");

@@ -95,6 +95,7 @@ async fn opted_out_channel_is_skipped_with_an_event_and_no_mail() {
     let env = TestEnv::start().await;
     add_user(&env, "7", "grace@example.com").await;
     env.directory()
+        .await
         .set_preference(
             "7",
             herald_enricher::Preference {
@@ -282,7 +283,7 @@ async fn a_dead_device_token_reported_on_directory_updates_is_no_longer_targeted
 
     let env = TestEnv::start().await;
     add_user(&env, "phone-user", "p@example.com").await;
-    let directory = env.directory();
+    let directory = env.directory().await;
     for (id, platform, token) in [
         ("iphone", Platform::Ios, "dead-ios-token"),
         ("pixel", Platform::Android, "live-fcm-token"),

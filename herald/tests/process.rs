@@ -127,8 +127,18 @@ async fn sigterm_drains_commits_and_exits_cleanly_so_a_restart_sends_nothing_twi
 }
 
 /// Deliveries claimed and not completed: what a killed dispatcher had in flight.
-fn claimed_in_ledger(env: &TestEnv) -> usize {
-    let ledger = rusqlite::Connection::open(&env.config.dispatch.ledger.path).unwrap();
+/// Deliveries claimed and not completed in the ledger, on whichever store it is.
+async fn claimed_in_ledger(env: &TestEnv) -> usize {
+    let ledger = &env.config.dispatch.ledger;
+    if env.stores_on_cql() {
+        let session = ledger.scylla.connect().await.unwrap();
+        let all = format!("SELECT state FROM {}.delivery_ledger", ledger.scylla.keyspace);
+        let statement = session.prepare(all).await.unwrap();
+        let states: Vec<(Option<String>,)> =
+            herald_runtime::scylla::select(&session, &statement, ()).await.unwrap();
+        return states.iter().filter(|(state,)| state.as_deref() == Some("claimed")).count();
+    }
+    let ledger = rusqlite::Connection::open(&ledger.path).unwrap();
     ledger
         .query_row("SELECT count(*) FROM delivery_ledger WHERE state = 'claimed'", [], |row| {
             row.get::<_, i64>(0)
@@ -145,8 +155,19 @@ fn kill_9(child: &mut Child) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatcher_killed_mid_batch_repeatedly_delivers_everything_with_duplicates_only_for_sends_in_flight()
  {
+    kill_a_dispatcher_mid_batch(TestEnv::start().await).await;
+}
+
+/// The same with every store on the run's CQL node: claims are lightweight transactions there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_killed_mid_batch_with_its_ledger_on_a_cql_node_sends_twice_only_what_was_in_flight()
+ {
+    let Some(env) = TestEnv::on_cql().await else { return };
+    kill_a_dispatcher_mid_batch(env).await;
+}
+
+async fn kill_a_dispatcher_mid_batch(env: TestEnv) {
     const N: usize = 240;
-    let env = TestEnv::start().await;
     env.mail.set_delay(Some(Duration::from_millis(40)));
     let targets: Vec<String> = (0..N).map(|i| format!("r{i}@example.com")).collect();
     send_all(&env, &targets, "batch").await;
@@ -175,7 +196,7 @@ async fn dispatcher_killed_mid_batch_repeatedly_delivers_everything_with_duplica
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         kill_9(&mut dispatcher.take());
-        let in_flight = claimed_in_ledger(&env);
+        let in_flight = claimed_in_ledger(&env).await;
         in_flight_at_kills += in_flight;
         eprintln!(
             "round {round}: killed after {} mails with {in_flight} deliveries in flight",

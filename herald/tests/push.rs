@@ -20,7 +20,11 @@ const KEY: &str = include_str!("../../dispatchers/tests/fixtures/fcm-service-acc
 
 /// The environment with provider `fcm-main` serving android through `standin`.
 async fn with_fcm() -> (TestEnv, FcmStandIn) {
-    let mut env = TestEnv::start().await;
+    fcm_in(TestEnv::start().await).await
+}
+
+/// `env` with provider `fcm-main` serving android through `standin`.
+async fn fcm_in(mut env: TestEnv) -> (TestEnv, FcmStandIn) {
     let standin = FcmStandIn::start(KEY).await.unwrap();
     let mut key: serde_json::Value = serde_json::from_str(KEY).unwrap();
     key["token_uri"] = standin.token_uri().into();
@@ -120,6 +124,18 @@ async fn fcm_429_with_retry_after_is_honoured_before_the_next_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unregistered_fcm_token_fails_the_delivery_and_is_not_targeted_again() {
     let (env, fcm) = with_fcm().await;
+    send_to_a_dead_token(env, fcm).await;
+}
+
+/// The same with every store on the run's CQL node: the dead token is deactivated there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unregistered_fcm_token_is_deactivated_in_a_cql_directory_and_not_targeted_again() {
+    let Some(env) = TestEnv::on_cql().await else { return };
+    let (env, fcm) = fcm_in(env).await;
+    send_to_a_dead_token(env, fcm).await;
+}
+
+async fn send_to_a_dead_token(env: TestEnv, fcm: FcmStandIn) {
     add_android(&env, "a3", "fcm-token-gone").await;
     fcm.unregister("fcm-token-gone");
     let pipeline = pipeline(&env).await;
@@ -140,7 +156,7 @@ async fn an_unregistered_fcm_token_fails_the_delivery_and_is_not_targeted_again(
     assert_eq!(failed.detail.get("dead_target").map(String::as_str), Some("true"));
     assert!(failed.reason.as_deref().unwrap().contains("UNREGISTERED"));
 
-    let directory = env.directory();
+    let directory = env.directory().await;
     let deadline = std::time::Instant::now() + WAIT;
     while directory.devices("a3").await.unwrap()[0].active {
         assert!(std::time::Instant::now() < deadline, "device still active");

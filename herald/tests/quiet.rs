@@ -39,6 +39,7 @@ async fn a_marketing_sms_in_quiet_hours_waits_for_their_end_and_a_security_code_
     }
     let quiet_hours = format!("{}-{}", hh_mm(now - 3_600_000), hh_mm(window_end));
     env.directory()
+        .await
         .upsert_user(herald_enricher::User {
             user_id: "owl".into(),
             email: Some("owl@example.com".into()),

@@ -59,7 +59,7 @@ async fn with_regions() -> (TestEnv, JpushStandIn, PushyStandIn) {
 }
 
 async fn add_android_user(env: &TestEnv, user: &str, region: &str, token: &str) {
-    let directory = env.directory();
+    let directory = env.directory().await;
     directory
         .upsert_user(User {
             user_id: user.into(),
@@ -146,7 +146,7 @@ async fn registration_ids_jpush_and_pushy_do_not_know_are_deactivated() {
         events.iter().any(|e| e.notification_id == ids[0] && e.kind == EventKind::Retrying),
         "JPush's 2002 throttle was retried before the 1011"
     );
-    let directory = env.directory();
+    let directory = env.directory().await;
     for user in ["cn-gone", "de-gone"] {
         let deadline = Instant::now() + WAIT;
         while directory.devices(user).await.unwrap()[0].active {

@@ -12,7 +12,17 @@ use support::{TestEnv, add_user, email_body, herald_output};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_window_goes_through_the_pipeline_without_sending_twice() {
-    let env = TestEnv::start().await;
+    replay_a_window(TestEnv::start().await).await;
+}
+
+/// The same with the directory, the ledger and the ingest store on the run's CQL node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_window_with_every_store_on_a_cql_node_goes_through_without_sending_twice() {
+    let Some(env) = TestEnv::on_cql().await else { return };
+    replay_a_window(env).await;
+}
+
+async fn replay_a_window(env: TestEnv) {
     for user in ["r1", "r2"] {
         add_user(&env, user, &format!("{user}@example.com")).await;
     }

@@ -56,6 +56,7 @@ fn decoded_parts(raw: &str) -> Vec<String> {
 
 async fn korean_user(env: &TestEnv, user_id: &str, email: &str) {
     env.directory()
+        .await
         .upsert_user(User {
             user_id: user_id.into(),
             email: Some(email.into()),
@@ -73,7 +74,7 @@ async fn korean_user(env: &TestEnv, user_id: &str, email: &str) {
 async fn a_template_renders_in_the_users_locale_with_fallback_and_a_missing_variable_fails_only_that_notification()
  {
     let env = TestEnv::start().await;
-    let directory = env.directory();
+    let directory = env.directory().await;
     directory
         .upsert_template(email_variant("", "Order {{ order }} shipped", "Hi {{ user.id }}"))
         .await

@@ -23,6 +23,8 @@ pub enum BrokerError {
     DataDir(std::io::Error),
     #[error("cannot find a free port for the broker: {0}")]
     Port(std::io::Error),
+    #[error("Tansu exited ({status}): is port {port} taken?")]
+    Exited { port: u16, status: std::process::ExitStatus },
     #[error("Tansu started but does not answer: {0}")]
     NotReady(#[from] admin::AdminError),
 }
@@ -168,8 +170,13 @@ impl TansuBroker {
             .process_group(0)
             .spawn()
             .map_err(|source| BrokerError::Spawn { binary: binary.clone(), source })?;
-        let broker = Self { child, port, storage };
+        let mut broker = Self { child, port, storage };
         admin::wait_until_reachable(&broker.kafka_config(), Duration::from_secs(30)).await?;
+        // What answered may be another broker on that port, this one having exited because
+        // the port was taken after all.
+        if let Ok(Some(status)) = broker.child.try_wait() {
+            return Err(BrokerError::Exited { port, status });
+        }
         if let Storage::Sqlite(dir) = &broker.storage {
             // Slow, not wrong, without it: a broker that runs is better than none.
             if let Err(e) = index_record_headers(&dir.join(SQLITE_FILE)) {

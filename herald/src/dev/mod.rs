@@ -19,8 +19,9 @@ use std::sync::Arc;
 use herald_dispatchers::Provider;
 use herald_dispatchers::config::{ProviderLimits, SmtpTls};
 use herald_dispatchers::providers::sandbox::{Recordings, SandboxProvider};
-use herald_enricher::SqliteDirectory;
-use herald_ingest::ApiClients;
+use herald_enricher::scylla_directory::ScyllaDirectory;
+use herald_enricher::{DirectoryBackend, SqliteDirectory};
+use herald_ingest::IngestStores;
 use herald_runtime::kafka::admin;
 use herald_schemas::Channel;
 use herald_schemas::Lane;
@@ -34,30 +35,27 @@ use crate::roles::GivenProviders;
 use herald_testkit::{Storage, TansuBroker};
 use mail_sink::{MailSink, SinkOptions};
 
-#[derive(Debug, Clone)]
+/// `herald dev`. A port already in use is replaced by a free one (the banner shows the
+/// ports in use); 0 asks for a free one.
+#[derive(Debug, Clone, clap::Args)]
 pub struct DevOptions {
+    #[arg(long, default_value = ".herald/dev")]
     pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 8080)]
     pub api_port: u16,
+    /// The Tansu broker's port.
+    #[arg(long, default_value_t = 9092)]
     pub broker_port: u16,
+    #[arg(long, default_value_t = 8081)]
     pub registry_port: u16,
+    #[arg(long, default_value_t = 2525)]
     pub smtp_port: u16,
+    /// The mailbox (and push/SMS sandbox) page.
+    #[arg(long, default_value_t = 8025)]
     pub mailbox_port: u16,
     /// Use this Kafka cluster instead of starting Tansu.
+    #[arg(long)]
     pub bootstrap_servers: Option<String>,
-}
-
-impl Default for DevOptions {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from(".herald/dev"),
-            api_port: 8080,
-            broker_port: 9092,
-            registry_port: 8081,
-            smtp_port: 2525,
-            mailbox_port: 8025,
-            bootstrap_servers: None,
-        }
-    }
 }
 
 /// Binds the preferred port on loopback, or any free one if it is taken.
@@ -92,6 +90,43 @@ fn one_partition_for_quiet_topics(config: &mut HeraldConfig) {
     }
 }
 
+/// Creates the tables of the stores configured on a CQL node (as `herald migrate` does) and
+/// seeds the demo users and template into the configured directory; says where the stores
+/// are, for the banner.
+async fn seed_stores(config: &HeraldConfig) -> anyhow::Result<String> {
+    crate::roles::migrate(config).await.context("creating the stores' CQL tables")?;
+    match config.enricher.directory_backend {
+        DirectoryBackend::Sqlite => {
+            let directory = SqliteDirectory::open(&config.enricher.directory_path)?;
+            seed::demo_users(&directory).await.context("seeding demo users")?;
+        }
+        DirectoryBackend::Scylla => {
+            let directory = ScyllaDirectory::connect(&config.enricher.scylla).await?;
+            seed::demo_users(&directory).await.context("seeding demo users")?;
+        }
+    }
+    let place = |on_cql: bool, scylla: &herald_runtime::scylla::ScyllaConfig| {
+        if on_cql {
+            format!("CQL node {} (keyspace {})", scylla.nodes.join(","), scylla.keyspace)
+        } else {
+            "SQLite".to_owned()
+        }
+    };
+    let ledger = &config.dispatch.ledger;
+    Ok(format!(
+        "directory: {}, ledger: {}, ingest: {}",
+        place(
+            config.enricher.directory_backend == DirectoryBackend::Scylla,
+            &config.enricher.scylla
+        ),
+        place(ledger.backend == herald_dispatchers::config::LedgerBackend::Scylla, &ledger.scylla),
+        place(
+            config.ingest.store_backend == herald_ingest::StoreBackend::Scylla,
+            &config.ingest.scylla
+        ),
+    ))
+}
+
 fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
@@ -111,7 +146,8 @@ pub async fn run(
             None
         }
         None => {
-            let port = port_is_free(options.broker_port).then_some(options.broker_port);
+            let preferred = options.broker_port;
+            let port = (preferred != 0 && port_is_free(preferred)).then_some(preferred);
             let log = data.join("tansu.log");
             // The development registry lives in memory, so the broker starts empty too:
             // records written with schema ids of an earlier run could not be decoded.
@@ -120,9 +156,15 @@ pub async fn run(
                 std::fs::remove_dir_all(&broker_data)
                     .context("clearing the previous run's broker data")?;
             }
-            let broker = TansuBroker::start(port, Storage::Sqlite(broker_data), Some(&log))
-                .await
-                .context("starting the Tansu broker")?;
+            let storage = Storage::Sqlite(broker_data);
+            let broker = match TansuBroker::start(port, storage.clone(), Some(&log)).await {
+                // Taken between the check and the start: any free port will do.
+                Err(herald_testkit::tansu::BrokerError::Exited { .. }) => {
+                    TansuBroker::start(None, storage, Some(&log)).await
+                }
+                started => started,
+            }
+            .context("starting the Tansu broker")?;
             broker.point_at_this_broker(&mut config.kafka);
             Some(broker)
         }
@@ -163,12 +205,16 @@ pub async fn run(
         .with_context(|| format!("writing {}", operator_config.display()))?;
 
     admin::create_topics(&config.kafka, &config.topic_specs()).await.context("creating topics")?;
-    let directory = SqliteDirectory::open(&config.enricher.directory_path)?;
-    seed::demo_users(&directory).await.context("seeding demo users")?;
+    let stores = seed_stores(&config).await?;
     crate::directory::announce_templates(&config.kafka, &[seed::TEMPLATE_ID.to_owned()])
         .await
         .context("announcing the demo template")?;
-    let (_, api_key) = ApiClients::open(&config.ingest.store_path)?.add("herald-dev").await?;
+    let (_, api_key) = IngestStores::open(&config.ingest)
+        .await
+        .context("ingest store")?
+        .clients
+        .add("herald-dev")
+        .await?;
 
     let mailbox_listener = bind_preferring(options.mailbox_port).await.context("mailbox port")?;
     let mailbox_addr = mailbox_listener.local_addr()?;
@@ -205,6 +251,8 @@ pub async fn run(
         data_dir: data,
         api_key: &api_key,
         operator_config: &operator_config,
+        stores: &stores,
+        dispatch_group: &config.kafka.group("dispatch-email"),
     });
     let result = pipeline.wait().await;
     if let Some(broker) = broker {
@@ -285,6 +333,9 @@ struct Banner<'a> {
     data_dir: &'a std::path::Path,
     api_key: &'a str,
     operator_config: &'a std::path::Path,
+    /// Where the stores are, in words.
+    stores: &'a str,
+    dispatch_group: &'a str,
 }
 
 #[allow(clippy::print_stdout)]
@@ -300,6 +351,7 @@ Herald dev is running. Data: {data}. Ctrl-C stops everything.
   schema registry   http://{registry}  (development endpoint)
   SMTP sink         {smtp}
   mailbox           http://{mailbox}/
+  stores            {stores}
 
 Send a notification:
 
@@ -317,7 +369,7 @@ Demo users: {users}
 
 Operator commands reach this stack through its configuration file:
   export HERALD_CONFIG={operator_config}
-  herald groups lag --group herald-dispatch-email
+  herald groups lag --group {dispatch_group}
   herald replay --from 10m --dry-run
   herald dispatch --channel email     (a second email dispatcher: they split the partitions)
 "#,
@@ -330,6 +382,8 @@ Operator commands reach this stack through its configuration file:
         key = b.api_key,
         users = users.join(", "),
         operator_config = b.operator_config.display(),
+        stores = b.stores,
+        dispatch_group = b.dispatch_group,
     );
 }
 

@@ -1,9 +1,7 @@
 //! Demo users for `herald dev`.
 
 use herald_enricher::directory::Directory;
-use herald_enricher::{
-    Device, DirectoryError, Platform, Preference, SqliteDirectory, TemplateVariant, User,
-};
+use herald_enricher::{Device, DirectoryError, Platform, Preference, TemplateVariant, User};
 
 /// (user id, what the banner says about it)
 /// The demo template (`otp`: en, ko, zh).
@@ -58,7 +56,7 @@ fn demo_templates() -> Vec<TemplateVariant> {
 }
 
 /// Adds the demo users unless they are there already, and the demo templates.
-pub async fn demo_users(directory: &SqliteDirectory) -> Result<(), DirectoryError> {
+pub async fn demo_users<D: Directory>(directory: &D) -> Result<(), DirectoryError> {
     for variant in demo_templates() {
         directory.upsert_template(variant).await?;
     }
@@ -129,7 +127,8 @@ mod tests {
     #[tokio::test]
     async fn the_demo_users_phone_numbers_are_ones_the_send_api_accepts() {
         let dir = tempfile::tempdir().unwrap();
-        let directory = SqliteDirectory::open(dir.path().join("directory.db")).unwrap();
+        let directory =
+            herald_enricher::SqliteDirectory::open(dir.path().join("directory.db")).unwrap();
         demo_users(&directory).await.unwrap();
         for (id, _) in DEMO_USERS {
             let phone = directory.user(id).await.unwrap().unwrap().phone.unwrap();

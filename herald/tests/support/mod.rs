@@ -4,7 +4,7 @@
 //! SMTP sink, temporary SQLite stores, and helpers to read topics.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use herald_enricher::Directory as _;
+use herald_enricher::Directory;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,6 @@ use herald::config::HeraldConfig;
 use herald::dev::mail_sink::MailSink;
 use herald::pipeline::Pipeline;
 use herald_enricher::SqliteDirectory;
-use herald_ingest::ApiClients;
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::admin;
 use herald_schemas::dev_registry::DevRegistry;
@@ -131,12 +130,48 @@ impl TestEnv {
         self.config.kafka.group(name)
     }
 
-    pub fn directory(&self) -> SqliteDirectory {
-        SqliteDirectory::open(&self.config.enricher.directory_path).unwrap()
+    /// Like [`TestEnv::start`], with every store on the run's CQL node (the enricher's
+    /// directory, the delivery ledger and the ingest store, in a keyspace of the test's own,
+    /// created as `herald migrate` creates it). `None` (skipped, saying so) without a node,
+    /// unless `HERALD_REQUIRE_ENGINES` makes that a failure.
+    pub async fn on_cql() -> Option<Self> {
+        use herald_dispatchers::config::LedgerBackend;
+        use herald_enricher::DirectoryBackend;
+        use herald_ingest::StoreBackend;
+        let cql = herald_testkit::cql::node("herald_e2e")?;
+        let mut env = Self::start().await;
+        let config = &mut env.config;
+        config.enricher.directory_backend = DirectoryBackend::Scylla;
+        config.enricher.scylla = cql.clone();
+        config.dispatch.ledger.backend = LedgerBackend::Scylla;
+        config.dispatch.ledger.scylla = cql.clone();
+        config.ingest.store_backend = StoreBackend::Scylla;
+        config.ingest.scylla = cql;
+        herald::roles::migrate(&env.config).await.unwrap();
+        Some(env)
+    }
+
+    pub fn stores_on_cql(&self) -> bool {
+        self.config.enricher.directory_backend == herald_enricher::DirectoryBackend::Scylla
+    }
+
+    /// The directory the test's enricher reads, on whichever store it is.
+    pub async fn directory(&self) -> TestDirectory {
+        if self.stores_on_cql() {
+            let directory = herald_enricher::scylla_directory::ScyllaDirectory::connect(
+                &self.config.enricher.scylla,
+            );
+            TestDirectory::Cql(Box::new(directory.await.unwrap()))
+        } else {
+            TestDirectory::Sqlite(
+                SqliteDirectory::open(&self.config.enricher.directory_path).unwrap(),
+            )
+        }
     }
 
     pub async fn api_key(&self) -> String {
-        ApiClients::open(&self.config.ingest.store_path).unwrap().add("test").await.unwrap().1
+        let stores = herald_ingest::IngestStores::open(&self.config.ingest).await.unwrap();
+        stores.clients.add("test").await.unwrap().1
     }
 
     pub fn codec(&self) -> AvroCodec {
@@ -315,6 +350,21 @@ pub fn herald_command(env: &TestEnv) -> std::process::Command {
         .env("HERALD__INGEST__STORE_PATH", &c.ingest.store_path);
     let delays: Vec<String> = c.dispatch.retry.delays_ms.iter().map(u64::to_string).collect();
     command.env("HERALD__DISPATCH__RETRY__DELAYS_MS", format!("[{}]", delays.join(",")));
+    if env.stores_on_cql() {
+        let cql = &c.enricher.scylla;
+        let nodes: Vec<String> = cql.nodes.iter().map(|n| format!("{n:?}")).collect();
+        let nodes = format!("[{}]", nodes.join(","));
+        for store in ["ENRICHER", "DISPATCH__LEDGER", "INGEST"] {
+            command
+                .env(format!("HERALD__{store}__SCYLLA__NODES"), &nodes)
+                .env(format!("HERALD__{store}__SCYLLA__KEYSPACE"), &cql.keyspace)
+                .env(format!("HERALD__{store}__SCYLLA__REPLICATION_FACTOR"), "1");
+        }
+        command
+            .env("HERALD__ENRICHER__DIRECTORY_BACKEND", "scylla")
+            .env("HERALD__DISPATCH__LEDGER__BACKEND", "scylla")
+            .env("HERALD__INGEST__STORE_BACKEND", "scylla");
+    }
     command
 }
 
@@ -399,6 +449,7 @@ pub fn email_body(user_id: &str, subject: &str, text: &str) -> String {
 
 pub async fn add_user(env: &TestEnv, user_id: &str, email: &str) {
     env.directory()
+        .await
         .upsert_user(herald_enricher::User {
             user_id: user_id.into(),
             email: Some(email.into()),
@@ -444,7 +495,7 @@ pub async fn add_device(
         app_id: app_id.map(str::to_owned),
         active: true,
     };
-    env.directory().upsert_device(user, device).await.unwrap();
+    env.directory().await.upsert_device(user, device).await.unwrap();
 }
 
 /// Runs `herald chaos <args> --notifications <n>` to completion and checks what every fault
@@ -480,4 +531,88 @@ pub fn chaos_run(args: &[&str], notifications: u64) -> (serde_json::Value, Strin
         "a duplicate only where a killed dispatcher's claim was taken over: {stdout}"
     );
     (report, stdout)
+}
+
+/// A directory on either store, for the tests' own reads and writes.
+pub enum TestDirectory {
+    Sqlite(SqliteDirectory),
+    Cql(Box<herald_enricher::scylla_directory::ScyllaDirectory>),
+}
+
+/// Calls `$method` on whichever directory `$self` holds.
+macro_rules! either {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            TestDirectory::Sqlite(d) => d.$method($($arg),*).await,
+            TestDirectory::Cql(d) => d.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Directory for TestDirectory {
+    async fn upsert_user(
+        &self,
+        user: herald_enricher::User,
+    ) -> Result<(), herald_enricher::DirectoryError> {
+        either!(self.upsert_user(user))
+    }
+    async fn upsert_device(
+        &self,
+        user_id: &str,
+        device: herald_enricher::Device,
+    ) -> Result<(), herald_enricher::DirectoryError> {
+        either!(self.upsert_device(user_id, device))
+    }
+    async fn set_preference(
+        &self,
+        user_id: &str,
+        preference: herald_enricher::Preference,
+    ) -> Result<(), herald_enricher::DirectoryError> {
+        either!(self.set_preference(user_id, preference))
+    }
+    async fn upsert_template(
+        &self,
+        variant: herald_enricher::TemplateVariant,
+    ) -> Result<(), herald_enricher::DirectoryError> {
+        either!(self.upsert_template(variant))
+    }
+    async fn user(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<herald_enricher::User>, herald_enricher::DirectoryError> {
+        either!(self.user(user_id))
+    }
+    async fn devices(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<herald_enricher::Device>, herald_enricher::DirectoryError> {
+        either!(self.devices(user_id))
+    }
+    async fn preferences(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<herald_enricher::Preference>, herald_enricher::DirectoryError> {
+        either!(self.preferences(user_id))
+    }
+    async fn template(
+        &self,
+        template_id: &str,
+    ) -> Result<Vec<herald_enricher::TemplateVariant>, herald_enricher::DirectoryError> {
+        either!(self.template(template_id))
+    }
+    async fn take_quota(
+        &self,
+        counter: &herald_enricher::directory::QuotaCounter,
+        notification_id: &str,
+        limit: u32,
+    ) -> Result<bool, herald_enricher::DirectoryError> {
+        either!(self.take_quota(counter, notification_id, limit))
+    }
+    async fn deactivate_token(
+        &self,
+        platform: herald_enricher::Platform,
+        token: &str,
+    ) -> Result<u64, herald_enricher::DirectoryError> {
+        either!(self.deactivate_token(platform, token))
+    }
 }
