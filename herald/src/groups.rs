@@ -90,6 +90,14 @@ pub fn render_description(description: &GroupDescription) -> String {
         if description.protocol.is_empty() { "no protocol" } else { &description.protocol },
         description.members.len()
     );
+    if description.members.is_empty() && description.state == "Dead" {
+        out.push_str(
+            "  the broker knows no classic group by this name: a group of the consumer protocol \
+             (kafka.consumer.group_protocol = \"consumer\") is invisible to DescribeGroups; \
+             `herald groups lag` shows where it stands, and Kafka's kafka-consumer-groups.sh \
+             --describe --members lists its members\n",
+        );
+    }
     for member in &description.members {
         let assigned = match &member.assignment {
             Some(topics) if topics.is_empty() => "no partitions".to_owned(),
