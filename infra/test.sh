@@ -12,6 +12,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 # Build first: the engines need not idle through a compilation.
 cargo nextest run --workspace --locked --no-run
+# Confluent's Python client judges Herald's Avro.
+HERALD_TEST_PYTHON=$(infra/python/venv.sh)
+export HERALD_TEST_PYTHON
 
 engines=$(mktemp -d "${TMPDIR:-/tmp}/herald-engines.XXXXXX")
 trap 'infra/engines/down.sh "$engines"; rm -rf "$engines"' EXIT

@@ -16,7 +16,7 @@ use herald_ingest::store::ScyllaIngestStore;
 use herald_ingest::{Ingest, IngestStores, StoreBackend};
 use herald_runtime::http::BrokerReadiness;
 use herald_runtime::kafka::{AvroProducer, Producer, admin};
-use herald_schemas::{AvroCodec, Channel};
+use herald_schemas::{AvroCodec, Channel, EncodeError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +28,32 @@ async fn reach_kafka(config: &HeraldConfig) -> anyhow::Result<()> {
     admin::wait_until_reachable(&config.kafka, config.kafka.connect_timeout())
         .await
         .context("Kafka (kafka.bootstrap_servers, kafka.properties, kafka.secret_properties)")
+}
+
+/// Registers Herald's schemas under the subjects of every topic the pipeline writes records
+/// to (the registry answers with the id of a schema it has). A role does this at start-up:
+/// a registry that cannot be reached, or refuses a schema, stops it there with the subject
+/// and the registry's reason; later records are written with the ids found here.
+async fn register_schemas(config: &HeraldConfig, output: &AvroProducer) -> anyhow::Result<()> {
+    let codec = output.codec_handle();
+    let url = &config.schema_registry.url;
+    let registrations = config.kafka.topics().written_records().into_iter().map(|(topic, record)| {
+        let codec = Arc::clone(&codec);
+        async move {
+            codec.register_kind(&topic, record).await.map_err(|e| match e {
+                EncodeError::Registry { retryable: true, reason, .. } => anyhow::anyhow!(
+                    "cannot reach the schema registry at {url} (schema_registry.url): {reason}"
+                ),
+                EncodeError::Registry { subject, reason, .. } => anyhow::anyhow!(
+                    "the schema registry at {url} refused Herald's {} schema under subject {subject}: {reason}",
+                    record.name()
+                ),
+                other => anyhow::Error::from(other),
+            })
+        }
+    });
+    futures::future::try_join_all(registrations).await?;
+    Ok(())
 }
 
 /// The producer and codec a role writes its outputs with.
@@ -48,6 +74,7 @@ pub async fn ingest(
     reach_kafka(config).await?;
     let stores = IngestStores::open(&config.ingest).await.context("ingest store")?;
     let output = output(config, "herald-ingest")?;
+    register_schemas(config, &output).await?;
     let topics = config.kafka.topics();
     let tracker = config.tracking.tracker().context("tracking secret")?;
     let api = Ingest::new(&config.ingest, &stores, output.clone(), topics.clone(), tracker)
@@ -88,6 +115,7 @@ pub async fn ingest(
 pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     reach_kafka(config).await?;
     let output = output(config, "herald-enricher")?;
+    register_schemas(config, &output).await?;
     let rules = herald_enricher::Rules::from(&config.enricher);
     let kafka = &config.kafka;
     let enricher = &config.enricher;
@@ -203,6 +231,7 @@ async fn dispatch_with<L: DeliveryLedger>(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let output = output(config, &herald_dispatchers::group(&config.kafka, channel))?;
+    register_schemas(config, &output).await?;
     let setup = DispatchSetup {
         channel,
         topics: config.kafka.topics(),

@@ -23,13 +23,14 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{Schema, from_value};
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{
     SchemaType, SubjectNameStrategy, SuppliedSchema,
 };
 
-use crate::records::Record;
+use crate::records::{ChannelMessage, DeliveryEvent, NotificationRequest, Record};
+use crate::topics::WireRecord;
 
 /// How to reach the schema registry.
 #[derive(Clone)]
@@ -161,6 +162,7 @@ fn schema_id(payload: &[u8]) -> Option<u32> {
 }
 
 pub struct AvroCodec {
+    settings: SrSettings,
     encoder: AvroEncoder,
     decoder: AvroDecoder,
     /// Schema id registered for each record type on each topic.
@@ -189,7 +191,8 @@ impl AvroCodec {
         })?;
         Ok(Self {
             encoder: AvroEncoder::new(settings.clone()),
-            decoder: AvroDecoder::new(settings),
+            decoder: AvroDecoder::new(settings.clone()),
+            settings,
             registered: RwLock::default(),
             same_as_reader: RwLock::default(),
         })
@@ -198,6 +201,38 @@ impl AvroCodec {
     fn registered_id<R: Record>(&self, topic: &str) -> Option<u32> {
         let registered = self.registered.read().unwrap_or_else(PoisonError::into_inner);
         registered.get(topic)?.get(R::NAME).copied()
+    }
+
+    /// Registers `R`'s schema under `<topic>-value` (a registry that has it answers with its
+    /// id) and remembers the id, so that records of `R` for `topic` are written without
+    /// asking again. Every role does this at start-up for the topics it writes: a registry
+    /// that refuses Herald's schema (an incompatible version registered by someone else) or
+    /// cannot be reached stops the role there, naming the subject, rather than failing
+    /// records one by one later.
+    pub async fn register<R: Record>(&self, topic: &str) -> Result<u32, EncodeError> {
+        let subject = format!("{topic}-value");
+        let schema = SuppliedSchema::new(None, SchemaType::Avro, R::schema_json().to_owned());
+        let registered =
+            post_schema(&self.settings, subject.clone(), schema).await.map_err(|e| {
+                EncodeError::Registry {
+                    subject,
+                    reason: describe(&e),
+                    retryable: is_registry_trouble(&e),
+                }
+            })?;
+        let id = registered.id;
+        let mut ids = self.registered.write().unwrap_or_else(PoisonError::into_inner);
+        ids.entry(topic.to_owned()).or_default().insert(R::NAME, id);
+        Ok(id)
+    }
+
+    /// Like [`AvroCodec::register`], for a record named at run time.
+    pub async fn register_kind(&self, topic: &str, kind: WireRecord) -> Result<u32, EncodeError> {
+        match kind {
+            WireRecord::NotificationRequest => self.register::<NotificationRequest>(topic).await,
+            WireRecord::ChannelMessage => self.register::<ChannelMessage>(topic).await,
+            WireRecord::DeliveryEvent => self.register::<DeliveryEvent>(topic).await,
+        }
     }
 
     /// Encodes `record` for `topic`, registering the record's schema under `<topic>-value`

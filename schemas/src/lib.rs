@@ -15,7 +15,9 @@ pub use records::{
     NotificationRequest, Priority, PushContent, Recipient, Record, Sender, SmsContent, TemplateRef,
     is_urgent_category,
 };
-pub use topics::{Channel, DELAY_TIERS, DelayTier, Lane, Topics, delay_stop, delay_tier_for};
+pub use topics::{
+    Channel, DELAY_TIERS, DelayTier, Lane, Topics, WireRecord, delay_stop, delay_tier_for,
+};
 
 /// reqwest and lettre are built without a default rustls crypto provider so that exactly one
 /// (ring) is compiled in; it must be installed once per process before the first TLS client.

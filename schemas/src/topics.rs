@@ -205,6 +205,45 @@ impl Topics {
     }
 }
 
+/// The record types Herald writes through the codec, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireRecord {
+    NotificationRequest,
+    ChannelMessage,
+    DeliveryEvent,
+}
+
+impl WireRecord {
+    pub fn name(self) -> &'static str {
+        match self {
+            WireRecord::NotificationRequest => "NotificationRequest",
+            WireRecord::ChannelMessage => "ChannelMessage",
+            WireRecord::DeliveryEvent => "DeliveryEvent",
+        }
+    }
+}
+
+impl Topics {
+    /// Every topic Herald encodes records for, with the record it carries: the subjects
+    /// (`<topic>-value`) its schemas live under. Retry tiers, the dead-letter topic and
+    /// replays carry copies of records written here, framed with their original ids.
+    pub fn written_records(&self) -> Vec<(String, WireRecord)> {
+        let mut written = vec![
+            (self.events(), WireRecord::DeliveryEvent),
+            (self.directory_updates(), WireRecord::DeliveryEvent),
+        ];
+        for lane in Lane::ALL {
+            written.push((self.requests_in(lane), WireRecord::NotificationRequest));
+            for channel in Channel::ALL {
+                written.push((self.channel_in(channel, lane), WireRecord::ChannelMessage));
+            }
+        }
+        written
+            .extend(DELAY_TIERS.iter().map(|t| (self.delay(t), WireRecord::NotificationRequest)));
+        written
+    }
+}
+
 /// A delay topic for scheduled requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DelayTier {

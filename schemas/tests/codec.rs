@@ -1,9 +1,10 @@
-//! The Confluent wire format through the development registry: what producers and consumers
-//! of `herald.requests` rely on.
+//! The Confluent wire format through a schema registry: what producers and consumers of
+//! `herald.requests` rely on. Every test runs against the development registry and against
+//! a real one, the run's Apicurio Registry (its Confluent-compatible API, compatibility level
+//! BACKWARD), each test under topic names of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use apache_avro::Schema;
@@ -15,10 +16,40 @@ use herald_schemas::{
 };
 use serde::{Deserialize, Serialize};
 
-async fn registry() -> (SocketAddr, AvroCodec) {
-    let addr = DevRegistry::default().spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let codec = AvroCodec::new(&RegistryConfig::new(format!("http://{addr}"))).unwrap();
-    (addr, codec)
+/// A registry the tests run against: its base URL, and what it is for messages.
+struct Registry {
+    name: &'static str,
+    url: String,
+}
+
+/// The development registry (its own, in this process) and the run's Apicurio Registry
+/// (`HERALD_TEST_REGISTRY`; skipped, saying so, without it unless `HERALD_REQUIRE_ENGINES`).
+async fn registries() -> Vec<Registry> {
+    let dev = DevRegistry::default().spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut all = vec![Registry { name: "development registry", url: format!("http://{dev}") }];
+    if let Some(url) = herald_testkit::required("HERALD_TEST_REGISTRY", "Apicurio Registry") {
+        all.push(Registry { name: "Apicurio Registry", url });
+    }
+    all
+}
+
+fn codec(registry: &Registry) -> AvroCodec {
+    AvroCodec::new(&RegistryConfig::new(registry.url.clone())).unwrap()
+}
+
+/// A topic name no other test (or earlier run against the same registry) uses.
+fn topic(name: &str) -> String {
+    let unique =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("t{unique:x}p{}.{name}", std::process::id())
+}
+
+/// `GET <url><path>` as JSON.
+async fn get_json(registry: &Registry, path: &str) -> serde_json::Value {
+    herald_schemas::install_tls_provider();
+    let response = reqwest::get(format!("{}{path}", registry.url)).await.unwrap();
+    assert!(response.status().is_success(), "{}: GET {path}: {}", registry.name, response.status());
+    response.json().await.unwrap()
 }
 
 fn request() -> NotificationRequest {
@@ -43,48 +74,111 @@ fn request() -> NotificationRequest {
 }
 
 #[tokio::test]
-async fn record_round_trips_in_confluent_framing() {
-    let (_, codec) = registry().await;
-    let bytes = codec.encode("t.requests", &request()).await.unwrap();
-    assert_eq!(bytes[0], 0, "magic byte");
-    assert_eq!(u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]), 1, "schema id");
-    let back: NotificationRequest = codec.decode(Some(&bytes)).await.unwrap();
-    assert_eq!(back, request());
+async fn record_round_trips_in_confluent_framing_with_the_id_the_registry_gave() {
+    for registry in registries().await {
+        let codec = codec(&registry);
+        let topic = topic("requests");
+        let bytes = codec.encode(&topic, &request()).await.unwrap();
+        assert_eq!(bytes[0], 0, "magic byte");
+        let latest = get_json(&registry, &format!("/subjects/{topic}-value/versions/latest")).await;
+        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        assert_eq!(Some(u64::from(id)), latest["id"].as_u64(), "{}: {latest}", registry.name);
+        let back: NotificationRequest = codec.decode(Some(&bytes)).await.unwrap();
+        assert_eq!(back, request(), "{}", registry.name);
+    }
 }
 
 #[tokio::test]
 async fn records_after_the_first_are_framed_and_read_without_the_converter_and_match_its_bytes() {
-    let (_, codec) = registry().await;
-    let mut full = request();
-    full.client_id = Some("svc".into());
-    full.channels = vec!["email".into(), "push".into()];
-    full.push = Some(herald_schemas::PushContent {
-        title: Some("t".into()),
-        body: "b".into(),
-        data: BTreeMap::from([("k".into(), "v".into())]),
-    });
-    full.metadata = BTreeMap::from([("trace".into(), "abc".into())]);
-    full.send_at = Some(1_800_000_000_000);
-    let first = codec.encode("t.requests", &full).await.unwrap();
-    let second = codec.encode("t.requests", &full).await.unwrap();
-    assert_eq!(first, second, "the direct writer frames and writes what the converter did");
+    for registry in registries().await {
+        let codec = codec(&registry);
+        let (requests, events) = (topic("requests"), topic("events"));
+        let mut full = request();
+        full.client_id = Some("svc".into());
+        full.channels = vec!["email".into(), "push".into()];
+        full.push = Some(herald_schemas::PushContent {
+            title: Some("t".into()),
+            body: "b".into(),
+            data: BTreeMap::from([("k".into(), "v".into())]),
+        });
+        full.metadata = BTreeMap::from([("trace".into(), "abc".into())]);
+        full.send_at = Some(1_800_000_000_000);
+        let first = codec.encode(&requests, &full).await.unwrap();
+        let second = codec.encode(&requests, &full).await.unwrap();
+        assert_eq!(
+            first, second,
+            "{}: the direct writer writes what the converter did",
+            registry.name
+        );
 
-    for _ in 0..2 {
-        let back: NotificationRequest = codec.decode(Some(&second)).await.unwrap();
-        assert_eq!(back, full, "the first decode resolves, the next reads straight");
+        for _ in 0..2 {
+            let back: NotificationRequest = codec.decode(Some(&second)).await.unwrap();
+            assert_eq!(
+                back, full,
+                "{}: the first decode resolves, the next reads straight",
+                registry.name
+            );
+        }
+        let mut event = herald_schemas::DeliveryEvent::new("n-1", herald_schemas::EventKind::Sent);
+        event.detail.insert("provider_id".into(), "abc".into());
+        let bytes = codec.encode(&events, &event).await.unwrap();
+        assert_ne!(bytes[1..5], first[1..5], "each record type carries its own schema's id");
+        for _ in 0..2 {
+            let back: herald_schemas::DeliveryEvent = codec.decode(Some(&bytes)).await.unwrap();
+            assert_eq!(back, event);
+        }
+        let mut cut = bytes.clone();
+        cut.truncate(cut.len() - 3);
+        let error = codec.decode::<herald_schemas::DeliveryEvent>(Some(&cut)).await.unwrap_err();
+        assert!(!error.is_retryable(), "a cut record is poison on the direct path too: {error}");
     }
-    let mut event = herald_schemas::DeliveryEvent::new("n-1", herald_schemas::EventKind::Sent);
-    event.detail.insert("provider_id".into(), "abc".into());
-    let bytes = codec.encode("t.events", &event).await.unwrap();
-    assert_ne!(bytes[1..5], first[1..5], "each record type carries its own schema's id");
-    for _ in 0..2 {
-        let back: herald_schemas::DeliveryEvent = codec.decode(Some(&bytes)).await.unwrap();
-        assert_eq!(back, event);
+}
+
+/// What every role registers at start-up: Herald's schema of each record under the subject
+/// of each topic it writes, as `schemas/avro/` has it.
+#[tokio::test]
+async fn herald_registers_its_avsc_schemas_under_each_written_topics_value_subject() {
+    for registry in registries().await {
+        let codec = codec(&registry);
+        let prefix = topic("");
+        let topics = herald_schemas::Topics::new(prefix.clone());
+        let written = topics.written_records();
+        assert!(written.len() >= 18, "{written:?}");
+        for (topic, record) in &written {
+            let id = codec.register_kind(topic, *record).await.unwrap();
+            let again = codec.register_kind(topic, *record).await.unwrap();
+            assert_eq!(id, again, "{}: registering again finds the same id", registry.name);
+            let latest =
+                get_json(&registry, &format!("/subjects/{topic}-value/versions/latest")).await;
+            assert_eq!(latest["id"].as_u64(), Some(u64::from(id)), "{}: {topic}", registry.name);
+            let registered = Schema::parse_str(latest["schema"].as_str().unwrap()).unwrap();
+            let file = format!("{}.avsc", snake_case(record.name()));
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("avro").join(&file);
+            let ours = Schema::parse_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            assert_eq!(
+                registered.canonical_form(),
+                ours.canonical_form(),
+                "{}: {topic}-value holds schemas/avro/{file}",
+                registry.name
+            );
+        }
+        // A record encoded for a registered topic uses that id, without asking again.
+        let (topic, _) = &written[written.len() - 1];
+        let id = codec.register_kind(topic, herald_schemas::WireRecord::NotificationRequest);
+        let bytes = codec.encode(topic, &request()).await.unwrap();
+        assert_eq!(bytes[1..5], id.await.unwrap().to_be_bytes());
     }
-    let mut cut = bytes.clone();
-    cut.truncate(cut.len() - 3);
-    let error = codec.decode::<herald_schemas::DeliveryEvent>(Some(&cut)).await.unwrap_err();
-    assert!(!error.is_retryable(), "a cut record is poison on the direct path too: {error}");
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// The current NotificationRequest plus one field with a default: what the next schema
@@ -133,42 +227,46 @@ impl Record for RequestWithTenant {
 
 #[tokio::test]
 async fn v1_record_still_decodes_after_a_field_with_default_is_added() {
-    let (addr, codec) = registry().await;
-    let v1_bytes = codec.encode("t.requests", &request()).await.unwrap();
+    for registry in registries().await {
+        let codec = codec(&registry);
+        let requests = topic("requests");
+        let v1_bytes = codec.encode(&requests, &request()).await.unwrap();
 
-    // The evolved schema is accepted by the registry under the same subject (BACKWARD)...
-    let v1 = request();
-    let v2 = RequestWithTenant {
-        notification_id: "n-2".into(),
-        accepted_at: v1.accepted_at,
-        client_id: None,
-        recipient: Recipient::default(),
-        channels: vec![],
-        category: v1.category,
-        from: None,
-        email: None,
-        sms: None,
-        push: None,
-        metadata: BTreeMap::new(),
-        tenant: "eu".into(),
-    };
-    // A producer built with the new schema is another process with its own codec (the
-    // converter caches one schema per subject and encoder).
-    let v2_producer = AvroCodec::new(&RegistryConfig::new(format!("http://{addr}"))).unwrap();
-    let v2_bytes = v2_producer.encode("t.requests", &v2).await.unwrap();
-    assert_ne!(v1_bytes[1..5], v2_bytes[1..5], "v2 got its own schema id");
+        // The evolved schema is accepted by the registry under the same subject (BACKWARD)...
+        let v1 = request();
+        let v2 = RequestWithTenant {
+            notification_id: "n-2".into(),
+            accepted_at: v1.accepted_at,
+            client_id: None,
+            recipient: Recipient::default(),
+            channels: vec![],
+            category: v1.category,
+            from: None,
+            email: None,
+            sms: None,
+            push: None,
+            metadata: BTreeMap::new(),
+            tenant: "eu".into(),
+        };
+        // A producer built with the new schema is another process with its own codec (the
+        // converter caches one schema per subject and encoder).
+        let v2_bytes = self::codec(&registry).encode(&requests, &v2).await.unwrap();
+        assert_ne!(v1_bytes[1..5], v2_bytes[1..5], "{}: v2 got its own schema id", registry.name);
+        let versions = get_json(&registry, &format!("/subjects/{requests}-value/versions")).await;
+        assert_eq!(versions.as_array().map(Vec::len), Some(2), "{}: {versions}", registry.name);
 
-    // ...and a reader built for it decodes the old record, taking the default.
-    let old: RequestWithTenant = codec.decode(Some(&v1_bytes)).await.unwrap();
-    assert_eq!(old.tenant, "main");
-    let again: RequestWithTenant = codec.decode(Some(&v1_bytes)).await.unwrap();
-    assert_eq!(again.tenant, "main", "another writer schema keeps being resolved");
-    assert_eq!(old.notification_id, request().notification_id);
-    assert_eq!(old.email, request().email);
+        // ...and a reader built for it decodes the old record, taking the default.
+        let old: RequestWithTenant = codec.decode(Some(&v1_bytes)).await.unwrap();
+        assert_eq!(old.tenant, "main");
+        let again: RequestWithTenant = codec.decode(Some(&v1_bytes)).await.unwrap();
+        assert_eq!(again.tenant, "main", "another writer schema keeps being resolved");
+        assert_eq!(old.notification_id, request().notification_id);
+        assert_eq!(old.email, request().email);
 
-    // The current reader still reads what the newer writer wrote.
-    let new: NotificationRequest = codec.decode(Some(&v2_bytes)).await.unwrap();
-    assert_eq!(new.notification_id, "n-2");
+        // The current reader still reads what the newer writer wrote.
+        let new: NotificationRequest = codec.decode(Some(&v2_bytes)).await.unwrap();
+        assert_eq!(new.notification_id, "n-2", "{}", registry.name);
+    }
 }
 
 #[test]
@@ -192,19 +290,40 @@ fn every_recorded_schema_version_is_readable_by_the_current_one() {
 }
 
 #[tokio::test]
-async fn registry_rejects_a_field_added_without_default() {
-    let (addr, codec) = registry().await;
-    codec.encode("t.requests", &request()).await.unwrap();
-    let breaking = schema_with_added_field(r#"{"name": "tenant", "type": "string"}"#);
-    let response = reqwest_post(addr, "/subjects/t.requests-value/versions", &breaking).await;
-    assert_eq!(response.0, 409, "{}", response.1);
+async fn the_registry_refuses_a_field_added_without_default_and_herald_names_the_subject() {
+    for registry in registries().await {
+        let codec = codec(&registry);
+        let requests = topic("requests");
+        codec.encode(&requests, &request()).await.unwrap();
+        let breaking = schema_with_added_field(r#"{"name": "tenant", "type": "string"}"#);
+        let path = format!("/subjects/{requests}-value/versions");
+        let (status, body) = post_schema(&registry, &path, &breaking).await;
+        assert_eq!(status, 409, "{}: {body}", registry.name);
+
+        // The other way round: a subject whose latest version Herald's schema cannot read
+        // refuses Herald's registration, and the error names the subject and the reason.
+        let other = topic("requests");
+        let changed = NotificationRequest::schema_json().replace(
+            r#""name": "accepted_at", "type": {"type": "long", "logicalType": "timestamp-millis"}"#,
+            r#""name": "accepted_at", "type": "string""#,
+        );
+        assert_ne!(changed, NotificationRequest::schema_json(), "the field's type is changed");
+        let (status, body) =
+            post_schema(&registry, &format!("/subjects/{other}-value/versions"), &changed).await;
+        assert_eq!(status, 200, "{}: {body}", registry.name);
+        let refused = codec.register::<NotificationRequest>(&other).await.unwrap_err();
+        assert!(!refused.is_retryable(), "{}: {refused}", registry.name);
+        let message = refused.to_string();
+        assert!(message.contains(&format!("{other}-value")), "{}: {message}", registry.name);
+        assert!(message.contains("409"), "{}: the registry's answer: {message}", registry.name);
+    }
 }
 
-async fn reqwest_post(addr: SocketAddr, path: &str, schema: &str) -> (u16, String) {
+async fn post_schema(registry: &Registry, path: &str, schema: &str) -> (u16, String) {
     herald_schemas::install_tls_provider();
     let body = serde_json::json!({ "schema": schema });
     let response = reqwest::Client::new()
-        .post(format!("http://{addr}{path}"))
+        .post(format!("{}{path}", registry.url))
         .json(&body)
         .send()
         .await
@@ -214,16 +333,19 @@ async fn reqwest_post(addr: SocketAddr, path: &str, schema: &str) -> (u16, Strin
 
 #[tokio::test]
 async fn garbage_and_unknown_schema_ids_are_poison_not_retryable() {
-    let (_, codec) = registry().await;
-    let garbage = codec.decode::<NotificationRequest>(Some(b"{\"json\": true}")).await;
-    assert!(matches!(garbage, Err(DecodeError::Undecodable(_))), "{garbage:?}");
+    for registry in registries().await {
+        let codec = codec(&registry);
+        let garbage = codec.decode::<NotificationRequest>(Some(b"{\"json\": true}")).await;
+        assert!(matches!(garbage, Err(DecodeError::Undecodable(_))), "{garbage:?}");
 
-    let unknown_id = [0u8, 0, 0, 0, 99, 2, 3];
-    let err = codec.decode::<NotificationRequest>(Some(&unknown_id)).await.unwrap_err();
-    assert!(!err.is_retryable(), "{err}");
+        // An id no registry of a test run hands out.
+        let unknown_id = [0u8, 0x7f, 0xff, 0xff, 0x00, 2, 3];
+        let err = codec.decode::<NotificationRequest>(Some(&unknown_id)).await.unwrap_err();
+        assert!(!err.is_retryable(), "{}: {err}", registry.name);
 
-    let empty = codec.decode::<NotificationRequest>(None).await.unwrap_err();
-    assert!(matches!(empty, DecodeError::Empty));
+        let empty = codec.decode::<NotificationRequest>(None).await.unwrap_err();
+        assert!(matches!(empty, DecodeError::Empty));
+    }
 }
 
 #[tokio::test]

@@ -6,8 +6,10 @@
 pub mod cql;
 pub mod engines;
 pub mod kafka;
+pub mod registry;
 pub mod tansu;
 
 pub use engines::{EngineError, free_port, required};
 pub use kafka::{KafkaCluster, kafka_tool};
+pub use registry::Apicurio;
 pub use tansu::{BrokerStorage, Storage, TansuBroker};

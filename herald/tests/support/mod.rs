@@ -5,7 +5,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use herald_enricher::Directory;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use herald::config::HeraldConfig;
@@ -67,7 +66,9 @@ impl Broker {
 
 pub struct TestEnv {
     pub broker: Broker,
-    pub registry: SocketAddr,
+    /// The schema registry's URL: the run's Apicurio Registry beside its Kafka, else a
+    /// development registry of the test's own.
+    pub registry: String,
     pub mail: MailSink,
     pub dir: tempfile::TempDir,
     pub config: HeraldConfig,
@@ -91,14 +92,20 @@ impl TestEnv {
         herald_schemas::install_tls_provider();
         let dir = tempfile::tempdir().unwrap();
         let (broker, kafka) = Broker::for_test(dir.path()).await;
-        let registry = DevRegistry::default().spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let registry = match std::env::var("HERALD_TEST_REGISTRY") {
+            Ok(url) if !url.is_empty() && broker.is_kafka() => url,
+            _ => {
+                let dev = DevRegistry::default().spawn("127.0.0.1:0".parse().unwrap());
+                format!("http://{}", dev.await.unwrap())
+            }
+        };
         let mail = MailSink::start("127.0.0.1:0".parse().unwrap()).unwrap();
         let mut config = HeraldConfig { kafka, ..HeraldConfig::default() };
         let id = uuid::Uuid::now_v7().simple();
         config.kafka.topic_prefix = format!("t{id}.");
         config.kafka.group_prefix = format!("t{id}-");
         config.kafka.consumer.drain_deadline_ms = 3_000;
-        config.schema_registry.url = format!("http://{registry}");
+        config.schema_registry.url = registry.clone();
         config.topics.partitions = PARTITIONS;
         config.topics.for_single_broker();
         config.dispatch.retry.delays_ms = vec![1_000, 2_000];

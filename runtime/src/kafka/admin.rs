@@ -64,7 +64,63 @@ pub async fn create_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
             Err((topic, code)) => return Err(AdminError::Topic { topic, code }),
         }
     }
-    Ok(())
+    wait_until_visible(config, topics).await
+}
+
+/// Waits until metadata shows every topic of `topics` with its partitions: Kafka answers
+/// CreateTopics once its controller has them, and the brokers learn of them a moment later;
+/// a client asking in between would be told they do not exist.
+pub(crate) async fn wait_until_visible(
+    config: &KafkaConfig,
+    topics: &[TopicSpec],
+) -> Result<(), AdminError> {
+    let probe: BaseConsumer = base_client_config(config, "herald-admin")
+        .map_err(ClientSetupError::from)?
+        .create()
+        .map_err(|source| ClientSetupError::Create { kind: "probe", source })?;
+    let wanted: Vec<(String, i32)> =
+        topics.iter().map(|t| (t.name.clone(), t.partitions)).collect();
+    let servers = config.bootstrap_servers.clone();
+    let waited = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        loop {
+            let missing = match probe.fetch_metadata(None, Duration::from_secs(5)) {
+                Ok(metadata) => wanted
+                    .iter()
+                    .filter(|(name, partitions)| {
+                        !metadata.topics().iter().any(|t| {
+                            t.name() == name
+                                && t.error().is_none()
+                                && t.partitions().len() >= usize::try_from(*partitions).unwrap_or(0)
+                        })
+                    })
+                    .map(|(name, _)| name.clone())
+                    .collect(),
+                Err(e) => vec![e.to_string()],
+            };
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(missing.join(", "));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await;
+    match waited {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(missing)) => Err(AdminError::Unreachable {
+            servers,
+            waited: Duration::from_secs(30),
+            last_error: format!("created topics not visible yet: {missing}"),
+        }),
+        Err(e) => Err(AdminError::Unreachable {
+            servers,
+            waited: Duration::ZERO,
+            last_error: e.to_string(),
+        }),
+    }
 }
 
 /// Waits until the cluster answers a metadata request, for at most `timeout`; gives up at

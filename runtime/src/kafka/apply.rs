@@ -109,6 +109,7 @@ pub async fn apply_topics(
         for result in results {
             result.map_err(|(topic, code)| AdminError::Topic { topic, code })?;
         }
+        super::admin::wait_until_visible(config, specs).await?;
     }
     // AlterConfigs replaces a topic's whole set of overrides, so the ones Herald does not
     // manage are sent along unchanged.
