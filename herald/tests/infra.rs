@@ -351,9 +351,39 @@ fn kubernetes_scales_each_consumer_group_up_to_its_partitions_and_drains_before_
 }
 
 #[test]
-fn the_readme_documents_every_metric_herald_exports() {
-    let readme = std::fs::read_to_string(infra("../README.md")).unwrap();
+fn the_operating_guide_documents_every_metric_herald_exports() {
+    let guide = std::fs::read_to_string(infra("../docs/operating.md")).unwrap();
     let missing: Vec<String> =
-        catalog().into_keys().filter(|name| !readme.contains(&format!("| `{name}` |"))).collect();
-    assert!(missing.is_empty(), "README's metrics table lacks {missing:?}");
+        catalog().into_keys().filter(|name| !guide.contains(&format!("| `{name}` |"))).collect();
+    assert!(missing.is_empty(), "docs/operating.md's metrics table lacks {missing:?}");
+}
+
+/// Every page under docs/ is linked from the README, and every link between them resolves.
+#[test]
+fn every_doc_page_is_linked_from_the_readme_and_every_link_resolves() {
+    let root = infra("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut pages = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            assert!(readme.contains(&format!("(docs/{name})")), "README links docs/{name}");
+            pages.push(path);
+        }
+    }
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap();
+        for link in text.split("](").skip(1).filter_map(|rest| rest.split(')').next()) {
+            if link.starts_with("http") {
+                continue;
+            }
+            let file = link.split('#').next().unwrap();
+            if file.is_empty() {
+                continue;
+            }
+            let target = page.parent().unwrap().join(file);
+            assert!(target.exists(), "{} links {link}, which does not exist", page.display());
+        }
+    }
 }

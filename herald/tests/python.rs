@@ -112,7 +112,7 @@ async fn a_request_written_by_confluents_python_serializer_with_the_latest_schem
     pipeline.stop().await;
 }
 
-/// The README's "Producing Avro directly" shows the producer this suite runs, as it is.
+/// The README shows the Python producer this suite runs, as it is.
 #[test]
 fn the_readme_shows_the_python_producer_the_suite_runs() {
     let producer =

@@ -154,11 +154,10 @@ pub enum GroupProtocol {
     /// before 4.0, most managed services).
     Classic,
     /// KIP-848 (Apache Kafka 4.0 and later): the broker assigns partitions to members one by
-    /// one and keeps members through a coordinator's failover. On a three-broker cluster whose
-    /// coordinator is SIGKILLed, classic groups stopped for about 30 s (every member rejoins
-    /// once the coordinator moved), consumer groups only while their partitions' leaders
-    /// moved (`herald chaos --broker kafka --faults brokers`). Session and heartbeat timings
-    /// are then the broker's (`group.consumer.*`).
+    /// one and keeps members through a coordinator's failover, where every member of a
+    /// classic group revokes its partitions and rejoins
+    /// (`herald chaos --broker kafka --faults brokers` compares them). Session and heartbeat
+    /// timings are then the broker's (`group.consumer.*`).
     Consumer,
 }
 

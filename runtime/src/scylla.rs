@@ -88,17 +88,33 @@ impl ScyllaConfig {
     pub async fn connect_creating_keyspace(&self) -> Result<Session, ScyllaSetupError> {
         let session = self.connect().await?;
         let keyspace = self.keyspace()?;
-        let rf = self.replication_factor;
-        let cql = format!(
-            "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = \
-             {{'class': 'NetworkTopologyStrategy', 'replication_factor': {rf}}}"
-        );
+        let cql = create_keyspace(keyspace, self.replication_factor, is_scylladb(&session).await);
         session.query_unpaged(cql, ()).await.map_err(|e| ScyllaSetupError::Connect {
             nodes: self.nodes.clone(),
             reason: format!("creating keyspace {keyspace}: {e}"),
         })?;
         Ok(session)
     }
+}
+
+/// Whether the node `session` talks to is ScyllaDB (which has `system.scylla_local`) rather
+/// than Apache Cassandra. A failed lookup counts as Cassandra: the plain statements suit both.
+pub async fn is_scylladb(session: &Session) -> bool {
+    let cql = "SELECT table_name FROM system_schema.tables \
+               WHERE keyspace_name = 'system' AND table_name = 'scylla_local'";
+    let Ok(result) = session.query_unpaged(cql, ()).await else { return false };
+    result.into_rows_result().is_ok_and(|rows| rows.rows_num() > 0)
+}
+
+/// The keyspace Herald's stores live in. On ScyllaDB without tablets: ScyllaDB does not
+/// run lightweight transactions (the ledger's claims, idempotency keys) in a tablets
+/// keyspace, and makes new keyspaces tablets ones by default; Cassandra refuses the option.
+pub fn create_keyspace(keyspace: &str, replication_factor: u32, scylladb: bool) -> String {
+    let tablets = if scylladb { " AND tablets = {'enabled': false}" } else { "" };
+    format!(
+        "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = \
+         {{'class': 'NetworkTopologyStrategy', 'replication_factor': {replication_factor}}}{tablets}"
+    )
 }
 
 /// Runs every statement of a CQL file (`CREATE ... IF NOT EXISTS`) in `keyspace`: what
@@ -218,5 +234,19 @@ impl LwtAnswer {
             CqlValue::Int(v) => Some(*v),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keyspace_is_made_without_tablets_on_scylladb_only() {
+        let scylla = create_keyspace("herald", 3, true);
+        assert!(scylla.ends_with("AND tablets = {'enabled': false}"), "{scylla}");
+        let cassandra = create_keyspace("herald", 3, false);
+        assert!(!cassandra.contains("tablets"), "{cassandra}");
+        assert!(cassandra.contains("'replication_factor': 3}"), "{cassandra}");
     }
 }
