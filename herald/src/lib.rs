@@ -9,7 +9,6 @@ pub mod chaos;
 pub mod config;
 pub mod dev;
 pub mod directory;
-pub mod directory_csv;
 pub mod dlq;
 pub mod groups;
 pub mod pipeline;

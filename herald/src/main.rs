@@ -432,8 +432,16 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             for (line, reason) in &report.refused {
                 eprintln!("line {line}: {reason}");
             }
-            println!("{}", report.summary());
-            anyhow::ensure!(report.refused.is_empty(), "{} line(s) skipped", report.refused.len());
+            if report.refused_total > report.refused.len() {
+                eprintln!("... and {} more", report.refused_total - report.refused.len());
+            }
+            println!("{}\n{}", report.summary(), report.timing());
+            anyhow::ensure!(
+                report.refused_total == 0,
+                "{} of {} record(s) refused",
+                report.refused_total,
+                report.read
+            );
             Ok(())
         }
         Command::Produce { file } => {

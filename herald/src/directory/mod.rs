@@ -3,7 +3,9 @@
 //! re-run of the same file changes nothing; a record that is not valid is reported with its
 //! line number and skipped.
 
-use std::io::BufRead;
+mod csv_file;
+mod import;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -11,12 +13,10 @@ use herald_enricher::quiet::{self, QuietHours};
 use herald_enricher::scylla_directory::ScyllaDirectory;
 use herald_enricher::templates::Renderer;
 use herald_enricher::{
-    Device, Directory, DirectoryBackend, Platform, Preference, SqliteDirectory, TemplateVariant,
-    User,
+    Device, DirectoryBackend, Platform, Preference, SqliteDirectory, TemplateVariant, User,
 };
 
 use crate::config::HeraldConfig;
-use crate::directory_csv::CsvRecords;
 use serde::Deserialize;
 
 #[derive(clap::Subcommand, Debug)]
@@ -165,30 +165,7 @@ fn active_by_default() -> bool {
     true
 }
 
-#[derive(Debug, Default)]
-pub struct ImportReport {
-    pub users: usize,
-    pub devices: usize,
-    pub preferences: usize,
-    pub templates: usize,
-    /// The template ids written, announced to the send API after the import.
-    pub template_ids: std::collections::BTreeSet<String>,
-    /// Line number (from 1) and why it was skipped.
-    pub refused: Vec<(usize, String)>,
-}
-
-impl ImportReport {
-    pub fn summary(&self) -> String {
-        format!(
-            "imported {} user(s), {} device(s), {} preference(s), {} template variant(s); skipped {}",
-            self.users,
-            self.devices,
-            self.preferences,
-            self.templates,
-            self.refused.len()
-        )
-    }
-}
+pub use import::{ImportReport, import};
 
 /// What one line asks the directory to hold.
 enum Row {
@@ -265,12 +242,12 @@ pub async fn import_configured(
         DirectoryBackend::Sqlite => {
             let directory = SqliteDirectory::open(&enricher.directory_path)
                 .with_context(|| format!("opening {}", enricher.directory_path.display()))?;
-            import(&directory, file, options, progress).await?
+            import(std::sync::Arc::new(directory), file, options, progress).await?
         }
         DirectoryBackend::Scylla => {
             let directory =
                 ScyllaDirectory::connect(&enricher.scylla).await.context("ScyllaDB directory")?;
-            import(&directory, file, options, progress).await?
+            import(std::sync::Arc::new(directory), file, options, progress).await?
         }
     };
     announce_templates(&config.kafka, report.template_ids.iter()).await.context(
@@ -293,75 +270,6 @@ pub async fn announce_templates(
     for id in ids {
         producer.send(&topic, Some(id.as_bytes()), b"present", None).await?;
     }
-    Ok(())
-}
-
-pub async fn import<D: Directory>(
-    directory: &D,
-    file: &Path,
-    options: ImportOptions,
-    progress: &indicatif::ProgressBar,
-) -> anyhow::Result<ImportReport> {
-    let reader = std::io::BufReader::new(
-        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
-    );
-    let renderer = Renderer::default();
-    let mut report = ImportReport::default();
-    match options.format {
-        ImportFormat::Jsonl => {
-            for (index, line) in reader.lines().enumerate() {
-                let line = line.with_context(|| format!("reading line {}", index + 1))?;
-                progress.inc(line.len() as u64 + 1);
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let row = parse_line(&line, &renderer);
-                store(directory, &mut report, index + 1, row).await?;
-            }
-        }
-        ImportFormat::Csv => {
-            let mut records = CsvRecords::new(reader, options.kind.map(RecordKind::as_str))?;
-            while let Some(record) = records.next_record()? {
-                progress.set_position(record.end_byte);
-                let row = record.fields.and_then(|fields| {
-                    let line: Line = serde_json::from_value(fields).map_err(|e| e.to_string())?;
-                    check(line, &renderer)
-                });
-                store(directory, &mut report, record.line, row).await?;
-            }
-        }
-    }
-    Ok(report)
-}
-
-/// Writes a valid record, or notes why the one at `line` was skipped.
-async fn store<D: Directory>(
-    directory: &D,
-    report: &mut ImportReport,
-    line: usize,
-    row: Result<Row, String>,
-) -> anyhow::Result<()> {
-    let row = match row {
-        Ok(row) => row,
-        Err(reason) => {
-            report.refused.push((line, reason));
-            return Ok(());
-        }
-    };
-    let written = match row {
-        Row::User(user) => directory.upsert_user(user).await.map(|()| &mut report.users),
-        Row::Device(user_id, device) => {
-            directory.upsert_device(&user_id, device).await.map(|()| &mut report.devices)
-        }
-        Row::Preference(user_id, preference) => {
-            directory.set_preference(&user_id, preference).await.map(|()| &mut report.preferences)
-        }
-        Row::Template(variant) => {
-            report.template_ids.insert(variant.template_id.clone());
-            directory.upsert_template(variant).await.map(|()| &mut report.templates)
-        }
-    };
-    *written.with_context(|| format!("writing line {line}"))? += 1;
     Ok(())
 }
 

@@ -1,0 +1,247 @@
+//! The import's pipeline: the file is read and checked as a stream, and its records are
+//! written by a fixed set of writers, each owning the keys (users, templates) that hash to
+//! it, so one key's records are written in the file's order while different keys are written
+//! at once. SQLite commits the writes queued meanwhile in one transaction; ScyllaDB takes
+//! them as concurrent statements. Memory stays flat in the file's size: a bounded queue per
+//! writer, counters, and the first refused lines.
+
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use herald_enricher::Directory;
+use herald_enricher::templates::Renderer;
+use tokio::sync::mpsc;
+
+use super::csv_file::CsvRecords;
+use super::{ImportFormat, ImportOptions, Line, RecordKind, Row, check, parse_line};
+
+/// Writers, and so records written at once.
+const WRITERS: usize = 64;
+/// Records waiting per writer.
+const QUEUED: usize = 64;
+/// Refused lines kept with their reasons; beyond them, only counted.
+const REASONS_KEPT: usize = 1_000;
+
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    /// Records read from the file (non-empty JSON lines, CSV rows).
+    pub read: usize,
+    pub users: usize,
+    pub devices: usize,
+    pub preferences: usize,
+    pub templates: usize,
+    /// The template ids written, announced to the send API after the import.
+    pub template_ids: BTreeSet<String>,
+    /// Records refused, all of them counted.
+    pub refused_total: usize,
+    /// Line number (from 1) and why, for the first [`REASONS_KEPT`] refused.
+    pub refused: Vec<(usize, String)>,
+    pub elapsed: Duration,
+}
+
+impl ImportReport {
+    pub fn imported(&self) -> usize {
+        self.users + self.devices + self.preferences + self.templates
+    }
+
+    /// What the file held and what became of it.
+    pub fn summary(&self) -> String {
+        format!(
+            "read {} record(s): imported {} ({} user(s), {} device(s), {} preference(s), {} template variant(s)), refused {}",
+            self.read,
+            self.imported(),
+            self.users,
+            self.devices,
+            self.preferences,
+            self.templates,
+            self.refused_total
+        )
+    }
+
+    /// How long it took, and the rate.
+    pub fn timing(&self) -> String {
+        let seconds = self.elapsed.as_secs_f64().max(1e-3);
+        format!("in {seconds:.1} s: {:.0} records/s", self.read as f64 / seconds)
+    }
+
+    fn refuse(&mut self, line: usize, reason: String) {
+        self.refused_total += 1;
+        if self.refused.len() < REASONS_KEPT {
+            self.refused.push((line, reason));
+        }
+    }
+}
+
+/// What the writers did, counted as they go.
+#[derive(Default)]
+struct Written {
+    users: AtomicUsize,
+    devices: AtomicUsize,
+    preferences: AtomicUsize,
+    templates: AtomicUsize,
+    template_ids: Mutex<BTreeSet<String>>,
+    /// The first write that failed: the import stops there.
+    failed: Mutex<Option<anyhow::Error>>,
+}
+
+impl Written {
+    fn failed(&self) -> bool {
+        self.failed.lock().map_or(true, |f| f.is_some())
+    }
+}
+
+/// The key whose records must be written in order: the user's, or the template's.
+fn key(row: &Row) -> &str {
+    match row {
+        Row::User(user) => &user.user_id,
+        Row::Device(user_id, _) | Row::Preference(user_id, _) => user_id,
+        Row::Template(variant) => &variant.template_id,
+    }
+}
+
+async fn write<D: Directory>(directory: &D, row: Row, written: &Written) -> anyhow::Result<()> {
+    let counter = match row {
+        Row::User(user) => directory.upsert_user(user).await.map(|()| &written.users),
+        Row::Device(user_id, device) => {
+            directory.upsert_device(&user_id, device).await.map(|()| &written.devices)
+        }
+        Row::Preference(user_id, preference) => {
+            directory.set_preference(&user_id, preference).await.map(|()| &written.preferences)
+        }
+        Row::Template(variant) => {
+            if let Ok(mut ids) = written.template_ids.lock() {
+                ids.insert(variant.template_id.clone());
+            }
+            directory.upsert_template(variant).await.map(|()| &written.templates)
+        }
+    };
+    counter?.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The writers, fed by key.
+struct Writers {
+    queues: Vec<mpsc::Sender<(usize, Row)>>,
+    tasks: tokio::task::JoinSet<()>,
+    written: Arc<Written>,
+}
+
+impl Writers {
+    fn start<D: Directory>(directory: &Arc<D>) -> Self {
+        let written = Arc::new(Written::default());
+        let mut tasks = tokio::task::JoinSet::new();
+        let queues = (0..WRITERS)
+            .map(|_| {
+                let (tx, mut rx) = mpsc::channel::<(usize, Row)>(QUEUED);
+                let (directory, written) = (Arc::clone(directory), Arc::clone(&written));
+                tasks.spawn(async move {
+                    while let Some((line, row)) = rx.recv().await {
+                        if let Err(e) = write(&*directory, row, &written).await {
+                            if let Ok(mut failed) = written.failed.lock() {
+                                failed.get_or_insert(e.context(format!("writing line {line}")));
+                            }
+                            return;
+                        }
+                    }
+                });
+                tx
+            })
+            .collect();
+        Self { queues, tasks, written }
+    }
+
+    /// Queues `row` behind the earlier records of its key; waits while that writer is busy.
+    async fn send(&self, line: usize, row: Row) -> anyhow::Result<()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key(&row).hash(&mut hasher);
+        let writer = usize::try_from(hasher.finish() % WRITERS as u64).unwrap_or(0);
+        if self.queues[writer].send((line, row)).await.is_err() || self.written.failed() {
+            return Err(self.take_failure());
+        }
+        Ok(())
+    }
+
+    fn take_failure(&self) -> anyhow::Error {
+        self.written
+            .failed
+            .lock()
+            .ok()
+            .and_then(|mut f| f.take())
+            .unwrap_or_else(|| anyhow::anyhow!("a directory writer stopped"))
+    }
+
+    /// Waits for every queued record; the counts, or the first write that failed.
+    async fn finish(mut self, report: &mut ImportReport) -> anyhow::Result<()> {
+        self.queues.clear();
+        while let Some(joined) = self.tasks.join_next().await {
+            joined.context("a directory writer panicked")?;
+        }
+        if self.written.failed() {
+            return Err(self.take_failure());
+        }
+        let w = &self.written;
+        report.users = w.users.load(Ordering::Relaxed);
+        report.devices = w.devices.load(Ordering::Relaxed);
+        report.preferences = w.preferences.load(Ordering::Relaxed);
+        report.templates = w.templates.load(Ordering::Relaxed);
+        report.template_ids = w.template_ids.lock().map(|ids| ids.clone()).unwrap_or_default();
+        Ok(())
+    }
+}
+
+/// Reads `file` (JSON lines or CSV), checks every record and writes the valid ones to
+/// `directory`; a refused record costs only itself.
+pub async fn import<D: Directory>(
+    directory: Arc<D>,
+    file: &Path,
+    options: ImportOptions,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<ImportReport> {
+    let started = Instant::now();
+    let opened =
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let reader = std::io::BufReader::new(opened);
+    let renderer = Renderer::default();
+    let mut report = ImportReport::default();
+    let writers = Writers::start(&directory);
+    match options.format {
+        ImportFormat::Jsonl => {
+            for (index, line) in reader.lines().enumerate() {
+                let line = line.with_context(|| format!("reading line {}", index + 1))?;
+                progress.inc(line.len() as u64 + 1);
+                if line.trim().is_empty() {
+                    continue;
+                }
+                report.read += 1;
+                match parse_line(&line, &renderer) {
+                    Ok(row) => writers.send(index + 1, row).await?,
+                    Err(reason) => report.refuse(index + 1, reason),
+                }
+            }
+        }
+        ImportFormat::Csv => {
+            let mut records = CsvRecords::new(reader, options.kind.map(RecordKind::as_str))?;
+            while let Some(record) = records.next_record()? {
+                progress.set_position(record.end_byte);
+                report.read += 1;
+                let row = record.fields.and_then(|fields| {
+                    let line: Line = serde_json::from_value(fields).map_err(|e| e.to_string())?;
+                    check(line, &renderer)
+                });
+                match row {
+                    Ok(row) => writers.send(record.line, row).await?,
+                    Err(reason) => report.refuse(record.line, reason),
+                }
+            }
+        }
+    }
+    writers.finish(&mut report).await?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
