@@ -214,6 +214,17 @@ impl HeraldConfig {
     }
 
     /// Every pipeline topic with this configuration's layout.
+    /// Puts every store (the enricher's directory, the delivery ledger, the ingest store) in
+    /// `cql`'s keyspace: one CQL cluster for all three.
+    pub fn put_stores_on(&mut self, cql: &herald_runtime::scylla::ScyllaConfig) {
+        self.enricher.directory_backend = herald_enricher::DirectoryBackend::Scylla;
+        self.enricher.scylla = cql.clone();
+        self.dispatch.ledger.backend = herald_dispatchers::config::LedgerBackend::Scylla;
+        self.dispatch.ledger.scylla = cql.clone();
+        self.ingest.store_backend = herald_ingest::StoreBackend::Scylla;
+        self.ingest.scylla = cql.clone();
+    }
+
     pub fn topic_specs(&self) -> Vec<TopicSpec> {
         let topics = &self.topics;
         let prefix = self.kafka.topic_prefix.as_str();

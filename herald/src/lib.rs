@@ -2,9 +2,6 @@
 //! environment. The roles themselves live in their own crates.
 
 pub mod bench;
-pub mod bench_command;
-pub mod bench_e2e;
-pub mod bench_enrich;
 pub mod chaos;
 pub mod config;
 pub mod dev;

@@ -92,7 +92,7 @@ enum Command {
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
-        what: herald::bench_command::BenchCommand,
+        what: herald::bench::BenchCommand,
     },
     /// Print the effective configuration (after file and environment) and exit.
     Config,
@@ -265,7 +265,7 @@ async fn main() -> anyhow::Result<()> {
     herald_schemas::install_tls_provider();
     let cli = Cli::parse();
     let config = HeraldConfig::load(cli.config.as_deref())?;
-    run(cli.command, config).await
+    Box::pin(run(cli.command, config)).await
 }
 
 #[allow(clippy::print_stdout)]

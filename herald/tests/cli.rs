@@ -161,3 +161,57 @@ fn bench_e2e_delivers_every_target_and_reports_rates_latencies_and_roles() {
     );
     assert!(stdout.contains("fixed rate") && stdout.contains("deliveries/s"), "{stdout}");
 }
+
+#[test]
+fn bench_enrich_on_kafka_loads_a_cql_directory_through_the_import_and_times_both_passes() {
+    let (Some(kafka), Some(cql)) = (
+        herald_testkit::required("HERALD_TEST_KAFKA", "Apache Kafka"),
+        herald_testkit::required("HERALD_SCYLLA_URI", "a CQL node"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("enrich.json");
+    let output = herald()
+        .args(["bench", "enrich", "--users", "300", "--requests", "200"])
+        .args(["--bootstrap-servers", &kafka, "--stores", "cql", "--cql-node", &cql])
+        .args(["--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    let stack = report["stack"].as_str().unwrap();
+    assert!(stack.contains(&format!("kafka at {kafka}")) && stack.contains(&cql), "{stack}");
+    assert_eq!(report["loaded"]["records"], 900, "300 users and their 600 devices: {report}");
+    assert!(report["loaded"]["records_per_second"].as_f64().unwrap() > 0.0);
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for row in &rows[1..] {
+        let targets = row["targets_per_request"].as_f64().unwrap();
+        assert!((2.9..=3.1).contains(&targets), "the CQL directory's devices: {row}");
+    }
+}
+
+#[test]
+fn bench_ledger_claims_and_completes_every_delivery_on_sqlite_and_on_a_cql_node() {
+    let Some(cql) = herald_testkit::required("HERALD_SCYLLA_URI", "a CQL node") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("ledger.json");
+    let output = herald()
+        .args(["bench", "ledger", "--deliveries", "500", "--concurrency", "16"])
+        .args(["--cql-node", &cql, "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    let stores: Vec<&str> =
+        rows.as_array().unwrap().iter().map(|r| r["store"].as_str().unwrap()).collect();
+    assert_eq!(stores, ["sqlite", "cql (cassandra)"]);
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["deliveries"], 500, "{row}");
+        assert!(row["deliveries_per_second"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["p99_ms"].as_f64().unwrap() >= row["p50_ms"].as_f64().unwrap(), "{row}");
+    }
+}

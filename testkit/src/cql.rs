@@ -22,3 +22,44 @@ pub fn node(purpose: &str) -> Option<ScyllaConfig> {
         ..ScyllaConfig::default()
     })
 }
+
+/// An Apache Cassandra node of the caller's own (`infra/engines/cassandra.sh`): for a
+/// benchmark or `herald dev` without a CQL node at hand. Stopped when dropped.
+#[derive(Debug)]
+pub struct CassandraNode {
+    dir: std::path::PathBuf,
+    address: String,
+}
+
+impl CassandraNode {
+    /// Starts one with its data in `dir` (tens of seconds); it stops if this process dies.
+    pub async fn start(dir: &std::path::Path) -> Result<Self, crate::EngineError> {
+        let owner = std::process::id().to_string();
+        let out = crate::engines::run_script(
+            "cassandra.sh",
+            &["start", &dir.to_string_lossy(), "--owner", &owner],
+        )
+        .await?;
+        Ok(Self { dir: dir.to_owned(), address: out.trim().to_owned() })
+    }
+
+    /// `host:port` of its CQL port.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Its process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("cassandra.pid")).ok()?.trim().parse().ok()
+    }
+}
+
+impl Drop for CassandraNode {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(crate::engines::scripts_dir().join("cassandra.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .stdin(std::process::Stdio::null())
+            .status();
+    }
+}

@@ -40,6 +40,16 @@ impl KafkaCluster {
         self.brokers
     }
 
+    /// The brokers' processes that run now.
+    pub fn pids(&self) -> Vec<u32> {
+        (1..=self.brokers)
+            .filter_map(|node| {
+                let pidfile = self.dir.join(format!("node-{node}/kafka.pid"));
+                std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()
+            })
+            .collect()
+    }
+
     /// A configuration for this cluster with the short group timings of the tests.
     pub fn kafka_config(&self) -> KafkaConfig {
         let mut config = KafkaConfig::default().with_dev_timings();

@@ -3,12 +3,14 @@
 //! Registry are started by the project's scripts under `infra/engines/`, which fetch their
 //! jars from Maven Central. The roles never link this crate.
 
+pub mod broker;
 pub mod cql;
 pub mod engines;
 pub mod kafka;
 pub mod registry;
 pub mod tansu;
 
+pub use broker::{Broker, BrokerChoice};
 pub use engines::{EngineError, free_port, required};
 pub use kafka::{KafkaCluster, kafka_tool};
 pub use registry::Apicurio;

@@ -26,18 +26,8 @@ use tokio::sync::Semaphore;
 use crate::config::HeraldConfig;
 use crate::dev::mail_sink::{MailSink, SinkOptions};
 use broker_faults::{Fault, FaultLog};
-use herald_testkit::{BrokerStorage, KafkaCluster, TansuBroker, free_port};
+use herald_testkit::{Broker, BrokerChoice, BrokerStorage, KafkaCluster, TansuBroker, free_port};
 use tokio_util::sync::CancellationToken;
-
-/// The broker a chaos run starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ChaosBroker {
-    /// One Tansu broker (its storage from `--storage`).
-    Tansu,
-    /// Three Apache Kafka brokers (infra/engines/kafka.sh): replication 3,
-    /// min.insync.replicas=2.
-    Kafka,
-}
 
 /// `kafka.consumer.group_protocol` on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,7 +71,7 @@ pub struct ChaosArgs {
     pub data_dir: PathBuf,
     /// The broker: tansu (one) or kafka (three, infra/engines/kafka.sh).
     #[arg(long, value_enum, default_value = "tansu")]
-    pub broker: ChaosBroker,
+    pub broker: BrokerChoice,
     /// Use this running Kafka cluster instead of starting one (role faults only); the run's
     /// topics and groups get a prefix of their own, so a shared cluster is not disturbed.
     #[arg(long, conflicts_with = "broker")]
@@ -231,48 +221,6 @@ impl Drop for Role {
 /// Brokers of the Kafka cluster a run starts.
 const BROKERS: usize = 3;
 
-/// The broker of a run.
-enum Broker {
-    Tansu(Box<TansuBroker>),
-    Kafka(Arc<KafkaCluster>),
-    /// A cluster the run did not start.
-    Existing(String),
-}
-
-impl Broker {
-    fn kafka_config(&self) -> herald_runtime::KafkaConfig {
-        match self {
-            Broker::Tansu(broker) => broker.kafka_config(),
-            Broker::Kafka(cluster) => cluster.kafka_config(),
-            Broker::Existing(servers) => {
-                let mut config = herald_runtime::KafkaConfig::default().with_dev_timings();
-                config.bootstrap_servers = servers.clone();
-                let run = format!("chaos{}", std::process::id());
-                config.topic_prefix = format!("{run}.");
-                config.group_prefix = format!("{run}-");
-                config
-            }
-        }
-    }
-
-    fn name(&self) -> String {
-        match self {
-            Broker::Tansu(_) => "tansu".into(),
-            Broker::Kafka(cluster) => format!("kafka ({} brokers)", cluster.brokers()),
-            Broker::Existing(servers) => format!("kafka at {servers}"),
-        }
-    }
-
-    async fn stop(self) {
-        match self {
-            Broker::Tansu(broker) => broker.stop().await,
-            // The last handle stops the cluster when dropped.
-            Broker::Kafka(cluster) => drop(cluster),
-            Broker::Existing(_) => {}
-        }
-    }
-}
-
 fn recipient(i: usize) -> String {
     format!("c{i}@chaos.test")
 }
@@ -352,12 +300,12 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
     }
     std::fs::create_dir_all(&data)?;
     anyhow::ensure!(
-        options.faults != Faults::Brokers || options.broker == ChaosBroker::Kafka,
+        options.faults != Faults::Brokers || options.broker == BrokerChoice::Kafka,
         "--faults brokers needs --broker kafka (a cluster of three)"
     );
     anyhow::ensure!(
         options.group_protocol == ChaosGroupProtocol::Classic
-            || options.broker == ChaosBroker::Kafka
+            || options.broker == BrokerChoice::Kafka
             || options.bootstrap_servers.is_some(),
         "--group-protocol consumer needs --broker kafka (Tansu speaks the classic protocol)"
     );
@@ -367,12 +315,12 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
     );
     let broker = match (&options.bootstrap_servers, options.broker) {
         (Some(servers), _) => Broker::Existing(servers.clone()),
-        (None, ChaosBroker::Tansu) => {
+        (None, BrokerChoice::Tansu) => {
             let storage = options.storage.in_dir(&data);
             let log = data.join("tansu.log");
             Broker::Tansu(Box::new(TansuBroker::start(None, storage, Some(&log)).await?))
         }
-        (None, ChaosBroker::Kafka) => Broker::Kafka(Arc::new(
+        (None, BrokerChoice::Kafka) => Broker::Kafka(Arc::new(
             KafkaCluster::start(&data.join("kafka"), BROKERS as u32)
                 .await
                 .context("starting three Kafka brokers (infra/engines/kafka.sh)")?,
@@ -387,6 +335,12 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
     let sink = MailSink::start_with("127.0.0.1:0".parse()?, sink_options)?;
 
     let mut config = HeraldConfig { kafka: broker.kafka_config(), ..HeraldConfig::default() };
+    if let Broker::Existing(_) = broker {
+        // A shared cluster: topics and groups of the run's own.
+        let run = format!("chaos{}", std::process::id());
+        config.kafka.topic_prefix = format!("{run}.");
+        config.kafka.group_prefix = format!("{run}-");
+    }
     config.kafka.consumer.drain_deadline_ms = 3_000;
     config.kafka.consumer.group_protocol = match options.group_protocol {
         ChaosGroupProtocol::Classic => GroupProtocol::Classic,

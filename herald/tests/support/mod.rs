@@ -142,18 +142,9 @@ impl TestEnv {
     /// created as `herald migrate` creates it). `None` (skipped, saying so) without a node,
     /// unless `HERALD_REQUIRE_ENGINES` makes that a failure.
     pub async fn on_cql() -> Option<Self> {
-        use herald_dispatchers::config::LedgerBackend;
-        use herald_enricher::DirectoryBackend;
-        use herald_ingest::StoreBackend;
         let cql = herald_testkit::cql::node("herald_e2e")?;
         let mut env = Self::start().await;
-        let config = &mut env.config;
-        config.enricher.directory_backend = DirectoryBackend::Scylla;
-        config.enricher.scylla = cql.clone();
-        config.dispatch.ledger.backend = LedgerBackend::Scylla;
-        config.dispatch.ledger.scylla = cql.clone();
-        config.ingest.store_backend = StoreBackend::Scylla;
-        config.ingest.scylla = cql;
+        env.config.put_stores_on(&cql);
         herald::roles::migrate(&env.config).await.unwrap();
         Some(env)
     }

@@ -16,17 +16,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use herald_dispatchers::config::ProviderLimits;
-use herald_enricher::SqliteDirectory;
 use herald_runtime::config::ConsumerTuning;
 use herald_runtime::kafka::{AvroProducer, admin, wait_all};
 use herald_schemas::{AvroCodec, Channel, DeliveryEvent, EventKind, Lane};
 use rdkafka::Message;
 use serde::Serialize;
 
-use crate::bench::{BenchProvider, percentile, stand_in};
-use crate::bench_enrich::{
-    bench_stack, copy_records, directory_rows, in_temp_dir, process_usage, reader_from_start,
-    request, targets,
+use super::stack::{Loaded, Stack, StackArgs};
+use crate::bench::dispatch::{BenchProvider, percentile, stand_in};
+use crate::bench::enrich::{
+    copy_records, in_temp_dir, process_usage, reader_from_start, request, targets,
 };
 use crate::config::HeraldConfig;
 use crate::roles;
@@ -44,7 +43,7 @@ pub struct E2eOptions {
     pub rate_seconds: u64,
     /// How long the provider stand-ins take to answer.
     pub latency: Duration,
-    pub storage: herald_testkit::BrokerStorage,
+    pub stack: StackArgs,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,6 +80,10 @@ pub struct RoleUsage {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct E2eReport {
+    /// The broker and the stores it ran on.
+    pub stack: String,
+    /// The directory's loading, through `herald directory import`'s path.
+    pub loaded: Loaded,
     pub users: usize,
     pub devices: usize,
     pub consumers: ConsumerTuning,
@@ -211,9 +214,14 @@ pub async fn e2e(options: E2eOptions, tuning: &HeraldConfig) -> anyhow::Result<E
 }
 
 async fn run(options: &E2eOptions, tuning: &HeraldConfig, dir: &Path) -> anyhow::Result<E2eReport> {
-    let (broker, mut config) =
-        bench_stack((options.storage, tuning), dir, "benche2e.", options.users).await?;
-    config.dispatch.ledger.path = dir.join("ledger.db");
+    let stack = Stack::start(&options.stack, tuning, dir, ("benche2e.", options.users)).await?;
+    let result = run_on(&stack, options, dir).await;
+    stack.stop().await;
+    result
+}
+
+async fn run_on(stack: &Stack, options: &E2eOptions, dir: &Path) -> anyhow::Result<E2eReport> {
+    let mut config = stack.config.clone();
     // Tansu answers a fetch with no records ready only when its wait runs out, even if
     // records arrive meanwhile; Kafka answers as soon as they arrive. With librdkafka's
     // 500 ms every hop would add up to half a second on Tansu: latency would measure that.
@@ -241,9 +249,7 @@ async fn run(options: &E2eOptions, tuning: &HeraldConfig, dir: &Path) -> anyhow:
     }
     admin::create_topics(&config.kafka, &specs).await?;
     progress(&format!("loading {} users", options.users));
-    let rows = directory_rows(options.users);
-    let devices = rows.iter().map(|(_, d)| d.len()).sum();
-    SqliteDirectory::open(&config.enricher.directory_path)?.load(rows).await?;
+    let loaded = stack.load_directory(dir, options.users).await?;
 
     // The limit, before any role runs.
     let output = roles::output(&config, "herald-bench")?;
@@ -279,10 +285,9 @@ async fn run(options: &E2eOptions, tuning: &HeraldConfig, dir: &Path) -> anyhow:
     let stop = tokio_util::sync::CancellationToken::new();
     let sent = Sent::default();
     let watcher = watch_events(&config, output.codec_handle(), sent.clone(), stop.clone())?;
-    let others = [
-        ("broker (tansu)".to_owned(), broker.pid()),
-        ("bench: producer, stand-ins".to_owned(), Some(std::process::id())),
-    ];
+    let mut others: Vec<(String, Option<u32>)> =
+        stack.processes().into_iter().map(|(name, pid)| (name, Some(pid))).collect();
+    others.push(("bench: producer, stand-ins".to_owned(), Some(std::process::id())));
     let result = measure(options, &config, &output, &sent, &mut processes, limit, &others).await;
     stop.cancel();
     let _ = watcher.await;
@@ -290,11 +295,12 @@ async fn run(options: &E2eOptions, tuning: &HeraldConfig, dir: &Path) -> anyhow:
         let _ = child.kill();
         let _ = child.wait();
     }
-    broker.stop().await;
     drop(standins);
     result.map(|(full_speed, rates, roles)| E2eReport {
+        stack: stack.describe(),
         users: options.users,
-        devices,
+        devices: loaded.devices,
+        loaded,
         consumers,
         raw_copy_records_per_second: limit,
         full_speed,
@@ -389,11 +395,13 @@ async fn measure(
 pub fn render(report: &E2eReport, options: &E2eOptions) -> String {
     let f = &report.full_speed;
     let mut out = format!(
-        "{} users ({} devices) in the SQLite directory; providers answer after {:?}; consumers' fetch.wait.max.ms {FETCH_WAIT_MS}\n{}\n\n",
+        "{}\n{} users ({} devices) loaded in {:.1} s; providers answer after {:?}; consumers' fetch.wait.max.ms {FETCH_WAIT_MS}\n{}\n\n",
+        report.stack,
         report.users,
         report.devices,
+        report.loaded.seconds,
         options.latency,
-        crate::bench_enrich::describe_consumers(&report.consumers)
+        crate::bench::enrich::describe_consumers(&report.consumers)
     );
     out.push_str(&format!(
         "raw copy (the limit)  {:>8.0} records/s\n\nfull speed            {} requests, {} deliveries in {:.1} s\n  requests/s          {:>8.0}\n  deliveries/s        {:>8.0}  ({:.0}% of the raw copy's records/s)\n\n",

@@ -9,24 +9,22 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use herald_enricher::{Device, Platform, SqliteDirectory, User};
 use herald_runtime::config::ConsumerTuning;
 use herald_runtime::kafka::{Producer, admin, wait_all};
-use herald_schemas::dev_registry::DevRegistry;
 use herald_schemas::{Channel, EmailContent, Lane, NotificationRequest, PushContent, Recipient};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message};
 use serde::Serialize;
 
+use super::stack::{Loaded, Stack, StackArgs};
 use crate::config::HeraldConfig;
 use crate::roles;
-use herald_testkit::TansuBroker;
 
 #[derive(Debug, Clone)]
 pub struct EnrichBenchOptions {
     pub users: usize,
     pub requests: usize,
-    pub storage: herald_testkit::BrokerStorage,
+    pub stack: StackArgs,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +46,10 @@ pub struct EnrichRow {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EnrichBenchReport {
+    /// The broker and the stores it ran on.
+    pub stack: String,
+    /// The directory's loading, through `herald directory import`'s path.
+    pub loaded: Loaded,
     pub users: usize,
     pub devices: usize,
     /// The consumer settings the benchmarked roles ran with (from `--config` or defaults).
@@ -61,33 +63,6 @@ pub(crate) fn describe_consumers(consumers: &ConsumerTuning) -> String {
         "consumers: {} lanes per partition, {} records in flight",
         consumers.lanes_per_partition, consumers.max_in_flight
     )
-}
-
-/// A deterministic directory: user `u{i}` with 1 to 3 devices, an address and a phone.
-pub(crate) fn directory_rows(users: usize) -> Vec<(User, Vec<Device>)> {
-    (0..users)
-        .map(|i| {
-            let user = User {
-                user_id: format!("u{i}"),
-                email: Some(format!("u{i}@bench.test")),
-                phone: Some(format!("+1415{:07}", i % 10_000_000)),
-                locale: Some("en-US".into()),
-                timezone: Some("America/New_York".into()),
-                region: Some(if i % 10 == 0 { "CN" } else { "US" }.into()),
-                quiet_hours: None,
-            };
-            let devices = (0..=i % 3)
-                .map(|d| Device {
-                    device_id: format!("d{d}"),
-                    platform: if d % 2 == 0 { Platform::Android } else { Platform::Ios },
-                    token: format!("{:064x}", i * 3 + d),
-                    app_id: None,
-                    active: true,
-                })
-                .collect();
-            (user, devices)
-        })
-        .collect()
 }
 
 pub(crate) fn request(i: usize, users: usize) -> NotificationRequest {
@@ -261,7 +236,7 @@ fn expected_outputs(options: &EnrichBenchOptions) -> u64 {
 }
 
 /// Deliveries request `i` makes: its user's address and every device (see
-/// [`directory_rows`] and [`request`]).
+/// [`super::stack::user`] and [`request`]).
 pub(crate) fn targets(i: usize, users: usize) -> usize {
     let user = (i.wrapping_mul(7_919)) % users.max(1);
     1 + user % 3 + 1
@@ -318,44 +293,23 @@ where
     result
 }
 
-/// The roles a benchmark runs take their Kafka tuning (consumer settings, producer
-/// properties) from the configuration given to `herald bench` (`--config`, `HERALD__`
-/// variables); the broker, registry, topics and stores they use are the benchmark's own.
-pub(crate) fn tuned_for_bench(kafka: &mut herald_runtime::KafkaConfig, tuning: &HeraldConfig) {
-    kafka.consumer = tuning.kafka.consumer.clone();
-    kafka.producer_properties.extend(tuning.kafka.producer_properties.clone());
-}
-
-/// A benchmark's embedded stack: a Tansu broker with `storage` and a development registry,
-/// and a configuration for them (topics under `prefix`, 4 partitions, the directory in
-/// `dir`, a cache that holds `users`).
-pub(crate) async fn bench_stack(
-    (storage, tuning): (herald_testkit::BrokerStorage, &HeraldConfig),
-    dir: &Path,
-    prefix: &str,
-    users: usize,
-) -> anyhow::Result<(TansuBroker, HeraldConfig)> {
-    let storage = storage.in_dir(dir);
-    let broker = TansuBroker::start(None, storage, Some(&dir.join("tansu.log"))).await?;
-    let registry = DevRegistry::default().spawn("127.0.0.1:0".parse()?).await?;
-    let mut config = HeraldConfig { kafka: broker.kafka_config(), ..HeraldConfig::default() };
-    tuned_for_bench(&mut config.kafka, tuning);
-    config.kafka.topic_prefix = prefix.into();
-    config.schema_registry.url = format!("http://{registry}");
-    config.topics.partitions = 4;
-    config.topics.for_single_broker();
-    config.enricher.directory_path = dir.join("directory.db");
-    config.enricher.cache_max_entries = u64::try_from(users * 2).unwrap_or(u64::MAX);
-    Ok((broker, config))
-}
-
 async fn run(
     options: &EnrichBenchOptions,
     tuning: &HeraldConfig,
     dir: &Path,
 ) -> anyhow::Result<EnrichBenchReport> {
-    let (broker, mut config) =
-        bench_stack((options.storage, tuning), dir, "benchenrich.", options.users).await?;
+    let stack = Stack::start(&options.stack, tuning, dir, ("benchenrich.", options.users)).await?;
+    let result = run_on(&stack, options, dir).await;
+    stack.stop().await;
+    result
+}
+
+async fn run_on(
+    stack: &Stack,
+    options: &EnrichBenchOptions,
+    dir: &Path,
+) -> anyhow::Result<EnrichBenchReport> {
+    let mut config = stack.config.clone();
     config.enricher.cache_ttl_ms = 3_600_000;
     config.ops.listen = Some("127.0.0.1:0".parse()?);
     // The enricher is stopped (SIGSTOP) while the warm pass is produced: long enough a
@@ -370,14 +324,13 @@ async fn run(
     }
     admin::create_topics(&config.kafka, &specs).await?;
 
-    let rows = directory_rows(options.users);
-    let devices = rows.iter().map(|(_, d)| d.len()).sum();
-    SqliteDirectory::open(&config.enricher.directory_path)?.load(rows).await?;
-
+    let loaded = stack.load_directory(dir, options.users).await?;
     produce_requests(&config, options).await?;
     let mut report = EnrichBenchReport {
+        stack: stack.describe(),
         users: options.users,
-        devices,
+        devices: loaded.devices,
+        loaded,
         consumers: config.kafka.consumer.clone(),
         rows: Vec::new(),
     };
@@ -398,7 +351,6 @@ async fn run(
     let result = enricher_runs(&config, options, &mut child, &mut report).await;
     let _ = child.kill();
     let _ = child.wait();
-    broker.stop().await;
     result.map(|()| report)
 }
 
@@ -451,10 +403,14 @@ async fn enricher_runs(
 pub fn render(report: &EnrichBenchReport) -> String {
     let limit =
         report.rows.iter().find(|r| r.run == "raw_copy").map(|r| r.records_moved_per_second);
+    let l = &report.loaded;
     let mut out = format!(
-        "{} users ({} devices) in the SQLite directory; {} requests per run; {}\n\n",
+        "{}\n{} users ({} devices) loaded in {:.1} s ({:.0} records/s, herald directory import's path); {} requests per run; {}\n\n",
+        report.stack,
         report.users,
         report.devices,
+        l.seconds,
+        l.records_per_second,
         report.rows.first().map_or(0, |r| r.requests),
         describe_consumers(&report.consumers)
     );

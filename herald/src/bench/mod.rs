@@ -1,5 +1,11 @@
 //! `herald bench`: the benchmarks' command line, printing their figures.
 
+pub mod dispatch;
+pub mod e2e;
+pub mod enrich;
+pub mod ledger;
+pub mod stack;
+
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand, Debug)]
@@ -9,7 +15,7 @@ pub enum BenchCommand {
     Dispatch {
         /// Providers to measure (repeatable); all when none is given.
         #[arg(long = "provider", value_enum)]
-        providers: Vec<crate::bench::BenchProvider>,
+        providers: Vec<crate::bench::dispatch::BenchProvider>,
         #[arg(long, default_value_t = 20_000)]
         messages: usize,
         /// How long each stand-in takes to answer.
@@ -21,9 +27,8 @@ pub enum BenchCommand {
         /// Measure the provider layer only (no broker, no ledger).
         #[arg(long)]
         provider_only: bool,
-        /// Broker storage: sqlite (batching) or memory (one record per produce batch).
-        #[arg(long, value_enum, default_value = "sqlite")]
-        storage: herald_testkit::BrokerStorage,
+        #[command(flatten)]
+        stack: stack::StackArgs,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -37,9 +42,25 @@ pub enum BenchCommand {
         /// Requests per run.
         #[arg(long, default_value_t = 10_000)]
         requests: usize,
-        /// Broker storage: sqlite (batching) or memory (one record per produce batch).
-        #[arg(long, value_enum, default_value = "sqlite")]
-        storage: herald_testkit::BrokerStorage,
+        #[command(flatten)]
+        stack: stack::StackArgs,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// The delivery ledger's claim and completion per delivery, on SQLite and on a CQL node.
+    Ledger {
+        /// Stores to measure (repeatable): sqlite, cql; both when none is given.
+        #[arg(long = "store", value_enum)]
+        stores: Vec<stack::StoreChoice>,
+        #[arg(long, default_value_t = 20_000)]
+        deliveries: usize,
+        /// Deliveries under way at once (a dispatcher's send slots).
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// A running CQL node (host:port); else Cassandra is started for the run.
+        #[arg(long)]
+        cql_node: Option<String>,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -64,9 +85,8 @@ pub enum BenchCommand {
         /// How long the provider stand-ins take to answer.
         #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
         latency: std::time::Duration,
-        /// Broker storage: sqlite (batching) or memory (one record per produce batch).
-        #[arg(long, value_enum, default_value = "sqlite")]
-        storage: herald_testkit::BrokerStorage,
+        #[command(flatten)]
+        stack: stack::StackArgs,
         /// Also write the figures as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -85,49 +105,64 @@ impl BenchCommand {
                 latency,
                 concurrency,
                 provider_only,
-                storage,
+                stack,
                 json,
             } => {
                 let providers = if providers.is_empty() {
-                    crate::bench::BenchProvider::ALL.to_vec()
+                    crate::bench::dispatch::BenchProvider::ALL.to_vec()
                 } else {
                     providers
                 };
-                let options = crate::bench::DispatchBenchOptions {
+                let options = crate::bench::dispatch::DispatchBenchOptions {
                     providers,
                     messages,
                     latency,
                     concurrency,
                     dispatcher: !provider_only,
-                    storage,
+                    stack,
                 };
-                let rows = crate::bench::dispatch(options.clone(), tuning).await?;
-                print!("{}", crate::bench::render(&rows, &options));
+                let rows = crate::bench::dispatch::dispatch(options.clone(), tuning).await?;
+                print!("{}", crate::bench::dispatch::render(&rows, &options));
                 if let Some(path) = json {
                     std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
                 }
                 Ok(())
             }
-            BenchCommand::E2e { users, requests, rates, rate_seconds, latency, storage, json } => {
-                let options = crate::bench_e2e::E2eOptions {
+            BenchCommand::E2e { users, requests, rates, rate_seconds, latency, stack, json } => {
+                let options = crate::bench::e2e::E2eOptions {
                     users,
                     requests,
                     rates,
                     rate_seconds,
                     latency,
-                    storage,
+                    stack,
                 };
-                let report = crate::bench_e2e::e2e(options.clone(), tuning).await?;
-                print!("{}", crate::bench_e2e::render(&report, &options));
+                let report = crate::bench::e2e::e2e(options.clone(), tuning).await?;
+                print!("{}", crate::bench::e2e::render(&report, &options));
                 if let Some(path) = json {
                     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
                 }
                 Ok(())
             }
-            BenchCommand::Enrich { users, requests, storage, json } => {
-                let options = crate::bench_enrich::EnrichBenchOptions { users, requests, storage };
-                let report = crate::bench_enrich::enrich(options, tuning).await?;
-                print!("{}", crate::bench_enrich::render(&report));
+            BenchCommand::Ledger { stores, deliveries, concurrency, cql_node, json } => {
+                let stores = if stores.is_empty() {
+                    vec![stack::StoreChoice::Sqlite, stack::StoreChoice::Cql]
+                } else {
+                    stores
+                };
+                let options =
+                    ledger::LedgerBenchOptions { stores, deliveries, concurrency, cql_node };
+                let rows = ledger::ledger(options).await?;
+                print!("{}", ledger::render(&rows));
+                if let Some(path) = json {
+                    std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+                }
+                Ok(())
+            }
+            BenchCommand::Enrich { users, requests, stack, json } => {
+                let options = crate::bench::enrich::EnrichBenchOptions { users, requests, stack };
+                let report = crate::bench::enrich::enrich(options, tuning).await?;
+                print!("{}", crate::bench::enrich::render(&report));
                 if let Some(path) = json {
                     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
                 }

@@ -26,6 +26,7 @@ use herald_schemas::{Channel, ChannelMessage, EmailContent, PushContent, SmsCont
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::stack::{Stack, StackArgs};
 use crate::config::HeraldConfig;
 use crate::dev::mail_sink::{MailSink, SinkOptions};
 use crate::dev::standins::apns::ApnsStandIn;
@@ -36,7 +37,6 @@ use crate::dev::standins::sendgrid::SendgridStandIn;
 use crate::dev::standins::twilio::TwilioStandIn;
 use crate::dev::standins::vonage::VonageStandIn;
 use crate::roles::{self, GivenProviders};
-use herald_testkit::TansuBroker;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -94,7 +94,7 @@ pub struct DispatchBenchOptions {
     pub concurrency: usize,
     /// Also run each provider behind a whole dispatcher on an embedded broker.
     pub dispatcher: bool,
-    pub storage: herald_testkit::BrokerStorage,
+    pub stack: StackArgs,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,7 +142,7 @@ fn secret(dir: &Path, name: &str, value: &str) -> anyhow::Result<SecretSource> {
 /// The throwaway service account of a fake Firebase project that the tests use too: ring
 /// cannot generate RSA keys, and the stand-in only checks the token exchange's signature.
 const FCM_SERVICE_ACCOUNT: &str =
-    include_str!("../../dispatchers/tests/fixtures/fcm-service-account.json");
+    include_str!("../../../dispatchers/tests/fixtures/fcm-service-account.json");
 
 fn p8_key() -> anyhow::Result<String> {
     let rng = ring::rand::SystemRandom::new();
@@ -340,7 +340,7 @@ fn message(provider: BenchProvider, i: usize) -> ChannelMessage {
 
 /// The process's peak resident memory (VmHWM), in MiB; 0 where /proc is not available.
 pub fn peak_rss_mib() -> f64 {
-    crate::bench_enrich::process_usage(std::process::id()).1
+    crate::bench::enrich::process_usage(std::process::id()).1
 }
 
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -480,12 +480,25 @@ async fn run_all(
     tuning: &HeraldConfig,
     dir: &Path,
 ) -> anyhow::Result<Vec<BenchRow>> {
-    let broker = if options.dispatcher {
-        let storage = options.storage.in_dir(dir);
-        Some(TansuBroker::start(None, storage, Some(&dir.join("tansu.log"))).await?)
+    let stack = if options.dispatcher {
+        Some(Stack::start(&options.stack, tuning, dir, ("benchdispatch.", 0)).await?)
     } else {
         None
     };
+    let result = rounds(options, tuning, dir, stack.as_ref()).await;
+    if let Some(stack) = stack {
+        stack.stop().await;
+    }
+    result
+}
+
+/// One round per provider: the provider layer, then (with a stack) a whole dispatcher.
+async fn rounds(
+    options: &DispatchBenchOptions,
+    tuning: &HeraldConfig,
+    dir: &Path,
+    stack: Option<&Stack>,
+) -> anyhow::Result<Vec<BenchRow>> {
     let registry = DevRegistry::default().spawn("127.0.0.1:0".parse()?).await?;
     let mut rows = Vec::new();
     for (round, provider) in options.providers.iter().copied().enumerate() {
@@ -495,12 +508,17 @@ async fn run_all(
             ..ProviderLimits::default()
         };
         let (standin, settings) = stand_in(provider, dir, limits, options.latency).await?;
-        let mut config = HeraldConfig::default();
-        if let Some(broker) = &broker {
-            config.kafka = broker.kafka_config();
-        }
-        crate::bench_enrich::tuned_for_bench(&mut config.kafka, tuning);
-        config.kafka.topic_prefix = format!("bench{round}.");
+        let mut config = match stack {
+            Some(stack) => stack.config.clone(),
+            None => HeraldConfig {
+                kafka: herald_runtime::KafkaConfig {
+                    consumer: tuning.kafka.consumer.clone(),
+                    ..herald_runtime::KafkaConfig::default()
+                },
+                ..HeraldConfig::default()
+            },
+        };
+        config.kafka.topic_prefix = format!("{}r{round}.", config.kafka.topic_prefix);
         config.schema_registry.url = format!("http://{registry}");
         config.topics.partitions = 8;
         config.topics.for_single_broker();
@@ -512,14 +530,11 @@ async fn run_all(
         );
         let row = provider_layer(provider, &config, options).await?;
         rows.push(row);
-        if broker.is_some() {
+        if stack.is_some() {
             (standin.clear)();
             admin::create_topics(&config.kafka, &config.topic_specs()).await?;
             rows.push(whole_dispatcher(provider, &config, options, &*standin.accepted).await?);
         }
-    }
-    if let Some(broker) = broker {
-        broker.stop().await;
     }
     Ok(rows)
 }
