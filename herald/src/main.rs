@@ -61,7 +61,7 @@ enum Command {
     /// Consumer groups: lag per partition.
     Groups {
         #[command(subcommand)]
-        command: GroupsCommand,
+        command: herald::groups::GroupsCommand,
     },
     /// Serve the development schema registry alone (not for production).
     DevRegistry {
@@ -172,39 +172,6 @@ enum DlqCommand {
 }
 
 #[derive(Subcommand, Debug)]
-enum GroupsCommand {
-    /// State and members of a group, with the partitions each owns (needs a broker that
-    /// answers DescribeGroups: Kafka does, Tansu 0.6 does not).
-    Describe {
-        #[arg(long)]
-        group: String,
-    },
-    /// Committed offset, log end and lag of a group on each partition it reads.
-    Lag {
-        /// e.g. herald-enricher, herald-dispatch-email, herald-status-sink.
-        #[arg(long)]
-        group: String,
-        /// Topics to report (default: every pipeline topic).
-        #[arg(long)]
-        topic: Vec<String>,
-    },
-    /// Move a stopped group's committed offsets to a point in time (re-reads from there).
-    ResetOffsets {
-        #[arg(long)]
-        group: String,
-        /// RFC 3339 time, or a duration meaning that long ago (2h).
-        #[arg(long)]
-        to_datetime: String,
-        /// Topics to move (default: every pipeline topic the group has read).
-        #[arg(long)]
-        topic: Vec<String>,
-        /// Show the moves; commit nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
 enum ClientsCommand {
     /// Create a client; its key is printed once and never stored.
     Add {
@@ -236,16 +203,6 @@ enum ClientsCommand {
         #[arg(long, conflicts_with_all = ["url", "events"])]
         remove: bool,
     },
-}
-
-/// The topics a `herald groups` command covers: those given, or every pipeline topic; and
-/// whether they were given.
-fn group_topics(config: &HeraldConfig, given: Vec<String>) -> (Vec<String>, bool) {
-    if given.is_empty() {
-        (config.topic_specs().into_iter().map(|t| t.name).collect(), false)
-    } else {
-        (given, true)
-    }
 }
 
 fn init_tracing() {
@@ -368,37 +325,7 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dlq { command } => run_dlq(command, &config).await,
-        Command::Groups {
-            command: GroupsCommand::ResetOffsets { group, to_datetime, topic, dry_run },
-        } => {
-            let (topics, explicit) = group_topics(&config, topic);
-            let at_ms = herald::dlq::parse_time(&to_datetime)?;
-            let kafka = config.kafka.clone();
-            let resets = tokio::task::spawn_blocking(move || {
-                herald::groups::reset_to_time(&kafka, &group, (&topics, explicit), (at_ms, dry_run))
-            })
-            .await??;
-            print!("{}", herald::groups::render_resets(&resets, dry_run));
-            Ok(())
-        }
-        Command::Groups { command: GroupsCommand::Describe { group } } => {
-            let kafka = config.kafka.clone();
-            let description =
-                tokio::task::spawn_blocking(move || herald::groups::describe(&kafka, &group))
-                    .await??;
-            print!("{}", herald::groups::render_description(&description));
-            Ok(())
-        }
-        Command::Groups { command: GroupsCommand::Lag { group, topic } } => {
-            let (topics, explicit) = group_topics(&config, topic);
-            let kafka = config.kafka.clone();
-            let rows = tokio::task::spawn_blocking(move || {
-                herald::groups::lag(&kafka, &group, &topics, explicit)
-            })
-            .await??;
-            print!("{}", herald::groups::render(&rows));
-            Ok(())
-        }
+        Command::Groups { command } => command.run(&config).await,
         Command::DevRegistry { listen } => {
             let token = shutdown::on_signal();
             let listener = tokio::net::TcpListener::bind(listen).await?;

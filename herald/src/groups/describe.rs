@@ -1,10 +1,10 @@
-//! `herald groups lag`: where a consumer group stands on each partition of the pipeline's
-//! topics: committed offset, log end, lag.
+//! What `herald groups` prints: a group's lag per partition, the moves of a reset, and a
+//! group's members as its coordinator describes them.
 
 use std::time::Duration;
 
 use herald_runtime::KafkaConfig;
-pub use herald_runtime::kafka::group_offsets::{PartitionLag, Reset, lag, probe, reset_to_time};
+use herald_runtime::kafka::group_offsets::{PartitionLag, Reset, probe};
 use rdkafka::consumer::Consumer;
 
 pub fn render(rows: &[PartitionLag]) -> String {
