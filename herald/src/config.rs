@@ -229,7 +229,7 @@ impl HeraldConfig {
         let topics = &self.topics;
         let prefix = self.kafka.topic_prefix.as_str();
         let dlq = self.kafka.topics().dlq();
-        let templates = self.kafka.topics().templates();
+        let catalogs = [self.kafka.topics().templates(), self.kafka.topics().dlq_redriven()];
         let min_insync = topics.min_insync_replicas.min(topics.replication_factor);
         self.kafka
             .topics()
@@ -246,8 +246,8 @@ impl HeraldConfig {
                         .copied()
                         .unwrap_or(topics.partitions),
                     replication: topics.replication_factor,
-                    config: if name == templates {
-                        // A catalog, not a log: the latest record per template id, kept.
+                    config: if catalogs.contains(&name) {
+                        // A catalog, not a log: the latest record per key, kept.
                         vec![
                             ("min.insync.replicas".into(), min_insync.to_string()),
                             ("cleanup.policy".into(), "compact".into()),

@@ -18,14 +18,35 @@ use herald_schemas::{
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+/// A dead letter's class, as `--class` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Class {
+    /// Undecodable records: redriving them as they are dead-letters them again.
+    Poison,
+    /// Refused for good by the provider.
+    Permanent,
+    /// Every retry tier used up.
+    #[value(name = "retries_exhausted", alias = "retries-exhausted")]
+    RetriesExhausted,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Poison => "poison",
+            Class::Permanent => "permanent",
+            Class::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
+
 /// Which dead letters a command applies to.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub channel: Option<String>,
     /// Substring of the failure reason.
     pub reason: Option<String>,
-    /// poison, permanent or retries_exhausted.
-    pub class: Option<String>,
+    pub class: Option<Class>,
     /// Consumer group that gave up on the record.
     pub group: Option<String>,
     /// Failed at or after (ms since the epoch).
@@ -38,6 +59,8 @@ pub struct Filter {
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub record: OwnedMessage,
+    /// When it was redriven (ms), if it was.
+    pub redriven_at: Option<i64>,
     pub class: String,
     pub reason: String,
     pub origin: String,
@@ -65,6 +88,7 @@ impl DeadLetter {
             channel,
             failed_at,
             record,
+            redriven_at: None,
         }
     }
 
@@ -78,7 +102,7 @@ impl DeadLetter {
             want.as_deref().is_none_or(|w| Some(w) == have)
         };
         eq(&filter.channel, self.channel.as_deref())
-            && eq(&filter.class, Some(&self.class))
+            && filter.class.is_none_or(|class| class.as_str() == self.class)
             && eq(&filter.group, Some(&self.group))
             && filter.reason.as_deref().is_none_or(|r| self.reason.contains(r))
             && filter.since.is_none_or(|since| self.failed_at >= since)
@@ -107,10 +131,43 @@ pub(crate) fn reader(kafka: &KafkaConfig, tool: &str) -> anyhow::Result<BaseCons
     Ok(config.create()?)
 }
 
-/// Every dead letter matching `filter`, oldest first per partition.
+/// Every dead letter matching `filter`, oldest first per partition, each with when it was
+/// redriven, if it was.
 pub fn read(kafka: &KafkaConfig, filter: &Filter) -> anyhow::Result<Vec<DeadLetter>> {
     let topics = kafka.topics();
-    let topic = topics.dlq();
+    let redriven = redriven(kafka)?;
+    let mut found = Vec::new();
+    read_topic(kafka, &topics.dlq(), |message| {
+        let mut letter = DeadLetter::from_record(message, &topics);
+        if letter.matches(filter) {
+            letter.redriven_at = redriven.get(&letter.position()).copied();
+            found.push(letter);
+        }
+    })?;
+    Ok(found)
+}
+
+/// Which dead letters were redriven, by position, and when (the latest time).
+fn redriven(kafka: &KafkaConfig) -> anyhow::Result<std::collections::HashMap<String, i64>> {
+    let mut marks = std::collections::HashMap::new();
+    read_topic(kafka, &kafka.topics().dlq_redriven(), |message| {
+        let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned());
+        let at = message.payload().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+        if let (Some(key), Some(at)) = (key, at) {
+            marks.insert(key, at);
+        }
+    })?;
+    Ok(marks)
+}
+
+/// Every record of `topic` from its start to its end now, to `each`, partition by partition
+/// in order. A topic not there yet (a cluster older than it) has none.
+fn read_topic(
+    kafka: &KafkaConfig,
+    topic: &str,
+    mut each: impl FnMut(OwnedMessage),
+) -> anyhow::Result<()> {
+    let topic = topic.to_owned();
     let consumer = reader(kafka, "herald-dlq-tool")?;
     let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
     let partitions: Vec<i32> =
@@ -124,9 +181,8 @@ pub fn read(kafka: &KafkaConfig, filter: &Filter) -> anyhow::Result<Vec<DeadLett
             assignment.add_partition_offset(&topic, *partition, Offset::Offset(low))?;
         }
     }
-    let mut found = Vec::new();
     if ends.is_empty() {
-        return Ok(found);
+        return Ok(());
     }
     consumer.assign(&assignment)?;
     let mut idle = 0;
@@ -135,10 +191,7 @@ pub fn read(kafka: &KafkaConfig, filter: &Filter) -> anyhow::Result<Vec<DeadLett
             Some(Ok(message)) => {
                 idle = 0;
                 let (partition, offset) = (message.partition(), message.offset());
-                let letter = DeadLetter::from_record(message.detach(), &topics);
-                if letter.matches(filter) {
-                    found.push(letter);
-                }
+                each(message.detach());
                 if ends.get(&partition).is_some_and(|end| offset + 1 >= *end) {
                     ends.remove(&partition);
                 }
@@ -147,7 +200,7 @@ pub fn read(kafka: &KafkaConfig, filter: &Filter) -> anyhow::Result<Vec<DeadLett
             None => idle += 1,
         }
     }
-    Ok(found)
+    Ok(())
 }
 
 /// One dead letter by its position.
@@ -178,12 +231,13 @@ pub fn render_list(letters: &[DeadLetter]) -> String {
     if letters.is_empty() {
         return out;
     }
-    out.push_str("POSITION\tFAILED AT\tGROUP\tCLASS\tORIGIN\tNOTIFICATION\tREASON\n");
+    out.push_str("POSITION\tFAILED AT\tGROUP\tCLASS\tORIGIN\tNOTIFICATION\tREDRIVEN\tREASON\n");
     for l in letters {
         let reason: String = l.reason.chars().take(120).collect();
         let id = l.notification_id.as_deref().unwrap_or("-");
+        let redriven = l.redriven_at.map_or_else(|| "-".to_owned(), time);
         out.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\t{id}\t{reason}\n",
+            "{}\t{}\t{}\t{}\t{}\t{id}\t{redriven}\t{reason}\n",
             l.position(),
             time(l.failed_at),
             l.group,
@@ -259,8 +313,61 @@ fn destination(letter: &DeadLetter, topics: &Topics) -> (String, OwnedHeaders) {
     }
 }
 
-/// Puts `letters` back (see the module docs), at most `rate` records a second; returns how
-/// many were produced. With `dry_run` nothing is produced.
+/// What a redrive leaves alone.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LeftAlone {
+    /// Undecodable records: they would be dead-lettered again at once.
+    pub poison: usize,
+    /// Dead letters redriven before.
+    pub redriven: usize,
+}
+
+impl LeftAlone {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if self.poison > 0 {
+            out.push_str(&format!(
+                "left {} poison record(s): they cannot be decoded, so retrying cannot help; fix their producer, then redrive them with --class poison\n",
+                self.poison
+            ));
+        }
+        if self.redriven > 0 {
+            out.push_str(&format!(
+                "left {} dead letter(s) redriven before (herald dlq list shows when); --again redrives them once more\n",
+                self.redriven
+            ));
+        }
+        out
+    }
+}
+
+/// The dead letters a redrive puts back: not poison records unless `poison_asked`, not
+/// those redriven before unless `again`; and what it leaves.
+pub fn to_redrive(
+    letters: Vec<DeadLetter>,
+    poison_asked: bool,
+    again: bool,
+) -> (Vec<DeadLetter>, LeftAlone) {
+    let mut left = LeftAlone::default();
+    let letters = letters
+        .into_iter()
+        .filter(|l| {
+            if l.class == Class::Poison.as_str() && !poison_asked {
+                left.poison += 1;
+                return false;
+            }
+            if l.redriven_at.is_some() && !again {
+                left.redriven += 1;
+                return false;
+            }
+            true
+        })
+        .collect();
+    (letters, left)
+}
+
+/// Puts `letters` back (see the module docs), at most `rate` records a second, and marks
+/// each redriven; returns how many were produced. With `dry_run` nothing is produced.
 pub async fn redrive(
     kafka: &KafkaConfig,
     letters: &[DeadLetter],
@@ -270,6 +377,7 @@ pub async fn redrive(
 ) -> anyhow::Result<usize> {
     let topics = kafka.topics();
     let producer = Producer::new(kafka, "herald-dlq-redrive")?;
+    let marks = topics.dlq_redriven();
     let pause = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let mut sent = 0;
     for letter in letters {
@@ -282,6 +390,8 @@ pub async fn redrive(
         if !dry_run {
             let payload = letter.record.payload().unwrap_or_default();
             producer.send(&topic, letter.record.key(), payload, Some(headers)).await?;
+            let (position, now) = (letter.position(), herald_schemas::now_millis().to_string());
+            producer.send(&marks, Some(position.as_bytes()), now.as_bytes(), None).await?;
             tokio::time::sleep(pause).await;
         }
         sent += 1;

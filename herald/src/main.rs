@@ -118,10 +118,10 @@ struct DlqFilterArgs {
     /// Only reasons containing this text.
     #[arg(long)]
     reason: Option<String>,
-    /// Only this class: poison, permanent, retries_exhausted.
-    #[arg(long)]
-    class: Option<String>,
-    /// Only those given up by this consumer group.
+    /// Only this class.
+    #[arg(long, value_enum)]
+    class: Option<dlq::Class>,
+    /// Only those given up by this consumer group (herald-enricher, or enricher).
     #[arg(long)]
     group: Option<String>,
     /// Failed at or after: RFC 3339 time, or a duration ago (e.g. 2h).
@@ -133,12 +133,16 @@ struct DlqFilterArgs {
 }
 
 impl DlqFilterArgs {
-    fn filter(self) -> anyhow::Result<dlq::Filter> {
+    fn filter(self, config: &HeraldConfig) -> anyhow::Result<dlq::Filter> {
+        let group = match &self.group {
+            Some(given) => herald::groups::resolve_group(config, given, false)?.map(|g| g.name),
+            None => None,
+        };
         Ok(dlq::Filter {
             channel: self.channel.map(|c| c.as_str().to_owned()),
             reason: self.reason,
             class: self.class,
-            group: self.group,
+            group,
             since: self.since.as_deref().map(dlq::parse_time).transpose()?,
             until: self.until.as_deref().map(dlq::parse_time).transpose()?,
         })
@@ -158,13 +162,17 @@ enum DlqCommand {
         position: String,
     },
     /// Put dead letters back: a channel's into its first retry tier, others into their
-    /// origin topic.
+    /// origin topic. Poison records (undecodable) are left alone unless `--class poison`, and
+    /// dead letters redriven before unless `--again`.
     Redrive {
         #[command(flatten)]
         filter: DlqFilterArgs,
         /// Count what would be redriven, produce nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Redrive dead letters that were redriven before too.
+        #[arg(long)]
+        again: bool,
         /// At most this many records a second.
         #[arg(long, default_value_t = 200)]
         rate: u32,
@@ -396,7 +404,7 @@ async fn run_dlq(command: DlqCommand, config: &HeraldConfig) -> anyhow::Result<(
     let kafka = config.kafka.clone();
     match command {
         DlqCommand::List { filter } => {
-            let filter = filter.filter()?;
+            let filter = filter.filter(config)?;
             let letters = tokio::task::spawn_blocking(move || dlq::read(&kafka, &filter)).await??;
             print!("{}", dlq::render_list(&letters));
         }
@@ -410,11 +418,13 @@ async fn run_dlq(command: DlqCommand, config: &HeraldConfig) -> anyhow::Result<(
             let codec = herald_schemas::AvroCodec::new(&config.schema_registry.resolve()?)?;
             print!("{}", dlq::render_one(&letter, &codec).await);
         }
-        DlqCommand::Redrive { filter, dry_run, rate } => {
-            let filter = filter.filter()?;
+        DlqCommand::Redrive { filter, dry_run, again, rate } => {
+            let poison_asked = filter.class == Some(dlq::Class::Poison);
+            let filter = filter.filter(config)?;
             let reader = kafka.clone();
             let letters =
                 tokio::task::spawn_blocking(move || dlq::read(&reader, &filter)).await??;
+            let (letters, left) = dlq::to_redrive(letters, poison_asked, again);
             let progress = indicatif::ProgressBar::new(letters.len() as u64);
             if let Ok(style) =
                 indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}")
@@ -425,6 +435,7 @@ async fn run_dlq(command: DlqCommand, config: &HeraldConfig) -> anyhow::Result<(
             progress.finish_and_clear();
             let verb = if dry_run { "would redrive" } else { "redrove" };
             println!("{verb} {sent} dead letter(s)");
+            print!("{}", left.render());
         }
     }
     Ok(())

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use herald_runtime::KafkaConfig;
-use herald_runtime::kafka::{Producer, headers_replacing};
+use herald_runtime::kafka::{Producer, header_str, headers_replacing};
 use herald_schemas::{Lane, headers};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
@@ -48,6 +48,10 @@ pub struct ReplayArgs {
     /// Count what would be replayed; produce nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Replay records that are themselves replays too (they carry herald-replayed-at): by
+    /// default they are left out, so that replaying a window twice does not double it.
+    #[arg(long)]
+    include_replays: bool,
 }
 
 /// Which records of a topic.
@@ -80,8 +84,7 @@ impl ReplayArgs {
         let topics = config.kafka.topics();
         match &self.topic {
             None => [Lane::Urgent, Lane::Bulk].into_iter().map(|l| topics.requests_in(l)).collect(),
-            Some(t) if t.starts_with(&config.kafka.topic_prefix) => vec![t.clone()],
-            Some(t) => vec![format!("{}{t}", config.kafka.topic_prefix)],
+            Some(t) => vec![crate::groups::resolve_topic(config, t)],
         }
     }
 }
@@ -95,6 +98,16 @@ pub async fn run(config: &HeraldConfig, args: &ReplayArgs) -> anyhow::Result<Str
         let (kafka, window_topic) = (config.kafka.clone(), topic.clone());
         let records =
             tokio::task::spawn_blocking(move || read_range(&kafka, &window_topic, range)).await??;
+        let (records, replays): (Vec<_>, Vec<_>) = records
+            .into_iter()
+            .partition(|r| args.include_replays || header_str(r, headers::REPLAYED_AT).is_none());
+        if !replays.is_empty() {
+            writeln!(
+                out,
+                "left out {} record(s) of {topic} that are replays themselves (--include-replays takes them)",
+                replays.len()
+            )?;
+        }
         if args.dry_run {
             writeln!(out, "{} record(s) of {topic} would be replayed", records.len())?;
             continue;

@@ -1,4 +1,5 @@
-//! `herald dlq` as an operator runs it: list with filters, show, redrive (dry run first).
+//! `herald dlq` as an operator runs it: list with filters, show, redrive (dry run first);
+//! a redrive leaves poison records alone unless asked and never repeats itself unless asked.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -60,5 +61,23 @@ async fn dead_letters_are_listed_by_filter_shown_and_redriven_to_delivery() {
     assert!(done.contains("redrove 1"), "{done}");
     let mail = env.mail.wait_for(WAIT, |m| m.to == ["bounced@example.com"]).await;
     assert!(mail.is_some(), "the redriven dead letter was delivered");
+
+    // Again, without a filter: the poison record stays (it would come back at once) and the
+    // email's dead letter is not posted a second time.
+    let again = herald_output(&env, &["dlq", "redrive"]);
+    assert!(again.contains("redrove 0 dead letter(s)"), "{again}");
+    assert!(again.contains("left 1 poison record(s)"), "{again}");
+    assert!(again.contains("left 1 dead letter(s) redriven before"), "{again}");
+    let listed = herald_output(&env, &["dlq", "list", "--class", "retries-exhausted"]);
+    let row = listed.lines().nth(2).unwrap();
+    assert_eq!(row.split('\t').nth(6).map(|r| r.starts_with("20")), Some(true), "when: {row}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sends = env.mail.per_recipient();
+    assert_eq!(sends.get("bounced@example.com"), Some(&1), "delivered once: {sends:?}");
+
+    let bogus = support::herald_command(&env).args(["dlq", "list", "--class", "bogus"]).output();
+    let bogus = bogus.unwrap();
+    let error = String::from_utf8_lossy(&bogus.stderr);
+    assert!(!bogus.status.success() && error.contains("retries_exhausted"), "{error}");
     pipeline.stop().await;
 }

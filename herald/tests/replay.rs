@@ -63,6 +63,12 @@ async fn replay_a_window(env: TestEnv) {
         .filter(|r| r.headers().is_some_and(|h| h.iter().any(|h| h.key == "herald-replayed-at")))
         .count();
     assert_eq!(marked, 2);
+
+    // The same window again: the first replay's copies are replays themselves and stay out,
+    // so the window is not doubled.
+    let twice = herald_output(&env, &["replay", "--from", "10m"]);
+    assert!(twice.contains("left out 2 record(s)"), "{twice}");
+    assert!(twice.contains("replayed 2 record(s)"), "{twice}");
     pipeline.stop().await;
 }
 

@@ -164,6 +164,12 @@ impl Topics {
         format!("{}dlq", self.prefix)
     }
 
+    /// Which dead letters were redriven (compacted; key = `partition:offset` in the
+    /// dead-letter topic, value = when, ms), so that a redrive does not repeat itself.
+    pub fn dlq_redriven(&self) -> String {
+        format!("{}dlq.redriven", self.prefix)
+    }
+
     /// The channel a channel topic or retry tier belongs to.
     pub fn channel_of(&self, topic: &str) -> Option<Channel> {
         let rest = topic.strip_prefix(&self.prefix)?;
@@ -193,7 +199,13 @@ impl Topics {
 
     /// Every topic the pipeline reads or writes, for `herald topics create`.
     pub fn all(&self, retry_tiers: u32) -> Vec<String> {
-        let mut all = vec![self.events(), self.dlq(), self.templates(), self.directory_updates()];
+        let mut all = vec![
+            self.events(),
+            self.dlq(),
+            self.dlq_redriven(),
+            self.templates(),
+            self.directory_updates(),
+        ];
         all.extend(Lane::ALL.map(|lane| self.requests_in(lane)));
         all.extend(DELAY_TIERS.iter().map(|tier| self.delay(tier)));
         for channel in Channel::ALL {

@@ -83,6 +83,7 @@ fn one_partition_for_quiet_topics(config: &mut HeraldConfig) {
             || short.starts_with("delay.")
             || short.ends_with(bulk)
             || name == topics.dlq()
+            || name == topics.dlq_redriven()
             || name == topics.directory_updates();
         if quiet {
             config.topics.partitions_of.entry(short.to_owned()).or_insert(1);
