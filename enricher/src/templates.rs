@@ -75,6 +75,29 @@ struct UserView<'a> {
 }
 
 impl Renderer {
+    /// The variables every variant of a template uses (besides `user`, which the enricher
+    /// fills in): a request without one of them fails whichever variant is chosen, so the
+    /// send API can refuse it at once. A variable only some variants use is left to the
+    /// enricher, which knows the variant.
+    pub fn required_variables(&self, variants: &[TemplateVariant]) -> Vec<String> {
+        let used = |variant: &TemplateVariant| -> std::collections::BTreeSet<String> {
+            let parts =
+                [&variant.subject, &variant.title, &Some(variant.body.clone()), &variant.html];
+            parts
+                .into_iter()
+                .flatten()
+                .filter_map(|source| self.env.template_from_str(source).ok())
+                .flat_map(|template| template.undeclared_variables(false))
+                .filter(|name| name != "user")
+                .collect()
+        };
+        let mut variants = variants.iter();
+        let Some(first) = variants.next() else { return Vec::new() };
+        let all =
+            variants.fold(used(first), |all, v| all.intersection(&used(v)).cloned().collect());
+        all.into_iter().collect()
+    }
+
     /// Whether `variant` can be rendered at all: a known channel, the parts that channel needs,
     /// and texts that parse. An import refuses a broken template up front instead of failing
     /// every notification that uses it.
@@ -291,6 +314,17 @@ mod tests {
         assert_eq!(email.subject, "Code for u1");
         assert_eq!(email.text.as_deref(), Some("Code <b>1</b>"));
         assert_eq!(email.html.as_deref(), Some("<p>&lt;b&gt;1&lt;&#x2f;b&gt;</p>"));
+    }
+
+    #[test]
+    fn the_variables_every_variant_uses_are_required_and_user_is_not() {
+        let renderer = Renderer::default();
+        let variants = [
+            variant("", "sms", "Code {{ code }} for {{ user.id }}"),
+            variant("ko", "sms", "{{ code }} {{ name }}"),
+        ];
+        assert_eq!(renderer.required_variables(&variants), ["code"]);
+        assert!(renderer.required_variables(&[]).is_empty());
     }
 
     #[test]

@@ -74,6 +74,13 @@ async fn imported_lines_are_checked_idempotent_and_used_by_the_pipeline() {
     };
     assert_eq!(refused["errors"][0]["field"], "template_id", "{refused}");
     assert!(refused["errors"][0]["reason"].as_str().unwrap().contains("\"welcom\""), "{refused}");
+    // ...and with the variables every variant of a template uses: one missing is a 422 too.
+    let without = serde_json::json!({"to": [{"user_id": "imp-1"}], "template_id": "welcome"});
+    let (status, refused) = pipeline.post(Some(&env.api_key().await), &without.to_string()).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["errors"][0]["field"], "data", "{refused}");
+    let reason = refused["errors"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("\"welcome\" needs variable(s) name"), "{refused}");
     let mail = env.mail.wait_for(WAIT, |m| m.to == ["imported@example.com"]).await.expect("mail");
     assert!(mail.header("Subject").unwrap().starts_with("=?utf-8?"), "the ko subject");
     pipeline.stop().await;

@@ -140,6 +140,18 @@ async fn a_template_renders_in_the_users_locale_with_fallback_and_a_missing_vari
         .unwrap();
     let status: serde_json::Value = status.json().await.unwrap();
     assert!(status.to_string().contains("unknown_template"), "status API shows it: {status}");
+    // The notification's own state is failed, with the reason (not `accepted` forever).
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        let (_, status) = pipeline.get(&key, &format!("/v1/notifications/{}", ids[0])).await;
+        if status["state"] == "failed" {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "never failed: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let reason = status["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("missing variables: order"), "{status}");
     pipeline.stop().await;
 }
 

@@ -18,6 +18,7 @@ use crate::api::{Shared, api_metrics, authenticate, error};
 use crate::clients::{Caller, ClientPolicy};
 use crate::idempotency::{self, Begin};
 use crate::request::{self, SendBody};
+use crate::templates::TemplateRefusal;
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -172,10 +173,21 @@ async fn accept(
             return (StatusCode::UNPROCESSABLE_ENTITY, body);
         }
     };
-    let template = requests.first().and_then(|r| r.template.as_ref()).map(|t| t.id.as_str());
-    if let Some(id) = template.filter(|id| shared.templates.refuses(id)) {
-        let reason = format!("no template {id:?} is known (load it with herald directory import)");
-        let errors = json!([{"field": "template_id", "reason": reason}]);
+    let template = requests.first().and_then(|r| r.template.as_ref());
+    let refusal = template.and_then(|t| Some((t, shared.templates.refusal(&t.id, &t.data)?)));
+    if let Some((template, refusal)) = refusal {
+        let id = &template.id;
+        let errors = match refusal {
+            TemplateRefusal::Unknown => {
+                let reason =
+                    format!("no template {id:?} is known (load it with herald directory import)");
+                json!([{"field": "template_id", "reason": reason}])
+            }
+            TemplateRefusal::MissingVariables(missing) => {
+                let reason = format!("template {id:?} needs variable(s) {}", missing.join(", "));
+                json!([{"field": "data", "reason": reason}])
+            }
+        };
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
             json!({"error": "validation_failed", "errors": errors}),

@@ -91,6 +91,10 @@ pub struct NotificationStatus {
     pub accepted_at: Option<i64>,
     pub deliveries: Vec<DeliveryView>,
     pub skipped: Vec<EventView>,
+    /// Why it failed before any delivery was made (a template it could not render), when it
+    /// did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub events: Vec<EventView>,
     /// The API client that sent it, when known: only it may read the status.
     #[serde(skip)]
@@ -318,9 +322,17 @@ fn summarize(id: &str, events: Vec<EventView>) -> NotificationStatus {
     let mut skipped = Vec::new();
     let mut accepted_at = None;
     let mut client_id = None;
+    // A failure of the whole notification, before the fan-out, names no delivery.
+    let mut failed_before_fanout = None;
     for event in &events {
         let kind = kind_of(event.kind);
         match kind {
+            EventKind::Failed if event.channel.is_none() && event.target.is_none() => {
+                let detail = event.detail.get("error");
+                let reason = event.reason.as_deref().unwrap_or("failed");
+                failed_before_fanout =
+                    Some(detail.map_or_else(|| reason.to_owned(), |d| format!("{reason}: {d}")));
+            }
             EventKind::Accepted => {
                 accepted_at = Some(accepted_at.map_or(event.at, |at: i64| at.min(event.at)));
                 client_id = client_id.or_else(|| event.detail.get("client_id").cloned());
@@ -352,13 +364,17 @@ fn summarize(id: &str, events: Vec<EventView>) -> NotificationStatus {
     }
     let mut deliveries: Vec<DeliveryView> = deliveries.into_values().collect();
     deliveries.sort_by(|a, b| (&a.channel, &a.target).cmp(&(&b.channel, &b.target)));
-    let state = overall(&deliveries, !skipped.is_empty());
+    let state = match &failed_before_fanout {
+        Some(_) if deliveries.is_empty() => "failed",
+        _ => overall(&deliveries, !skipped.is_empty()),
+    };
     NotificationStatus {
         id: id.to_owned(),
         state,
         accepted_at,
         deliveries,
         skipped,
+        reason: failed_before_fanout,
         events,
         client_id,
     }

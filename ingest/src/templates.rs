@@ -1,9 +1,10 @@
-//! The template ids the directory holds, as the send API knows them: read from the start of
-//! the compacted templates topic (written by `herald directory import` and `herald dev`) and
-//! kept up while ingest runs, so an unknown `template_id` is a 422 rather than a `failed`
-//! event later. Roles do not share databases: this is how the directory's ids reach ingest.
+//! The template ids the directory holds, and the variables each needs, as the send API knows
+//! them: read from the start of the compacted templates topic (written by `herald directory
+//! import` and `herald dev`) and kept up while ingest runs, so an unknown `template_id` or a
+//! missing variable is a 422 rather than a `failed` event later. Roles do not share
+//! databases: this is how the directory's templates reach ingest.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -13,25 +14,58 @@ use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+/// What the templates topic says of one template: a JSON value (`{"variables": [...]}`); an
+/// older announcement's plain value announces the id alone.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Announcement {
+    #[serde(default)]
+    variables: Vec<String>,
+}
+
+/// Why a request naming a template is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateRefusal {
+    Unknown,
+    MissingVariables(Vec<String>),
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct TemplateCatalog {
-    ids: Arc<RwLock<HashSet<String>>>,
+    /// Each template id with the variables every variant of it uses.
+    templates: Arc<RwLock<HashMap<String, Vec<String>>>>,
 }
 
 impl TemplateCatalog {
-    /// Whether a request naming template `id` is refused. With no template announced at all
-    /// nothing is: the directory may have been filled another way.
-    pub fn refuses(&self, id: &str) -> bool {
-        self.ids.read().is_ok_and(|ids| !ids.is_empty() && !ids.contains(id))
+    /// Why a request naming template `id` with `data` is refused, if it is: an id the
+    /// directory does not hold, or a variable every variant uses missing from `data`. With no
+    /// template announced at all nothing is: the directory may have been filled another way.
+    pub fn refusal(
+        &self,
+        id: &str,
+        data: &std::collections::BTreeMap<String, String>,
+    ) -> Option<TemplateRefusal> {
+        let templates = self.templates.read().ok()?;
+        if templates.is_empty() {
+            return None;
+        }
+        let Some(variables) = templates.get(id) else { return Some(TemplateRefusal::Unknown) };
+        let missing: Vec<String> =
+            variables.iter().filter(|v| !data.contains_key(*v)).cloned().collect();
+        (!missing.is_empty()).then_some(TemplateRefusal::MissingVariables(missing))
     }
 
-    /// A record of the topic: a value announces the id, none (a tombstone) withdraws it.
-    pub fn apply(&self, id: &str, present: bool) {
-        if let Ok(mut ids) = self.ids.write() {
-            if present {
-                ids.insert(id.to_owned());
-            } else {
-                ids.remove(id);
+    /// A record of the topic: a value announces the id (and its variables), none (a
+    /// tombstone) withdraws it.
+    pub fn apply(&self, id: &str, value: Option<&[u8]>) {
+        if let Ok(mut templates) = self.templates.write() {
+            match value.filter(|v| !v.is_empty()) {
+                Some(value) => {
+                    let announced: Announcement = serde_json::from_slice(value).unwrap_or_default();
+                    templates.insert(id.to_owned(), announced.variables);
+                }
+                None => {
+                    templates.remove(id);
+                }
             }
         }
     }
@@ -98,7 +132,7 @@ pub async fn follow(
         match received {
             Ok(message) => {
                 if let Some(id) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
-                    catalog.apply(id, message.payload().is_some_and(|p| !p.is_empty()));
+                    catalog.apply(id, message.payload());
                 }
             }
             Err(e) => tracing::warn!(error = %e, "reading the templates topic"),
@@ -111,14 +145,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_unknown_template_is_refused_once_any_is_known_and_a_tombstone_withdraws_one() {
+    fn an_unknown_template_or_a_missing_variable_is_refused_once_any_is_known() {
         let catalog = TemplateCatalog::default();
-        assert!(!catalog.refuses("otp"), "nothing announced: nothing refused");
-        catalog.apply("otp", true);
-        assert!(!catalog.refuses("otp"));
-        assert!(catalog.refuses("welcome"));
-        catalog.apply("welcome", true);
-        catalog.apply("otp", false);
-        assert!(catalog.refuses("otp"));
+        let data =
+            |pairs: &[&str]| pairs.iter().map(|k| ((*k).to_owned(), "x".to_owned())).collect();
+        assert_eq!(catalog.refusal("otp", &data(&[])), None, "nothing announced: nothing refused");
+        catalog.apply("otp", Some(br#"{"variables": ["code"]}"#));
+        assert_eq!(catalog.refusal("otp", &data(&["code"])), None);
+        assert_eq!(
+            catalog.refusal("otp", &data(&[])),
+            Some(TemplateRefusal::MissingVariables(vec!["code".into()]))
+        );
+        assert_eq!(catalog.refusal("welcome", &data(&[])), Some(TemplateRefusal::Unknown));
+        catalog.apply("welcome", Some(b"present"));
+        assert_eq!(catalog.refusal("welcome", &data(&[])), None, "an older announcement");
+        catalog.apply("otp", None);
+        assert_eq!(catalog.refusal("otp", &data(&["code"])), Some(TemplateRefusal::Unknown));
     }
 }

@@ -96,14 +96,22 @@ fn one_partition_for_quiet_topics(config: &mut HeraldConfig) {
 /// are, for the banner.
 async fn seed_stores(config: &HeraldConfig) -> anyhow::Result<String> {
     crate::roles::migrate(config).await.context("creating the stores' CQL tables")?;
+    let template = [seed::TEMPLATE_ID.to_owned()];
+    let announced = "announcing the demo template";
     match config.enricher.directory_backend {
         DirectoryBackend::Sqlite => {
             let directory = SqliteDirectory::open(&config.enricher.directory_path)?;
             seed::demo_users(&directory).await.context("seeding demo users")?;
+            let announce =
+                crate::directory::announce_templates(&config.kafka, &directory, &template);
+            announce.await.context(announced)?;
         }
         DirectoryBackend::Scylla => {
             let directory = ScyllaDirectory::connect(&config.enricher.scylla).await?;
             seed::demo_users(&directory).await.context("seeding demo users")?;
+            let announce =
+                crate::directory::announce_templates(&config.kafka, &directory, &template);
+            announce.await.context(announced)?;
         }
     }
     let place = |on_cql: bool, scylla: &herald_runtime::scylla::ScyllaConfig| {
@@ -207,9 +215,6 @@ pub async fn run(
 
     admin::create_topics(&config.kafka, &config.topic_specs()).await.context("creating topics")?;
     let stores = seed_stores(&config).await?;
-    crate::directory::announce_templates(&config.kafka, &[seed::TEMPLATE_ID.to_owned()])
-        .await
-        .context("announcing the demo template")?;
     let (_, api_key) = IngestStores::open(&config.ingest)
         .await
         .context("ingest store")?

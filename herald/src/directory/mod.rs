@@ -13,7 +13,8 @@ use herald_enricher::quiet::{self, QuietHours};
 use herald_enricher::scylla_directory::ScyllaDirectory;
 use herald_enricher::templates::Renderer;
 use herald_enricher::{
-    Device, DirectoryBackend, Platform, Preference, SqliteDirectory, TemplateVariant, User,
+    Device, Directory, DirectoryBackend, Platform, Preference, SqliteDirectory, TemplateVariant,
+    User,
 };
 
 use crate::config::HeraldConfig;
@@ -230,7 +231,8 @@ fn check(line: Line, renderer: &Renderer) -> Result<Row, String> {
     }
 }
 
-/// Imports into the directory the configuration names (SQLite or ScyllaDB).
+/// Imports into the directory the configuration names (SQLite or ScyllaDB), then announces
+/// the templates it wrote to the send API.
 pub async fn import_configured(
     config: &HeraldConfig,
     file: &Path,
@@ -238,37 +240,53 @@ pub async fn import_configured(
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<ImportReport> {
     let enricher = &config.enricher;
-    let report = match enricher.directory_backend {
+    let not_told =
+        "the templates are stored, but the send API was not told of them (run the import again)";
+    match enricher.directory_backend {
         DirectoryBackend::Sqlite => {
-            let directory = SqliteDirectory::open(&enricher.directory_path)
-                .with_context(|| format!("opening {}", enricher.directory_path.display()))?;
-            import(std::sync::Arc::new(directory), file, options, progress).await?
+            let directory = std::sync::Arc::new(
+                SqliteDirectory::open(&enricher.directory_path)
+                    .with_context(|| format!("opening {}", enricher.directory_path.display()))?,
+            );
+            let report = import(std::sync::Arc::clone(&directory), file, options, progress).await?;
+            announce_templates(&config.kafka, &*directory, &report.template_ids)
+                .await
+                .context(not_told)?;
+            Ok(report)
         }
         DirectoryBackend::Scylla => {
-            let directory =
-                ScyllaDirectory::connect(&enricher.scylla).await.context("ScyllaDB directory")?;
-            import(std::sync::Arc::new(directory), file, options, progress).await?
+            let directory = std::sync::Arc::new(
+                ScyllaDirectory::connect(&enricher.scylla).await.context("ScyllaDB directory")?,
+            );
+            let report = import(std::sync::Arc::clone(&directory), file, options, progress).await?;
+            announce_templates(&config.kafka, &*directory, &report.template_ids)
+                .await
+                .context(not_told)?;
+            Ok(report)
         }
-    };
-    announce_templates(&config.kafka, report.template_ids.iter()).await.context(
-        "the templates are stored, but the send API was not told of them (run the import again)",
-    )?;
-    Ok(report)
+    }
 }
 
-/// Tells the send API (through the compacted templates topic) that these template ids exist.
-pub async fn announce_templates(
+/// Tells the send API (through the compacted templates topic) that these templates exist,
+/// each with the variables every variant of it uses (read from `directory`), so that it
+/// refuses an unknown id or a request without one of those variables at once.
+pub async fn announce_templates<D: Directory>(
     kafka: &herald_runtime::KafkaConfig,
+    directory: &D,
     ids: impl IntoIterator<Item = &String>,
 ) -> anyhow::Result<()> {
     let mut ids = ids.into_iter().peekable();
     if ids.peek().is_none() {
         return Ok(());
     }
+    let renderer = Renderer::default();
     let producer = herald_runtime::kafka::Producer::new(kafka, "herald-directory")?;
     let topic = kafka.topics().templates();
     for id in ids {
-        producer.send(&topic, Some(id.as_bytes()), b"present", None).await?;
+        let variants = directory.template(id).await?;
+        let variables = renderer.required_variables(&variants);
+        let value = serde_json::json!({ "variables": variables }).to_string();
+        producer.send(&topic, Some(id.as_bytes()), value.as_bytes(), None).await?;
     }
     Ok(())
 }
