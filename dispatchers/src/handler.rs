@@ -56,6 +56,36 @@ pub(crate) fn define_metrics() {
     let _ = delivery_metrics();
 }
 
+/// Every outcome a delivery is counted under.
+const OUTCOMES: [&str; 8] = [
+    "sent",
+    "permanent",
+    "dead_target",
+    "transient",
+    "invalid",
+    "duplicate_suppressed",
+    "deferred",
+    "expired",
+];
+
+/// Creates the series of `channel` and its providers at zero, when the dispatcher starts: a
+/// series born at its first observation reads to Prometheus as starting from that value, so
+/// `rate()` over the first burst is zero and a p99 panel empty.
+pub(crate) fn zero_series(channel: Channel, providers: &[&str]) {
+    let m = delivery_metrics();
+    let channel = channel.as_str();
+    for outcome in ["sent", "failed"] {
+        let _ = m.end_to_end_seconds.with_label_values(&[channel, outcome]);
+    }
+    let _ = m.took_over.with_label_values(&[channel]);
+    for provider in providers.iter().copied().chain(["none"]) {
+        let _ = m.provider_seconds.with_label_values(&[channel, provider]);
+        for outcome in OUTCOMES {
+            let _ = m.outcomes.with_label_values(&[channel, provider, outcome]);
+        }
+    }
+}
+
 /// Everything a dispatcher needs besides its provider and ledger.
 #[derive(Debug, Clone)]
 pub struct DispatchSetup {

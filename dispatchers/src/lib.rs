@@ -53,6 +53,7 @@ pub async fn run<L: DeliveryLedger>(
     output: AvroProducer,
     shutdown: CancellationToken,
 ) -> Result<(), consumer::ConsumerError> {
+    handler::zero_series(setup.channel, &routes.provider_names());
     // One consumer group per lane, sharing the providers (and so their limits and
     // breakers): a bulk backlog never queues in front of an urgent message. Retries of
     // both lanes come due in the urgent group's tiers, off both lanes' main path.

@@ -45,7 +45,7 @@ impl SkipReason {
         Self::ALL.into_iter().find(|r| r.as_str() == reason)
     }
 
-    const ALL: [SkipReason; 8] = [
+    pub const ALL: [SkipReason; 8] = [
         SkipReason::UnknownUser,
         SkipReason::UnknownChannel,
         SkipReason::NoContent,

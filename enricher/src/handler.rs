@@ -33,6 +33,19 @@ pub(crate) fn define_metrics() {
     let _ = enrich_metrics();
 }
 
+/// Creates every series of the enricher's outcomes at zero when it starts: a series born at
+/// its first observation reads to Prometheus as starting from that value.
+pub(crate) fn zero_series() {
+    let outcomes = &enrich_metrics().outcomes;
+    let channels = herald_schemas::Channel::ALL.map(|c| c.as_str());
+    for channel in channels.into_iter().chain(["push"]) {
+        let kinds = ["routed", "scheduled", "failed"].into_iter();
+        for outcome in kinds.chain(fanout::SkipReason::ALL.map(fanout::SkipReason::as_str)) {
+            let _ = outcomes.with_label_values(&[channel, outcome]);
+        }
+    }
+}
+
 /// The labels an event the enricher publishes is counted under, from closed sets only: the
 /// channel of a skip may be whatever a producer wrote.
 fn outcome_labels(event: &DeliveryEvent) -> (&'static str, &'static str) {

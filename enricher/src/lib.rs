@@ -52,6 +52,7 @@ pub async fn run<D: Directory>(
     output: AvroProducer,
     shutdown: CancellationToken,
 ) -> Result<(), consumer::ConsumerError> {
+    handler::zero_series();
     let topics = kafka.topics();
     let producer = output.producer().clone();
     let codec = output.codec_handle();

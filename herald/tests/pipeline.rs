@@ -405,3 +405,34 @@ async fn lag_end_to_end_latency_produced_records_and_enricher_outcomes_are_expor
     assert!(text.lines().any(|l| l.starts_with(routed)), "no {routed} in:\n{text}");
     pipeline.stop().await;
 }
+
+/// A series born at its first observation reads to Prometheus as starting from that value:
+/// `rate()` over the first burst would be zero and a p99 panel empty. Every role's series
+/// exist at zero before the first request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_roles_series_exist_at_zero_before_the_first_request() {
+    let env = TestEnv::start().await;
+    let pipeline = env.pipeline().await;
+    let enricher = env.group("enricher");
+    let zero = [
+        "herald_end_to_end_seconds_count{channel=\"email\",outcome=\"sent\"} 0".to_owned(),
+        "herald_end_to_end_seconds_count{channel=\"email\",outcome=\"failed\"} 0".to_owned(),
+        "herald_deliveries_total{channel=\"email\",outcome=\"sent\",provider=\"smtp\"} 0"
+            .to_owned(),
+        "herald_enricher_outcomes_total{channel=\"sms\",outcome=\"opted_out\"} 0".to_owned(),
+        format!("herald_consumer_handled_total{{group=\"{enricher}\",outcome=\"ok\"}} 0"),
+        format!("herald_dead_letters_total{{class=\"poison\",group=\"{enricher}\"}} 0"),
+    ];
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = herald_runtime::metrics::render();
+        let missing: Vec<&String> =
+            zero.iter().filter(|s| !text.lines().any(|l| l == *s)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "missing {missing:?} in:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pipeline.stop().await;
+}

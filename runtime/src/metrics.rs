@@ -179,6 +179,22 @@ fn consumer_metrics() -> &'static ConsumerMetrics {
     })
 }
 
+/// Creates a consumer group's counters at zero when its consumer starts: a series born at
+/// its first observation reads to Prometheus as starting from that value, so `rate()` and
+/// `increase()` over the first burst would be zero.
+pub(crate) fn zero_consumer_series(group: &str) {
+    let m = consumer_metrics();
+    let _ = m.received.with_label_values(&[group]);
+    let _ = m.abandoned.with_label_values(&[group]);
+    let _ = m.handle_seconds.with_label_values(&[group]);
+    for outcome in ["ok", "error"] {
+        let _ = m.handled.with_label_values(&[group, outcome]);
+    }
+    for class in ["poison", "permanent", "retries_exhausted"] {
+        let _ = m.dead_letters.with_label_values(&[group, class]);
+    }
+}
+
 pub(crate) fn consumer_received(group: &str) {
     consumer_metrics().received.with_label_values(&[group]).inc();
 }

@@ -200,6 +200,20 @@ impl Routes {
         self.channel
     }
 
+    /// The names of every provider the routes use.
+    pub fn provider_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .routes
+            .values()
+            .chain(self.apps.values())
+            .flatten()
+            .map(|p| p.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// The providers for a message of `app` on `route`, best first: the app's own if it has
     /// some, else the route's; unknown routes use the channel's default.
     pub fn providers(&self, route: &str, app: Option<&str>) -> &[Arc<ProviderHandle>] {

@@ -110,6 +110,7 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) -> Result<(), ConsumerError> {
     let tuning = config.consumer.clone();
+    crate::metrics::zero_consumer_series(&spec.group_id);
     let mut client = base_client_config(config, &spec.client_id).map_err(ClientSetupError::from)?;
     client
         .set("group.id", &spec.group_id)
