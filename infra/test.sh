@@ -30,5 +30,8 @@ status=0
 echo "== the suite on Apache Kafka, Cassandra and Apicurio"
 cargo nextest run --workspace --locked --no-fail-fast "$@" || status=$?
 echo "== the pipeline's tests on Tansu (herald dev's broker)"
-HERALD_TEST_BROKER=tansu cargo nextest run -p herald --locked --no-fail-fast "$@" || status=$?
+# The broker faults run on a three-broker Kafka cluster of their own, whatever the leg:
+# once is enough.
+HERALD_TEST_BROKER=tansu cargo nextest run -p herald --locked --no-fail-fast \
+  -E 'not binary(broker_faults)' "$@" || status=$?
 exit "$status"

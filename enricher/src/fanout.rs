@@ -3,7 +3,7 @@
 //! tested directly.
 
 use herald_schemas::{
-    Channel, ChannelMessage, DeliveryEvent, EventKind, Fallback, NotificationRequest,
+    Channel, ChannelMessage, DeliveryEvent, EventKind, Fallback, NotificationRequest, targets,
 };
 
 use crate::config::Rules;
@@ -87,8 +87,30 @@ impl Plan {
         target: (&str, Option<&str>),
         fallback: Option<&Fallback>,
     ) {
+        if let Some(error) = target_error(channel_route.0, target.0) {
+            self.fail_target(request, channel_route.0, target.0, error);
+            return;
+        }
         let message = channel_message(request, channel_route, target, fallback);
         self.add(channel_route.0, message);
+    }
+
+    /// A `failed` event for a target no provider could deliver to: services producing
+    /// Avro directly skip the send API's checks, so they are made again here.
+    fn fail_target(
+        &mut self,
+        request: &NotificationRequest,
+        channel: Channel,
+        target: &str,
+        error: String,
+    ) {
+        let mut event = DeliveryEvent::new(&request.notification_id, EventKind::Failed);
+        event.channel = Some(channel.as_str().to_owned());
+        event.target = Some(target.to_owned());
+        event.user_id = request.recipient.user_id.clone();
+        event.reason = Some(INVALID_TARGET.to_owned());
+        event.detail.insert("error".into(), error);
+        self.events.push(event);
     }
 
     fn add(&mut self, channel: Channel, message: ChannelMessage) {
@@ -101,6 +123,18 @@ impl Plan {
         }
         self.events.push(event);
         self.messages.push((channel, message));
+    }
+}
+
+/// The `reason` of the `failed` event of a target that is not an address, number or token.
+pub const INVALID_TARGET: &str = "invalid_target";
+
+/// Why `target` cannot be delivered to on `channel`, if it cannot: the send API's checks.
+fn target_error(channel: Channel, target: &str) -> Option<String> {
+    match channel {
+        Channel::Email => targets::email_error(target),
+        Channel::Sms => targets::phone_number_error(target),
+        Channel::Ios | Channel::Android => targets::device_token_error(channel.as_str(), target),
     }
 }
 
@@ -270,9 +304,10 @@ pub fn plan_at(
                 }
             }
             _ => {
+                // A fallback to an address no provider could take is no fallback.
                 let fallback = rules.fallbacks.for_push(&request.category).and_then(|to| {
-                    let target = address(to)?.to_owned();
-                    Some(Fallback { channel: to.as_str().to_owned(), target })
+                    let target = address(to).filter(|a| target_error(to, a).is_none())?;
+                    Some(Fallback { channel: to.as_str().to_owned(), target: target.to_owned() })
                 });
                 let raw_device = request.recipient.device.as_ref().and_then(|d| {
                     Some(Device {

@@ -28,7 +28,10 @@ fn profile() -> Profile {
     let device = |id: &str, platform, active| Device {
         device_id: id.into(),
         platform,
-        token: format!("tok-{id}"),
+        token: match platform {
+            Platform::Ios => id.repeat(64),
+            Platform::Android => format!("fcm-token-{id}"),
+        },
         app_id: None,
         active,
     };
@@ -67,8 +70,8 @@ fn content_decides_channels_and_push_fans_out_per_active_device() {
         targets,
         vec![
             (Channel::Email, "u1@example.com"),
-            (Channel::Ios, "tok-a"),
-            (Channel::Android, "tok-b")
+            (Channel::Ios, "a".repeat(64).as_str()),
+            (Channel::Android, "fcm-token-b")
         ]
     );
     assert!(plan.messages.iter().all(|(c, m)| (m.email.is_some()) == (*c == Channel::Email)));
@@ -260,12 +263,12 @@ fn a_push_without_devices_goes_to_the_categorys_fallback_channel() {
     r.email = None;
     let mut p = profile();
     p.devices.clear();
-    p.user.phone = Some("+15551234567".into());
+    p.user.phone = Some("+14155550100".into());
     let plan = plan(&r, Some(&p), &security_falls_back_to_sms());
     assert_eq!(reasons(&plan), vec![(Some("push"), "no_device")]);
     assert_eq!(plan.messages.len(), 1);
     let (channel, sms) = &plan.messages[0];
-    assert_eq!((*channel, sms.target.as_str()), (Channel::Sms, "+15551234567"));
+    assert_eq!((*channel, sms.target.as_str()), (Channel::Sms, "+14155550100"));
     assert_eq!(sms.sms.as_ref().unwrap().text, "b");
     let routed = plan.events.iter().find(|e| e.kind == EventKind::Routed).unwrap();
     assert_eq!(routed.detail.get("fallback_from").map(String::as_str), Some("push"));
@@ -280,7 +283,7 @@ fn pushes_to_devices_carry_the_fallback_target_for_a_failure() {
     let mut r = request(Some("u1"));
     r.category = "security".into();
     let mut p = profile();
-    p.user.phone = Some("+15551234567".into());
+    p.user.phone = Some("+14155550100".into());
     let plan = plan(&r, Some(&p), &security_falls_back_to_sms());
     let pushes: Vec<_> = plan
         .messages
@@ -290,7 +293,7 @@ fn pushes_to_devices_carry_the_fallback_target_for_a_failure() {
     assert_eq!(pushes.len(), 2);
     for (_, push) in pushes {
         let fallback = push.fallback.as_ref().unwrap();
-        assert_eq!((fallback.channel.as_str(), fallback.target.as_str()), ("sms", "+15551234567"));
+        assert_eq!((fallback.channel.as_str(), fallback.target.as_str()), ("sms", "+14155550100"));
     }
     assert!(
         Fallbacks::new(BTreeMap::from([(
@@ -300,4 +303,56 @@ fn pushes_to_devices_carry_the_fallback_target_for_a_failure() {
         .validate()
         .is_err()
     );
+}
+
+/// What a service producing Avro directly sends skips the send API's checks: a target no
+/// provider could take fails with the reason instead of reaching one.
+#[test]
+fn a_target_the_send_api_would_refuse_fails_with_the_reason_and_is_not_routed() {
+    let mut r = request(None);
+    r.recipient.email = Some("not an address".into());
+    r.recipient.phone = Some("+15551234567".into());
+    r.sms = Some(SmsContent { text: "t".into() });
+    r.push = None;
+    r.channels = vec!["email".into(), "sms".into()];
+    let plan = plan(&r, None, &Rules::default());
+    assert!(plan.messages.is_empty(), "{plan:?}");
+    let failed: Vec<_> = plan
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Failed)
+        .map(|e| (e.channel.as_deref(), e.target.as_deref(), e.reason.as_deref()))
+        .collect();
+    assert_eq!(
+        failed,
+        vec![
+            (Some("email"), Some("not an address"), Some(INVALID_TARGET)),
+            (Some("sms"), Some("+15551234567"), Some(INVALID_TARGET)),
+        ]
+    );
+    let sms = plan.events.iter().find(|e| e.channel.as_deref() == Some("sms")).unwrap();
+    assert!(sms.detail["error"].contains("numbering plan"), "{sms:?}");
+
+    r.recipient.device = Some(herald_schemas::DeviceTarget {
+        platform: "ios".into(),
+        token: "not-hex".into(),
+        app_id: None,
+    });
+    r.channels = vec!["push".into()];
+    r.push = Some(PushContent { title: None, body: "b".into(), data: BTreeMap::new() });
+    let plan = super::plan(&r, None, &Rules::default());
+    assert!(plan.messages.is_empty(), "{plan:?}");
+    assert_eq!(plan.events.iter().filter(|e| e.kind == EventKind::Failed).count(), 1);
+}
+
+#[test]
+fn a_fallback_to_an_unassigned_number_is_left_out_and_the_push_still_goes() {
+    let mut r = request(Some("u1"));
+    r.category = "security".into();
+    r.email = None;
+    let mut p = profile();
+    p.user.phone = Some("+15551234567".into());
+    let plan = plan(&r, Some(&p), &security_falls_back_to_sms());
+    assert_eq!(plan.messages.len(), 2, "both devices: {plan:?}");
+    assert!(plan.messages.iter().all(|(_, m)| m.fallback.is_none()), "{plan:?}");
 }

@@ -88,6 +88,14 @@ pub enum ConfigError {
 }
 
 impl HeraldConfig {
+    /// The configuration as the TOML file it is read from, every setting written out,
+    /// secret-looking Kafka properties redacted (secrets themselves are never in it: only
+    /// the variables and files they are read from).
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        let shown = HeraldConfig { kafka: self.kafka.redacted(), ..self.clone() };
+        toml::to_string(&shown)
+    }
+
     /// Defaults, then `file` (if given), then `HERALD__…` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(HeraldConfig::default()));

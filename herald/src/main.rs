@@ -386,14 +386,16 @@ async fn run(command: Command, config: HeraldConfig) -> anyhow::Result<()> {
             for (line, reason) in &report.refused {
                 eprintln!("line {line}: {reason}");
             }
-            println!("produced {}, skipped {}", report.produced, report.refused.len());
+            for (line, id) in &report.produced {
+                println!("line {line}\t{id}");
+            }
+            println!("produced {}, skipped {}", report.produced.len(), report.refused.len());
             anyhow::ensure!(report.refused.is_empty(), "{} line(s) skipped", report.refused.len());
             Ok(())
         }
         Command::Bench { what } => what.run(&config).await,
         Command::Config => {
-            // Debug, not serde: its Kafka section redacts secret-looking properties.
-            println!("{config:#?}");
+            print!("{}", config.to_toml().context("writing the configuration as TOML")?);
             Ok(())
         }
     }

@@ -1,8 +1,8 @@
 //! `herald produce`: JSON lines of `NotificationRequest` (the Avro record's fields as JSON)
 //! produced to `herald.requests` in the Confluent wire format, as a service producing Avro
 //! directly would. `notification_id`, `accepted_at`, `channels`, `category` and `metadata`
-//! may be left out; a line that is not a valid request is reported with its number and
-//! skipped.
+//! may be left out; a line that is not a valid request (a field the record does not have
+//! included, as the send API refuses one) is reported with its number and skipped.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -21,7 +21,8 @@ const ACK_BATCH: usize = 1_000;
 
 #[derive(Debug, Default, Serialize)]
 pub struct ProduceReport {
-    pub produced: usize,
+    /// Line number (from 1) and the notification id produced from it.
+    pub produced: Vec<(usize, String)>,
     /// Line number (from 1) and why it was skipped.
     pub refused: Vec<(usize, String)>,
 }
@@ -43,8 +44,16 @@ pub fn parse_line(line: &str, now: i64) -> Result<NotificationRequest, String> {
     for (name, default) in defaults {
         fields.entry(name).or_insert(default);
     }
-    let request: NotificationRequest =
-        serde_json::from_value(value).map_err(|e| format!("not a NotificationRequest: {e}"))?;
+    let request: NotificationRequest = serde_json::from_value(value.clone())
+        .map_err(|e| format!("not a NotificationRequest: {e}"))?;
+    // The record's serde form drops unknown fields (a newer schema's records must still
+    // read); a line is a caller's, and a misspelt field is refused as the send API does.
+    let known = serde_json::to_value(&request).map_err(|e| e.to_string())?;
+    let mut unknown = Vec::new();
+    unknown_fields(&value, &known, "", &mut unknown);
+    if !unknown.is_empty() {
+        return Err(format!("unknown field(s): {}", unknown.join(", ")));
+    }
     let recipient = &request.recipient;
     if recipient.user_id.is_none()
         && recipient.email.is_none()
@@ -61,6 +70,28 @@ pub fn parse_line(line: &str, now: i64) -> Result<NotificationRequest, String> {
         return Err("no content: email, sms, push or a template".into());
     }
     Ok(request)
+}
+
+/// The paths of `line`'s object keys that `known` (the same request as the record has it)
+/// lacks.
+fn unknown_fields(line: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
+    match (line, known) {
+        (Value::Object(fields), Value::Object(known)) => {
+            for (name, value) in fields {
+                let at = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                match known.get(name) {
+                    Some(known) => unknown_fields(value, known, &at, out),
+                    None => out.push(at),
+                }
+            }
+        }
+        (Value::Array(items), Value::Array(known)) => {
+            for (index, (item, known)) in items.iter().zip(known).enumerate() {
+                unknown_fields(item, known, &format!("{path}[{index}]"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 pub async fn run(
@@ -100,7 +131,7 @@ pub async fn run(
             .await
             .with_context(|| format!("producing line {}", index + 1))?;
         acks.push(ack);
-        report.produced += 1;
+        report.produced.push((index + 1, request.notification_id));
         if acks.len() >= ACK_BATCH {
             wait_all(std::mem::take(&mut acks)).await.context("the broker's acknowledgement")?;
         }
@@ -127,5 +158,16 @@ mod tests {
         assert!(parse_line(nobody, 0).unwrap_err().contains("recipient"));
         let empty = r#"{"recipient": {"phone": "+14155550100"}}"#;
         assert!(parse_line(empty, 0).unwrap_err().contains("content"));
+    }
+
+    #[test]
+    fn a_misspelt_field_is_refused_naming_it_and_free_maps_keep_any_key() {
+        let line = r#"{"recipient": {"email": "a@example.com", "nmae": "x"}, "priorty": "high",
+            "email": {"subject": "s", "text": "t"}, "metadata": {"anything": "goes"}}"#;
+        let error = parse_line(line, 0).unwrap_err();
+        assert!(error.contains("unknown field(s): priorty, recipient.nmae"), "{error}");
+        let fine = r#"{"recipient": {"email": "a@example.com"}, "priority": "high",
+            "push": {"body": "b", "data": {"deep_link": "x"}}, "metadata": {"k": "v"}}"#;
+        assert!(parse_line(fine, 0).is_ok(), "{:?}", parse_line(fine, 0));
     }
 }

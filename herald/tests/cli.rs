@@ -24,9 +24,17 @@ fn environment_overrides_the_file_which_overrides_defaults() {
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let shown = String::from_utf8(output.stdout).unwrap();
-    assert!(shown.contains("\"from-file:9092\""), "{shown}");
-    assert!(shown.contains("partitions: 9"), "{shown}");
-    assert!(shown.contains("replication_factor: 3"), "defaults fill the rest: {shown}");
+    assert!(shown.contains("bootstrap_servers = \"from-file:9092\""), "{shown}");
+    assert!(shown.contains("\n[topics]\npartitions = 9\n"), "{shown}");
+    assert!(shown.contains("replication_factor = 3"), "defaults fill the rest: {shown}");
+
+    // What it prints is a configuration file that gives the same configuration.
+    let effective = dir.path().join("effective.toml");
+    std::fs::write(&effective, &shown).unwrap();
+    let again =
+        herald().args(["--config", effective.to_str().unwrap(), "config"]).output().unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), shown);
 }
 
 #[test]
@@ -65,7 +73,8 @@ fn secrets_named_in_the_config_are_not_printed() {
         .unwrap();
     let shown = String::from_utf8(output.stdout).unwrap();
     assert!(!shown.contains("hunter2"), "{shown}");
-    assert!(shown.contains("env:KEY_PW"), "the source is shown, not the value: {shown}");
+    assert!(shown.contains("\"sasl.password\" = \"<redacted>\""), "{shown}");
+    assert!(shown.contains("env = \"KEY_PW\""), "the source is shown, not the value: {shown}");
 }
 
 #[test]

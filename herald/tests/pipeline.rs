@@ -284,8 +284,9 @@ async fn a_dead_device_token_reported_on_directory_updates_is_no_longer_targeted
     let env = TestEnv::start().await;
     add_user(&env, "phone-user", "p@example.com").await;
     let directory = env.directory().await;
+    let dead_token = "de".repeat(32);
     for (id, platform, token) in [
-        ("iphone", Platform::Ios, "dead-ios-token"),
+        ("iphone", Platform::Ios, dead_token.as_str()),
         ("pixel", Platform::Android, "live-fcm-token"),
     ] {
         let device = Device {
@@ -303,7 +304,7 @@ async fn a_dead_device_token_reported_on_directory_updates_is_no_longer_targeted
     // What a push dispatcher reports when the provider says the token is gone.
     let mut dead = DeliveryEvent::new("earlier-notification", EventKind::Failed);
     dead.channel = Some("ios".into());
-    dead.target = Some("dead-ios-token".into());
+    dead.target = Some(dead_token.clone());
     dead.detail.insert("dead_target".into(), "true".into());
     let topic = env.topics().directory_updates();
     let payload = env.codec().encode(&topic, &dead).await.unwrap();
@@ -317,7 +318,7 @@ async fn a_dead_device_token_reported_on_directory_updates_is_no_longer_targeted
         .await
         .unwrap()
         .iter()
-        .any(|d| d.token == "dead-ios-token" && d.active)
+        .any(|d| d.token == dead_token && d.active)
     {
         assert!(std::time::Instant::now() < deadline, "device not deactivated");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -120,7 +120,7 @@ impl Ingest {
             .as_ref()
             .map(|s| crate::callbacks::SendgridVerifier::new(&s.verification_key))
             .transpose()?;
-        crate::request::load_numbering_plans();
+        herald_schemas::targets::load_numbering_plans();
         let max_schedule_ms = config.max_schedule_ms();
         let limits = Limits { max_recipients: config.max_recipients, max_schedule_ms };
         let shared = Shared {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use herald_schemas::targets::{device_token_error, email_error, phone_number_error};
 use herald_schemas::{
     DeviceTarget, EmailContent, NotificationRequest, Priority, PushContent, Recipient, Sender,
     SmsContent, TemplateRef,
@@ -164,8 +165,8 @@ impl Checker {
     }
 
     fn email(&mut self, field: &str, value: &str) {
-        if let Err(e) = value.parse::<email_address::EmailAddress>() {
-            self.fail(field, format!("not a valid email address: {e}"));
+        if let Some(reason) = email_error(value) {
+            self.fail(field, reason);
         }
     }
 
@@ -173,24 +174,6 @@ impl Checker {
         if let Some(reason) = phone_number_error(value) {
             self.fail(field, reason);
         }
-    }
-}
-
-/// Why `token` cannot be a push token of `platform`, if it cannot.
-pub fn device_token_error(platform: &str, token: &str) -> Option<String> {
-    match platform {
-        // APNs tokens are 32 bytes in hex today; Apple says they may grow.
-        "ios" => (!(64..=200).contains(&token.len())
-            || !token.len().is_multiple_of(2)
-            || !token.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| "an APNs device token is hex, 64 to 200 digits".into()),
-        // FCM registration tokens, JPush registration ids and Pushy tokens share this alphabet.
-        "android" => (!(8..=4_096).contains(&token.len())
-            || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b)))
-        .then(|| {
-            "an Android push token (FCM, JPush, Pushy) is 8 to 4096 of A-Z a-z 0-9 - _ : .".into()
-        }),
-        other => Some(format!("unknown platform {other:?}: use ios or android")),
     }
 }
 
@@ -205,49 +188,6 @@ fn is_locale(value: &str) -> bool {
         && value.split('-').all(|part| {
             (1..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric())
         })
-}
-
-/// Why `value` is not a phone number Herald can text, if it is not: it must be written in
-/// E.164, start with a calling code some country has, and be a number that country's
-/// numbering plan assigns (libphonenumber's metadata, through the `phonenumber` crate). A
-/// mistyped number is refused with the request, not by the SMS provider after the 202.
-pub fn phone_number_error(value: &str) -> Option<String> {
-    if !is_e164(value) {
-        return Some("not an E.164 phone number (+ then 8 to 15 digits, e.g. +14155550100)".into());
-    }
-    let number = match phonenumber::parse(None, value) {
-        Ok(number) => number,
-        Err(e) => return Some(format!("not a phone number: {e}")),
-    };
-    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
-    if e164 != value {
-        return Some(format!("not written in E.164: {e164} is the same number"));
-    }
-    if !phonenumber::is_valid(&number) {
-        let plan = number.country().id().map_or_else(
-            || format!("+{}", number.code().value()),
-            |region| region.as_ref().to_owned(),
-        );
-        return Some(format!("not a number the numbering plan of {plan} assigns"));
-    }
-    None
-}
-
-/// Loads the numbering plans [`phone_number_error`] checks against (about 80 ms), so that
-/// the first request with a phone number does not wait for it.
-pub fn load_numbering_plans() {
-    let _ = phone_number_error("+14155550100");
-}
-
-/// `+`, a non-zero country code digit, 8 to 15 digits in all (ITU-T E.164): the syntax
-/// alone; [`phone_number_error`] also checks the number against its country's plan.
-pub fn is_e164(value: &str) -> bool {
-    let Some(digits) = value.strip_prefix('+') else {
-        return false;
-    };
-    (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
 }
 
 /// Milliseconds since the epoch of an RFC 3339 time (`Z` or an offset).

@@ -167,30 +167,3 @@ fn templates_take_data_and_a_locale_but_not_inline_content() {
         vec!["data", "locale"]
     );
 }
-
-#[test]
-fn e164() {
-    assert!(is_e164("+14155550100"));
-    assert!(is_e164("+821012345678"));
-    assert!(!is_e164("14155550100"));
-    assert!(!is_e164("+0155550100"));
-    assert!(!is_e164("+1415555010a"));
-    assert!(!is_e164("+1234567"));
-}
-
-#[test]
-fn a_phone_number_is_checked_against_its_countrys_numbering_plan() {
-    for valid in ["+14155550100", "+821012345678", "+8613800138000", "+447911123456"] {
-        assert_eq!(phone_number_error(valid), None, "{valid}");
-    }
-    let refused = |value: &str| phone_number_error(value).unwrap_or_default();
-    assert!(refused("14155550100").contains("E.164"));
-    assert!(refused("+15551234567").contains("numbering plan of +1"), "no area code 555");
-    assert!(refused("+861380013800").contains("numbering plan of CN"), "a digit short");
-    assert!(refused("+999123456789").contains("invalid country code"));
-    assert_eq!(
-        refused("+8201012345678"),
-        "not written in E.164: +821012345678 is the same number",
-        "the national prefix 0 does not belong after the country code"
-    );
-}

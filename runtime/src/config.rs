@@ -73,26 +73,43 @@ pub struct KafkaConfig {
 
 impl fmt::Debug for KafkaConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Plain properties are not secret by contract, but people put passwords anywhere.
-        let redacted: BTreeMap<&String, &str> = self
-            .properties
-            .iter()
-            .map(|(k, v)| {
-                let secret =
-                    ["password", "secret", "key.pem", "token"].iter().any(|s| k.contains(s));
-                (k, if secret { "<redacted>" } else { v.as_str() })
-            })
-            .collect();
+        let redacted = self.redacted();
         f.debug_struct("KafkaConfig")
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("topic_prefix", &self.topic_prefix)
             .field("group_prefix", &self.group_prefix)
-            .field("properties", &redacted)
+            .field("properties", &redacted.properties)
             .field("secret_properties", &self.secret_properties)
-            .field("producer_properties", &self.producer_properties)
+            .field("producer_properties", &redacted.producer_properties)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("consumer", &self.consumer)
             .finish()
+    }
+}
+
+/// What replaces a secret-looking property's value when the configuration is shown.
+pub const REDACTED: &str = "<redacted>";
+
+impl KafkaConfig {
+    /// This configuration with the values of secret-looking plain properties replaced by
+    /// [`REDACTED`], to be shown: plain properties are not secret by contract, but people
+    /// put passwords anywhere. (`secret_properties` only name where secrets are.)
+    pub fn redacted(&self) -> KafkaConfig {
+        let redact = |properties: &BTreeMap<String, String>| {
+            properties
+                .iter()
+                .map(|(k, v)| {
+                    let secret =
+                        ["password", "secret", "key.pem", "token"].iter().any(|s| k.contains(s));
+                    (k.clone(), if secret { REDACTED.to_owned() } else { v.clone() })
+                })
+                .collect()
+        };
+        KafkaConfig {
+            properties: redact(&self.properties),
+            producer_properties: redact(&self.producer_properties),
+            ..self.clone()
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod dev_registry;
 pub mod headers;
 pub mod records;
+pub mod targets;
 pub mod topics;
 
 pub use codec::{AvroCodec, DecodeError, EncodeError, RegistryConfig};

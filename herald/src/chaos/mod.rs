@@ -118,6 +118,9 @@ pub struct ChaosReport {
     pub sent: usize,
     pub delivered: usize,
     pub lost: usize,
+    /// The ids of the first lost notifications (the send API accepted them), to follow
+    /// through the topics and the roles' logs.
+    pub lost_ids: Vec<String>,
     pub duplicates: u64,
     /// Deliveries whose claim was taken over from a killed dispatcher: the outcome of the
     /// first attempt unknown, the one window where a duplicate is possible.
@@ -147,12 +150,17 @@ pub struct ChaosReport {
 impl ChaosReport {
     pub fn render(&self) -> String {
         format!(
-            "broker        {}\nnotifications {}\nsent (202)    {}\ndelivered     {}\nlost          {}\nduplicates    {} (unknown outcomes {}, outside them {})\ndead-lettered {}\nrole kills    {}\nbroker kills  {} (leaders, SIGKILL)\nrolling restarts {}\nmax stall     {:.1} s (from {:.1} s)\nelapsed       {:.1} s ({:.0} deliveries/s)\n{}",
+            "broker        {}\nnotifications {}\nsent (202)    {}\ndelivered     {}\nlost          {}{}\nduplicates    {} (unknown outcomes {}, outside them {})\ndead-lettered {}\nrole kills    {}\nbroker kills  {} (leaders, SIGKILL)\nrolling restarts {}\nmax stall     {:.1} s (from {:.1} s)\nelapsed       {:.1} s ({:.0} deliveries/s)\n{}",
             self.broker,
             self.notifications,
             self.sent,
             self.delivered,
             self.lost,
+            if self.lost_ids.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.lost_ids.join(", "))
+            },
             self.duplicates,
             self.unknown_outcomes,
             self.unexplained_duplicates,
@@ -543,11 +551,18 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
         .map(|(_, c)| u64::from(c.saturating_sub(1)))
         .sum();
     let lost = n.saturating_sub(delivered + dead.len());
+    let lost_ids: Vec<String> = ids
+        .iter()
+        .filter(|(to, id)| !per.contains_key(*to) && !dead.contains(*id))
+        .map(|(_, id)| id.clone())
+        .take(20)
+        .collect();
     Ok(ChaosReport {
         notifications: n,
         sent: ids.len(),
         delivered,
         lost,
+        lost_ids,
         duplicates,
         unknown_outcomes: unknown.len(),
         unexplained_duplicates,

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use herald_dispatchers::Provider;
-use herald_dispatchers::config::{ProviderLimits, SmtpTls};
+use herald_dispatchers::config::{ProviderConfig, ProviderLimits, SandboxSettings, SmtpTls};
 use herald_dispatchers::providers::sandbox::{Recordings, SandboxProvider};
 use herald_enricher::scylla_directory::ScyllaDirectory;
 use herald_enricher::{DirectoryBackend, SqliteDirectory};
@@ -208,9 +208,9 @@ pub async fn run(
     config.dispatch.ledger.path = data.join("ledger.db");
     config.validate()?;
     // Operator commands (herald groups, dlq, replay, another dispatcher) reach this stack
-    // through this file. Written before the sandbox routes: those providers live in here.
+    // through this file.
     let operator_config = data.join("herald.toml");
-    std::fs::write(&operator_config, toml::to_string(&config)?)
+    std::fs::write(&operator_config, operator(&config, data).to_toml()?)
         .with_context(|| format!("writing {}", operator_config.display()))?;
 
     admin::create_topics(&config.kafka, &config.topic_specs()).await.context("creating topics")?;
@@ -265,6 +265,26 @@ pub async fn run(
         broker.stop().await;
     }
     result
+}
+
+/// The configuration operator commands use to reach this stack. Its push and SMS routes go
+/// to sandbox providers recording to files in `data` (this process's own sandboxes live in
+/// its memory, for the mailbox page): `herald dispatch --channel sms` started with it joins
+/// the stack's dispatchers and records what it would have sent.
+fn operator(config: &HeraldConfig, data: &std::path::Path) -> HeraldConfig {
+    let mut operator = config.clone();
+    for channel in [Channel::Sms, Channel::Ios, Channel::Android] {
+        let name = format!("sandbox-{channel}");
+        let settings = SandboxSettings {
+            channel,
+            record_to: Some(data.join(format!("{name}.jsonl"))),
+            limits: ProviderLimits::default(),
+        };
+        operator.dispatch.providers.insert(name.clone(), ProviderConfig::Sandbox(settings));
+        let routes = BTreeMap::from([("default".to_owned(), vec![name])]);
+        operator.dispatch.routes.insert(channel.as_str().to_owned(), routes);
+    }
+    operator
 }
 
 fn mailbox_router(mail: MailSink, recordings: Recordings) -> axum::Router {
@@ -397,6 +417,34 @@ Operator commands reach this stack through its configuration file:
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// `herald dispatch --channel sms` (or ios, android) started with the file `herald dev`
+    /// writes finds its routes and records what it would send next to the stack's data.
+    #[tokio::test]
+    async fn the_operator_configuration_routes_every_channel_to_a_recording_sandbox() {
+        use herald_dispatchers::providers::registry::Routes;
+        let data = tempfile::tempdir().unwrap();
+        let file = data.path().join("herald.toml");
+        let written = operator(&HeraldConfig::default(), data.path());
+        std::fs::write(&file, written.to_toml().unwrap()).unwrap();
+        let config = HeraldConfig::load(Some(&file)).unwrap();
+        for channel in Channel::ALL {
+            let routes = Routes::build(channel, &config.dispatch, &Default::default())
+                .unwrap_or_else(|e| panic!("{channel}: {e}"));
+            assert!(!routes.providers("default", None).is_empty(), "{channel}");
+        }
+        let sms = Routes::build(Channel::Sms, &config.dispatch, &Default::default()).unwrap();
+        let message = herald_schemas::ChannelMessage {
+            notification_id: "n1".into(),
+            channel: "sms".into(),
+            target: "+14155550100".into(),
+            sms: Some(herald_schemas::SmsContent { text: "hi".into() }),
+            ..herald_schemas::ChannelMessage::default()
+        };
+        sms.providers("default", None)[0].send(&message).await.unwrap();
+        let recorded = std::fs::read_to_string(data.path().join("sandbox-sms.jsonl")).unwrap();
+        assert!(recorded.contains("+14155550100"), "{recorded}");
+    }
 
     #[test]
     fn quiet_topics_get_one_partition_and_the_rest_and_explicit_choices_stay() {

@@ -132,7 +132,7 @@ mod tests {
         demo_users(&directory).await.unwrap();
         for (id, _) in DEMO_USERS {
             let phone = directory.user(id).await.unwrap().unwrap().phone.unwrap();
-            assert_eq!(herald_ingest::request::phone_number_error(&phone), None, "{id}: {phone}");
+            assert_eq!(herald_schemas::targets::phone_number_error(&phone), None, "{id}: {phone}");
         }
     }
 }

@@ -16,6 +16,7 @@ use herald_enricher::{
     Device, Directory, DirectoryBackend, Platform, Preference, SqliteDirectory, TemplateVariant,
     User,
 };
+use herald_schemas::targets;
 
 use crate::config::HeraldConfig;
 use serde::Deserialize;
@@ -189,13 +190,13 @@ fn check(line: Line, renderer: &Renderer) -> Result<Row, String> {
             if user_id.is_empty() {
                 return Err("user_id must not be empty".into());
             }
-            if let Some(email) = &email {
-                email
-                    .parse::<email_address::EmailAddress>()
-                    .map_err(|e| format!("email {email:?}: {e}"))?;
+            if let Some(email) = &email
+                && let Some(reason) = targets::email_error(email)
+            {
+                return Err(format!("email {email:?}: {reason}"));
             }
             if let Some(phone) = &phone
-                && let Some(reason) = herald_ingest::request::phone_number_error(phone)
+                && let Some(reason) = targets::phone_number_error(phone)
             {
                 return Err(format!("phone {phone:?}: {reason}"));
             }
@@ -210,7 +211,7 @@ fn check(line: Line, renderer: &Renderer) -> Result<Row, String> {
             Ok(Row::User(User { user_id, email, phone, locale, timezone, region, quiet_hours }))
         }
         Line::Device { user_id, device_id, platform, token, app_id, active } => {
-            if let Some(reason) = herald_ingest::request::device_token_error(&platform, &token) {
+            if let Some(reason) = targets::device_token_error(&platform, &token) {
                 return Err(reason);
             }
             let platform: Platform = platform.parse()?;

@@ -37,6 +37,10 @@ pub(crate) fn base_client_config(
 ) -> Result<ClientConfig, SecretError> {
     let mut client = ClientConfig::new();
     client.set("client.id", client_id);
+    // rdkafka takes its level from the `log` crate, which nothing here configures: take it
+    // from the `tracing` filter instead, so that `RUST_LOG=librdkafka=debug` (with the
+    // `debug` property) shows what librdkafka says.
+    client.set_log_level(rdkafka_log_level(tracing::level_filters::LevelFilter::current()));
     for (key, value) in config.client_properties()? {
         client.set(key, value);
     }
@@ -70,6 +74,23 @@ pub fn headers_replacing(
         out = out.insert(Header { key, value: Some(value) });
     }
     out
+}
+
+/// The librdkafka level that lets through what `filter` lets through.
+fn rdkafka_log_level(
+    filter: tracing::level_filters::LevelFilter,
+) -> rdkafka::config::RDKafkaLogLevel {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    use tracing::level_filters::LevelFilter as F;
+    if filter >= F::DEBUG {
+        L::Debug
+    } else if filter >= F::INFO {
+        L::Info
+    } else if filter >= F::WARN {
+        L::Warning
+    } else {
+        L::Error
+    }
 }
 
 /// librdkafka's own log lines, routed into `tracing`.

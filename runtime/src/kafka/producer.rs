@@ -1,10 +1,12 @@
-//! The idempotent producer every role writes with (acks=all, enable.idempotence=true).
+//! The idempotent producer every role writes with (acks=all, enable.idempotence=true, one
+//! request in flight per broker).
 //! `producer_properties` override both; against the embedded Tansu broker Herald keeps one
 //! request in flight per connection instead of idempotence (see `herald_testkit::tansu`).
 
 use std::time::Duration;
 
 use futures::FutureExt;
+use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
@@ -20,9 +22,20 @@ pub enum ProduceError {
     Cancelled { topic: String },
 }
 
+/// Routes the producer's librdkafka log lines into `tracing` (the default context hands
+/// them to the `log` crate, which no subscriber here reads: they would be lost).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogContext;
+
+impl ClientContext for LogContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::log_to_tracing(level, fac, log_message);
+    }
+}
+
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<LogContext>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -66,13 +79,21 @@ impl Producer {
         client
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            // One request in flight per broker: with more, librdkafka loses records. When
+            // a request fails with "not leader" (the broker is about to lead the partition:
+            // a new topic, an election) and the next one, already sent, succeeds, librdkafka
+            // counts the first as written ("implicitly acked") although nothing was; the
+            // broker took the second because it did not know this producer yet (a new
+            // producer id, after every start, may begin at any sequence number). Seen in
+            // `herald chaos --faults brokers`: acknowledged requests missing from the log.
+            .set("max.in.flight.requests.per.connection", "1")
             .set("linger.ms", "5")
             .set("compression.type", "lz4");
         for (key, value) in &config.producer_properties {
             client.set(key, value);
         }
         let inner = client
-            .create()
+            .create_with_context(LogContext)
             .map_err(|source| ClientSetupError::Create { kind: "producer", source })?;
         Ok(Self { inner })
     }
@@ -132,7 +153,7 @@ impl Producer {
         }
     }
 
-    pub fn client(&self) -> &FutureProducer {
+    pub fn client(&self) -> &FutureProducer<LogContext> {
         &self.inner
     }
 }

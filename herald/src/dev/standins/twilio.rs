@@ -18,7 +18,7 @@ use axum::routing::post;
 use axum::{Form, Json, Router};
 use serde_json::json;
 
-use herald_ingest::request::is_e164;
+use herald_schemas::targets::is_e164;
 
 use super::{Fault, Recorder, basic_auth_is, serve};
 
