@@ -43,7 +43,7 @@ async fn a_marketing_sms_in_quiet_hours_waits_for_their_end_and_a_security_code_
         .upsert_user(herald_enricher::User {
             user_id: "owl".into(),
             email: Some("owl@example.com".into()),
-            phone: Some("+447700900555".into()),
+            phone: Some("+447400123456".into()),
             timezone: Some("Etc/UTC".into()),
             quiet_hours: Some(quiet_hours),
             ..herald_enricher::User::default()

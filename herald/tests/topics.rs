@@ -111,8 +111,17 @@ async fn topics_apply_shows_partition_and_setting_changes_then_makes_them() {
     assert!(ok, "{done}");
     assert!(done.contains("0 created, 2 changed"), "{done}");
     assert_eq!(partitions(&env, &format!("{prefix}channel.sms")), 4, "{done}");
-    let retention = topic_setting(&env, &format!("{prefix}dlq"), "retention.ms").await;
-    assert_eq!(retention.as_deref(), Some("3600000"), "the broker holds the new setting");
+    // Kafka answers AlterConfigs once its controller has the change; the broker describing
+    // the topic learns it a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let retention = topic_setting(&env, &format!("{prefix}dlq"), "retention.ms").await;
+        if retention.as_deref() == Some("3600000") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the broker holds {retention:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let (ok, again) = apply(&env, &config, &["--dry-run"]);
     assert!(ok, "{again}");
     assert!(again.contains("0 would be changed"), "{again}");

@@ -67,4 +67,39 @@ mod tests {
         assert_eq!(t.take_to_store(), Some(15), "gaps (compaction, markers) are skipped");
         assert_eq!(t.unfinished(), 0);
     }
+
+    proptest::proptest! {
+        /// Whatever order records finish in, the stored offset never passes one that has not
+        /// finished, never goes back, and reaches the end once all have finished.
+        #[test]
+        fn the_stored_offset_never_passes_an_unfinished_record(
+            gaps in proptest::collection::vec(1..4i64, 1..60),
+            order in proptest::collection::vec(proptest::num::usize::ANY, 60),
+        ) {
+            let offsets: Vec<i64> = gaps.iter().scan(100, |o, g| { *o += g; Some(*o) }).collect();
+            let mut t = OffsetTracker::default();
+            for &o in &offsets {
+                t.dispatched(o);
+            }
+            // A permutation of the dispatched offsets, drawn from `order`.
+            let mut left = offsets.clone();
+            let mut finished = std::collections::BTreeSet::new();
+            let mut last_stored = None;
+            for pick in order.iter().take(offsets.len()) {
+                let offset = left.remove(pick % left.len());
+                t.finished(offset);
+                finished.insert(offset);
+                if let Some(stored) = t.take_to_store() {
+                    proptest::prop_assert!(
+                        offsets.iter().filter(|o| **o < stored).all(|o| finished.contains(o)),
+                        "stored {stored} passes an unfinished record"
+                    );
+                    proptest::prop_assert!(last_stored.is_none_or(|l| stored > l));
+                    last_stored = Some(stored);
+                }
+                proptest::prop_assert_eq!(t.unfinished(), offsets.len() - finished.len());
+            }
+            proptest::prop_assert_eq!(t.committable(), offsets.last().map(|o| o + 1));
+        }
+    }
 }
