@@ -14,7 +14,7 @@ use herald_schemas::{
     Channel, ChannelMessage, DeliveryEvent, EmailContent, EventKind, NotificationRequest,
     Recipient, headers,
 };
-use support::{TestEnv, herald_output};
+use support::TestEnv;
 
 const GOOD: usize = 10_000;
 /// Of each kind of malformed request record.
@@ -155,15 +155,7 @@ async fn a_thousand_malformed_records_among_ten_thousand_are_dead_lettered_and_e
 
     // No partition is left behind a bad record.
     for group in ["enricher", "dispatch-email"] {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let lag = herald_output(&env, &["groups", "lag", "--group", group]);
-            if lag.starts_with("total lag 0") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{group}: {lag}");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        support::wait_until_caught_up(&env, group, Duration::from_secs(30)).await;
     }
     eprintln!(
         "{GOOD} good and {} bad records: every good one delivered in {:.1} s ({:.0}/s), {} dead-lettered, {} skipped",

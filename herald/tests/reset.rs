@@ -94,16 +94,7 @@ async fn a_reset_of_a_running_group_is_refused_saying_how_to_stop_it_and_moves_n
     assert_eq!(status, 202, "{body}");
     let subject_is = |m: &ReceivedMail| m.header("Subject").as_deref() == Some("Hi");
     env.mail.wait_for(Duration::from_secs(40), subject_is).await.expect("delivered");
-    // The enricher commits what it finished a moment after finishing it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let lag = herald_output(&env, &["groups", "lag", "--group", "enricher"]);
-        if lag.starts_with("total lag 0") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the enricher commits its offsets: {lag}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    support::wait_until_caught_up(&env, "enricher", Duration::from_secs(20)).await;
 
     let reset = ["groups", "reset-offsets", "--group", "enricher", "--to-datetime", "1h"];
     let output = herald_command(&env).args(reset).output().unwrap();

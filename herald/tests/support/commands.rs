@@ -1,0 +1,80 @@
+//! The `herald` binary as the tests run it: configured for a test's environment as an
+//! operator would configure it.
+
+use std::time::{Duration, Instant};
+
+use super::TestEnv;
+
+/// The `herald` binary, configured by environment for `env` as an operator would.
+pub fn herald_command(env: &TestEnv) -> std::process::Command {
+    let c = &env.config;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    command
+        .env_remove("HERALD_CONFIG")
+        .env("RUST_LOG", std::env::var("HERALD_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".into()))
+        .env("HERALD__KAFKA__BOOTSTRAP_SERVERS", &c.kafka.bootstrap_servers)
+        .env("HERALD__KAFKA__TOPIC_PREFIX", &c.kafka.topic_prefix)
+        .env("HERALD__KAFKA__GROUP_PREFIX", &c.kafka.group_prefix)
+        .env(
+            "HERALD__KAFKA__CONSUMER__SESSION_TIMEOUT_MS",
+            c.kafka.consumer.session_timeout_ms.to_string(),
+        )
+        .env(
+            "HERALD__KAFKA__CONSUMER__HEARTBEAT_INTERVAL_MS",
+            c.kafka.consumer.heartbeat_interval_ms.to_string(),
+        )
+        .env(
+            "HERALD__KAFKA__CONSUMER__MAX_POLL_INTERVAL_MS",
+            c.kafka.consumer.max_poll_interval_ms.to_string(),
+        )
+        .env(
+            "HERALD__KAFKA__CONSUMER__DRAIN_DEADLINE_MS",
+            c.kafka.consumer.drain_deadline_ms.to_string(),
+        )
+        .env("HERALD__SCHEMA_REGISTRY__URL", &c.schema_registry.url)
+        .env("HERALD__DISPATCH__EMAIL__SMTP__HOST", &c.dispatch.email.smtp.host)
+        .env("HERALD__DISPATCH__EMAIL__SMTP__PORT", c.dispatch.email.smtp.port.to_string())
+        .env("HERALD__DISPATCH__LEDGER__PATH", &c.dispatch.ledger.path)
+        .env("HERALD__ENRICHER__DIRECTORY_PATH", &c.enricher.directory_path)
+        .env("HERALD__INGEST__STORE_PATH", &c.ingest.store_path);
+    let delays: Vec<String> = c.dispatch.retry.delays_ms.iter().map(u64::to_string).collect();
+    command.env("HERALD__DISPATCH__RETRY__DELAYS_MS", format!("[{}]", delays.join(",")));
+    if env.stores_on_cql() {
+        let cql = &c.enricher.scylla;
+        let nodes: Vec<String> = cql.nodes.iter().map(|n| format!("{n:?}")).collect();
+        let nodes = format!("[{}]", nodes.join(","));
+        for store in ["ENRICHER", "DISPATCH__LEDGER", "INGEST"] {
+            command
+                .env(format!("HERALD__{store}__SCYLLA__NODES"), &nodes)
+                .env(format!("HERALD__{store}__SCYLLA__KEYSPACE"), &cql.keyspace)
+                .env(format!("HERALD__{store}__SCYLLA__REPLICATION_FACTOR"), "1");
+        }
+        command
+            .env("HERALD__ENRICHER__DIRECTORY_BACKEND", "scylla")
+            .env("HERALD__DISPATCH__LEDGER__BACKEND", "scylla")
+            .env("HERALD__INGEST__STORE_BACKEND", "scylla");
+    }
+    command
+}
+
+/// Runs `herald <args>` to completion; returns stdout, failing the test on a non-zero exit.
+pub fn herald_output(env: &TestEnv, args: &[&str]) -> String {
+    let output = herald_command(env).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "herald {args:?} failed: {stderr}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Waits, up to `wait`, until `group` has committed everything it read (`herald groups lag`
+/// says total lag 0): consumers commit a moment after they finish.
+pub async fn wait_until_caught_up(env: &TestEnv, group: &str, wait: Duration) {
+    let deadline = Instant::now() + wait;
+    loop {
+        let lag = herald_output(env, &["groups", "lag", "--group", group]);
+        if lag.starts_with("total lag 0") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{group} never caught up: {lag}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
