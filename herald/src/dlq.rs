@@ -11,6 +11,7 @@ use anyhow::Context;
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::{
     Header, Headers, Message, OwnedHeaders, OwnedMessage, Producer, header_str, headers_replacing,
+    watermarks,
 };
 use herald_schemas::{
     AvroCodec, ChannelMessage, DeliveryEvent, NotificationRequest, Record, Topics, headers,
@@ -175,7 +176,7 @@ fn read_topic(
     let mut ends = std::collections::HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in &partitions {
-        let (low, high) = consumer.fetch_watermarks(&topic, *partition, Duration::from_secs(10))?;
+        let (low, high) = watermarks(&consumer, &topic, *partition, Duration::from_secs(10))?;
         if high > low {
             ends.insert(*partition, high);
             assignment.add_partition_offset(&topic, *partition, Offset::Offset(low))?;

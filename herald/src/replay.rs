@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use herald_runtime::KafkaConfig;
-use herald_runtime::kafka::{Producer, header_str, headers_replacing};
+use herald_runtime::kafka::{Producer, header_str, headers_replacing, watermarks};
 use herald_schemas::{Lane, headers};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
@@ -153,7 +153,7 @@ pub fn read_range(
     let mut ends = HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in &partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, *partition, TIMEOUT)?;
+        let (low, high) = watermarks(&consumer, topic, *partition, TIMEOUT)?;
         let (start, end) = match range {
             Range::Time { .. } => {
                 let start = starts

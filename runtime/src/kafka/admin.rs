@@ -217,7 +217,7 @@ pub fn topic_depth(
     let mut depth = 0;
     for t in metadata.topics() {
         for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(5))?;
+            let (low, high) = super::watermarks(consumer, topic, p.id(), Duration::from_secs(5))?;
             depth += (high - low).max(0);
         }
     }

@@ -112,9 +112,9 @@ fn positions(
         if !explicit && !matches!(element.offset(), Offset::Offset(_)) {
             continue;
         }
-        let (low, high) = consumer
-            .fetch_watermarks(element.topic(), element.partition(), TIMEOUT)
-            .map_err(read("watermarks"))?;
+        let (low, high) =
+            super::watermarks(consumer, element.topic(), element.partition(), TIMEOUT)
+                .map_err(read("watermarks"))?;
         let committed = match element.offset() {
             Offset::Offset(o) => Some(o),
             _ => None,

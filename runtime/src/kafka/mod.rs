@@ -47,6 +47,37 @@ pub(crate) fn base_client_config(
     Ok(client)
 }
 
+/// A partition's low and high watermarks, asking again while its leader cannot answer yet
+/// (a topic just created, an election under way), for at most `timeout`: librdkafka gives
+/// up on the first "not leader" answer, which would fail an operator's command for a
+/// moment's transition.
+pub fn watermarks<C, K>(
+    consumer: &K,
+    topic: &str,
+    partition: i32,
+    timeout: std::time::Duration,
+) -> rdkafka::error::KafkaResult<(i64, i64)>
+where
+    C: rdkafka::consumer::ConsumerContext,
+    K: rdkafka::consumer::Consumer<C>,
+{
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match consumer.fetch_watermarks(topic, partition, left) {
+            Err(KafkaError::MetadataFetch(
+                Code::NotLeaderForPartition
+                | Code::LeaderNotAvailable
+                | Code::UnknownTopicOrPartition,
+            )) if std::time::Instant::now() + std::time::Duration::from_millis(100) < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            answer => return answer,
+        }
+    }
+}
+
 /// Reads a UTF-8 header value, the first one with that name.
 pub fn header_str<'m>(message: &'m impl Message, name: &str) -> Option<&'m str> {
     let headers = message.headers()?;
