@@ -288,7 +288,7 @@ impl<L: DeliveryLedger> DispatchHandler<L> {
         message: ChannelMessage,
     ) -> Result<(), HandlerError> {
         let message = self.tracked(message);
-        let attempt = retry::attempt(record);
+        let attempt = herald_runtime::kafka::attempt(record);
         let (provider, slot) = loop {
             let (provider, probe) = match self
                 .routes
@@ -512,7 +512,7 @@ impl<L: DeliveryLedger> Handler for DispatchHandler<L> {
         if message.is_expired(herald_schemas::now_millis()) {
             // Too late to be worth sending: in a retry tier, or behind a long hold.
             self.count("none", "expired");
-            let attempt = retry::attempt(record);
+            let attempt = herald_runtime::kafka::attempt(record);
             let mut event = self.event(&message, EventKind::Skipped, attempt, "none");
             event.provider = None;
             event.reason = Some("expired".into());

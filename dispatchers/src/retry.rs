@@ -49,14 +49,6 @@ impl RetryPolicy {
     }
 }
 
-/// The attempt a record is on: 1 on the channel topic, n + 1 in retry tier n.
-pub fn attempt(record: &OwnedMessage) -> i32 {
-    header_str(record, headers::ATTEMPT)
-        .and_then(|a| a.parse().ok())
-        .filter(|a| *a >= 1)
-        .unwrap_or(1)
-}
-
 /// Headers of the record's next stop: its own headers, the new attempt and due time, the
 /// latest failure, and (set once, on the first failure) the first failure and where the
 /// record came from.
@@ -144,7 +136,7 @@ mod tests {
             7,
             Some(first),
         );
-        assert_eq!(attempt(&in_tier_1), 2);
+        assert_eq!(herald_runtime::kafka::attempt(&in_tier_1), 2);
         let second = retry_headers(&in_tier_1, 3, 9_000, "timeout");
         let in_tier_2 = OwnedMessage::new(
             None,

@@ -10,6 +10,7 @@ pub mod directory;
 mod directory_updates;
 pub mod fanout;
 mod handler;
+pub mod import;
 pub mod quiet;
 mod scheduler;
 pub mod scylla_directory;

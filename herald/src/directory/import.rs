@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use herald_enricher::Directory;
+use herald_enricher::import::csv::CsvRecords;
+use herald_enricher::import::{self as records, Record};
 use herald_enricher::templates::Renderer;
 use tokio::sync::mpsc;
 
-use super::csv_file::CsvRecords;
-use super::{ImportFormat, ImportOptions, Line, RecordKind, Row, check, parse_line};
+use super::{ImportFormat, ImportOptions, RecordKind};
 
 /// Writers, and so records written at once.
 const WRITERS: usize = 64;
@@ -96,25 +97,16 @@ impl Written {
     }
 }
 
-/// The key whose records must be written in order: the user's, or the template's.
-fn key(row: &Row) -> &str {
-    match row {
-        Row::User(user) => &user.user_id,
-        Row::Device(user_id, _) | Row::Preference(user_id, _) => user_id,
-        Row::Template(variant) => &variant.template_id,
-    }
-}
-
-async fn write<D: Directory>(directory: &D, row: Row, written: &Written) -> anyhow::Result<()> {
+async fn write<D: Directory>(directory: &D, row: Record, written: &Written) -> anyhow::Result<()> {
     let counter = match row {
-        Row::User(user) => directory.upsert_user(user).await.map(|()| &written.users),
-        Row::Device(user_id, device) => {
+        Record::User(user) => directory.upsert_user(user).await.map(|()| &written.users),
+        Record::Device(user_id, device) => {
             directory.upsert_device(&user_id, device).await.map(|()| &written.devices)
         }
-        Row::Preference(user_id, preference) => {
+        Record::Preference(user_id, preference) => {
             directory.set_preference(&user_id, preference).await.map(|()| &written.preferences)
         }
-        Row::Template(variant) => {
+        Record::Template(variant) => {
             if let Ok(mut ids) = written.template_ids.lock() {
                 ids.insert(variant.template_id.clone());
             }
@@ -127,7 +119,7 @@ async fn write<D: Directory>(directory: &D, row: Row, written: &Written) -> anyh
 
 /// The writers, fed by key.
 struct Writers {
-    queues: Vec<mpsc::Sender<(usize, Row)>>,
+    queues: Vec<mpsc::Sender<(usize, Record)>>,
     tasks: tokio::task::JoinSet<()>,
     written: Arc<Written>,
 }
@@ -138,7 +130,7 @@ impl Writers {
         let mut tasks = tokio::task::JoinSet::new();
         let queues = (0..WRITERS)
             .map(|_| {
-                let (tx, mut rx) = mpsc::channel::<(usize, Row)>(QUEUED);
+                let (tx, mut rx) = mpsc::channel::<(usize, Record)>(QUEUED);
                 let (directory, written) = (Arc::clone(directory), Arc::clone(&written));
                 tasks.spawn(async move {
                     while let Some((line, row)) = rx.recv().await {
@@ -157,9 +149,9 @@ impl Writers {
     }
 
     /// Queues `row` behind the earlier records of its key; waits while that writer is busy.
-    async fn send(&self, line: usize, row: Row) -> anyhow::Result<()> {
+    async fn send(&self, line: usize, row: Record) -> anyhow::Result<()> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        key(&row).hash(&mut hasher);
+        row.key().hash(&mut hasher);
         let writer = usize::try_from(hasher.finish() % WRITERS as u64).unwrap_or(0);
         if self.queues[writer].send((line, row)).await.is_err() || self.written.failed() {
             return Err(self.take_failure());
@@ -219,7 +211,7 @@ pub async fn import<D: Directory>(
                     continue;
                 }
                 report.read += 1;
-                match parse_line(&line, &renderer) {
+                match records::parse_json_line(&line, &renderer) {
                     Ok(row) => writers.send(index + 1, row).await?,
                     Err(reason) => report.refuse(index + 1, reason),
                 }
@@ -230,10 +222,7 @@ pub async fn import<D: Directory>(
             while let Some(record) = records.next_record()? {
                 progress.set_position(record.end_byte);
                 report.read += 1;
-                let row = record.fields.and_then(|fields| {
-                    let line: Line = serde_json::from_value(fields).map_err(|e| e.to_string())?;
-                    check(line, &renderer)
-                });
+                let row = record.fields.and_then(|fields| records::from_fields(fields, &renderer));
                 match row {
                     Ok(row) => writers.send(record.line, row).await?,
                     Err(reason) => report.refuse(record.line, reason),

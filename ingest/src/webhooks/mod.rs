@@ -20,7 +20,7 @@ use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::group_offsets;
 use herald_runtime::kafka::{
     ConsumerSpec, DeadLetters, ErrorClass, Handler, HandlerError, Message, OwnedMessage, Producer,
-    consumer, header_str, headers_replacing,
+    consumer, headers_replacing,
 };
 use herald_runtime::metrics;
 use herald_schemas::{AvroCodec, DeliveryEvent, Topics, headers};
@@ -198,8 +198,7 @@ impl Handler for WebhookSender {
                 Ok(())
             }
             Err(reason) => {
-                let attempt =
-                    header_str(record, headers::ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(1);
+                let attempt = herald_runtime::kafka::attempt(record);
                 tracing::info!(client_id = %client, attempt, %reason, "status webhook failed");
                 self.retry_later(record, attempt, &reason).await
             }

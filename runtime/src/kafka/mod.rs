@@ -9,6 +9,7 @@ pub mod dead_letter;
 pub mod group_offsets;
 pub mod producer;
 pub mod replay_mark;
+pub mod retry_marks;
 mod tracker;
 
 use rdkafka::ClientConfig;
@@ -22,6 +23,7 @@ pub use producer::{Ack, ProduceError, Producer};
 pub use rdkafka::Timestamp;
 pub use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 pub use replay_mark::ReplayMark;
+pub use retry_marks::{attempt, due_at};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientSetupError {

@@ -9,13 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use rdkafka::message::{Message, OwnedMessage};
 
 use super::TopicPartition;
-use crate::kafka::header_str;
-use herald_schemas::headers;
-
-/// When `message` may be handled (ms since the epoch), if it says.
-pub(super) fn due_at(message: &OwnedMessage) -> Option<i64> {
-    header_str(message, headers::DUE_AT)?.parse().ok()
-}
+use crate::kafka::due_at;
 
 #[derive(Debug)]
 pub(super) enum Admission {
@@ -87,6 +81,7 @@ impl DueGate {
 
 #[cfg(test)]
 mod tests {
+    use herald_schemas::headers;
     use rdkafka::Timestamp;
     use rdkafka::message::{Header, OwnedHeaders};
 
