@@ -30,8 +30,8 @@ pub struct ErrorBody {
     /// payload_too_large, rate_limited, idempotency_key_reused, idempotency_key_in_use,
     /// not_found, unavailable.
     pub error: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    /// What went wrong, for a person to read.
+    pub message: String,
     /// For invalid_json: the path of the field that could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
@@ -46,7 +46,7 @@ pub struct ErrorBody {
     tag = "notifications",
     request_body = SendBody,
     params(
-        ("Idempotency-Key" = Option<String>, Header,
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
          description = "Same key and body within the window: the first answer again, nothing produced twice. Same key, other body: 422."),
     ),
     responses(
@@ -72,8 +72,13 @@ fn send() {}
     request_body(content = SendBody, description = "As for one send, with up to the configured bulk number of recipients (default 10,000); produced in acknowledged batches."),
     responses(
         (status = 202, description = "Accepted and acknowledged by the broker", body = Accepted),
+        (status = 400, description = "Not JSON, or not this shape", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked key", body = ErrorBody),
+        (status = 403, description = "The key's scopes exclude this channel or category", body = ErrorBody),
         (status = 413, description = "Body over the bulk limit", body = ErrorBody),
         (status = 422, description = "Failed validation", body = ErrorBody),
+        (status = 429, description = "Over the client's rate; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The broker did not acknowledge", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -87,6 +92,7 @@ fn send_bulk() {}
     params(("id" = String, Path, description = "The id the send answered with")),
     responses(
         (status = 200, description = "Its lifecycle per channel and target", body = NotificationStatus),
+        (status = 401, description = "No key, or an unknown or revoked key", body = ErrorBody),
         (status = 404, description = "Unknown, or another client's", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -101,11 +107,12 @@ fn status() {}
     params(
         ("user_id" = String, Path, description = "The recipient's user id"),
         ("before" = Option<i64>, Query, description = "Only those accepted before this time (ms); the previous page's next_before"),
-        ("limit" = Option<usize>, Query, description = "At most this many (1-100, default 20)"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 100, description = "At most this many (default 20)"),
     ),
     responses(
         (status = 200, description = "The caller's notifications to this user, newest first", body = NotificationPage),
         (status = 400, description = "before or limit malformed", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked key", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]

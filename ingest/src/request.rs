@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
+    #[schema(min_items = 1)]
     pub to: Vec<RecipientBody>,
+    /// Only these channels (`email`, `sms`, `push`); absent: every channel the content fills.
     #[serde(default)]
+    #[schema(inline, value_type = Vec<RequestedChannel>)]
     pub channels: Vec<String>,
     #[serde(default)]
     pub category: Option<String>,
@@ -39,10 +42,12 @@ pub struct SendBody {
     pub send_at: Option<String>,
     /// `high` or `normal`; absent: high for security and transactional, normal otherwise.
     #[serde(default)]
+    #[schema(inline, value_type = Option<PriorityName>)]
     pub priority: Option<String>,
     /// Seconds after `send_at` (or acceptance) after which the notification is not worth
     /// delivering any more.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    #[schema(minimum = 1, maximum = 2_419_200)]
     pub ttl: Option<u64>,
     /// A newer notification with the same key replaces an undelivered older one.
     #[serde(default)]
@@ -64,8 +69,11 @@ pub struct RecipientBody {
     #[serde(default)]
     pub user_id: Option<UserId>,
     #[serde(default)]
+    #[schema(format = Email)]
     pub email: Option<String>,
+    /// E.164, and a number the country's numbering plan assigns.
     #[serde(default)]
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub phone: Option<String>,
     #[serde(default)]
     pub device: Option<DeviceBody>,
@@ -75,7 +83,10 @@ pub struct RecipientBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceBody {
+    #[schema(inline, value_type = DevicePlatform)]
     pub platform: String,
+    /// iOS: the APNs token in hex (64 to 200 digits); Android: the FCM, JPush or Pushy token.
+    #[schema(pattern = "^[A-Za-z0-9_:.-]{8,4096}$")]
     pub token: String,
     #[serde(default)]
     pub app_id: Option<String>,
@@ -85,8 +96,62 @@ pub struct DeviceBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum UserId {
-    Number(u64),
+    Number(#[serde(deserialize_with = "whole_number")] u64),
     Text(String),
+}
+
+/// What `channels` may name (documentation only: validation names the unknown one).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum RequestedChannel {
+    Email,
+    Sms,
+    Push,
+}
+
+/// What a device's `platform` may be (documentation only: validation names a wrong one).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum DevicePlatform {
+    Ios,
+    Android,
+}
+
+/// What `priority` may be (documentation only: validation names a wrong one).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum PriorityName {
+    High,
+    Normal,
+}
+
+/// A user id number. JSON Schema's `integer` is any number without a fraction, so
+/// `24073.0` is the user `24073` (JavaScript and Python clients write such numbers);
+/// beyond 2^53 a float no longer names one integer and is refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    whole(&serde_json::Number::deserialize(d)?)
+        .ok_or_else(|| serde::de::Error::custom("expected a whole number from 0"))
+}
+
+fn optional_whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<serde_json::Number>::deserialize(d)?
+        .map(|n| {
+            whole(&n).ok_or_else(|| serde::de::Error::custom("expected a whole number from 0"))
+        })
+        .transpose()
+}
+
+fn whole(n: &serde_json::Number) -> Option<u64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if let Some(whole) = n.as_u64() {
+        return Some(whole);
+    }
+    let f = n.as_f64()?;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    (f.fract() == 0.0 && (0.0..=EXACT).contains(&f)).then_some(f as u64)
 }
 
 impl UserId {

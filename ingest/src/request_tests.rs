@@ -167,3 +167,21 @@ fn templates_take_data_and_a_locale_but_not_inline_content() {
         vec!["data", "locale"]
     );
 }
+
+#[test]
+fn a_user_id_number_written_with_a_zero_fraction_is_that_user_and_any_other_fraction_is_refused() {
+    let user = |id: &str| {
+        let body = format!(r#"{{"to":[{{"user_id":{id}}}],"template_id":"otp"}}"#);
+        serde_json::from_str::<SendBody>(&body).map(|b| match b.to.into_iter().next() {
+            Some(RecipientBody { user_id: Some(id), .. }) => id.into_string(),
+            other => panic!("{other:?}"),
+        })
+    };
+    assert_eq!(user("24073.0").unwrap(), "24073");
+    assert_eq!(user("24073").unwrap(), "24073");
+    assert_eq!(user("1959876660061377.0").unwrap(), "1959876660061377");
+    assert_eq!(user(r#""24073.0""#).unwrap(), "24073.0");
+    for refused in ["24073.5", "-1", "1e300"] {
+        assert!(user(refused).is_err(), "{refused}");
+    }
+}

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::api::{Shared, api_metrics, authenticate, error};
 use crate::clients::{Caller, ClientPolicy};
 use crate::idempotency::{self, Begin};
-use crate::request::{self, SendBody};
+use crate::request::{self, FieldError, SendBody};
 use crate::templates::TemplateRefusal;
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -91,8 +91,8 @@ async fn handle_send(
         Ok(parsed) => parsed,
         Err(e) => {
             let field = e.path().to_string();
-            let body =
-                json!({"error": "invalid_json", "field": field, "message": e.inner().to_string()});
+            let message = e.inner().to_string();
+            let body = json!({"error": "invalid_json", "field": field, "message": message});
             return (StatusCode::BAD_REQUEST, Json(body)).into_response();
         }
     };
@@ -155,6 +155,18 @@ async fn handle_send(
     (status, Json(answer)).into_response()
 }
 
+/// The 422 answer: every failed rule, and the first one in the message.
+fn validation_failed(errors: &[FieldError]) -> Value {
+    let message = match errors {
+        [] => "the request failed validation".to_owned(),
+        [only] => format!("{}: {}", only.field, only.reason),
+        [first, rest @ ..] => {
+            format!("{}: {} (and {} more in errors)", first.field, first.reason, rest.len())
+        }
+    };
+    json!({"error": "validation_failed", "message": message, "errors": errors})
+}
+
 /// Validates and produces a parsed request under `notification_id`: the answer to give.
 async fn accept(
     shared: &Shared,
@@ -168,30 +180,25 @@ async fn accept(
     };
     let requests = match request::validate(parsed, limits, notification_id, client_id) {
         Ok(requests) => requests,
-        Err(errors) => {
-            let body = json!({"error": "validation_failed", "errors": errors});
-            return (StatusCode::UNPROCESSABLE_ENTITY, body);
-        }
+        Err(errors) => return (StatusCode::UNPROCESSABLE_ENTITY, validation_failed(&errors)),
     };
     let template = requests.first().and_then(|r| r.template.as_ref());
     let refusal = template.and_then(|t| Some((t, shared.templates.refusal(&t.id, &t.data)?)));
     if let Some((template, refusal)) = refusal {
         let id = &template.id;
-        let errors = match refusal {
-            TemplateRefusal::Unknown => {
-                let reason =
-                    format!("no template {id:?} is known (load it with herald directory import)");
-                json!([{"field": "template_id", "reason": reason}])
-            }
-            TemplateRefusal::MissingVariables(missing) => {
-                let reason = format!("template {id:?} needs variable(s) {}", missing.join(", "));
-                json!([{"field": "data", "reason": reason}])
-            }
+        let error = match refusal {
+            TemplateRefusal::Unknown => FieldError {
+                field: "template_id".into(),
+                reason: format!(
+                    "no template {id:?} is known (load it with herald directory import)"
+                ),
+            },
+            TemplateRefusal::MissingVariables(missing) => FieldError {
+                field: "data".into(),
+                reason: format!("template {id:?} needs variable(s) {}", missing.join(", ")),
+            },
         };
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            json!({"error": "validation_failed", "errors": errors}),
-        );
+        return (StatusCode::UNPROCESSABLE_ENTITY, validation_failed(&[error]));
     }
     if let Some(refusal) = requests.first().and_then(|r| out_of_scope(&caller.policy, r)) {
         return (StatusCode::FORBIDDEN, json!({"error": "forbidden", "message": refusal}));

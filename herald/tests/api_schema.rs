@@ -1,0 +1,61 @@
+//! The send API attacked from its own OpenAPI document: schemathesis (PyPI) generates
+//! requests for every operation, the document allows or not, with a valid key and without,
+//! and judges every answer: no server error, every status documented, every body of the
+//! documented shape (so every 4xx carries a reason), what the document forbids refused,
+//! what it allows accepted or refused with 422 and a reason per field
+//! (`tests/schemathesis/schemathesis.toml` says why 422 is allowed).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::{TestEnv, add_user};
+
+/// Examples per operation and phase; each run's seed is printed, and
+/// `HERALD_SCHEMATHESIS_SEED` runs one again.
+const EXAMPLES: &str = "40";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_generated_request_gets_an_answer_the_openapi_document_allows_with_a_reason() {
+    let Some(python) = herald_testkit::required("HERALD_TEST_PYTHON", "Python with schemathesis")
+    else {
+        return;
+    };
+    let env = TestEnv::start().await;
+    add_user(&env, "123456", "st@example.com").await;
+    let pipeline = env.pipeline().await;
+    let key = env.api_key().await;
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis/schemathesis.toml");
+    let mut command = Command::new(&python);
+    command
+        .args(["-m", "schemathesis.cli", "--config-file"])
+        .arg(&config)
+        .arg("run")
+        .arg(format!("{}/openapi.json", pipeline.api))
+        .args(["--header", &format!("Authorization: Bearer {key}")])
+        .args(["--checks", "all", "--max-examples", EXAMPLES, "--no-color"])
+        .current_dir(env.dir.path());
+    if let Ok(seed) = std::env::var("HERALD_SCHEMATHESIS_SEED") {
+        command.args(["--seed", &seed]);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    pipeline.stop().await;
+    let report = String::from_utf8_lossy(&output.stdout);
+    let summary = report.lines().rev().find(|l| l.contains(" generated")).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "schemathesis found failures:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The run must have reached the API, not stopped at the document.
+    let generated: usize = summary
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no test-case count in:\n{report}"));
+    assert!(generated >= 300, "only {generated} test cases:\n{report}");
+    assert!(summary.contains(&format!("{generated} passed")), "{summary}");
+    eprintln!("schemathesis: {summary}");
+}
