@@ -171,6 +171,15 @@ impl TansuBroker {
             .spawn()
             .map_err(|source| BrokerError::Spawn { binary: binary.clone(), source })?;
         let mut broker = Self { child, port, storage };
+        // Listening first: a Kafka client's first try would log a refused connection as
+        // an error, in the first lines a new user of `herald dev` reads.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err()
+            && tokio::time::Instant::now() < deadline
+            && matches!(broker.child.try_wait(), Ok(None))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         admin::wait_until_reachable(&broker.kafka_config(), Duration::from_secs(30)).await?;
         // What answered may be another broker on that port, this one having exited because
         // the port was taken after all.

@@ -210,7 +210,7 @@ pub async fn run(
     // Operator commands (herald groups, dlq, replay, another dispatcher) reach this stack
     // through this file.
     let operator_config = data.join("herald.toml");
-    std::fs::write(&operator_config, operator(&config, data).to_toml()?)
+    std::fs::write(&operator_config, operator(&config, &unrouted(&config), data).to_toml()?)
         .with_context(|| format!("writing {}", operator_config.display()))?;
 
     admin::create_topics(&config.kafka, &config.topic_specs()).await.context("creating topics")?;
@@ -233,9 +233,12 @@ pub async fn run(
             .await
     });
 
-    // Push and SMS go to sandbox providers that record what they would have sent.
+    // Push and SMS the configuration routes nowhere go to sandbox providers that record
+    // what they would have sent; a route the configuration gives (a real APNs key being
+    // tried) is kept.
+    let sandboxed = unrouted(&config);
     let mut given = GivenProviders::new();
-    for channel in [Channel::Sms, Channel::Ios, Channel::Android] {
+    for &channel in &sandboxed {
         let name = format!("sandbox-{channel}");
         let provider: Arc<dyn Provider> =
             Arc::new(SandboxProvider::in_memory(&name, recordings.clone()));
@@ -258,6 +261,7 @@ pub async fn run(
         api_key: &api_key,
         operator_config: &operator_config,
         stores: &stores,
+        providers: &served_by(&config, &sandboxed),
         dispatch_group: &config.kafka.group("dispatch-email"),
     });
     let result = pipeline.wait().await;
@@ -267,13 +271,46 @@ pub async fn run(
     result
 }
 
+/// The push and SMS channels `config` routes to no provider: `herald dev` serves them with
+/// sandboxes. (Email always goes to the SMTP sink.)
+fn unrouted(config: &HeraldConfig) -> Vec<Channel> {
+    [Channel::Sms, Channel::Ios, Channel::Android]
+        .into_iter()
+        .filter(|c| config.dispatch.routes.get(c.as_str()).is_none_or(BTreeMap::is_empty))
+        .collect()
+}
+
+/// Who serves each channel, for the banner: `sms: twilio, then vonage`.
+fn served_by(config: &HeraldConfig, sandboxed: &[Channel]) -> String {
+    let lines: Vec<String> = Channel::ALL
+        .iter()
+        .map(|&channel| {
+            let who = if channel == Channel::Email {
+                "the SMTP sink".to_owned()
+            } else if sandboxed.contains(&channel) {
+                "a sandbox (recorded on the mailbox page)".to_owned()
+            } else {
+                let routes = config.dispatch.routes.get(channel.as_str());
+                let named: Vec<String> = routes
+                    .into_iter()
+                    .flatten()
+                    .map(|(route, providers)| format!("{route}: {}", providers.join(", then ")))
+                    .collect();
+                named.join("; ")
+            };
+            format!("{:<8} {who}", channel.as_str())
+        })
+        .collect();
+    lines.join("\n                    ")
+}
+
 /// The configuration operator commands use to reach this stack. Its push and SMS routes go
 /// to sandbox providers recording to files in `data` (this process's own sandboxes live in
 /// its memory, for the mailbox page): `herald dispatch --channel sms` started with it joins
 /// the stack's dispatchers and records what it would have sent.
-fn operator(config: &HeraldConfig, data: &std::path::Path) -> HeraldConfig {
+fn operator(config: &HeraldConfig, sandboxed: &[Channel], data: &std::path::Path) -> HeraldConfig {
     let mut operator = config.clone();
-    for channel in [Channel::Sms, Channel::Ios, Channel::Android] {
+    for &channel in sandboxed {
         let name = format!("sandbox-{channel}");
         let settings = SandboxSettings {
             channel,
@@ -361,6 +398,8 @@ struct Banner<'a> {
     operator_config: &'a std::path::Path,
     /// Where the stores are, in words.
     stores: &'a str,
+    /// Who serves each channel, in words.
+    providers: &'a str,
     dispatch_group: &'a str,
 }
 
@@ -378,6 +417,7 @@ Herald dev is running. Data: {data}. Ctrl-C stops everything.
   SMTP sink         {smtp}
   mailbox           http://{mailbox}/
   stores            {stores}
+  providers         {providers}
 
 Send a notification:
 
@@ -409,6 +449,7 @@ Operator commands reach this stack through its configuration file:
         users = users.join(", "),
         operator_config = b.operator_config.display(),
         stores = b.stores,
+        providers = b.providers,
         dispatch_group = b.dispatch_group,
     );
 }
@@ -425,7 +466,8 @@ mod tests {
         use herald_dispatchers::providers::registry::Routes;
         let data = tempfile::tempdir().unwrap();
         let file = data.path().join("herald.toml");
-        let written = operator(&HeraldConfig::default(), data.path());
+        let config = HeraldConfig::default();
+        let written = operator(&config, &unrouted(&config), data.path());
         std::fs::write(&file, written.to_toml().unwrap()).unwrap();
         let config = HeraldConfig::load(Some(&file)).unwrap();
         for channel in Channel::ALL {
@@ -444,6 +486,24 @@ mod tests {
         sms.providers("default", None)[0].send(&message).await.unwrap();
         let recorded = std::fs::read_to_string(data.path().join("sandbox-sms.jsonl")).unwrap();
         assert!(recorded.contains("+14155550100"), "{recorded}");
+    }
+
+    /// A user trying a real provider in development keeps it: only the channels the
+    /// configuration leaves unrouted get sandboxes, and the banner names who serves each.
+    #[test]
+    fn a_channel_the_configuration_routes_keeps_its_providers_and_only_the_rest_get_sandboxes() {
+        let mut config = HeraldConfig::default();
+        let route = BTreeMap::from([("default".to_owned(), vec!["apns-shop".to_owned()])]);
+        config.dispatch.routes.insert("ios".into(), route);
+        let sandboxed = unrouted(&config);
+        assert_eq!(sandboxed, [Channel::Sms, Channel::Android]);
+        let data = tempfile::tempdir().unwrap();
+        let operator = operator(&config, &sandboxed, data.path());
+        assert_eq!(operator.dispatch.routes["ios"]["default"], ["apns-shop"]);
+        assert_eq!(operator.dispatch.routes["sms"]["default"], ["sandbox-sms"]);
+        let banner = served_by(&config, &sandboxed);
+        assert!(banner.contains("ios      default: apns-shop"), "{banner}");
+        assert!(banner.contains("android  a sandbox"), "{banner}");
     }
 
     #[test]
