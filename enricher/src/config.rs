@@ -91,7 +91,7 @@ impl FrequencyCaps {
     pub fn validate(&self) -> Result<(), String> {
         for (category, caps) in &self.0 {
             if let Some(channel) =
-                caps.keys().find(|c| !["email", "sms", "push"].contains(&c.as_str()))
+                caps.keys().find(|c| !herald_schemas::RequestedChannel::is_name(c))
             {
                 return Err(format!(
                     "enricher.frequency_caps.{category}: unknown channel {channel:?} (email, sms or push)"

@@ -3,16 +3,13 @@
 //! tested directly.
 
 use herald_schemas::{
-    Channel, ChannelMessage, DeliveryEvent, EventKind, Fallback, NotificationRequest, targets,
+    Channel, ChannelMessage, DeliveryEvent, EventKind, Fallback, NotificationRequest,
+    RequestedChannel, targets,
 };
 
 use crate::config::Rules;
 use crate::directory::{Device, Platform, Profile};
 use crate::quiet::QuietHours;
-
-/// Channels a request may ask for. `push` fans out to the `ios` and `android` dispatch
-/// channels by device platform.
-pub const REQUESTABLE: [&str; 3] = ["email", "sms", "push"];
 
 /// Why a delivery was not made; the `reason` of the `skipped` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,7 +179,11 @@ fn has_content(request: &NotificationRequest, channel: &str) -> bool {
 /// The requested channels, or every channel the request carries content for.
 fn requested_channels(request: &NotificationRequest) -> Vec<&str> {
     if request.channels.is_empty() {
-        REQUESTABLE.into_iter().filter(|c| has_content(request, c)).collect()
+        RequestedChannel::ALL
+            .map(RequestedChannel::as_str)
+            .into_iter()
+            .filter(|c| has_content(request, c))
+            .collect()
     } else {
         request.channels.iter().map(String::as_str).collect()
     }
@@ -273,7 +274,7 @@ pub fn plan_at(
         return plan;
     }
     for channel in requested_channels(request) {
-        if !REQUESTABLE.contains(&channel) {
+        if !RequestedChannel::is_name(channel) {
             plan.skip(request, Some(channel), SkipReason::UnknownChannel);
             continue;
         }

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use herald_schemas::{EmailContent, NotificationRequest, PushContent, SmsContent};
+use herald_schemas::{
+    EmailContent, NotificationRequest, PushContent, RequestedChannel, SmsContent,
+};
 use minijinja::{Environment, UndefinedBehavior, Value};
 use serde::Serialize;
 
@@ -103,7 +105,7 @@ impl Renderer {
     /// every notification that uses it.
     pub fn check(&self, variant: &TemplateVariant) -> Result<(), RenderError> {
         let id = || variant.template_id.clone();
-        if !["email", "sms", "push"].contains(&variant.channel.as_str()) {
+        if !RequestedChannel::is_name(&variant.channel) {
             return Err(RenderError::UnknownChannel { id: id(), channel: variant.channel.clone() });
         }
         if variant.channel == "email" && variant.subject.is_none() {
@@ -160,7 +162,7 @@ impl Renderer {
             request.channels.is_empty() || request.channels.iter().any(|c| c == channel)
         };
         let mut rendered = (None, None, None);
-        for channel in ["email", "sms", "push"] {
+        for channel in RequestedChannel::ALL.map(RequestedChannel::as_str) {
             if !requested(channel) {
                 continue;
             }

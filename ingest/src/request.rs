@@ -273,8 +273,6 @@ fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     i64::try_from(time.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()
 }
 
-const REQUESTABLE_CHANNELS: [&str; 3] = ["email", "sms", "push"];
-
 /// Template variables as the enricher reads them: text, whatever JSON scalar the caller sent.
 fn template_data(
     check: &mut Checker,
@@ -460,7 +458,7 @@ pub fn validate(
                 "push" => push.is_some(),
                 _ => true,
             };
-        if !REQUESTABLE_CHANNELS.contains(&channel.as_str()) {
+        if !herald_schemas::RequestedChannel::is_name(channel) {
             check.fail(
                 format!("channels[{i}]"),
                 format!("unknown channel {channel:?}: use email, sms or push"),

@@ -17,7 +17,8 @@ pub use records::{
     is_urgent_category,
 };
 pub use topics::{
-    Channel, DELAY_TIERS, DelayTier, Lane, Topics, WireRecord, delay_stop, delay_tier_for,
+    Channel, DELAY_TIERS, DelayTier, Lane, RequestedChannel, Topics, WireRecord, delay_stop,
+    delay_tier_for,
 };
 
 /// reqwest and lettre are built without a default rustls crypto provider so that exactly one

@@ -58,6 +58,53 @@ impl FromStr for Channel {
     }
 }
 
+/// A channel a caller asks for: `push` stands for both push platforms, the dispatch
+/// channels `ios` and `android`, chosen per device by the enricher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RequestedChannel {
+    Email,
+    Sms,
+    Push,
+}
+
+impl RequestedChannel {
+    pub const ALL: [RequestedChannel; 3] =
+        [RequestedChannel::Email, RequestedChannel::Sms, RequestedChannel::Push];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestedChannel::Email => "email",
+            RequestedChannel::Sms => "sms",
+            RequestedChannel::Push => "push",
+        }
+    }
+
+    /// Whether `name` is one a caller may ask for.
+    pub fn is_name(name: &str) -> bool {
+        name.parse::<Self>().is_ok()
+    }
+}
+
+impl fmt::Display for RequestedChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown channel {0:?}: use email, sms or push")]
+pub struct UnknownRequestedChannel(pub String);
+
+impl FromStr for RequestedChannel {
+    type Err = UnknownRequestedChannel;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RequestedChannel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| UnknownRequestedChannel(s.to_owned()))
+    }
+}
+
 /// Traffic kept apart end to end so that a marketing blast never delays a sign-in code:
 /// each lane has its own request and channel topics and its own consumer groups, so neither
 /// waits in the other's queue.

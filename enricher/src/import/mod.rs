@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::quiet::{self, QuietHours};
 use crate::templates::Renderer;
 use crate::{Device, Platform, Preference, TemplateVariant, User};
-use herald_schemas::targets;
+use herald_schemas::{RequestedChannel, targets};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -118,7 +118,7 @@ fn check(line: Line, renderer: &Renderer) -> Result<Record, String> {
             Ok(Record::Device(user_id, Device { device_id, platform, token, app_id, active }))
         }
         Line::Preference { user_id, category, channel, opted_in } => {
-            if !["email", "sms", "push"].contains(&channel.as_str()) {
+            if !RequestedChannel::is_name(&channel) {
                 return Err(format!("unknown channel {channel:?}: use email, sms or push"));
             }
             Ok(Record::Preference(user_id, Preference { category, channel, opted_in }))

@@ -1,0 +1,3 @@
+//! `herald chaos`: a fault run (the driver lives in `herald::chaos`).
+
+pub use herald::chaos::ChaosArgs;

@@ -1,0 +1,18 @@
+//! `herald ingest`: the send API.
+
+use anyhow::Context;
+use herald::config::HeraldConfig;
+use herald::roles;
+use herald_runtime::shutdown;
+
+#[derive(clap::Args, Debug)]
+pub struct IngestArgs {}
+
+impl IngestArgs {
+    pub async fn run(self, config: &HeraldConfig) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(config.ingest.listen)
+            .await
+            .with_context(|| format!("binding {}", config.ingest.listen))?;
+        roles::ingest(config, listener, shutdown::on_signal()).await
+    }
+}

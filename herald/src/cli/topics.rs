@@ -1,0 +1,33 @@
+//! `herald topics apply`: the cluster's topics brought to their definitions.
+
+use herald::config::HeraldConfig;
+
+#[derive(clap::Args, Debug)]
+pub struct TopicsArgs {
+    #[command(subcommand)]
+    command: TopicsCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum TopicsCommand {
+    /// Bring the cluster's topics to their definitions (`[topics]`): create missing ones, add
+    /// partitions, set min.insync.replicas and retention. Never removes anything.
+    #[command(alias = "create")]
+    Apply {
+        /// Print what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+impl TopicsArgs {
+    #[allow(clippy::print_stdout)]
+    pub async fn run(self, config: &HeraldConfig) -> anyhow::Result<()> {
+        let TopicsCommand::Apply { dry_run } = self.command;
+        let specs = config.topic_specs();
+        let plan =
+            herald_runtime::kafka::apply::apply_topics(&config.kafka, &specs, dry_run).await?;
+        print!("{}", herald::topics::render_plan(&plan, dry_run));
+        Ok(())
+    }
+}
