@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use herald_schemas::dev_registry::DevRegistry;
+use herald_testkit::DevRegistry;
 use herald_schemas::{
     AvroCodec, ChannelMessage, DeliveryEvent, NotificationRequest, RegistryConfig,
 };

@@ -1,9 +1,12 @@
 //! The `herald` binary's library: configuration, wiring of the roles, and the development
 //! environment. The roles themselves live in their own crates.
 
+#[cfg(feature = "dev")]
 pub mod bench;
+#[cfg(feature = "dev")]
 pub mod chaos;
 pub mod config;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod directory;
 pub mod dlq;

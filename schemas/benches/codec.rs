@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use apache_avro::from_value;
-use herald_schemas::dev_registry::DevRegistry;
+use herald_testkit::DevRegistry;
 use herald_schemas::{
     AvroCodec, DeliveryEvent, EmailContent, EventKind, NotificationRequest, Recipient, Record,
     RegistryConfig,

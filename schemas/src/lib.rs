@@ -4,7 +4,6 @@
 //! Roles depend on this crate and never on each other.
 
 pub mod codec;
-pub mod dev_registry;
 pub mod headers;
 pub mod records;
 pub mod targets;

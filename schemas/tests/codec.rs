@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use herald_schemas::codec::Datum;
-use herald_schemas::dev_registry::DevRegistry;
+use herald_testkit::DevRegistry;
 use herald_schemas::{
     AvroCodec, DecodeError, EmailContent, NotificationRequest, Recipient, Record, RegistryConfig,
 };

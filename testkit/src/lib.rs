@@ -5,12 +5,14 @@
 
 pub mod broker;
 pub mod cql;
+pub mod dev_registry;
 pub mod engines;
 pub mod kafka;
 pub mod registry;
 pub mod tansu;
 
 pub use broker::{Broker, BrokerChoice};
+pub use dev_registry::DevRegistry;
 pub use engines::{EngineError, free_port, required};
 pub use kafka::{KafkaCluster, kafka_tool};
 pub use registry::Apicurio;

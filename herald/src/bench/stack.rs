@@ -9,7 +9,7 @@ use anyhow::Context;
 use herald_enricher::scylla_directory::ScyllaDirectory;
 use herald_enricher::{Device, DirectoryBackend, Platform, SqliteDirectory, User};
 use herald_runtime::scylla::ScyllaConfig;
-use herald_schemas::dev_registry::DevRegistry;
+use herald_testkit::DevRegistry;
 use herald_testkit::cql::CassandraNode;
 use herald_testkit::{Broker, BrokerChoice, BrokerStorage, KafkaCluster, TansuBroker};
 use serde::Serialize;

@@ -19,7 +19,7 @@ use anyhow::Context;
 use herald_ingest::ApiClients;
 use herald_runtime::GroupProtocol;
 use herald_runtime::kafka::admin;
-use herald_schemas::dev_registry::DevRegistry;
+use herald_testkit::DevRegistry;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 

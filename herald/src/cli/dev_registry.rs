@@ -1,7 +1,7 @@
 //! `herald dev-registry`: the development schema registry alone (not for production).
 
 use herald_runtime::shutdown;
-use herald_schemas::dev_registry::DevRegistry;
+use herald_testkit::DevRegistry;
 
 #[derive(clap::Args, Debug)]
 pub struct DevRegistryArgs {

@@ -1,10 +1,14 @@
 //! The `herald` command line: one module per subcommand, each an `Args` struct and a `run`.
 
+#[cfg(feature = "dev")]
 mod bench;
+#[cfg(feature = "dev")]
 mod chaos;
 mod clients;
 mod config;
+#[cfg(feature = "dev")]
 mod dev;
+#[cfg(feature = "dev")]
 mod dev_registry;
 mod directory;
 mod dispatch;
@@ -34,6 +38,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    #[cfg(feature = "dev")]
     /// Run everything on this machine: broker, registry, stores, roles, SMTP sink.
     Dev(dev::DevArgs),
     /// Serve the send API.
@@ -50,8 +55,10 @@ pub enum Command {
     Dlq(dlq::DlqArgs),
     /// Consumer groups: lag per partition.
     Groups(groups::GroupsArgs),
+    #[cfg(feature = "dev")]
     /// Serve the development schema registry alone (not for production).
     DevRegistry(dev_registry::DevRegistryArgs),
+    #[cfg(feature = "dev")]
     /// Fault run: send notifications through separately running roles while killing them
     /// (or the brokers of a three-broker Kafka cluster) and failing deliveries; print sent,
     /// delivered, lost, duplicates, dead-lettered.
@@ -66,6 +73,7 @@ pub enum Command {
     Directory(directory::DirectoryArgs),
     /// Produce JSON lines of NotificationRequest to herald.requests as Confluent-framed Avro.
     Produce(produce::ProduceArgs),
+    #[cfg(feature = "dev")]
     /// Benchmarks that print figures.
     Bench(bench::BenchArgs),
     /// Print the effective configuration (after file and environment) and exit.
@@ -75,6 +83,7 @@ pub enum Command {
 impl Command {
     pub async fn run(self, config: HeraldConfig) -> anyhow::Result<()> {
         match self {
+            #[cfg(feature = "dev")]
             Self::Dev(args) => args.run(config).await,
             Self::Ingest(args) => args.run(&config).await,
             Self::Enrich(args) => args.run(&config).await,
@@ -83,12 +92,15 @@ impl Command {
             Self::Clients(args) => args.run(&config).await,
             Self::Dlq(args) => args.run(&config).await,
             Self::Groups(args) => args.run(&config).await,
+            #[cfg(feature = "dev")]
             Self::DevRegistry(args) => args.run().await,
+            #[cfg(feature = "dev")]
             Self::Chaos(args) => args.run().await,
             Self::Replay(args) => args.run(&config).await,
             Self::Migrate(args) => args.run(&config).await,
             Self::Directory(args) => args.run(&config).await,
             Self::Produce(args) => args.run(&config).await,
+            #[cfg(feature = "dev")]
             Self::Bench(args) => args.run(&config).await,
             Self::Config(args) => args.run(&config),
         }

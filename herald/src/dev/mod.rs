@@ -25,7 +25,7 @@ use herald_ingest::IngestStores;
 use herald_runtime::kafka::admin;
 use herald_schemas::Channel;
 use herald_schemas::Lane;
-use herald_schemas::dev_registry::DevRegistry;
+use herald_testkit::DevRegistry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

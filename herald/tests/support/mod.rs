@@ -13,7 +13,7 @@ use herald::pipeline::Pipeline;
 use herald_enricher::SqliteDirectory;
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::admin;
-use herald_schemas::dev_registry::DevRegistry;
+use herald_testkit::DevRegistry;
 use herald_schemas::{AvroCodec, Record};
 use herald_testkit::{Storage, TansuBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
