@@ -94,7 +94,7 @@ pub struct DispatchSetup {
     pub retry: RetryPolicy,
     pub claim_timeout: Duration,
     /// Open and click tracking of email HTML, when configured.
-    pub tracker: Option<herald_runtime::tracking::Tracker>,
+    pub tracker: Option<herald_runtime::tracking::EngagementTracker>,
 }
 
 pub(crate) struct DispatchHandler<L> {

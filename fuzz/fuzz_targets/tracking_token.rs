@@ -5,11 +5,11 @@
 use std::sync::OnceLock;
 
 use herald_runtime::SecretSource;
-use herald_runtime::tracking::{Tracked, Tracker, TrackingConfig};
+use herald_runtime::tracking::{Tracked, EngagementTracker, TrackingConfig};
 use libfuzzer_sys::fuzz_target;
 
-fn tracker() -> &'static Tracker {
-    static TRACKER: OnceLock<Tracker> = OnceLock::new();
+fn tracker() -> &'static EngagementTracker {
+    static TRACKER: OnceLock<EngagementTracker> = OnceLock::new();
     TRACKER.get_or_init(|| {
         let secret = std::env::temp_dir().join("herald-fuzz-tracking-secret");
         std::fs::write(&secret, "fuzzing secret").expect("a secret file");

@@ -130,9 +130,10 @@ impl HeraldConfig {
             ));
         }
         let consumer = &self.kafka.consumer;
-        if consumer.max_in_flight == 0 || consumer.lanes_per_partition == 0 {
+        if consumer.max_in_flight == 0 || consumer.key_queues_per_partition == 0 {
             return fail(
-                "kafka.consumer.max_in_flight and lanes_per_partition must be at least 1".into(),
+                "kafka.consumer.max_in_flight and key_queues_per_partition must be at least 1"
+                    .into(),
             );
         }
         if consumer.heartbeat_interval_ms >= consumer.session_timeout_ms {

@@ -106,7 +106,7 @@ fn bench_enrich_times_a_cold_and_a_warm_pass_against_the_raw_copy_with_the_given
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("enrich.json");
     let tuning = dir.path().join("tuning.toml");
-    std::fs::write(&tuning, "[kafka.consumer]\nlanes_per_partition = 64\n").unwrap();
+    std::fs::write(&tuning, "[kafka.consumer]\nkey_queues_per_partition = 64\n").unwrap();
     let output = herald()
         .args(["--config", tuning.to_str().unwrap()])
         .args(["bench", "enrich", "--users", "300", "--requests", "200"])
@@ -120,7 +120,7 @@ fn bench_enrich_times_a_cold_and_a_warm_pass_against_the_raw_copy_with_the_given
         report["rows"].as_array().unwrap().iter().map(|r| r["run"].as_str().unwrap()).collect();
     assert_eq!(runs, ["raw_copy", "enricher_cold", "enricher_warm"]);
     assert_eq!(report["devices"], 600, "1 to 3 devices per user");
-    assert_eq!(report["consumers"]["lanes_per_partition"], 64, "--config tunes the roles");
+    assert_eq!(report["consumers"]["key_queues_per_partition"], 64, "--config tunes the roles");
     assert!(stdout.contains("64 lanes per partition"), "{stdout}");
     for row in &report["rows"].as_array().unwrap()[1..] {
         // Every user has an address and, on average, two devices.

@@ -302,7 +302,7 @@ async fn fetching_pauses_while_in_flight_records_are_at_the_limit() {
     });
     let mut kafka = f.kafka();
     kafka.consumer.max_in_flight = 5;
-    kafka.consumer.lanes_per_partition = 64;
+    kafka.consumer.key_queues_per_partition = 64;
     let (stop, task) = f.start(kafka, "g-bound", blocked);
     eventually("records are in flight", || started.load(Ordering::SeqCst) >= 3).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -336,7 +336,7 @@ async fn a_second_member_takes_over_partitions_without_losing_records() {
         })
     };
     let mut kafka = f.kafka();
-    kafka.consumer.lanes_per_partition = 1;
+    kafka.consumer.key_queues_per_partition = 1;
     let (stop_a, task_a) = f.start(kafka.clone(), "g-rebalance", slow("a"));
     eventually("a started working", || seen.lock().unwrap().len() >= 3).await;
     let (stop_b, task_b) = f.start(kafka, "g-rebalance", slow("b"));

@@ -58,7 +58,7 @@ pub(crate) struct Shared {
     pub(crate) max_body_bytes: usize,
     pub(crate) bulk_limits: Limits,
     pub(crate) bulk_max_body_bytes: usize,
-    pub(crate) tracker: Option<herald_runtime::tracking::Tracker>,
+    pub(crate) tracker: Option<herald_runtime::tracking::EngagementTracker>,
     pub(crate) twilio: Option<crate::callbacks::TwilioVerifier>,
     pub(crate) sendgrid: Option<crate::callbacks::SendgridVerifier>,
     pub(crate) templates: crate::templates::TemplateCatalog,
@@ -106,7 +106,7 @@ impl Ingest {
         stores: &IngestStores,
         output: AvroProducer,
         topics: Topics,
-        tracker: Option<herald_runtime::tracking::Tracker>,
+        tracker: Option<herald_runtime::tracking::EngagementTracker>,
     ) -> Result<Self, CallbackSetupError> {
         let twilio = config
             .callbacks

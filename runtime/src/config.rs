@@ -192,21 +192,20 @@ pub struct ConsumerTuning {
     pub auto_commit_interval_ms: u32,
     /// Records fetched but not yet finished, across all partitions of one consumer; above
     /// this the consumer pauses fetching, and resumes at half. A pause drops what librdkafka
-    /// had fetched ahead, so the half left must last until the next fetch answers: on Tansu,
-    /// which holds every fetch for 250 ms, 2,048 capped a dispatcher near 1,800 sends/s
-    /// (`herald bench dispatch`) and the enricher near 2,000 requests/s; 8,192 gave 4,100
-    /// and 3,500.
+    /// had fetched ahead, so the half left must last until the next fetch answers (Tansu
+    /// holds every empty fetch for its whole wait): too low a bound caps throughput there
+    /// (`herald bench dispatch` and `herald bench enrich` show by how much).
     pub max_in_flight: usize,
-    /// Lanes of a partition, and the most records of it started and not yet acknowledged;
-    /// records with the same key always go to the same lane, so they start in order. A lane
-    /// may start a key's next records while earlier ones' outputs await acknowledgement (see
-    /// `Handler::start`) but only within this partition-wide bound, which keeps the
-    /// producer's memory in check (`herald bench enrich`: 1,174 requests/s with 32, 2,249
-    /// with 256; 1,024 gave 5,900–7,000 warm, with a peak RSS of 121 MiB against 76).
-    pub lanes_per_partition: usize,
-    /// Records of one key a lane starts while earlier ones' outputs await acknowledgement
+    /// Key queues of a partition, and the most records of it started and not yet
+    /// acknowledged; records with the same key always go to the same key queue, so they
+    /// start in order. A key queue may start a key's next records while earlier ones'
+    /// outputs await acknowledgement (see `Handler::start`) but only within this
+    /// partition-wide bound, which keeps the producer's memory in check: more queues buy
+    /// throughput with memory (`herald bench enrich` prints both).
+    pub key_queues_per_partition: usize,
+    /// Records of one key a key queue starts while earlier ones' outputs await acknowledgement
     /// (handlers that split their work, such as the enricher's). 1 keeps a key to one
-    /// record per produce round trip (about 130 a second on Tansu); on a broker shared by
+    /// record per produce round trip; on a broker shared by
     /// the API and the enricher (`herald dev`), that leaves the broker to the API while one
     /// busy user's requests queue up.
     pub pipelined_per_key: usize,
@@ -228,7 +227,7 @@ impl Default for ConsumerTuning {
             max_poll_interval_ms: 300_000,
             auto_commit_interval_ms: 1_000,
             max_in_flight: 8_192,
-            lanes_per_partition: 256,
+            key_queues_per_partition: 256,
             pipelined_per_key: 32,
             statistics_interval_ms: 15_000,
             drain_deadline_ms: 10_000,

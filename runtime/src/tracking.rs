@@ -51,10 +51,10 @@ impl TrackingConfig {
     }
 
     /// The tracker, if tracking is on.
-    pub fn tracker(&self) -> Result<Option<Tracker>, SecretError> {
+    pub fn tracker(&self) -> Result<Option<EngagementTracker>, SecretError> {
         let (true, Some(secret)) = (self.enabled, &self.secret) else { return Ok(None) };
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret.read()?.as_bytes());
-        Ok(Some(Tracker {
+        Ok(Some(EngagementTracker {
             key,
             base_url: self.base_url.trim_end_matches('/').to_owned(),
             exclude_categories: self.exclude_categories.clone(),
@@ -75,7 +75,7 @@ pub struct Tracked {
 }
 
 #[derive(Debug, Clone)]
-pub struct Tracker {
+pub struct EngagementTracker {
     key: hmac::Key,
     base_url: String,
     exclude_categories: Vec<String>,
@@ -84,7 +84,7 @@ pub struct Tracker {
 /// The MAC is cut to 128 bits: enough against forgery, and links stay shorter.
 const MAC_BYTES: usize = 16;
 
-impl Tracker {
+impl EngagementTracker {
     pub fn tracks(&self, category: &str) -> bool {
         !self.exclude_categories.iter().any(|c| c == category)
     }
@@ -196,8 +196,8 @@ fn next_link(html: &str, lower: &str, mut from: usize) -> Option<Link> {
 mod tests {
     use super::*;
 
-    fn tracker(secret: &str) -> Tracker {
-        Tracker {
+    fn tracker(secret: &str) -> EngagementTracker {
+        EngagementTracker {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
             base_url: "https://herald.example.com".into(),
             exclude_categories: vec!["security".into()],

@@ -9,11 +9,11 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use apache_avro::from_value;
-use herald_testkit::DevRegistry;
 use herald_schemas::{
     AvroCodec, DeliveryEvent, EmailContent, EventKind, NotificationRequest, Recipient, Record,
     RegistryConfig,
 };
+use herald_testkit::DevRegistry;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::schema_registry_common::{

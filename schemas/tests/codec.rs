@@ -10,10 +10,10 @@ use std::sync::OnceLock;
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use herald_schemas::codec::Datum;
-use herald_testkit::DevRegistry;
 use herald_schemas::{
     AvroCodec, DecodeError, EmailContent, NotificationRequest, Recipient, Record, RegistryConfig,
 };
+use herald_testkit::DevRegistry;
 use serde::{Deserialize, Serialize};
 
 /// A registry the tests run against: its base URL, and what it is for messages.

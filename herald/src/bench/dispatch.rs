@@ -21,8 +21,8 @@ use herald_dispatchers::config::{
 use herald_dispatchers::providers::registry::{Pick, Routes};
 use herald_runtime::SecretSource;
 use herald_runtime::kafka::{admin, wait_all};
-use herald_testkit::DevRegistry;
 use herald_schemas::{Channel, ChannelMessage, EmailContent, PushContent, SmsContent};
+use herald_testkit::DevRegistry;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 

@@ -61,7 +61,7 @@ pub struct EnrichBenchReport {
 pub(crate) fn describe_consumers(consumers: &ConsumerTuning) -> String {
     format!(
         "consumers: {} lanes per partition, {} records in flight",
-        consumers.lanes_per_partition, consumers.max_in_flight
+        consumers.key_queues_per_partition, consumers.max_in_flight
     )
 }
 

@@ -7,10 +7,10 @@ pub mod avro_producer;
 pub mod consumer;
 pub mod dead_letter;
 pub mod group_offsets;
+mod offset_tracker;
 pub mod producer;
 pub mod replay_mark;
 pub mod retry_marks;
-mod tracker;
 
 use rdkafka::ClientConfig;
 

@@ -2,10 +2,10 @@
 //!
 //! - One poll thread owns the librdkafka consumer: it fetches, dispatches records, stores
 //!   offsets and serves rebalance callbacks. Only it ever touches the consumer.
-//! - Each assigned partition gets a worker with up to `lanes_per_partition` lanes; a record
-//!   goes to the lane of its key, so records with one key are handled in order while
+//! - Each assigned partition gets a worker with up to `key_queues_per_partition` key queues; a record
+//!   goes to the key queue of its key, so records with one key are handled in order while
 //!   different keys proceed concurrently. A handler may split a record into an ordered
-//!   start and a wait for its outputs' acknowledgements; a lane then keeps up to
+//!   start and a wait for its outputs' acknowledgements; a key queue then keeps up to
 //!   `pipelined_per_key` of its records waiting while it starts the next.
 //! - `enable.auto.offset.store=false`: a record's offset is stored only when it and every
 //!   record before it in its partition finished, i.e. its outputs were acknowledged.
@@ -72,7 +72,7 @@ pub trait Handler: Send + Sync + 'static {
     /// Does the part of a record that must happen in its key's order (reading state,
     /// deciding, enqueueing outputs) and returns the wait for its outputs to be acknowledged,
     /// or `None` when the record is durable already.
-    /// The lane starts the key's next records while up to `kafka.consumer.pipelined_per_key`
+    /// The key queue starts the key's next records while up to `kafka.consumer.pipelined_per_key`
     /// such waits are open, so one busy key is not held to one broker round trip per record. If a
     /// wait fails, the record is handled again with [`Handler::handle`] (its outputs may then
     /// follow those of later records of its key). The default handles the whole record.
@@ -97,7 +97,7 @@ pub enum ConsumerError {
 type TopicPartition = (String, i32);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Lanes and the poll thread never leave these structures half-updated.
+    // Key queues and the poll thread never leave these structures half-updated.
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -133,7 +133,7 @@ pub async fn run<H: Handler>(
     let partitions = Partitions::new(
         spec.group_id.clone(),
         handler,
-        (tuning.lanes_per_partition, tuning.pipelined_per_key),
+        (tuning.key_queues_per_partition, tuning.pipelined_per_key),
         tuning.drain_deadline(),
         tokio::runtime::Handle::current(),
     );

@@ -1,5 +1,5 @@
-//! Per-partition workers: records of a partition are spread over lanes by key, so one key's
-//! records start in order and different keys run concurrently; a lane keeps a few started
+//! Per-partition workers: records of a partition are spread over key queues by key, so one key's
+//! records start in order and different keys run concurrently; a key queue keeps a few started
 //! records awaiting acknowledgement within the partition's budget of started records; each
 //! partition's tracker knows which offset may be stored.
 
@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Handler, HandlerError, TopicPartition, lock};
-use crate::kafka::tracker::OffsetTracker;
+use crate::kafka::offset_tracker::OffsetTracker;
 use crate::metrics;
 
 /// Holds one unit of the in-flight budget until dropped.
@@ -37,17 +37,17 @@ struct Dispatched {
 }
 
 struct PartitionWorker {
-    lanes: Vec<Option<mpsc::UnboundedSender<Dispatched>>>,
+    key_queues: Vec<Option<mpsc::UnboundedSender<Dispatched>>>,
     tasks: Vec<JoinHandle<()>>,
     tracker: Arc<Mutex<OffsetTracker>>,
-    /// Turns to start a record, one per lane: a busy key may use the turns of idle lanes,
+    /// Turns to start a record, one per key queue: a busy key may use the turns of idle key queues,
     /// while the records started and not yet durable (and their outputs in the producer's
-    /// memory) stay as many as if each lane held one.
+    /// memory) stay as many as if each key queue held one.
     started: Arc<Semaphore>,
-    /// Cancelled when the partition is revoked: lanes finish the record they are handling
+    /// Cancelled when the partition is revoked: key queues finish the record they are handling
     /// and start no other; the next owner gets the rest.
     revoked: CancellationToken,
-    /// Cancelled when the drain deadline passes: lanes abandon even the current record.
+    /// Cancelled when the drain deadline passes: key queues abandon even the current record.
     abandon: CancellationToken,
 }
 
@@ -55,7 +55,7 @@ struct PartitionWorker {
 pub(super) struct Partitions<H> {
     group: String,
     handler: Arc<H>,
-    lanes_per_partition: usize,
+    key_queues_per_partition: usize,
     pipelined_per_key: usize,
     drain_deadline: Duration,
     runtime: tokio::runtime::Handle,
@@ -67,14 +67,14 @@ impl<H: Handler> Partitions<H> {
     pub(super) fn new(
         group: String,
         handler: Arc<H>,
-        (lanes_per_partition, pipelined_per_key): (usize, usize),
+        (key_queues_per_partition, pipelined_per_key): (usize, usize),
         drain_deadline: Duration,
         runtime: tokio::runtime::Handle,
     ) -> Self {
         Self {
             group,
             handler,
-            lanes_per_partition: lanes_per_partition.max(1),
+            key_queues_per_partition: key_queues_per_partition.max(1),
             pipelined_per_key: pipelined_per_key.max(1),
             drain_deadline,
             runtime,
@@ -96,33 +96,33 @@ impl<H: Handler> Partitions<H> {
         lock(&self.workers).keys().cloned().collect()
     }
 
-    /// Hands `message` to the lane of its key.
+    /// Hands `message` to the key queue of its key.
     pub(super) fn dispatch(&self, message: OwnedMessage) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let budget = InFlight(Arc::clone(&self.in_flight));
         let tp = (message.topic().to_owned(), message.partition());
         let mut workers = lock(&self.workers);
         let worker = workers.entry(tp).or_insert_with(|| PartitionWorker {
-            lanes: (0..self.lanes_per_partition).map(|_| None).collect(),
+            key_queues: (0..self.key_queues_per_partition).map(|_| None).collect(),
             tasks: Vec::new(),
             tracker: Arc::default(),
-            started: Arc::new(Semaphore::new(self.lanes_per_partition)),
+            started: Arc::new(Semaphore::new(self.key_queues_per_partition)),
             revoked: CancellationToken::new(),
             abandon: CancellationToken::new(),
         });
-        let lanes = worker.lanes.len() as u64;
-        let lane_index = match message.key() {
+        let queues = worker.key_queues.len() as u64;
+        let queue_index = match message.key() {
             Some(key) => {
                 let mut hasher = DefaultHasher::new();
                 key.hash(&mut hasher);
-                (hasher.finish() % lanes) as usize
+                (hasher.finish() % queues) as usize
             }
-            None => (message.offset().unsigned_abs() % lanes) as usize,
+            None => (message.offset().unsigned_abs() % queues) as usize,
         };
         lock(&worker.tracker).dispatched(message.offset());
-        let lane = worker.lanes[lane_index].get_or_insert_with(|| {
+        let queue = worker.key_queues[queue_index].get_or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            let lane = Lane {
+            let queue = KeyQueue {
                 group: self.group.clone(),
                 handler: Arc::clone(&self.handler),
                 tracker: Arc::clone(&worker.tracker),
@@ -131,13 +131,13 @@ impl<H: Handler> Partitions<H> {
                 revoked: worker.revoked.clone(),
                 abandon: worker.abandon.clone(),
             };
-            worker.tasks.push(self.runtime.spawn(lane.run(rx)));
+            worker.tasks.push(self.runtime.spawn(queue.run(rx)));
             tx
         });
-        // A lane stops only after its partition's worker left the map, so this cannot fail
+        // A key queue stops only after its partition's worker left the map, so this cannot fail
         // while the worker is reachable here.
-        if lane.send(Dispatched { message, _budget: budget }).is_err() {
-            tracing::error!(group = %self.group, "lane closed while its partition is assigned");
+        if queue.send(Dispatched { message, _budget: budget }).is_err() {
+            tracing::error!(group = %self.group, "key queue closed while its partition is assigned");
         }
     }
 
@@ -169,7 +169,7 @@ impl<H: Handler> Partitions<H> {
         let mut tasks = Vec::new();
         for (_, worker) in &mut drained {
             worker.revoked.cancel();
-            worker.lanes.clear();
+            worker.key_queues.clear();
             tasks.append(&mut worker.tasks);
         }
         let deadline = self.drain_deadline;
@@ -201,7 +201,7 @@ impl<H: Handler> Partitions<H> {
     }
 }
 
-struct Lane<H> {
+struct KeyQueue<H> {
     group: String,
     handler: Arc<H>,
     tracker: Arc<Mutex<OffsetTracker>>,
@@ -225,7 +225,7 @@ enum Next {
     Durable(Dispatched, Instant, Result<(), HandlerError>),
 }
 
-impl<H: Handler> Lane<H> {
+impl<H: Handler> KeyQueue<H> {
     async fn run(self, mut records: mpsc::UnboundedReceiver<Dispatched>) {
         let mut waiting: FuturesOrdered<Waiting> = FuturesOrdered::new();
         // A record taken from the queue that waits for a turn to start.
@@ -257,8 +257,8 @@ impl<H: Handler> Lane<H> {
                         biased;
                         () = self.abandon.cancelled() => return,
                         // Boxed: held inline, the handler's largest future would sit in
-                        // every lane's task for its whole life (about 5 KB each: 21 MiB
-                        // of the enricher's peak RSS at 1,024 lanes on 4 partitions).
+                        // every key queue's task for its whole life, a large share of the
+                        // enricher's peak RSS with many queues.
                         result = Box::pin(self.handler.start(&dispatched.message)) => result,
                     };
                     match result {

@@ -1,5 +1,5 @@
 //! Which offset of a partition may be stored: the one after the longest finished prefix of
-//! what was dispatched. Records finish out of order (lanes run concurrently), but an offset is
+//! what was dispatched. Records finish out of order (key queues run concurrently), but an offset is
 //! only stored once every record before it is durable elsewhere.
 
 use std::collections::VecDeque;
