@@ -41,9 +41,8 @@ pub struct SqlitePool {
 
 /// Connections in use at once by async callers. A consumer may have thousands of records in
 /// flight; unbounded, each would hold a blocking thread and open a connection of its own
-/// with its own page cache (up to 2 MiB), while writes go through the one writer anyway.
-/// Measured with `herald bench enrich`: 16 connections, peak RSS 115 MiB; 8, 97 MiB and no
-/// fewer requests a second.
+/// with its own page cache, while writes go through the one writer anyway. More than this
+/// raised the enricher's peak RSS (`herald bench enrich`) without more requests a second.
 const MAX_CONNECTIONS: usize = 8;
 
 /// Connections kept open for reuse; opening one costs a file open and the pragmas.

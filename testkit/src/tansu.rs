@@ -106,8 +106,8 @@ const SQLITE_FILE: &str = "tansu.db";
 
 /// Tansu 0.6.0's SQLite schema keys `header` by nothing, and its fetch looks up the headers
 /// of each record it returns by (topition, offset_id): a scan of every header stored, so a
-/// fetch costs more the longer the log (measured with 48,000 records stored: `herald dev`
-/// accepted 283 requests/s without the index and 2,055 with it). An index on that pair
+/// fetch costs more the longer the log (`herald dev` slowed several times over within
+/// minutes of sending). An index on that pair
 /// makes the lookup a search. Tansu creates its tables before it answers, and
 /// SQLite lets a second process add an index to a live database.
 fn index_record_headers(database: &Path) -> rusqlite::Result<()> {
