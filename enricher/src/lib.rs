@@ -13,8 +13,6 @@ mod handler;
 pub mod import;
 pub mod quiet;
 mod scheduler;
-pub mod scylla_directory;
-pub mod sqlite_directory;
 pub mod templates;
 
 use std::sync::Arc;
@@ -26,10 +24,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use cache::CachedDirectory;
 pub use config::{DirectoryBackend, EnricherConfig, Fallbacks, FrequencyCaps, RegionRoutes, Rules};
+pub use directory::scylla::ScyllaDirectory;
+pub use directory::sqlite::SqliteDirectory;
 pub use directory::{
     Device, Directory, DirectoryError, Platform, Preference, TemplateVariant, User,
 };
-pub use sqlite_directory::SqliteDirectory;
 
 /// Defines the enricher's metrics now rather than at their first use.
 pub fn define_metrics() {

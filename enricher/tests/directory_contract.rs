@@ -2,8 +2,8 @@
 //! a CQL node (Apache Cassandra in CI, started by infra/test.sh; ScyllaDB in production).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use herald_enricher::ScyllaDirectory;
 use herald_enricher::directory::QuotaCounter;
-use herald_enricher::scylla_directory::ScyllaDirectory;
 use herald_enricher::{
     Device, Directory, Platform, Preference, SqliteDirectory, TemplateVariant, User,
 };

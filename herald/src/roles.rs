@@ -10,7 +10,7 @@ use herald_dispatchers::config::ProviderLimits;
 use herald_dispatchers::ledger::scylla::ScyllaLedger;
 use herald_dispatchers::ledger::sqlite::SqliteLedger;
 use herald_dispatchers::{DeliveryLedger, DispatchSetup, Provider, Routes};
-use herald_enricher::scylla_directory::ScyllaDirectory;
+use herald_enricher::ScyllaDirectory;
 use herald_enricher::{CachedDirectory, Directory, DirectoryBackend, SqliteDirectory};
 use herald_ingest::store::ScyllaIngestStore;
 use herald_ingest::{Ingest, IngestStores, StoreBackend};

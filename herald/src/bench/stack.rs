@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use herald_enricher::scylla_directory::ScyllaDirectory;
+use herald_enricher::ScyllaDirectory;
 use herald_enricher::{Device, DirectoryBackend, Platform, SqliteDirectory, User};
 use herald_runtime::scylla::ScyllaConfig;
 use herald_testkit::DevRegistry;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use herald_dispatchers::Provider;
 use herald_dispatchers::config::{ProviderConfig, ProviderLimits, SandboxSettings, SmtpTls};
 use herald_dispatchers::providers::sandbox::{Recordings, SandboxProvider};
-use herald_enricher::scylla_directory::ScyllaDirectory;
+use herald_enricher::ScyllaDirectory;
 use herald_enricher::{DirectoryBackend, SqliteDirectory};
 use herald_ingest::IngestStores;
 use herald_runtime::kafka::admin;

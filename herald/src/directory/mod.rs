@@ -8,7 +8,7 @@ mod import;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use herald_enricher::scylla_directory::ScyllaDirectory;
+use herald_enricher::ScyllaDirectory;
 use herald_enricher::templates::Renderer;
 use herald_enricher::{Directory, DirectoryBackend, SqliteDirectory};
 

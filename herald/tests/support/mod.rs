@@ -161,9 +161,7 @@ impl TestEnv {
     /// The directory the test's enricher reads, on whichever store it is.
     pub async fn directory(&self) -> TestDirectory {
         if self.stores_on_cql() {
-            let directory = herald_enricher::scylla_directory::ScyllaDirectory::connect(
-                &self.config.enricher.scylla,
-            );
+            let directory = herald_enricher::ScyllaDirectory::connect(&self.config.enricher.scylla);
             TestDirectory::Cql(Box::new(directory.await.unwrap()))
         } else {
             TestDirectory::Sqlite(
@@ -479,7 +477,7 @@ pub fn chaos_run(args: &[&str], notifications: u64) -> (serde_json::Value, Strin
 /// A directory on either store, for the tests' own reads and writes.
 pub enum TestDirectory {
     Sqlite(SqliteDirectory),
-    Cql(Box<herald_enricher::scylla_directory::ScyllaDirectory>),
+    Cql(Box<herald_enricher::ScyllaDirectory>),
 }
 
 /// Calls `$method` on whichever directory `$self` holds.

@@ -11,7 +11,7 @@ use crate::directory::{
     Device, Directory, DirectoryError, Platform, Preference, QuotaCounter, TemplateVariant, User,
 };
 
-const TABLES_CQL: &str = include_str!("../../schemas/cql/enricher.cql");
+const TABLES_CQL: &str = include_str!("../../../schemas/cql/enricher.cql");
 
 fn unavailable(e: impl std::fmt::Display) -> DirectoryError {
     DirectoryError::Unavailable(e.to_string())

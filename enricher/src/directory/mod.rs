@@ -1,6 +1,9 @@
 //! The directory the enricher owns: users, their devices and their preferences. Behind a
 //! trait so that the embedded SQLite store and ScyllaDB serve the same enricher.
 
+pub mod scylla;
+pub mod sqlite;
+
 use std::fmt;
 use std::str::FromStr;
 
