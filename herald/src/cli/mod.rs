@@ -66,7 +66,7 @@ pub enum Command {
     /// Produce a topic's records of a time window or offset range again (default: both
     /// request lanes). Already delivered notifications are not sent again (the delivery
     /// ledger remembers them) unless --force-resend.
-    Replay(replay::ReplayArgs),
+    Replay(replay::Replay),
     /// Create the ScyllaDB keyspaces and tables of the stores configured to live there.
     Migrate(migrate::MigrateArgs),
     /// The enricher's directory: users, devices, preferences, templates.
@@ -117,4 +117,15 @@ fn file_progress(file: &std::path::Path) -> indicatif::ProgressBar {
         progress.set_style(style);
     }
     progress
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command line's definition only when it parses: every subcommand's
+    /// arguments are checked here at once.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

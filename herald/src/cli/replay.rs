@@ -3,12 +3,12 @@
 use herald::config::HeraldConfig;
 
 #[derive(clap::Args, Debug)]
-pub struct ReplayArgs {
+pub struct Replay {
     #[command(flatten)]
     args: herald::replay::ReplayArgs,
 }
 
-impl ReplayArgs {
+impl Replay {
     #[allow(clippy::print_stdout)]
     pub async fn run(self, config: &HeraldConfig) -> anyhow::Result<()> {
         print!("{}", herald::replay::run(config, &self.args).await?);
