@@ -8,27 +8,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use herald_runtime::sqlite::{SqliteError, SqlitePool};
+use herald_runtime::sqlite::SqliteError;
 use rand::RngCore;
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::{ScyllaIngestStore, StoreError};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS api_clients (
-    client_id  TEXT PRIMARY KEY,
-    name       TEXT NOT NULL,
-    key_hash   TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
-";
-
-/// Columns added after the first release, for stores created before them.
-const MIGRATIONS: [&str; 1] =
-    ["ALTER TABLE api_clients ADD COLUMN policy TEXT NOT NULL DEFAULT '{}'"];
+use crate::store::{
+    Backend, ClientRecords as _, ClientRow, ScyllaIngestStore, SqliteIngestStore, StoreError,
+};
 
 /// What a client may send, and how fast. Empty lists allow everything.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -87,12 +74,6 @@ pub struct ApiClients {
     recent: Arc<RecentKeys>,
 }
 
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(SqlitePool),
-    Scylla(Arc<ScyllaIngestStore>),
-}
-
 /// Callers by key hash, with when each was looked up.
 #[derive(Debug)]
 struct RecentKeys {
@@ -140,6 +121,18 @@ fn read_policy(stored: &str) -> ClientPolicy {
     })
 }
 
+impl From<ClientRow> for ApiClient {
+    fn from(row: ClientRow) -> Self {
+        Self {
+            client_id: row.client_id,
+            name: row.name.unwrap_or_default(),
+            created_at: row.created_at.unwrap_or_default(),
+            revoked: row.revoked_at.is_some(),
+            policy: read_policy(row.policy.as_deref().unwrap_or("{}")),
+        }
+    }
+}
+
 impl ApiClients {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
         Self::open_remembering_keys_for(path, RECENT_KEY_TTL)
@@ -150,8 +143,8 @@ impl ApiClients {
         path: impl Into<PathBuf>,
         ttl: Duration,
     ) -> Result<Self, SqliteError> {
-        let pool = SqlitePool::open_with_added_columns(path, SCHEMA, &MIGRATIONS)?;
-        Ok(Self { backend: Backend::Sqlite(pool), recent: Arc::new(RecentKeys::new(ttl)) })
+        let store = SqliteIngestStore::open(path, 0)?;
+        Ok(Self { backend: Backend::Sqlite(store), recent: Arc::new(RecentKeys::new(ttl)) })
     }
 
     pub fn on_scylla(store: Arc<ScyllaIngestStore>) -> Self {
@@ -181,61 +174,15 @@ impl ApiClients {
         };
         let key_hash = hash(&key);
         let policy = serde_json::to_string(&client.policy).unwrap_or_else(|_| "{}".into());
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let (id, name, at) =
-                    (client.client_id.clone(), client.name.clone(), client.created_at);
-                pool.write(move |c| {
-                    c.execute(
-                        "INSERT INTO api_clients (client_id, name, key_hash, created_at, policy) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![id, name, key_hash, at, policy],
-                    )
-                })
-                .await?;
-            }
-            Backend::Scylla(store) => {
-                let (id, name, at) = (&client.client_id, &client.name, client.created_at);
-                store.add_client(id, name, &key_hash, at, &policy).await?;
-            }
-        }
+        let (id, name, at) = (&client.client_id, &client.name, client.created_at);
+        self.backend.add_client(id, name, &key_hash, at, &policy).await?;
         Ok((client, key))
     }
 
     /// Every client, oldest first.
     pub async fn list(&self) -> Result<Vec<ApiClient>, StoreError> {
-        let mut clients = match &self.backend {
-            Backend::Sqlite(pool) => {
-                pool.run(|c| {
-                    let mut statement = c.prepare(
-                        "SELECT client_id, name, created_at, revoked_at IS NOT NULL, policy FROM api_clients",
-                    )?;
-                    let rows = statement.query_map([], |row| {
-                        let policy: String = row.get(4)?;
-                        Ok(ApiClient {
-                            client_id: row.get(0)?,
-                            name: row.get(1)?,
-                            created_at: row.get(2)?,
-                            revoked: row.get(3)?,
-                            policy: read_policy(&policy),
-                        })
-                    })?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .await?
-            }
-            Backend::Scylla(store) => store
-                .clients()
-                .await?
-                .into_iter()
-                .map(|row| ApiClient {
-                    client_id: row.client_id,
-                    name: row.name.unwrap_or_default(),
-                    created_at: row.created_at.unwrap_or_default(),
-                    revoked: row.revoked_at.is_some(),
-                    policy: read_policy(row.policy.as_deref().unwrap_or("{}")),
-                })
-                .collect(),
-        };
+        let mut clients: Vec<ApiClient> =
+            self.backend.clients().await?.into_iter().map(ApiClient::from).collect();
         clients.sort_by(|a, b| (a.created_at, &a.client_id).cmp(&(b.created_at, &b.client_id)));
         Ok(clients)
     }
@@ -244,20 +191,7 @@ impl ApiClients {
     /// the key at once; other processes within [`RECENT_KEY_TTL`].
     pub async fn revoke(&self, client_id: &str) -> Result<bool, StoreError> {
         let now = herald_schemas::now_millis();
-        let revoked = match &self.backend {
-            Backend::Sqlite(pool) => {
-                let id = client_id.to_owned();
-                pool.write(move |c| {
-                    c.execute(
-                        "UPDATE api_clients SET revoked_at = ?2 WHERE client_id = ?1 AND revoked_at IS NULL",
-                        params![id, now],
-                    )
-                })
-                .await?
-                    > 0
-            }
-            Backend::Scylla(store) => store.revoke(client_id, now).await?,
-        };
+        let revoked = self.backend.revoke(client_id, now).await?;
         self.recent.forget_client(client_id);
         Ok(revoked)
     }
@@ -273,30 +207,15 @@ impl ApiClients {
             return Ok(Some(caller));
         }
         let looked_up = Instant::now();
-        let caller = match &self.backend {
-            Backend::Sqlite(pool) => {
-                let lookup_hash = key_hash.clone();
-                pool.run(move |c| {
-                    c.prepare_cached(
-                        "SELECT client_id, policy FROM api_clients WHERE key_hash = ?1 AND revoked_at IS NULL",
-                    )?
-                    .query_row([lookup_hash], |row| {
-                        let policy: String = row.get(1)?;
-                        Ok(Caller { client_id: row.get(0)?, policy: read_policy(&policy) })
-                    })
-                    .optional()
-                })
-                .await?
-            }
-            Backend::Scylla(store) => {
-                store.client_of_key(&key_hash).await?.filter(|row| row.revoked_at.is_none()).map(
-                    |row| Caller {
-                        policy: read_policy(row.policy.as_deref().unwrap_or("{}")),
-                        client_id: row.client_id,
-                    },
-                )
-            }
-        };
+        let caller = self
+            .backend
+            .client_of_key(&key_hash)
+            .await?
+            .filter(|row| row.revoked_at.is_none())
+            .map(|row| Caller {
+                policy: read_policy(row.policy.as_deref().unwrap_or("{}")),
+                client_id: row.client_id,
+            });
         if let Some(caller) = &caller {
             self.recent.remember(key_hash, caller.clone(), looked_up);
         }

@@ -11,24 +11,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use herald_runtime::sqlite::{SqliteError, SqlitePool};
-use rusqlite::{OptionalExtension, params};
+use herald_runtime::sqlite::SqliteError;
 
-use crate::store::{ScyllaIngestStore, StoreError};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    client_id       TEXT NOT NULL,
-    key             TEXT NOT NULL,
-    body_hash       TEXT NOT NULL,
-    notification_id TEXT NOT NULL,
-    status          INTEGER,          -- NULL while the first request is under way
-    response        TEXT,
-    created_at      INTEGER NOT NULL,
-    PRIMARY KEY (client_id, key)
-);
-CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created_at);
-";
+use crate::store::{
+    Backend, IdempotencyRecords as _, ScyllaIngestStore, SqliteIngestStore, StoreError,
+};
 
 /// How long a first request may take before a retry may take its key over.
 pub const PENDING_TIMEOUT_MS: i64 = 30_000;
@@ -46,24 +33,9 @@ pub enum Begin {
     InProgress,
 }
 
-/// A key's row.
-struct Claimed {
-    body_hash: String,
-    notification_id: String,
-    answer: Option<(u16, String)>,
-    created_at: i64,
-}
-
 #[derive(Debug, Clone)]
 pub struct IdempotencyStore {
     backend: Backend,
-    window_ms: i64,
-}
-
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(SqlitePool),
-    Scylla(Arc<ScyllaIngestStore>),
 }
 
 /// A key is 1 to 255 visible ASCII characters.
@@ -73,12 +45,12 @@ pub fn valid_key(key: &str) -> bool {
 
 impl IdempotencyStore {
     pub fn open(path: impl Into<PathBuf>, window_ms: i64) -> Result<Self, SqliteError> {
-        Ok(Self { backend: Backend::Sqlite(SqlitePool::open(path, SCHEMA)?), window_ms })
+        Ok(Self { backend: Backend::Sqlite(SqliteIngestStore::open(path, window_ms)?) })
     }
 
     /// Keys in ScyllaDB, which expires them itself after the window it was opened with.
-    pub fn on_scylla(store: Arc<ScyllaIngestStore>, window_ms: i64) -> Self {
-        Self { backend: Backend::Scylla(store), window_ms }
+    pub fn on_scylla(store: Arc<ScyllaIngestStore>) -> Self {
+        Self { backend: Backend::Scylla(store) }
     }
 
     /// Claims `key` for a request whose body hashes to `body_hash`, proposing
@@ -91,68 +63,7 @@ impl IdempotencyStore {
         notification_id: &str,
         now: i64,
     ) -> Result<Begin, StoreError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Scylla(store) => {
-                return store.begin((client_id, key), body_hash, notification_id, now).await;
-            }
-        };
-        let (client_id, key, body_hash, proposed) = (
-            client_id.to_owned(),
-            key.to_owned(),
-            body_hash.to_owned(),
-            notification_id.to_owned(),
-        );
-        let window_ms = self.window_ms;
-        let decision = pool
-            // One transaction (the write's savepoint): a key is claimed once.
-            .write(move |c| {
-                c.execute("DELETE FROM idempotency_keys WHERE created_at < ?1", [now - window_ms])?;
-                let found = c
-                    .query_row(
-                        "SELECT body_hash, notification_id, status, response, created_at
-                         FROM idempotency_keys WHERE client_id = ?1 AND key = ?2",
-                        params![client_id, key],
-                        |row| {
-                            let status: Option<u16> = row.get(2)?;
-                            let response: Option<String> = row.get(3)?;
-                            Ok(Claimed {
-                                body_hash: row.get(0)?,
-                                notification_id: row.get(1)?,
-                                answer: status.zip(response),
-                                created_at: row.get(4)?,
-                            })
-                        },
-                    )
-                    .optional()?;
-                let decision = match found {
-                    None => {
-                        c.execute(
-                            "INSERT INTO idempotency_keys (client_id, key, body_hash, notification_id, created_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5)",
-                            params![client_id, key, body_hash, proposed, now],
-                        )?;
-                        Begin::Proceed { notification_id: proposed }
-                    }
-                    Some(claimed) if claimed.body_hash != body_hash => Begin::Mismatch,
-                    Some(Claimed { answer: Some((status, response)), .. }) => {
-                        Begin::Replay { status, response }
-                    }
-                    Some(claimed) if now - claimed.created_at < PENDING_TIMEOUT_MS => {
-                        Begin::InProgress
-                    }
-                    Some(Claimed { notification_id: existing, .. }) => {
-                        c.execute(
-                            "UPDATE idempotency_keys SET created_at = ?3 WHERE client_id = ?1 AND key = ?2",
-                            params![client_id, key, now],
-                        )?;
-                        Begin::Proceed { notification_id: existing }
-                    }
-                };
-                Ok(decision)
-            })
-            .await?;
-        Ok(decision)
+        self.backend.begin((client_id, key), body_hash, notification_id, now).await
     }
 
     /// Records the answer given, for the retries to come.
@@ -163,39 +74,12 @@ impl IdempotencyStore {
         status: u16,
         response: &str,
     ) -> Result<(), StoreError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Scylla(store) => {
-                return store.finish((client_id, key), status, response).await;
-            }
-        };
-        let (client_id, key, response) =
-            (client_id.to_owned(), key.to_owned(), response.to_owned());
-        pool.write(move |c| {
-                c.execute(
-                    "UPDATE idempotency_keys SET status = ?3, response = ?4 WHERE client_id = ?1 AND key = ?2",
-                    params![client_id, key, status, response],
-                )
-            })
-            .await?;
-        Ok(())
+        self.backend.finish((client_id, key), status, response).await
     }
 
     /// Gives the key up: nothing was produced, so a retry starts afresh.
     pub async fn abandon(&self, client_id: &str, key: &str) -> Result<(), StoreError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Scylla(store) => return store.abandon((client_id, key)).await,
-        };
-        let (client_id, key) = (client_id.to_owned(), key.to_owned());
-        pool.write(move |c| {
-            c.execute(
-                "DELETE FROM idempotency_keys WHERE client_id = ?1 AND key = ?2 AND status IS NULL",
-                params![client_id, key],
-            )
-        })
-        .await?;
-        Ok(())
+        self.backend.abandon((client_id, key)).await
     }
 }
 

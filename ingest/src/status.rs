@@ -6,33 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use herald_runtime::sqlite::{SqliteError, SqlitePool};
+use herald_runtime::sqlite::SqliteError;
 use herald_schemas::{DeliveryEvent, EventKind};
-use rusqlite::{OptionalExtension as _, params};
 use serde::Serialize;
 
-use crate::store::scylla::EventRow;
-use crate::store::{ScyllaIngestStore, StoreError};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS notification_events (
-    event_id        TEXT PRIMARY KEY,
-    notification_id TEXT NOT NULL,
-    occurred_at     INTEGER NOT NULL,
-    kind            TEXT NOT NULL,
-    channel         TEXT,
-    target          TEXT,
-    user_id         TEXT,
-    provider        TEXT,
-    reason          TEXT,
-    attempt         INTEGER NOT NULL,
-    detail          TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS notification_events_by_notification
-    ON notification_events (notification_id, occurred_at);
-CREATE INDEX IF NOT EXISTS notification_events_by_user
-    ON notification_events (user_id, kind, occurred_at);
-";
+use crate::store::{
+    Backend, EventRow, ScyllaIngestStore, SqliteIngestStore, StatusRecords as _, StoreError,
+};
 
 /// The most notifications one page of a user's list holds.
 pub const MAX_PAGE: usize = 100;
@@ -40,12 +20,6 @@ pub const MAX_PAGE: usize = 100;
 #[derive(Debug, Clone)]
 pub struct StatusStore {
     backend: Backend,
-}
-
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(SqlitePool),
-    Scylla(Arc<ScyllaIngestStore>),
 }
 
 /// One event as the API shows it.
@@ -172,7 +146,7 @@ impl From<EventRow> for EventView {
 
 impl StatusStore {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        Ok(Self { backend: Backend::Sqlite(SqlitePool::open(path, SCHEMA)?) })
+        Ok(Self { backend: Backend::Sqlite(SqliteIngestStore::open(path, 0)?) })
     }
 
     pub fn on_scylla(store: Arc<ScyllaIngestStore>) -> Self {
@@ -182,29 +156,7 @@ impl StatusStore {
     /// Stores events; an event seen before (same event id) is ignored, so redelivery and
     /// replay of `herald.events` are harmless.
     pub async fn record(&self, events: Vec<DeliveryEvent>) -> Result<(), StoreError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Scylla(store) => return store.record(&events).await,
-        };
-        pool.write(move |c| {
-                {
-                    let mut insert = c.prepare_cached(
-                        "INSERT OR IGNORE INTO notification_events (event_id, notification_id, occurred_at, kind,
-                            channel, target, user_id, provider, reason, attempt, detail)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    )?;
-                    for e in &events {
-                        let detail = serde_json::to_string(&e.detail).unwrap_or_else(|_| "{}".into());
-                        insert.execute(params![
-                            e.event_id, e.notification_id, e.occurred_at, e.kind.as_str(), e.channel,
-                            e.target, e.user_id, e.provider, e.reason, e.attempt, detail
-                        ])?;
-                    }
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(())
+        self.backend.record(events).await
     }
 
     /// The status of `notification_id`, or `None` if no event of it is known.
@@ -212,56 +164,14 @@ impl StatusStore {
         &self,
         notification_id: &str,
     ) -> Result<Option<NotificationStatus>, StoreError> {
-        let rows: Vec<EventRow> = match &self.backend {
-            Backend::Scylla(store) => store.events(notification_id).await?,
-            Backend::Sqlite(pool) => {
-                let id = notification_id.to_owned();
-                pool.run(move |c| {
-                    let mut select = c.prepare_cached(
-                        "SELECT kind, occurred_at, channel, target, user_id, provider, reason, attempt, detail
-                         FROM notification_events WHERE notification_id = ?1 ORDER BY occurred_at, event_id",
-                    )?;
-                    let rows = select.query_map([id], |row| {
-                        Ok(EventRow {
-                            kind: row.get(0)?,
-                            occurred_at: row.get(1)?,
-                            channel: row.get(2)?,
-                            target: row.get(3)?,
-                            user_id: row.get(4)?,
-                            provider: row.get(5)?,
-                            reason: row.get(6)?,
-                            attempt: row.get(7)?,
-                            detail: row.get(8)?,
-                        })
-                    })?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .await?
-            }
-        };
+        let rows = self.backend.events(notification_id).await?;
         let rows: Vec<EventView> = rows.into_iter().map(EventView::from).collect();
         Ok((!rows.is_empty()).then(|| summarize(notification_id, rows)))
     }
 
     /// The API client that sent `notification_id`, if an API client did.
     pub async fn client_of(&self, notification_id: &str) -> Result<Option<String>, StoreError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Scylla(store) => return store.client_of(notification_id).await,
-        };
-        let id = notification_id.to_owned();
-        let client = pool
-            .run(move |c| {
-                c.prepare_cached(
-                    "SELECT json_extract(detail, '$.client_id') FROM notification_events
-                     WHERE notification_id = ?1 AND kind = 'accepted' LIMIT 1",
-                )?
-                .query_row([id], |row| row.get::<_, Option<String>>(0))
-                .optional()
-                .map(Option::flatten)
-            })
-            .await?;
-        Ok(client)
+        self.backend.client_of(notification_id).await
     }
 
     /// The notifications `client_id` sent to `user_id` and accepted before `before` (ms),
@@ -277,29 +187,8 @@ impl StatusStore {
         let before = before.unwrap_or(i64::MAX);
         // One more than asked: whether there is a next page.
         let fetch = limit + 1;
-        let ids = match &self.backend {
-            Backend::Scylla(store) => {
-                let fetch = i32::try_from(fetch).unwrap_or(i32::MAX);
-                store.user_page((user_id, client_id), before, fetch).await?
-            }
-            Backend::Sqlite(pool) => {
-                let (user, client) = (user_id.to_owned(), client_id.to_owned());
-                let fetch = i64::try_from(fetch).unwrap_or(i64::MAX);
-                pool.run(move |c| {
-                    let mut select = c.prepare_cached(
-                        "SELECT notification_id, MIN(occurred_at) AS at FROM notification_events
-                         WHERE user_id = ?1 AND kind = 'accepted' AND occurred_at < ?2
-                           AND json_extract(detail, '$.client_id') = ?3
-                         GROUP BY notification_id ORDER BY at DESC, notification_id LIMIT ?4",
-                    )?;
-                    let rows = select.query_map(params![user, before, client, fetch], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                    })?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .await?
-            }
-        };
+        let fetch = i32::try_from(fetch).unwrap_or(i32::MAX);
+        let ids = self.backend.user_page((user_id, client_id), before, fetch).await?;
         let next_before =
             if ids.len() > limit { ids.get(limit - 1).map(|(_, at)| *at) } else { None };
         let mut notifications = Vec::with_capacity(limit);

@@ -265,5 +265,5 @@ async fn scylla_ingest_store_keeps_the_contract() {
     ScyllaIngestStore::create_tables(&session, &config.keyspace).await.unwrap();
     let first = Arc::new(ScyllaIngestStore::new(session, &config.keyspace, DAY).await.unwrap());
     let second = Arc::new(ScyllaIngestStore::connect(&config, DAY).await.unwrap());
-    contract(&IngestStores::on_scylla(&first, DAY), &IngestStores::on_scylla(&second, DAY)).await;
+    contract(&IngestStores::on_scylla(&first), &IngestStores::on_scylla(&second)).await;
 }

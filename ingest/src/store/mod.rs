@@ -1,24 +1,31 @@
 //! Where ingest keeps what it owns: API clients, idempotency keys, statuses and webhooks.
 //! One SQLite file serves one machine (the default, and `herald dev`); ScyllaDB lets several
 //! ingest instances share them, so a key added, a request retried or a status asked for on
-//! one instance is seen by all. Each store type hides which one behind the same methods,
-//! and one contract suite (`ingest/tests/store_contract.rs`) holds both to them.
+//! one instance is seen by all. One trait per store says what a backend keeps for it
+//! ([`ClientRecords`], [`IdempotencyRecords`], [`StatusRecords`], [`WebhookRecords`]); each
+//! backend implements all four beside its SQL or CQL (`sqlite.rs`, `scylla.rs`), the store
+//! types above them hold a [`Backend`] and never ask which, and one contract suite
+//! (`ingest/tests/store_contract.rs`) holds both backends to the same behaviour.
 
 pub mod scylla;
+pub mod sqlite;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use herald_runtime::scylla::{LwtError, ScyllaSetupError};
 use herald_runtime::sqlite::SqliteError;
+use herald_schemas::DeliveryEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::clients::ApiClients;
 use crate::config::IngestConfig;
+use crate::idempotency::Begin;
 use crate::idempotency::IdempotencyStore;
 use crate::status::StatusStore;
 use crate::webhooks::WebhookRegistry;
 pub use scylla::ScyllaIngestStore;
+pub use sqlite::SqliteIngestStore;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,11 +86,13 @@ impl IngestStores {
             }
             StoreBackend::Scylla => {
                 let store = ScyllaIngestStore::connect(&config.scylla, window_ms).await?;
-                Ok(Self::on_scylla(&Arc::new(store), window_ms))
+                Ok(Self::on_scylla(&Arc::new(store)))
             }
         }
     }
 
+    /// Each store opens the file with a pool of its own, so the status sink's writes never
+    /// queue the API's key lookups behind them for a connection.
     pub fn open_sqlite(path: &Path, idempotency_window_ms: i64) -> Result<Self, SqliteError> {
         Ok(Self {
             clients: ApiClients::open(path)?,
@@ -93,12 +102,223 @@ impl IngestStores {
         })
     }
 
-    pub fn on_scylla(store: &Arc<ScyllaIngestStore>, idempotency_window_ms: i64) -> Self {
+    /// The stores on `store` (which keeps idempotency keys for the window it was connected
+    /// with).
+    pub fn on_scylla(store: &Arc<ScyllaIngestStore>) -> Self {
         Self {
             clients: ApiClients::on_scylla(Arc::clone(store)),
             status: StatusStore::on_scylla(Arc::clone(store)),
-            idempotency: IdempotencyStore::on_scylla(Arc::clone(store), idempotency_window_ms),
+            idempotency: IdempotencyStore::on_scylla(Arc::clone(store)),
             webhooks: WebhookRegistry::on_scylla(Arc::clone(store)),
         }
+    }
+}
+
+/// An API client as a backend keeps it.
+#[derive(Debug, ::scylla::DeserializeRow)]
+#[scylla(crate = ::scylla)]
+pub(crate) struct ClientRow {
+    pub client_id: String,
+    pub name: Option<String>,
+    pub created_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub policy: Option<String>,
+}
+
+/// One stored event of a notification.
+#[derive(Debug, ::scylla::DeserializeRow)]
+#[scylla(crate = ::scylla)]
+pub(crate) struct EventRow {
+    pub kind: String,
+    pub occurred_at: i64,
+    pub channel: Option<String>,
+    pub target: Option<String>,
+    pub user_id: Option<String>,
+    pub provider: Option<String>,
+    pub reason: Option<String>,
+    pub attempt: Option<i32>,
+    pub detail: Option<String>,
+}
+
+/// A client's status webhook as a backend keeps it.
+#[derive(Debug, ::scylla::DeserializeRow)]
+#[scylla(crate = ::scylla)]
+pub(crate) struct WebhookRow {
+    pub client_id: String,
+    pub url: Option<String>,
+    pub events: Option<String>,
+    pub secret: Option<String>,
+}
+
+/// API clients and their keys' hashes.
+pub(crate) trait ClientRecords {
+    /// Stores a new client and its key's hash.
+    async fn add_client(
+        &self,
+        client_id: &str,
+        name: &str,
+        key_hash: &str,
+        created_at: i64,
+        policy: &str,
+    ) -> Result<(), StoreError>;
+    async fn clients(&self) -> Result<Vec<ClientRow>, StoreError>;
+    /// Marks the client revoked; false if there is no such client or it already was.
+    async fn revoke(&self, client_id: &str, now: i64) -> Result<bool, StoreError>;
+    /// The client holding the key with this hash, whether revoked or not.
+    async fn client_of_key(&self, key_hash: &str) -> Result<Option<ClientRow>, StoreError>;
+}
+
+/// Idempotency keys, claimed once per (client, key) within the backend's window.
+pub(crate) trait IdempotencyRecords {
+    async fn begin(
+        &self,
+        client_key: (&str, &str),
+        body_hash: &str,
+        proposed: &str,
+        now: i64,
+    ) -> Result<Begin, StoreError>;
+    async fn finish(
+        &self,
+        client_key: (&str, &str),
+        status: u16,
+        response: &str,
+    ) -> Result<(), StoreError>;
+    /// Frees a key whose request produced nothing.
+    async fn abandon(&self, client_key: (&str, &str)) -> Result<(), StoreError>;
+}
+
+/// Notifications' events, by notification and by user.
+pub(crate) trait StatusRecords {
+    /// Stores events; one stored before (same event id) is not stored twice.
+    async fn record(&self, events: Vec<DeliveryEvent>) -> Result<(), StoreError>;
+    /// The events of a notification, oldest first.
+    async fn events(&self, notification_id: &str) -> Result<Vec<EventRow>, StoreError>;
+    /// The API client that sent a notification: the `client_id` of its `accepted` event.
+    async fn client_of(&self, notification_id: &str) -> Result<Option<String>, StoreError>;
+    /// Up to `fetch` (notification id, accepted at) of a user from a client, accepted before
+    /// `before`, newest first.
+    async fn user_page(
+        &self,
+        user_client: (&str, &str),
+        before: i64,
+        fetch: i32,
+    ) -> Result<Vec<(String, i64)>, StoreError>;
+}
+
+/// Clients' status webhooks.
+pub(crate) trait WebhookRecords {
+    /// Sets (or replaces) a client's webhook: its URL, event kinds (JSON) and secret.
+    async fn set_webhook(
+        &self,
+        client_id: &str,
+        url_events_secret: (&str, &str, &str),
+        now: i64,
+    ) -> Result<(), StoreError>;
+    async fn webhook(&self, client_id: &str) -> Result<Option<WebhookRow>, StoreError>;
+    /// Removes a client's webhook; false if it had none.
+    async fn remove_webhook(&self, client_id: &str) -> Result<bool, StoreError>;
+    /// When the oldest webhook now set was set.
+    async fn first_webhook_at(&self) -> Result<Option<i64>, StoreError>;
+}
+
+/// The backend a store type holds, chosen at start-up: the one place that asks which.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Sqlite(SqliteIngestStore),
+    Scylla(Arc<ScyllaIngestStore>),
+}
+
+/// `backend.method(args)` on whichever backend it is.
+macro_rules! on_backend {
+    ($backend:expr, $method:ident ( $($arg:expr),* )) => {
+        match $backend {
+            Backend::Sqlite(store) => store.$method($($arg),*).await,
+            Backend::Scylla(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl ClientRecords for Backend {
+    async fn add_client(
+        &self,
+        client_id: &str,
+        name: &str,
+        key_hash: &str,
+        created_at: i64,
+        policy: &str,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, add_client(client_id, name, key_hash, created_at, policy))
+    }
+    async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
+        on_backend!(self, clients())
+    }
+    async fn revoke(&self, client_id: &str, now: i64) -> Result<bool, StoreError> {
+        on_backend!(self, revoke(client_id, now))
+    }
+    async fn client_of_key(&self, key_hash: &str) -> Result<Option<ClientRow>, StoreError> {
+        on_backend!(self, client_of_key(key_hash))
+    }
+}
+
+impl IdempotencyRecords for Backend {
+    async fn begin(
+        &self,
+        client_key: (&str, &str),
+        body_hash: &str,
+        proposed: &str,
+        now: i64,
+    ) -> Result<Begin, StoreError> {
+        on_backend!(self, begin(client_key, body_hash, proposed, now))
+    }
+    async fn finish(
+        &self,
+        client_key: (&str, &str),
+        status: u16,
+        response: &str,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, finish(client_key, status, response))
+    }
+    async fn abandon(&self, client_key: (&str, &str)) -> Result<(), StoreError> {
+        on_backend!(self, abandon(client_key))
+    }
+}
+
+impl StatusRecords for Backend {
+    async fn record(&self, events: Vec<DeliveryEvent>) -> Result<(), StoreError> {
+        on_backend!(self, record(events))
+    }
+    async fn events(&self, notification_id: &str) -> Result<Vec<EventRow>, StoreError> {
+        on_backend!(self, events(notification_id))
+    }
+    async fn client_of(&self, notification_id: &str) -> Result<Option<String>, StoreError> {
+        on_backend!(self, client_of(notification_id))
+    }
+    async fn user_page(
+        &self,
+        user_client: (&str, &str),
+        before: i64,
+        fetch: i32,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        on_backend!(self, user_page(user_client, before, fetch))
+    }
+}
+
+impl WebhookRecords for Backend {
+    async fn set_webhook(
+        &self,
+        client_id: &str,
+        url_events_secret: (&str, &str, &str),
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, set_webhook(client_id, url_events_secret, now))
+    }
+    async fn webhook(&self, client_id: &str) -> Result<Option<WebhookRow>, StoreError> {
+        on_backend!(self, webhook(client_id))
+    }
+    async fn remove_webhook(&self, client_id: &str) -> Result<bool, StoreError> {
+        on_backend!(self, remove_webhook(client_id))
+    }
+    async fn first_webhook_at(&self) -> Result<Option<i64>, StoreError> {
+        on_backend!(self, first_webhook_at())
     }
 }

@@ -14,7 +14,10 @@ use herald_runtime::scylla::{
 };
 use herald_schemas::{DeliveryEvent, EventKind};
 
-use super::StoreError;
+use super::{
+    ClientRecords, ClientRow, EventRow, IdempotencyRecords, StatusRecords, StoreError,
+    WebhookRecords, WebhookRow,
+};
 use crate::idempotency::{Begin, PENDING_TIMEOUT_MS};
 
 const TABLES_CQL: &str = include_str!("../../../schemas/cql/ingest.cql");
@@ -54,38 +57,6 @@ pub struct ScyllaIngestStore {
     session: Session,
     statements: Statements,
     idempotency_window_ms: i64,
-}
-
-/// An API client as stored.
-#[derive(DeserializeRow)]
-pub(crate) struct ClientRow {
-    pub client_id: String,
-    pub name: Option<String>,
-    pub created_at: Option<i64>,
-    pub revoked_at: Option<i64>,
-    pub policy: Option<String>,
-}
-
-/// One stored event of a notification.
-#[derive(DeserializeRow)]
-pub(crate) struct EventRow {
-    pub kind: String,
-    pub occurred_at: i64,
-    pub channel: Option<String>,
-    pub target: Option<String>,
-    pub user_id: Option<String>,
-    pub provider: Option<String>,
-    pub reason: Option<String>,
-    pub attempt: Option<i32>,
-    pub detail: Option<String>,
-}
-
-#[derive(DeserializeRow)]
-pub(crate) struct WebhookRow {
-    pub client_id: String,
-    pub url: Option<String>,
-    pub events: Option<String>,
-    pub secret: Option<String>,
 }
 
 #[derive(DeserializeRow)]
@@ -238,12 +209,12 @@ impl ScyllaIngestStore {
             SelectError::Rows(reason) => StoreError::Corrupt(reason),
         })
     }
+}
 
-    // API clients.
-
+impl ClientRecords for ScyllaIngestStore {
     /// Stores a new client and its key's hash. The key row goes first: a key whose client
     /// row is missing authenticates nobody.
-    pub(crate) async fn add_client(
+    async fn add_client(
         &self,
         client_id: &str,
         name: &str,
@@ -256,12 +227,12 @@ impl ScyllaIngestStore {
         self.write(&self.statements.insert_client, values).await
     }
 
-    pub(crate) async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
+    async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
         self.rows(&self.statements.clients, ()).await
     }
 
     /// Marks the client revoked; false if there is no such client or it already was.
-    pub(crate) async fn revoke(&self, client_id: &str, now: i64) -> Result<bool, StoreError> {
+    async fn revoke(&self, client_id: &str, now: i64) -> Result<bool, StoreError> {
         let rows: Vec<ClientRow> = self.rows(&self.statements.client, (client_id,)).await?;
         if rows.first().is_none_or(|row| row.revoked_at.is_some()) {
             return Ok(false);
@@ -271,10 +242,7 @@ impl ScyllaIngestStore {
     }
 
     /// The client holding the key with this hash, whether revoked or not.
-    pub(crate) async fn client_of_key(
-        &self,
-        key_hash: &str,
-    ) -> Result<Option<ClientRow>, StoreError> {
+    async fn client_of_key(&self, key_hash: &str) -> Result<Option<ClientRow>, StoreError> {
         #[derive(DeserializeRow)]
         struct KeyRow {
             client_id: Option<String>,
@@ -286,10 +254,10 @@ impl ScyllaIngestStore {
         let clients: Vec<ClientRow> = self.rows(&self.statements.client, (client_id,)).await?;
         Ok(clients.into_iter().next())
     }
+}
 
-    // Idempotency keys.
-
-    pub(crate) async fn begin(
+impl IdempotencyRecords for ScyllaIngestStore {
+    async fn begin(
         &self,
         (client_id, key): (&str, &str),
         body_hash: &str,
@@ -336,7 +304,7 @@ impl ScyllaIngestStore {
         Ok(Begin::InProgress)
     }
 
-    pub(crate) async fn finish(
+    async fn finish(
         &self,
         (client_id, key): (&str, &str),
         status: u16,
@@ -348,16 +316,16 @@ impl ScyllaIngestStore {
         Ok(())
     }
 
-    pub(crate) async fn abandon(&self, (client_id, key): (&str, &str)) -> Result<(), StoreError> {
+    async fn abandon(&self, (client_id, key): (&str, &str)) -> Result<(), StoreError> {
         execute_lwt(&self.session, &self.statements.abandon_key, (client_id, key)).await?;
         Ok(())
     }
+}
 
-    // Statuses.
-
+impl StatusRecords for ScyllaIngestStore {
     /// Stores events (a replayed event rewrites its own row) and indexes each `accepted`
     /// event under its user and client.
-    pub(crate) async fn record(&self, events: &[DeliveryEvent]) -> Result<(), StoreError> {
+    async fn record(&self, events: Vec<DeliveryEvent>) -> Result<(), StoreError> {
         let writes = events.iter().map(|e| async move {
             let detail = serde_json::to_string(&e.detail).unwrap_or_else(|_| "{}".into());
             let values = (
@@ -385,17 +353,14 @@ impl ScyllaIngestStore {
     }
 
     /// The events of a notification, oldest first.
-    pub(crate) async fn events(&self, notification_id: &str) -> Result<Vec<EventRow>, StoreError> {
+    async fn events(&self, notification_id: &str) -> Result<Vec<EventRow>, StoreError> {
         self.rows(&self.statements.events, (notification_id,)).await
     }
 
     /// The API client that sent a notification: the `client_id` of its first `accepted`
     /// event. The webhook sender asks this for every event, so it reads two columns and
     /// builds no status.
-    pub(crate) async fn client_of(
-        &self,
-        notification_id: &str,
-    ) -> Result<Option<String>, StoreError> {
+    async fn client_of(&self, notification_id: &str) -> Result<Option<String>, StoreError> {
         #[derive(DeserializeRow)]
         struct DetailRow {
             kind: String,
@@ -414,7 +379,7 @@ impl ScyllaIngestStore {
 
     /// Up to `fetch` (notification id, accepted at) of a user from a client, accepted before
     /// `before`, newest first.
-    pub(crate) async fn user_page(
+    async fn user_page(
         &self,
         (user_id, client_id): (&str, &str),
         before: i64,
@@ -424,10 +389,10 @@ impl ScyllaIngestStore {
             self.rows(&self.statements.user_page, (user_id, client_id, before, fetch)).await?;
         Ok(rows.into_iter().map(|r| (r.notification_id, r.accepted_at)).collect())
     }
+}
 
-    // Webhooks.
-
-    pub(crate) async fn set_webhook(
+impl WebhookRecords for ScyllaIngestStore {
+    async fn set_webhook(
         &self,
         client_id: &str,
         (url, events, secret): (&str, &str, &str),
@@ -436,13 +401,13 @@ impl ScyllaIngestStore {
         self.write(&self.statements.set_webhook, (client_id, url, events, secret, now)).await
     }
 
-    pub(crate) async fn webhook(&self, client_id: &str) -> Result<Option<WebhookRow>, StoreError> {
+    async fn webhook(&self, client_id: &str) -> Result<Option<WebhookRow>, StoreError> {
         let rows: Vec<WebhookRow> = self.rows(&self.statements.webhook, (client_id,)).await?;
         Ok(rows.into_iter().next())
     }
 
     /// Removes a client's webhook; false if it had none.
-    pub(crate) async fn remove_webhook(&self, client_id: &str) -> Result<bool, StoreError> {
+    async fn remove_webhook(&self, client_id: &str) -> Result<bool, StoreError> {
         if self.webhook(client_id).await?.is_none() {
             return Ok(false);
         }
@@ -451,7 +416,7 @@ impl ScyllaIngestStore {
     }
 
     /// When the oldest webhook now set was set.
-    pub(crate) async fn first_webhook_at(&self) -> Result<Option<i64>, StoreError> {
+    async fn first_webhook_at(&self) -> Result<Option<i64>, StoreError> {
         #[derive(DeserializeRow)]
         struct CreatedRow {
             created_at: Option<i64>,

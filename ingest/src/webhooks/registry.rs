@@ -4,22 +4,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use herald_runtime::sqlite::{SqliteError, SqlitePool};
+use herald_runtime::sqlite::SqliteError;
 use rand::RngCore as _;
-use rusqlite::{OptionalExtension as _, params};
 
-use crate::store::scylla::WebhookRow;
-use crate::store::{ScyllaIngestStore, StoreError};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS client_webhooks (
-    client_id  TEXT PRIMARY KEY,
-    url        TEXT NOT NULL,
-    events     TEXT NOT NULL,
-    secret     TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-";
+use crate::store::{
+    Backend, ScyllaIngestStore, SqliteIngestStore, StoreError, WebhookRecords as _, WebhookRow,
+};
 
 /// Webhook signing secrets start with this, so they are recognisable in a secret store.
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -70,12 +60,6 @@ pub struct WebhookRegistry {
     backend: Backend,
 }
 
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(SqlitePool),
-    Scylla(Arc<ScyllaIngestStore>),
-}
-
 impl From<WebhookRow> for Webhook {
     fn from(row: WebhookRow) -> Self {
         Self {
@@ -89,7 +73,7 @@ impl From<WebhookRow> for Webhook {
 
 impl WebhookRegistry {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        Ok(Self { backend: Backend::Sqlite(SqlitePool::open(path, SCHEMA)?) })
+        Ok(Self { backend: Backend::Sqlite(SqliteIngestStore::open(path, 0)?) })
     }
 
     pub fn on_scylla(store: Arc<ScyllaIngestStore>) -> Self {
@@ -121,82 +105,24 @@ impl WebhookRegistry {
         };
         let kinds = serde_json::to_string(&webhook.events).unwrap_or_else(|_| "[]".into());
         let now = herald_schemas::now_millis();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let w = webhook.clone();
-                pool.write(move |c| {
-                    c.execute(
-                        "INSERT INTO client_webhooks (client_id, url, events, secret, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (client_id) DO UPDATE SET url = ?2, events = ?3, secret = ?4, created_at = ?5",
-                        params![w.client_id, w.url, kinds, w.secret, now],
-                    )
-                })
-                .await
-                .map_err(StoreError::from)?;
-            }
-            Backend::Scylla(store) => {
-                let fields = (webhook.url.as_str(), kinds.as_str(), webhook.secret.as_str());
-                store.set_webhook(client_id, fields, now).await?;
-            }
-        }
+        let fields = (webhook.url.as_str(), kinds.as_str(), webhook.secret.as_str());
+        self.backend.set_webhook(client_id, fields, now).await?;
         Ok(webhook)
     }
 
     /// Removes `client_id`'s webhook; false if it had none.
     pub async fn remove(&self, client_id: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                let id = client_id.to_owned();
-                let removed = pool
-                    .write(move |c| {
-                        c.execute("DELETE FROM client_webhooks WHERE client_id = ?1", [id])
-                    })
-                    .await?;
-                Ok(removed > 0)
-            }
-            Backend::Scylla(store) => store.remove_webhook(client_id).await,
-        }
+        self.backend.remove_webhook(client_id).await
     }
 
     /// When the oldest webhook now registered was set (ms since the epoch); `None` while no
     /// client has one.
     pub async fn first_registered_at(&self) -> Result<Option<i64>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => Ok(pool
-                .run(|c| {
-                    c.query_row("SELECT MIN(created_at) FROM client_webhooks", [], |row| row.get(0))
-                })
-                .await?),
-            Backend::Scylla(store) => store.first_webhook_at().await,
-        }
+        self.backend.first_webhook_at().await
     }
 
     pub async fn of(&self, client_id: &str) -> Result<Option<Webhook>, StoreError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Scylla(store) => {
-                return Ok(store.webhook(client_id).await?.map(Webhook::from));
-            }
-        };
-        let id = client_id.to_owned();
-        let row = pool
-            .run(move |c| {
-                c.prepare_cached(
-                    "SELECT client_id, url, events, secret FROM client_webhooks WHERE client_id = ?1",
-                )?
-                .query_row([id], |row| {
-                    Ok(WebhookRow {
-                        client_id: row.get(0)?,
-                        url: row.get(1)?,
-                        events: row.get(2)?,
-                        secret: row.get(3)?,
-                    })
-                })
-                .optional()
-            })
-            .await?;
-        Ok(row.map(Webhook::from))
+        Ok(self.backend.webhook(client_id).await?.map(Webhook::from))
     }
 }
 
