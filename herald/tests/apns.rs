@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::http::Version;
-use herald::dev::standins::apns::{ApnsNotification, ApnsStandIn};
 use herald_dispatchers::config::{ApnsAuth, ApnsSettings, ProviderConfig, ProviderLimits};
 use herald_enricher::Platform;
 use herald_enricher::directory::Directory;
 use herald_runtime::SecretSource;
 use herald_schemas::{Channel, DeliveryEvent, EventKind};
+use herald_testkit::standins::apns::{ApnsNotification, ApnsStandIn};
 use support::{TestEnv, add_user};
 
 const WAIT: Duration = Duration::from_secs(40);

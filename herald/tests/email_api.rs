@@ -8,10 +8,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use herald::dev::standins::sendgrid::SendgridStandIn;
 use herald_dispatchers::config::{ProviderConfig, ProviderLimits, SendgridSettings, Unsubscribe};
 use herald_runtime::SecretSource;
 use herald_schemas::{DeliveryEvent, EventKind};
+use herald_testkit::standins::sendgrid::SendgridStandIn;
 use support::TestEnv;
 
 const WAIT: Duration = Duration::from_secs(40);

@@ -8,14 +8,14 @@ use herald_enricher::Directory as _;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use herald::dev::standins::pushy::PushyStandIn;
-use herald::dev::standins::twilio::TwilioStandIn;
 use herald_dispatchers::config::{
     ProviderConfig, ProviderLimits, PushySettings, SmsOptions, TwilioSettings,
 };
 use herald_enricher::{Fallbacks, Platform, User};
 use herald_runtime::SecretSource;
 use herald_schemas::{Channel, EventKind};
+use herald_testkit::standins::pushy::PushyStandIn;
+use herald_testkit::standins::twilio::TwilioStandIn;
 use support::TestEnv;
 
 const SID: &str = "AC00000000000000000000000000000002";

@@ -7,11 +7,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use herald::dev::standins::pushy::PushyStandIn;
 use herald_dispatchers::config::{ProviderConfig, ProviderLimits, PushySettings};
 use herald_enricher::Platform;
 use herald_runtime::SecretSource;
 use herald_schemas::Channel;
+use herald_testkit::standins::pushy::PushyStandIn;
 use support::{TestEnv, add_user};
 
 /// An SMTP relay that accepts connections and never says a word.

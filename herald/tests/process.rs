@@ -205,7 +205,7 @@ async fn kill_a_dispatcher_mid_batch(env: TestEnv) {
     }
 
     let dispatcher = start();
-    let everyone = |mails: &[herald::dev::mail_sink::ReceivedMail]| {
+    let everyone = |mails: &[herald_testkit::mail_sink::ReceivedMail]| {
         mails
             .iter()
             .flat_map(|m| m.to.iter().cloned())

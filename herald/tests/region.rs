@@ -7,13 +7,13 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use herald::dev::standins::jpush::JpushStandIn;
-use herald::dev::standins::pushy::PushyStandIn;
 use herald_dispatchers::config::{JpushSettings, ProviderConfig, ProviderLimits, PushySettings};
 use herald_enricher::directory::Directory;
 use herald_enricher::{Platform, RegionRoutes, User};
 use herald_runtime::SecretSource;
 use herald_schemas::{Channel, EventKind};
+use herald_testkit::standins::jpush::JpushStandIn;
+use herald_testkit::standins::pushy::PushyStandIn;
 use support::TestEnv;
 
 const WAIT: Duration = Duration::from_secs(40);

@@ -8,8 +8,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use herald::dev::mail_sink::ReceivedMail;
 use herald_schemas::{Channel, ChannelMessage};
+use herald_testkit::mail_sink::ReceivedMail;
 use support::{TestEnv, add_user, email_body, herald_command, herald_output};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

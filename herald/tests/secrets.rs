@@ -12,9 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald::dev::standins::apns::ApnsStandIn;
-use herald::dev::standins::fcm::FcmStandIn;
-use herald::dev::standins::twilio::TwilioStandIn;
 use herald_dispatchers::config::{
     ApnsAuth, ApnsSettings, FcmSettings, ProviderConfig, ProviderLimits, PushySettings, SmsOptions,
     TwilioSettings,
@@ -24,6 +21,9 @@ use herald_ingest::config::TwilioCallbacks;
 use herald_runtime::SecretSource;
 use herald_runtime::tracking::{Tracked, TrackingConfig};
 use herald_schemas::{Channel, EventKind};
+use herald_testkit::standins::apns::ApnsStandIn;
+use herald_testkit::standins::fcm::FcmStandIn;
+use herald_testkit::standins::twilio::TwilioStandIn;
 use support::{TestEnv, add_device, add_user, herald_output};
 
 const FCM_KEY: &str = include_str!("../../dispatchers/tests/fixtures/fcm-service-account.json");

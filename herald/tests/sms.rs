@@ -7,13 +7,13 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use herald::dev::standins::twilio::TwilioStandIn;
-use herald::dev::standins::vonage::VonageStandIn;
 use herald_dispatchers::config::{
     ProviderConfig, ProviderLimits, SmsOptions, TwilioSettings, VonageSettings,
 };
 use herald_runtime::SecretSource;
 use herald_schemas::{Channel, DeliveryEvent, EventKind};
+use herald_testkit::standins::twilio::TwilioStandIn;
+use herald_testkit::standins::vonage::VonageStandIn;
 use support::TestEnv;
 
 const WAIT: Duration = Duration::from_secs(40);

@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald::dev::mail_sink::{MailSink, SinkOptions};
 use herald_dispatchers::config::{EmailConfig, SmtpConfig, SmtpTls};
 use herald_dispatchers::providers::smtp::SmtpProvider;
 use herald_dispatchers::providers::{DeliveryError, Provider};
 use herald_schemas::{ChannelMessage, EmailContent};
+use herald_testkit::mail_sink::{MailSink, SinkOptions};
 use rustls::pki_types::pem::PemObject;
 
 fn provider(sink: &MailSink, timeout_ms: u64) -> SmtpProvider {

@@ -8,9 +8,9 @@ mod support;
 
 use std::time::Duration;
 
-use herald::dev::mail_sink::ReceivedMail;
 use herald_runtime::SecretSource;
 use herald_runtime::tracking::TrackingConfig;
+use herald_testkit::mail_sink::ReceivedMail;
 use support::{TestEnv, add_user};
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -1,14 +1,18 @@
 //! Herald's test kit: the engines its tests, benchmarks and development environment run
 //! against. Tansu is started here directly; Apache Kafka, Apache Cassandra and Apicurio
 //! Registry are started by the project's scripts under `infra/engines/`, which fetch their
-//! jars from Maven Central. The roles never link this crate.
+//! jars from Maven Central. Besides the engines: the development schema registry, the SMTP
+//! sink and the providers' stand-ins (local servers that speak each provider's API and fail
+//! the ways it does). The roles never link this crate.
 
 pub mod broker;
 pub mod cql;
 pub mod dev_registry;
 pub mod engines;
 pub mod kafka;
+pub mod mail_sink;
 pub mod registry;
+pub mod standins;
 pub mod tansu;
 
 pub use broker::{Broker, BrokerChoice};

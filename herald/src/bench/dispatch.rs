@@ -28,15 +28,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::stack::{Stack, StackArgs};
 use crate::config::HeraldConfig;
-use crate::dev::mail_sink::{MailSink, SinkOptions};
-use crate::dev::standins::apns::ApnsStandIn;
-use crate::dev::standins::fcm::FcmStandIn;
-use crate::dev::standins::jpush::JpushStandIn;
-use crate::dev::standins::pushy::PushyStandIn;
-use crate::dev::standins::sendgrid::SendgridStandIn;
-use crate::dev::standins::twilio::TwilioStandIn;
-use crate::dev::standins::vonage::VonageStandIn;
 use crate::roles::{self, GivenProviders};
+use herald_testkit::mail_sink::{MailSink, SinkOptions};
+use herald_testkit::standins::apns::ApnsStandIn;
+use herald_testkit::standins::fcm::FcmStandIn;
+use herald_testkit::standins::jpush::JpushStandIn;
+use herald_testkit::standins::pushy::PushyStandIn;
+use herald_testkit::standins::sendgrid::SendgridStandIn;
+use herald_testkit::standins::twilio::TwilioStandIn;
+use herald_testkit::standins::vonage::VonageStandIn;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -24,8 +24,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::config::HeraldConfig;
-use crate::dev::mail_sink::{MailSink, SinkOptions};
 use broker_faults::{Fault, FaultLog};
+use herald_testkit::mail_sink::{MailSink, SinkOptions};
 use herald_testkit::{Broker, BrokerChoice, BrokerStorage, KafkaCluster, TansuBroker, free_port};
 use tokio_util::sync::CancellationToken;
 

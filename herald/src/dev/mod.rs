@@ -3,9 +3,7 @@
 //! demo users, the send API, the enricher, the email dispatcher, and an SMTP sink whose
 //! mailbox is readable over HTTP.
 
-pub mod mail_sink;
 pub mod seed;
-pub mod standins;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HeraldConfig;
 use crate::pipeline::Pipeline;
 use crate::roles::GivenProviders;
+use herald_testkit::mail_sink::{MailSink, SinkOptions};
 use herald_testkit::{Storage, TansuBroker};
-use mail_sink::{MailSink, SinkOptions};
 
 /// `herald dev`. A port already in use is replaced by a free one (the banner shows the
 /// ports in use); 0 asks for a free one.

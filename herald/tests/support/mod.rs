@@ -8,13 +8,13 @@ use herald_enricher::Directory;
 use std::time::{Duration, Instant};
 
 use herald::config::HeraldConfig;
-use herald::dev::mail_sink::MailSink;
 use herald::pipeline::Pipeline;
 use herald_enricher::SqliteDirectory;
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::admin;
 use herald_schemas::{AvroCodec, Record};
 use herald_testkit::DevRegistry;
+use herald_testkit::mail_sink::MailSink;
 use herald_testkit::{Storage, TansuBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};

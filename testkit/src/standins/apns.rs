@@ -332,8 +332,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    const P8: &str =
-        include_str!("../../../../dispatchers/tests/fixtures/apns-AuthKey_TEST123456.p8");
+    const P8: &str = include_str!("../../../dispatchers/tests/fixtures/apns-AuthKey_TEST123456.p8");
 
     fn apple() -> Shared {
         Shared {
