@@ -1,11 +1,13 @@
 //! The broker a fault run or a benchmark works against: Tansu, Apache Kafka started for it,
 //! or a cluster already running.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use herald_runtime::KafkaConfig;
 
-use crate::{KafkaCluster, TansuBroker};
+use crate::tansu::BrokerError;
+use crate::{KafkaCluster, Storage, TansuBroker};
 
 /// Which broker to start, on a command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,6 +28,31 @@ pub enum Broker {
 }
 
 impl Broker {
+    /// The broker a test runs on: the run's Apache Kafka (`HERALD_TEST_KAFKA`, which
+    /// `infra/test.sh` sets), unless `HERALD_TEST_BROKER=tansu` asks for Tansu; else a Tansu
+    /// broker of the test's own, keeping its data in `dir`. Tests on a shared broker keep
+    /// apart with prefixes of their own ([`isolate`]).
+    pub async fn for_test(dir: &Path) -> Result<Self, BrokerError> {
+        let tansu_asked = std::env::var("HERALD_TEST_BROKER").is_ok_and(|b| b == "tansu");
+        match std::env::var("HERALD_TEST_KAFKA") {
+            Ok(servers) if !servers.is_empty() && !tansu_asked => Ok(Broker::Existing(servers)),
+            _ => {
+                let broker =
+                    TansuBroker::start(None, Storage::Sqlite(dir.join("broker")), None).await?;
+                Ok(Broker::Tansu(Box::new(broker)))
+            }
+        }
+    }
+
+    /// Whether it is Apache Kafka (started here or not).
+    pub fn is_kafka(&self) -> bool {
+        !matches!(self, Broker::Tansu(_))
+    }
+
+    pub fn bootstrap_servers(&self) -> String {
+        self.kafka_config().bootstrap_servers
+    }
+
     /// A configuration for it, with the short group timings of tests and benchmarks.
     pub fn kafka_config(&self) -> KafkaConfig {
         match self {
@@ -65,4 +92,17 @@ impl Broker {
             Broker::Existing(_) => {}
         }
     }
+}
+
+/// Gives `kafka` topic and group prefixes of its own, so that tests sharing one broker never
+/// read each other's records or join each other's groups.
+pub fn isolate(kafka: &mut KafkaConfig) {
+    let id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    static TAKEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = TAKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let unique = format!("{id:x}{:x}{n:x}", std::process::id());
+    kafka.topic_prefix = format!("t{unique}.");
+    kafka.group_prefix = format!("t{unique}-");
 }

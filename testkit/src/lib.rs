@@ -15,7 +15,7 @@ pub mod registry;
 pub mod standins;
 pub mod tansu;
 
-pub use broker::{Broker, BrokerChoice};
+pub use broker::{Broker, BrokerChoice, isolate};
 pub use dev_registry::DevRegistry;
 pub use engines::{EngineError, free_port, required};
 pub use kafka::{KafkaCluster, kafka_tool};

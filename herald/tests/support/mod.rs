@@ -13,9 +13,9 @@ use herald_enricher::SqliteDirectory;
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::admin;
 use herald_schemas::{AvroCodec, Record};
+use herald_testkit::Broker;
 use herald_testkit::DevRegistry;
 use herald_testkit::mail_sink::MailSink;
-use herald_testkit::{Storage, TansuBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -27,47 +27,6 @@ mod commands;
 pub use commands::{herald_command, herald_output, wait_until_caught_up};
 
 pub const PARTITIONS: i32 = 2;
-
-/// The broker a test runs on.
-pub enum Broker {
-    /// The run's Apache Kafka, shared by every test (`HERALD_TEST_KAFKA`).
-    Kafka(String),
-    /// A Tansu broker of the test's own.
-    Tansu(TansuBroker),
-}
-
-impl Broker {
-    /// Apache Kafka when the run started one (`HERALD_TEST_KAFKA`), unless
-    /// `HERALD_TEST_BROKER=tansu` asks for Tansu; else a Tansu broker of the test's own.
-    pub async fn for_test(dir: &std::path::Path) -> (Self, KafkaConfig) {
-        let tansu_asked = std::env::var("HERALD_TEST_BROKER").is_ok_and(|b| b == "tansu");
-        match std::env::var("HERALD_TEST_KAFKA") {
-            Ok(servers) if !servers.is_empty() && !tansu_asked => {
-                let mut kafka = KafkaConfig::default().with_dev_timings();
-                kafka.bootstrap_servers = servers.clone();
-                (Broker::Kafka(servers), kafka)
-            }
-            _ => {
-                let broker = TansuBroker::start(None, Storage::Sqlite(dir.join("broker")), None)
-                    .await
-                    .expect("Tansu starts (infra/install-tansu.sh)");
-                let kafka = broker.kafka_config();
-                (Broker::Tansu(broker), kafka)
-            }
-        }
-    }
-
-    pub fn bootstrap_servers(&self) -> String {
-        match self {
-            Broker::Kafka(servers) => servers.clone(),
-            Broker::Tansu(broker) => broker.bootstrap_servers(),
-        }
-    }
-
-    pub fn is_kafka(&self) -> bool {
-        matches!(self, Broker::Kafka(_))
-    }
-}
 
 pub struct TestEnv {
     pub broker: Broker,
@@ -96,7 +55,9 @@ impl TestEnv {
         init_logging();
         herald_schemas::install_tls_provider();
         let dir = tempfile::tempdir().unwrap();
-        let (broker, kafka) = Broker::for_test(dir.path()).await;
+        let broker =
+            Broker::for_test(dir.path()).await.expect("Tansu starts (infra/install-tansu.sh)");
+        let kafka = broker.kafka_config();
         let registry = match std::env::var("HERALD_TEST_REGISTRY") {
             Ok(url) if !url.is_empty() && broker.is_kafka() => url,
             _ => {
@@ -106,9 +67,7 @@ impl TestEnv {
         };
         let mail = MailSink::start("127.0.0.1:0".parse().unwrap()).unwrap();
         let mut config = HeraldConfig { kafka, ..HeraldConfig::default() };
-        let id = uuid::Uuid::now_v7().simple();
-        config.kafka.topic_prefix = format!("t{id}.");
-        config.kafka.group_prefix = format!("t{id}-");
+        herald_testkit::isolate(&mut config.kafka);
         config.kafka.consumer.drain_deadline_ms = 3_000;
         config.schema_registry.url = registry.clone();
         config.topics.partitions = PARTITIONS;

@@ -2,8 +2,6 @@
 //! for finished work, in order; shutdown and rebalances drain; in-flight work is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +12,7 @@ use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::admin::{TopicSpec, create_topics};
 use herald_runtime::kafka::consumer::{self, ConsumerSpec, Handler, HandlerError};
 use herald_runtime::kafka::{Message, OwnedMessage, Producer};
-use support::TestEnv;
+use herald_testkit::Broker;
 use tokio_util::sync::CancellationToken;
 
 type Behaviour = dyn Fn(OwnedMessage) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
@@ -34,26 +32,34 @@ fn payload(m: &OwnedMessage) -> String {
     String::from_utf8(m.payload().unwrap().to_vec()).unwrap()
 }
 
+/// A topic of the test's own on the run's broker (Apache Kafka in CI, or Tansu).
 struct Fixture {
-    env: TestEnv,
+    kafka: KafkaConfig,
     topic: String,
+    _broker: Broker,
+    _dir: tempfile::TempDir,
 }
 
 impl Fixture {
     async fn new(partitions: i32) -> Self {
-        let env = TestEnv::start().await;
-        let topic = format!("{}work", env.config.kafka.topic_prefix);
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            Broker::for_test(dir.path()).await.expect("Tansu starts (infra/install-tansu.sh)");
+        let mut kafka = broker.kafka_config();
+        herald_testkit::isolate(&mut kafka);
+        kafka.consumer.drain_deadline_ms = 3_000;
+        let topic = format!("{}work", kafka.topic_prefix);
         let spec = TopicSpec { name: topic.clone(), partitions, replication: 1, config: vec![] };
-        create_topics(&env.config.kafka, &[spec]).await.unwrap();
-        Self { env, topic }
+        create_topics(&kafka, &[spec]).await.unwrap();
+        Self { kafka, topic, _broker: broker, _dir: dir }
     }
 
     fn kafka(&self) -> KafkaConfig {
-        self.env.config.kafka.clone()
+        self.kafka.clone()
     }
 
     async fn produce(&self, records: &[(&str, &str)]) {
-        let producer = Producer::new(&self.env.config.kafka, "test-producer").unwrap();
+        let producer = Producer::new(&self.kafka, "test-producer").unwrap();
         for (key, value) in records {
             producer.send(&self.topic, Some(key.as_bytes()), value.as_bytes(), None).await.unwrap();
         }
@@ -369,7 +375,7 @@ async fn records_wait_until_due_while_other_partitions_keep_flowing() {
 
     let f = Fixture::new(2).await;
     let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &f.env.config.kafka.bootstrap_servers)
+        .set("bootstrap.servers", &f.kafka.bootstrap_servers)
         .create()
         .unwrap();
     let now = herald_schemas::now_millis();
