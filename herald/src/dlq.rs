@@ -342,22 +342,26 @@ impl LeftAlone {
     }
 }
 
-/// The dead letters a redrive puts back: not poison records unless `poison_asked`, not
-/// those redriven before unless `again`; and what it leaves.
-pub fn to_redrive(
-    letters: Vec<DeadLetter>,
-    poison_asked: bool,
-    again: bool,
-) -> (Vec<DeadLetter>, LeftAlone) {
+/// Which dead letters a redrive may put back besides the others.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedriveScope {
+    /// Poison records (undecodable), which retrying cannot fix: only when asked by class.
+    pub poison: bool,
+    /// Dead letters redriven before (`--again`).
+    pub again: bool,
+}
+
+/// The dead letters a redrive puts back, as `scope` allows; and what it leaves.
+pub fn to_redrive(letters: Vec<DeadLetter>, scope: RedriveScope) -> (Vec<DeadLetter>, LeftAlone) {
     let mut left = LeftAlone::default();
     let letters = letters
         .into_iter()
         .filter(|l| {
-            if l.class == Class::Poison.as_str() && !poison_asked {
+            if l.class == Class::Poison.as_str() && !scope.poison {
                 left.poison += 1;
                 return false;
             }
-            if l.redriven_at.is_some() && !again {
+            if l.redriven_at.is_some() && !scope.again {
                 left.redriven += 1;
                 return false;
             }

@@ -109,7 +109,8 @@ impl DlqArgs {
                 let reader = kafka.clone();
                 let letters =
                     tokio::task::spawn_blocking(move || dlq::read(&reader, &filter)).await??;
-                let (letters, left) = dlq::to_redrive(letters, poison_asked, again);
+                let scope = dlq::RedriveScope { poison: poison_asked, again };
+                let (letters, left) = dlq::to_redrive(letters, scope);
                 let progress = indicatif::ProgressBar::new(letters.len() as u64);
                 if let Ok(style) = indicatif::ProgressStyle::with_template(
                     "{bar:40} {pos}/{len} {per_sec} eta {eta}",
