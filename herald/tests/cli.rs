@@ -121,7 +121,7 @@ fn bench_enrich_times_a_cold_and_a_warm_pass_against_the_raw_copy_with_the_given
     assert_eq!(runs, ["raw_copy", "enricher_cold", "enricher_warm"]);
     assert_eq!(report["devices"], 600, "1 to 3 devices per user");
     assert_eq!(report["consumers"]["key_queues_per_partition"], 64, "--config tunes the roles");
-    assert!(stdout.contains("64 lanes per partition"), "{stdout}");
+    assert!(stdout.contains("64 key queues per partition"), "{stdout}");
     for row in &report["rows"].as_array().unwrap()[1..] {
         // Every user has an address and, on average, two devices.
         let targets = row["targets_per_request"].as_f64().unwrap();

@@ -60,7 +60,7 @@ pub struct EnrichBenchReport {
 /// The consumer settings a benchmark's roles ran with, for its report's first line.
 pub(crate) fn describe_consumers(consumers: &ConsumerTuning) -> String {
     format!(
-        "consumers: {} lanes per partition, {} records in flight",
+        "consumers: {} key queues per partition, {} records in flight",
         consumers.key_queues_per_partition, consumers.max_in_flight
     )
 }
@@ -371,9 +371,12 @@ async fn enricher_runs(
     let produced = produce_requests(config, options).await;
     signal(child, "-CONT")?;
     produced?;
-    // From its first output again: a stopped consumer may have to rejoin its group.
-    let warm_start = mark_at(&outputs, cold.produced + 1, child).await?;
+    let resumed = mark_at(&outputs, cold.produced, child).await?;
+    // From its first output again: a stopped consumer may have to rejoin its group. A pass
+    // done between two looks (a short one, a fast broker) is timed from the resumption.
+    let first_warm = mark_at(&outputs, cold.produced + 1, child).await?;
     let warm = mark_at(&outputs, 2 * pass, child).await?;
+    let warm_start = if first_warm.produced < warm.produced { first_warm } else { resumed };
     for (run, from, to) in [("enricher_cold", &first, &cold), ("enricher_warm", &warm_start, &warm)]
     {
         let produced = to.produced.saturating_sub(from.produced);
