@@ -29,9 +29,11 @@ export HERALD_REQUIRE_ENGINES=1
 status=0
 echo "== the suite on Apache Kafka, Cassandra and Apicurio"
 cargo nextest run --workspace --locked --no-fail-fast "$@" || status=$?
-echo "== the pipeline's and the consumer runtime's tests on Tansu (herald dev's broker)"
+echo "== the pipeline's, the consumer runtime's and the send API's tests on Tansu (herald dev's broker)"
 # The broker faults run on a three-broker Kafka cluster of their own, whatever the leg:
-# once is enough.
-HERALD_TEST_BROKER=tansu cargo nextest run -p herald -p herald-runtime --locked --no-fail-fast \
-  -E 'not binary(broker_faults)' "$@" || status=$?
+# once is enough; so do the ingest stores' contract and unit tests, which need no broker.
+HERALD_TEST_BROKER=tansu cargo nextest run -p herald -p herald-runtime -p herald-ingest \
+  --locked --no-fail-fast \
+  -E 'not binary(broker_faults) and (not package(herald-ingest) or binary(api))' "$@" ||
+  status=$?
 exit "$status"

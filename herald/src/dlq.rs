@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::{
-    Header, Headers, Message, OwnedHeaders, OwnedMessage, Producer, header_str, headers_replacing,
-    watermarks,
+    ChangeMode, Header, Headers, Message, OwnedHeaders, OwnedMessage, Producer, header_str,
+    headers_replacing, watermarks,
 };
 use herald_schemas::{
     AvroCodec, ChannelMessage, DeliveryEvent, NotificationRequest, Record, Topics, headers,
@@ -372,12 +372,12 @@ pub fn to_redrive(letters: Vec<DeadLetter>, scope: RedriveScope) -> (Vec<DeadLet
 }
 
 /// Puts `letters` back (see the module docs), at most `rate` records a second, and marks
-/// each redriven; returns how many were produced. With `dry_run` nothing is produced.
+/// each redriven; returns how many were produced. A dry run produces nothing.
 pub async fn redrive(
     kafka: &KafkaConfig,
     letters: &[DeadLetter],
     rate: u32,
-    dry_run: bool,
+    mode: ChangeMode,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<usize> {
     let topics = kafka.topics();
@@ -392,7 +392,7 @@ pub async fn redrive(
             "dead letter {} names no origin topic",
             letter.position()
         );
-        if !dry_run {
+        if !mode.is_dry_run() {
             let payload = letter.record.payload().unwrap_or_default();
             producer.send(&topic, letter.record.key(), payload, Some(headers)).await?;
             let (position, now) = (letter.position(), herald_schemas::now_millis().to_string());

@@ -2,10 +2,11 @@
 
 use std::fmt::Write as _;
 
+use herald_runtime::kafka::ChangeMode;
 use herald_runtime::kafka::apply::TopicChange;
 
-/// One line per change, then a summary; `dry_run` words it as what would happen.
-pub fn render_plan(plan: &[(String, Vec<TopicChange>)], dry_run: bool) -> String {
+/// One line per change, then a summary; a dry run words it as what would happen.
+pub fn render_plan(plan: &[(String, Vec<TopicChange>)], mode: ChangeMode) -> String {
     let mut out = String::new();
     let mut changed = 0;
     let mut created = 0;
@@ -20,7 +21,7 @@ pub fn render_plan(plan: &[(String, Vec<TopicChange>)], dry_run: bool) -> String
         }
     }
     let unchanged = plan.len() - created - changed;
-    let verb = if dry_run { "would be " } else { "" };
+    let verb = if mode.is_dry_run() { "would be " } else { "" };
     let _ = writeln!(
         out,
         "{} topics: {created} {verb}created, {changed} {verb}changed, {unchanged} as defined",

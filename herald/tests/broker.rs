@@ -81,6 +81,7 @@ async fn broker_serves_fetches_that_start_inside_a_record_batch() {
 /// last record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_reset_to_a_time_after_the_last_record_moves_to_the_log_end_not_the_start() {
+    use herald_runtime::kafka::ChangeMode;
     use herald_runtime::kafka::group_offsets::{lag, reset_to_time};
     let env = support::TestEnv::start().await;
     let (topic, producer) = one_partition_topic(&env, "stamped", "5").await;
@@ -94,8 +95,8 @@ async fn a_group_reset_to_a_time_after_the_last_record_moves_to_the_log_end_not_
     let group = env.group("late-reader");
     let (resets, positions) = tokio::task::spawn_blocking(move || {
         let resets =
-            reset_to_time(&kafka, &group, (&topics, true), (after_the_last, false)).unwrap();
-        (resets, lag(&kafka, &group, &topics, true).unwrap())
+            reset_to_time(&kafka, &group, &topics, after_the_last, ChangeMode::Apply).unwrap();
+        (resets, lag(&kafka, &group, &topics).unwrap())
     })
     .await
     .unwrap();

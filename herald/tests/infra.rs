@@ -387,3 +387,44 @@ fn every_doc_page_is_linked_from_the_readme_and_every_link_resolves() {
         }
     }
 }
+
+/// Every test file the docs name exists, and every test named after it is in that file: the
+/// guarantees table says which test proves each guarantee, and must follow a test that moves.
+#[test]
+fn every_test_the_docs_name_exists_where_they_say() {
+    let root = infra("..");
+    let mut named = 0;
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let page = entry.unwrap().path();
+        if page.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&page).unwrap();
+        for line in text.lines() {
+            let mut file: Option<(String, String)> = None;
+            for token in line.split('`').skip(1).step_by(2) {
+                if token.ends_with(".rs") && token.contains("/tests/") && !token.contains('{') {
+                    let source = std::fs::read_to_string(root.join(token));
+                    let source = source.unwrap_or_else(|_| {
+                        panic!("{} names {token}, which does not exist", page.display())
+                    });
+                    file = Some((token.to_owned(), source));
+                } else if let Some((path, source)) = &file {
+                    let is_test_name = token.matches('_').count() >= 3
+                        && token
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit());
+                    if is_test_name {
+                        named += 1;
+                        assert!(
+                            source.contains(&format!("fn {token}(")),
+                            "{} names {token} in {path}, which has no such test",
+                            page.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(named >= 20, "only {named} tests named: is the guarantees table still there?");
+}

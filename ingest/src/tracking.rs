@@ -42,10 +42,10 @@ fn refused(kind: &str) -> Response {
     (StatusCode::NOT_FOUND, "unknown link").into_response()
 }
 
-/// Verifies `token` as a `kind` token: opens carry no destination, clicks one.
-fn verify(shared: &Shared, token: &str, click: bool) -> Option<Tracked> {
+/// Verifies `token` as a token for `kind`: opens carry no destination, clicks one.
+fn verify(shared: &Shared, token: &str, kind: EventKind) -> Option<Tracked> {
     let tracked = shared.tracker.as_ref()?.verify(token)?;
-    (tracked.url.is_some() == click).then_some(tracked)
+    (tracked.url.is_some() == (kind == EventKind::Clicked)).then_some(tracked)
 }
 
 /// Produces the event; a failure is logged, not shown: the reader's click still works.
@@ -72,7 +72,7 @@ pub(crate) async fn opened(
     State(shared): State<Arc<Shared>>,
     Path(token): Path<String>,
 ) -> Response {
-    let Some(tracked) = verify(&shared, &token, false) else { return refused("open") };
+    let Some(tracked) = verify(&shared, &token, EventKind::Opened) else { return refused("open") };
     record(&shared, &tracked, EventKind::Opened).await;
     let headers = [(header::CONTENT_TYPE, "image/gif"), (header::CACHE_CONTROL, "no-store")];
     (headers, PIXEL).into_response()
@@ -82,7 +82,9 @@ pub(crate) async fn clicked(
     State(shared): State<Arc<Shared>>,
     Path(token): Path<String>,
 ) -> Response {
-    let Some(tracked) = verify(&shared, &token, true) else { return refused("click") };
+    let Some(tracked) = verify(&shared, &token, EventKind::Clicked) else {
+        return refused("click");
+    };
     record(&shared, &tracked, EventKind::Clicked).await;
     let Some(url) = tracked.url else { return refused("click") };
     let headers = [(header::LOCATION, url), (header::CACHE_CONTROL, "no-store".to_owned())];

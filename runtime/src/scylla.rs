@@ -88,7 +88,7 @@ impl ScyllaConfig {
     pub async fn connect_creating_keyspace(&self) -> Result<Session, ScyllaSetupError> {
         let session = self.connect().await?;
         let keyspace = self.keyspace()?;
-        let cql = create_keyspace(keyspace, self.replication_factor, is_scylladb(&session).await);
+        let cql = create_keyspace(keyspace, self.replication_factor, engine(&session).await);
         session.query_unpaged(cql, ()).await.map_err(|e| ScyllaSetupError::Connect {
             nodes: self.nodes.clone(),
             reason: format!("creating keyspace {keyspace}: {e}"),
@@ -97,9 +97,20 @@ impl ScyllaConfig {
     }
 }
 
-/// Whether the node `session` talks to is ScyllaDB (which has `system.scylla_local`) rather
-/// than Apache Cassandra. A failed lookup counts as Cassandra: the plain statements suit both.
-pub async fn is_scylladb(session: &Session) -> bool {
+/// The CQL engines Herald's stores run on; their keyspaces differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CqlEngine {
+    ScyllaDb,
+    Cassandra,
+}
+
+/// The engine `session` talks to: ScyllaDB has `system.scylla_local`. A failed lookup counts
+/// as Cassandra: the plain statements suit both.
+pub async fn engine(session: &Session) -> CqlEngine {
+    if has_scylla_local(session).await { CqlEngine::ScyllaDb } else { CqlEngine::Cassandra }
+}
+
+async fn has_scylla_local(session: &Session) -> bool {
     let cql = "SELECT table_name FROM system_schema.tables \
                WHERE keyspace_name = 'system' AND table_name = 'scylla_local'";
     let Ok(result) = session.query_unpaged(cql, ()).await else { return false };
@@ -109,8 +120,9 @@ pub async fn is_scylladb(session: &Session) -> bool {
 /// The keyspace Herald's stores live in. On ScyllaDB without tablets: ScyllaDB does not
 /// run lightweight transactions (the ledger's claims, idempotency keys) in a tablets
 /// keyspace, and makes new keyspaces tablets ones by default; Cassandra refuses the option.
-pub fn create_keyspace(keyspace: &str, replication_factor: u32, scylladb: bool) -> String {
-    let tablets = if scylladb { " AND tablets = {'enabled': false}" } else { "" };
+pub fn create_keyspace(keyspace: &str, replication_factor: u32, engine: CqlEngine) -> String {
+    let tablets =
+        if engine == CqlEngine::ScyllaDb { " AND tablets = {'enabled': false}" } else { "" };
     format!(
         "CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = \
          {{'class': 'NetworkTopologyStrategy', 'replication_factor': {replication_factor}}}{tablets}"
@@ -243,9 +255,9 @@ mod tests {
 
     #[test]
     fn the_keyspace_is_made_without_tablets_on_scylladb_only() {
-        let scylla = create_keyspace("herald", 3, true);
+        let scylla = create_keyspace("herald", 3, CqlEngine::ScyllaDb);
         assert!(scylla.ends_with("AND tablets = {'enabled': false}"), "{scylla}");
-        let cassandra = create_keyspace("herald", 3, false);
+        let cassandra = create_keyspace("herald", 3, CqlEngine::Cassandra);
         assert!(!cassandra.contains("tablets"), "{cassandra}");
         assert!(cassandra.contains("'replication_factor': 3}"), "{cassandra}");
     }

@@ -106,3 +106,34 @@ pub fn isolate(kafka: &mut KafkaConfig) {
     kafka.topic_prefix = format!("t{unique}.");
     kafka.group_prefix = format!("t{unique}-");
 }
+
+/// Deletes the topics under `kafka`'s prefix ([`isolate`]): on a shared Apache Kafka, the
+/// thousands of partitions a run would leave behind slow every later test's metadata
+/// requests. Blocks; best effort, as it runs when a test is done.
+pub fn drop_topics(kafka: &KafkaConfig) {
+    use rdkafka::ClientConfig;
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use std::time::Duration;
+    let Ok(client) = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .create::<AdminClient<rdkafka::client::DefaultClientContext>>()
+    else {
+        return;
+    };
+    let Ok(metadata) = client.inner().fetch_metadata(None, Duration::from_secs(10)) else {
+        return;
+    };
+    let names: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .map(rdkafka::metadata::MetadataTopic::name)
+        .filter(|name| name.starts_with(&kafka.topic_prefix))
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let _ = runtime.block_on(client.delete_topics(&names, &options));
+    }
+}

@@ -12,12 +12,14 @@ pub mod engines;
 pub mod kafka;
 pub mod mail_sink;
 pub mod registry;
+pub mod send_api;
 pub mod standins;
 pub mod tansu;
 
-pub use broker::{Broker, BrokerChoice, isolate};
+pub use broker::{Broker, BrokerChoice, drop_topics, isolate};
 pub use dev_registry::DevRegistry;
 pub use engines::{EngineError, free_port, required};
 pub use kafka::{KafkaCluster, kafka_tool};
 pub use registry::Apicurio;
+pub use send_api::SendApi;
 pub use tansu::{BrokerStorage, Storage, TansuBroker};

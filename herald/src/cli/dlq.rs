@@ -4,6 +4,7 @@
 use anyhow::Context;
 use herald::config::HeraldConfig;
 use herald::dlq;
+use herald_runtime::kafka::ChangeMode;
 use herald_schemas::Channel;
 
 #[derive(clap::Args, Debug)]
@@ -37,7 +38,7 @@ struct DlqFilterArgs {
 impl DlqFilterArgs {
     fn filter(self, config: &HeraldConfig) -> anyhow::Result<dlq::Filter> {
         let group = match &self.group {
-            Some(given) => herald::groups::resolve_group(config, given, false)?.map(|g| g.name),
+            Some(given) => herald::groups::resolve_group(config, given, &[])?.map(|g| g.name),
             None => None,
         };
         Ok(dlq::Filter {
@@ -117,7 +118,8 @@ impl DlqArgs {
                 ) {
                     progress.set_style(style);
                 }
-                let sent = dlq::redrive(&kafka, &letters, rate, dry_run, &progress).await?;
+                let mode = ChangeMode::from_dry_run(dry_run);
+                let sent = dlq::redrive(&kafka, &letters, rate, mode, &progress).await?;
                 progress.finish_and_clear();
                 let verb = if dry_run { "would redrive" } else { "redrove" };
                 println!("{verb} {sent} dead letter(s)");

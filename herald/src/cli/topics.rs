@@ -1,6 +1,7 @@
 //! `herald topics apply`: the cluster's topics brought to their definitions.
 
 use herald::config::HeraldConfig;
+use herald_runtime::kafka::ChangeMode;
 
 #[derive(clap::Args, Debug)]
 pub struct TopicsArgs {
@@ -24,10 +25,10 @@ impl TopicsArgs {
     #[allow(clippy::print_stdout)]
     pub async fn run(self, config: &HeraldConfig) -> anyhow::Result<()> {
         let TopicsCommand::Apply { dry_run } = self.command;
+        let mode = ChangeMode::from_dry_run(dry_run);
         let specs = config.topic_specs();
-        let plan =
-            herald_runtime::kafka::apply::apply_topics(&config.kafka, &specs, dry_run).await?;
-        print!("{}", herald::topics::render_plan(&plan, dry_run));
+        let plan = herald_runtime::kafka::apply::apply_topics(&config.kafka, &specs, mode).await?;
+        print!("{}", herald::topics::render_plan(&plan, mode));
         Ok(())
     }
 }

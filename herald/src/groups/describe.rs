@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use herald_runtime::KafkaConfig;
+use herald_runtime::kafka::ChangeMode;
 use herald_runtime::kafka::group_offsets::{PartitionLag, Reset, probe};
 use rdkafka::consumer::Consumer;
 
@@ -25,8 +26,8 @@ pub fn render(rows: &[PartitionLag]) -> String {
     out
 }
 
-pub fn render_resets(resets: &[Reset], dry_run: bool) -> String {
-    let verb = if dry_run { "would move" } else { "moved" };
+pub fn render_resets(resets: &[Reset], mode: ChangeMode) -> String {
+    let verb = if mode.is_dry_run() { "would move" } else { "moved" };
     let mut out = format!("{verb} {} partition(s)\nTOPIC\tPARTITION\tFROM\tTO\n", resets.len());
     for r in resets {
         let from = r.from.map_or_else(|| "-".to_owned(), |o| o.to_string());

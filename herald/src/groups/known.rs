@@ -51,19 +51,19 @@ pub fn known_groups(config: &HeraldConfig) -> Vec<KnownGroup> {
 }
 
 /// The group `given` names: one of Herald's by its full name (`herald-enricher`) or by its
-/// name after the prefix (`enricher`). Another group only when its topics are named too: a
+/// name after the prefix (`enricher`). Another group only when its `topics` are named too: a
 /// misspelt group must not read as a group with nothing to do.
 pub fn resolve_group(
     config: &HeraldConfig,
     given: &str,
-    topics_named: bool,
+    topics: &[String],
 ) -> anyhow::Result<Option<KnownGroup>> {
     let known = known_groups(config);
     let full = config.kafka.group(given);
     if let Some(group) = known.iter().find(|g| g.name == given || g.name == full) {
         return Ok(Some(group.clone()));
     }
-    if topics_named {
+    if !topics.is_empty() {
         return Ok(None);
     }
     let names: Vec<&str> = known.iter().map(|g| g.name.as_str()).collect();
@@ -93,17 +93,21 @@ mod tests {
     #[test]
     fn groups_resolve_by_full_or_short_name_and_a_misspelt_one_is_refused_naming_the_known() {
         let config = HeraldConfig::default();
-        let email = resolve_group(&config, "dispatch-email", false).unwrap().unwrap();
+        let email = resolve_group(&config, "dispatch-email", &[]).unwrap().unwrap();
         assert_eq!(email.name, "herald-dispatch-email");
         assert!(email.topics.contains(&"herald.retry.email.1".to_owned()), "{email:?}");
         assert_eq!(email.run_by, "herald dispatch --channel email");
         assert_eq!(
-            resolve_group(&config, "herald-enricher", false).unwrap().unwrap().name,
+            resolve_group(&config, "herald-enricher", &[]).unwrap().unwrap().name,
             "herald-enricher"
         );
-        let error = resolve_group(&config, "herald-dispatch-emial", false).unwrap_err().to_string();
+        let error = resolve_group(&config, "herald-dispatch-emial", &[]).unwrap_err().to_string();
         assert!(error.contains("herald-dispatch-email") && error.contains("--topic"), "{error}");
-        assert_eq!(resolve_group(&config, "analytics", true).unwrap(), None, "named topics");
+        assert_eq!(
+            resolve_group(&config, "analytics", &["clicks".into()]).unwrap(),
+            None,
+            "named topics"
+        );
     }
 
     #[test]

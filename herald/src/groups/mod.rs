@@ -11,6 +11,7 @@ pub use herald_runtime::kafka::group_offsets::{PartitionLag, Reset, lag, probe, 
 pub use known::{KnownGroup, known_groups, resolve_group, resolve_topic};
 
 use crate::config::HeraldConfig;
+use herald_runtime::kafka::ChangeMode;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum GroupsCommand {
@@ -58,7 +59,7 @@ fn target(
     group: &str,
     topics: &[String],
 ) -> anyhow::Result<(String, Vec<String>, Option<KnownGroup>)> {
-    let known = resolve_group(config, group, !topics.is_empty())?;
+    let known = resolve_group(config, group, topics)?;
     let topics: Vec<String> = if topics.is_empty() {
         known.as_ref().map(|g| g.topics.clone()).unwrap_or_default()
     } else {
@@ -68,13 +69,21 @@ fn target(
     Ok((name, topics, known))
 }
 
+/// What a reset does when the broker cannot say whether the group has running members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhenMembersUnknown {
+    Refuse,
+    /// `--force`: the operator stopped them.
+    Proceed,
+}
+
 /// Why a group's offsets may not be moved now, if they may not: it has running members, or
-/// the broker cannot tell and `--force` was not given.
+/// the broker cannot tell and the operator did not say they stopped them.
 fn refusal(
     description: &anyhow::Result<GroupDescription>,
     group: &str,
     known: Option<&KnownGroup>,
-    force: bool,
+    unknown: WhenMembersUnknown,
 ) -> Option<String> {
     let stop = known.map_or_else(
         || "the processes that consume as this group".to_owned(),
@@ -93,7 +102,7 @@ fn refusal(
             ))
         }
         Ok(_) => None,
-        Err(_) if force => None,
+        Err(_) if unknown == WhenMembersUnknown::Proceed => None,
         Err(e) => Some(format!(
             "cannot tell whether group {group} has running members ({e}). Stop {stop}, then run this again with --force"
         )),
@@ -113,8 +122,8 @@ impl GroupsCommand {
             }
             GroupsCommand::Lag { group, topic } => {
                 let (group, topics, _) = target(config, &group, &topic)?;
-                let rows = tokio::task::spawn_blocking(move || lag(&kafka, &group, &topics, true))
-                    .await??;
+                let rows =
+                    tokio::task::spawn_blocking(move || lag(&kafka, &group, &topics)).await??;
                 print!("{}", render(&rows));
             }
             GroupsCommand::ResetOffsets { group, to_datetime, topic, dry_run, force } => {
@@ -124,17 +133,20 @@ impl GroupsCommand {
                 let description =
                     tokio::task::spawn_blocking(move || describe(&probe_kafka, &probe_group))
                         .await?;
-                if let Some(reason) = refusal(&description, &group, known.as_ref(), force) {
-                    if !dry_run {
+                let unknown =
+                    if force { WhenMembersUnknown::Proceed } else { WhenMembersUnknown::Refuse };
+                let mode = ChangeMode::from_dry_run(dry_run);
+                if let Some(reason) = refusal(&description, &group, known.as_ref(), unknown) {
+                    if !mode.is_dry_run() {
                         anyhow::bail!(reason);
                     }
                     println!("note: {reason}");
                 }
                 let resets = tokio::task::spawn_blocking(move || {
-                    reset_to_time(&kafka, &group, (&topics, true), (at_ms, dry_run))
+                    reset_to_time(&kafka, &group, &topics, at_ms, mode)
                 })
                 .await??;
-                print!("{}", render_resets(&resets, dry_run));
+                print!("{}", render_resets(&resets, mode));
             }
         }
         Ok(())

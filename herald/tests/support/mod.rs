@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 use herald::config::HeraldConfig;
 use herald::pipeline::Pipeline;
 use herald_enricher::SqliteDirectory;
-use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::admin;
 use herald_schemas::{AvroCodec, Record};
 use herald_testkit::Broker;
-use herald_testkit::DevRegistry;
 use herald_testkit::mail_sink::MailSink;
+use herald_testkit::{DevRegistry, SendApi};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -25,6 +24,8 @@ mod commands;
 // Each test binary uses some of these.
 #[allow(unused_imports)]
 pub use commands::{herald_command, herald_output, wait_until_caught_up};
+#[allow(unused_imports)]
+pub use herald_testkit::send_api::email_body;
 
 pub const PARTITIONS: i32 = 2;
 
@@ -158,8 +159,8 @@ impl TestEnv {
             Pipeline::start_with(self.config.clone(), listener, &all, given, shutdown.clone())
                 .await
                 .unwrap();
-        let api = format!("http://{}", pipeline.api_addr());
-        RunningPipeline { pipeline: Some(pipeline), api, http: reqwest::Client::new() }
+        let client = SendApi::new(format!("http://{}", pipeline.api_addr()));
+        RunningPipeline { pipeline: Some(pipeline), client }
     }
 
     /// A reader of every partition of `topic` from the beginning.
@@ -216,42 +217,13 @@ impl TestEnv {
 }
 
 impl Drop for TestEnv {
-    /// On the shared Kafka, the test's topics go with it: thousands of partitions left
-    /// behind by a run would slow every later test's metadata requests.
     fn drop(&mut self) {
         if !self.broker.is_kafka() {
             return;
         }
         let kafka = self.config.kafka.clone();
         // A thread of its own: the test's runtime may be the one dropping this.
-        let _ = std::thread::spawn(move || delete_topics_with_prefix(&kafka)).join();
-    }
-}
-
-fn delete_topics_with_prefix(kafka: &KafkaConfig) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    let Ok(client) = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.bootstrap_servers)
-        .create::<AdminClient<rdkafka::client::DefaultClientContext>>()
-    else {
-        return;
-    };
-    let Ok(metadata) = client.inner().fetch_metadata(None, Duration::from_secs(10)) else {
-        return;
-    };
-    let names: Vec<String> = metadata
-        .topics()
-        .iter()
-        .map(|t| t.name().to_owned())
-        .filter(|name| name.starts_with(&kafka.topic_prefix))
-        .collect();
-    if names.is_empty() {
-        return;
-    }
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        let _ = runtime.block_on(client.delete_topics(&names, &options));
+        let _ = std::thread::spawn(move || herald_testkit::drop_topics(&kafka)).join();
     }
 }
 
@@ -276,75 +248,25 @@ impl TopicReader {
     }
 }
 
+/// The pipeline running in the test, and a caller of its send API (`pipeline.post(..)`).
 pub struct RunningPipeline {
     pipeline: Option<Pipeline>,
-    pub api: String,
-    pub http: reqwest::Client,
+    client: SendApi,
+}
+
+impl std::ops::Deref for RunningPipeline {
+    type Target = SendApi;
+    fn deref(&self) -> &SendApi {
+        &self.client
+    }
 }
 
 impl RunningPipeline {
-    pub async fn post(&self, key: Option<&str>, body: &str) -> (u16, serde_json::Value) {
-        let mut request = self
-            .http
-            .post(format!("{}/v1/notifications", self.api))
-            .header("content-type", "application/json")
-            .body(body.to_owned());
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let body = response.json().await.unwrap_or(serde_json::Value::Null);
-        (status, body)
-    }
-
-    /// Like [`RunningPipeline::post`], with extra headers; also returns the answer's headers.
-    pub async fn post_with(
-        &self,
-        key: &str,
-        body: &str,
-        headers: &[(&str, &str)],
-    ) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
-        let mut request = self
-            .http
-            .post(format!("{}/v1/notifications", self.api))
-            .header("content-type", "application/json")
-            .bearer_auth(key)
-            .body(body.to_owned());
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let answer_headers = response.headers().clone();
-        let body = response.json().await.unwrap_or(serde_json::Value::Null);
-        (status, body, answer_headers)
-    }
-
-    /// `GET path` with `key`: status and JSON body.
-    pub async fn get(&self, key: &str, path: &str) -> (u16, serde_json::Value) {
-        let response =
-            self.http.get(format!("{}{path}", self.api)).bearer_auth(key).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(serde_json::Value::Null))
-    }
-
     pub async fn stop(mut self) {
         if let Some(p) = self.pipeline.take() {
             p.stop().await.unwrap();
         }
     }
-}
-
-/// The seed's request body for `user_id`.
-pub fn email_body(user_id: &str, subject: &str, text: &str) -> String {
-    serde_json::json!({
-        "to": [{"user_id": user_id}],
-        "from": {"email": "noreply@example.com"},
-        "subject": subject,
-        "content": [{"type": "text/plain", "value": text}],
-    })
-    .to_string()
 }
 
 pub async fn add_user(env: &TestEnv, user_id: &str, email: &str) {

@@ -19,8 +19,8 @@ use crate::store::StoreError;
 use herald_runtime::KafkaConfig;
 use herald_runtime::kafka::group_offsets;
 use herald_runtime::kafka::{
-    ConsumerSpec, DeadLetters, ErrorClass, Handler, HandlerError, Message, OwnedMessage, Producer,
-    consumer, headers_replacing,
+    ChangeMode, ConsumerSpec, DeadLetters, ErrorClass, Handler, HandlerError, Message,
+    OwnedMessage, Producer, consumer, headers_replacing,
 };
 use herald_runtime::metrics;
 use herald_schemas::{AvroCodec, DeliveryEvent, Topics, headers};
@@ -245,7 +245,7 @@ pub async fn run(
         let (kafka, events) = (kafka.clone(), topics.events());
         let moved = tokio::task::spawn_blocking(move || {
             let group = kafka.group(GROUP);
-            group_offsets::reset_to_time(&kafka, &group, (&[events], true), (since, false))
+            group_offsets::reset_to_time(&kafka, &group, &[events], since, ChangeMode::Apply)
         })
         .await
         .map_err(|e| e.to_string())

@@ -67,11 +67,12 @@ struct Existing {
     effective: BTreeMap<String, String>,
 }
 
-/// The changes per topic that bring the cluster to `specs`; applied unless `dry_run`.
+/// The changes per topic that bring the cluster to `specs`; applied unless `mode` is a dry
+/// run.
 pub async fn apply_topics(
     config: &KafkaConfig,
     specs: &[TopicSpec],
-    dry_run: bool,
+    mode: super::ChangeMode,
 ) -> Result<Vec<(String, Vec<TopicChange>)>, AdminError> {
     let client: AdminClient<DefaultClientContext> = base_client_config(config, "herald-admin")
         .map_err(ClientSetupError::from)?
@@ -82,7 +83,7 @@ pub async fn apply_topics(
         .iter()
         .map(|spec| (spec.name.clone(), changes(spec, existing.get(&spec.name))))
         .collect();
-    if dry_run {
+    if mode.is_dry_run() {
         return Ok(plan);
     }
     let missing: Vec<TopicSpec> =

@@ -75,16 +75,14 @@ pub fn group_client(kafka: &KafkaConfig, group: &str) -> Result<BaseConsumer, Gr
     config.create().map_err(|source| GroupOffsetsError::Client { group: group.to_owned(), source })
 }
 
-/// Committed offsets and watermarks of `group` on `topics`, without joining the group.
-/// With `explicit`, every partition of `topics` is reported; otherwise only those the group
-/// has committed offsets for.
+/// Committed offsets and watermarks of `group` on every partition of `topics`, without
+/// joining the group.
 pub fn lag(
     kafka: &KafkaConfig,
     group: &str,
     topics: &[String],
-    explicit: bool,
 ) -> Result<Vec<PartitionLag>, GroupOffsetsError> {
-    positions(&group_client(kafka, group)?, group, topics, explicit)
+    positions(&group_client(kafka, group)?, group, topics)
 }
 
 /// [`lag`] through a client of `group` the caller already has.
@@ -92,7 +90,6 @@ fn positions(
     consumer: &BaseConsumer,
     group: &str,
     topics: &[String],
-    explicit: bool,
 ) -> Result<Vec<PartitionLag>, GroupOffsetsError> {
     let read =
         |what| move |source| GroupOffsetsError::Read { group: group.to_owned(), what, source };
@@ -108,10 +105,6 @@ fn positions(
     let committed = consumer.committed_offsets(tpl, TIMEOUT).map_err(read("committed offsets"))?;
     let mut rows = Vec::new();
     for element in committed.elements() {
-        // Without explicit topics, only what the group reads (has committed) is reported.
-        if !explicit && !matches!(element.offset(), Offset::Offset(_)) {
-            continue;
-        }
         let (low, high) =
             super::watermarks(consumer, element.topic(), element.partition(), TIMEOUT)
                 .map_err(read("watermarks"))?;
@@ -131,18 +124,19 @@ fn positions(
     Ok(rows)
 }
 
-/// Moves `group`'s committed offsets on every partition it reads (or of `topics`, when
-/// `explicit`) to the first record at or after `at_ms`, or the log end when there is none.
+/// Moves `group`'s committed offsets on every partition of `topics` to the first record at or
+/// after `at_ms`, or the log end when there is none; commits nothing in a dry run.
 /// The group must have no running members: the broker refuses commits from outside a live
 /// group, and a member would overwrite them.
 pub fn reset_to_time(
     kafka: &KafkaConfig,
     group: &str,
-    (topics, explicit): (&[String], bool),
-    (at_ms, dry_run): (i64, bool),
+    topics: &[String],
+    at_ms: i64,
+    mode: super::ChangeMode,
 ) -> Result<Vec<Reset>, GroupOffsetsError> {
     let consumer = group_client(kafka, group)?;
-    let positions = positions(&consumer, group, topics, explicit)?;
+    let positions = positions(&consumer, group, topics)?;
     // Made once, when a partition needs its last record read (see below).
     let mut probe_client = None;
     let mut by_time = TopicPartitionList::new();
@@ -185,7 +179,7 @@ pub fn reset_to_time(
             to,
         });
     }
-    if !dry_run && !resets.is_empty() {
+    if !mode.is_dry_run() && !resets.is_empty() {
         consumer
             .commit(&commit, rdkafka::consumer::CommitMode::Sync)
             .map_err(|source| GroupOffsetsError::Commit { group: group.to_owned(), source })?;

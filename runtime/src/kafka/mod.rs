@@ -25,6 +25,25 @@ pub use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage}
 pub use replay_mark::ReplayMark;
 pub use retry_marks::{attempt, due_at};
 
+/// Whether an operator's command changes the cluster, or only shows what it would change
+/// (`--dry-run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeMode {
+    DryRun,
+    Apply,
+}
+
+impl ChangeMode {
+    /// The mode a command line's `--dry-run` flag asks for.
+    pub fn from_dry_run(dry_run: bool) -> Self {
+        if dry_run { Self::DryRun } else { Self::Apply }
+    }
+
+    pub fn is_dry_run(self) -> bool {
+        self == Self::DryRun
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientSetupError {
     #[error(transparent)]

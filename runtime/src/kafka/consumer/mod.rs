@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ClientSetupError, base_client_config};
 use crate::config::{GroupProtocol, KafkaConfig};
 use due::DueGate;
-use partition::Partitions;
+use partition::{KeyQueues, Partitions};
 use poll::{Ctx, Shared, poll_loop};
 
 /// What a consumer reads and as whom.
@@ -133,7 +133,10 @@ pub async fn run<H: Handler>(
     let partitions = Partitions::new(
         spec.group_id.clone(),
         handler,
-        (tuning.key_queues_per_partition, tuning.pipelined_per_key),
+        KeyQueues {
+            per_partition: tuning.key_queues_per_partition,
+            pipelined_per_key: tuning.pipelined_per_key,
+        },
         tuning.drain_deadline(),
         tokio::runtime::Handle::current(),
     );

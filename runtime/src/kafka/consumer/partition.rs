@@ -52,6 +52,14 @@ struct PartitionWorker {
 }
 
 /// The workers of every partition this member holds records of.
+/// How a partition's records are spread: over `per_partition` key queues (records of one
+/// key stay in order in one), each with up to `pipelined_per_key` records being handled.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct KeyQueues {
+    pub(super) per_partition: usize,
+    pub(super) pipelined_per_key: usize,
+}
+
 pub(super) struct Partitions<H> {
     group: String,
     handler: Arc<H>,
@@ -67,15 +75,15 @@ impl<H: Handler> Partitions<H> {
     pub(super) fn new(
         group: String,
         handler: Arc<H>,
-        (key_queues_per_partition, pipelined_per_key): (usize, usize),
+        key_queues: KeyQueues,
         drain_deadline: Duration,
         runtime: tokio::runtime::Handle,
     ) -> Self {
         Self {
             group,
             handler,
-            key_queues_per_partition: key_queues_per_partition.max(1),
-            pipelined_per_key: pipelined_per_key.max(1),
+            key_queues_per_partition: key_queues.per_partition.max(1),
+            pipelined_per_key: key_queues.pipelined_per_key.max(1),
             drain_deadline,
             runtime,
             workers: Mutex::default(),

@@ -3,15 +3,12 @@
 //! and judges every answer: no server error, every status documented, every body of the
 //! documented shape (so every 4xx carries a reason), what the document forbids refused,
 //! what it allows accepted or refused with 422 and a reason per field
-//! (`tests/schemathesis/schemathesis.toml` says why 422 is allowed).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
+//! (`schemathesis.toml` beside this file says why 422 is allowed).
 
 use std::path::Path;
 use std::process::Command;
 
-use support::{TestEnv, add_user};
+use crate::support::ApiEnv;
 
 /// Examples per operation and phase; each run's seed is printed, and
 /// `HERALD_SCHEMATHESIS_SEED` runs one again.
@@ -23,17 +20,16 @@ async fn every_generated_request_gets_an_answer_the_openapi_document_allows_with
     else {
         return;
     };
-    let env = TestEnv::start().await;
-    add_user(&env, "123456", "st@example.com").await;
-    let pipeline = env.pipeline().await;
+    let env = ApiEnv::start().await;
+    let api = env.serve().await;
     let key = env.api_key().await;
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis/schemathesis.toml");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/schemathesis.toml");
     let mut command = Command::new(&python);
     command
         .args(["-m", "schemathesis.cli", "--config-file"])
         .arg(&config)
         .arg("run")
-        .arg(format!("{}/openapi.json", pipeline.api))
+        .arg(format!("{}/openapi.json", api.api))
         .args(["--header", &format!("Authorization: Bearer {key}")])
         .args(["--checks", "all", "--max-examples", EXAMPLES, "--no-color"])
         .current_dir(env.dir.path());
@@ -41,7 +37,7 @@ async fn every_generated_request_gets_an_answer_the_openapi_document_allows_with
         command.args(["--seed", &seed]);
     }
     let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
-    pipeline.stop().await;
+    api.stop().await;
     let report = String::from_utf8_lossy(&output.stdout);
     let summary = report.lines().rev().find(|l| l.contains(" generated")).unwrap_or_default();
     assert!(

@@ -1,13 +1,9 @@
 //! `POST /v1/notifications/bulk`: many recipients in one request, produced in batches and
 //! acknowledged by the broker before the 202.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
 
 use std::time::Duration;
 
-use herald_schemas::NotificationRequest;
-use support::TestEnv;
+use crate::support::ApiEnv;
 
 fn body(recipients: usize) -> String {
     let to: Vec<_> = (0..recipients)
@@ -23,15 +19,15 @@ fn body(recipients: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_request_produces_one_record_per_recipient_before_answering() {
-    let env = TestEnv::start().await;
-    let pipeline = env.pipeline().await;
+    let env = ApiEnv::start().await;
+    let api = env.serve().await;
     let key = env.api_key().await;
-    let (status, refused) = pipeline.post(Some(&key), &body(1_200)).await;
+    let (status, refused) = api.post(Some(&key), &body(1_200)).await;
     assert_eq!(status, 422, "the single-send route keeps its limit: {refused}");
 
-    let answer = pipeline
+    let answer = api
         .http
-        .post(format!("{}/v1/notifications/bulk", pipeline.api))
+        .post(format!("{}/v1/notifications/bulk", api.api))
         .bearer_auth(&key)
         .header("content-type", "application/json")
         .body(body(1_200))
@@ -43,11 +39,8 @@ async fn a_bulk_request_produces_one_record_per_recipient_before_answering() {
     assert_eq!(answer["recipients"], 1_200);
     let id = answer["id"].as_str().unwrap().to_owned();
     let requests = env
-        .read_records::<NotificationRequest>(&env.topics().requests(), Duration::from_secs(30), {
-            let id = id.clone();
-            move |r: &[NotificationRequest]| {
-                r.iter().filter(|r| r.notification_id == id).count() >= 1_200
-            }
+        .requests(Duration::from_secs(30), |r| {
+            r.iter().filter(|r| r.notification_id == id).count() >= 1_200
         })
         .await;
     let mut recipients: Vec<_> = requests
@@ -58,5 +51,5 @@ async fn a_bulk_request_produces_one_record_per_recipient_before_answering() {
     recipients.sort();
     recipients.dedup();
     assert_eq!(recipients.len(), 1_200, "every recipient once");
-    pipeline.stop().await;
+    api.stop().await;
 }
