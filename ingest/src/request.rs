@@ -264,10 +264,14 @@ fn parse_rfc3339_ms(text: &str) -> Option<i64> {
                 text.rfind('-').filter(|i| *i > 10).map(|i| (&text[..i], -1, &text[i + 1..]))
             })?;
         let (h, m) = offset.split_once(':')?;
-        let shift = (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?) * 60;
+        let (h, m) = (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?);
+        if !(0..24).contains(&h) || !(0..60).contains(&m) {
+            return None;
+        }
+        let shift = (h * 60 + m) * 60;
         let utc = humantime::parse_rfc3339_weak(base).ok()?;
         let secs = i64::try_from(utc.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs()).ok()?;
-        let shifted = u64::try_from(secs - sign * shift).ok()?;
+        let shifted = u64::try_from(secs.checked_sub(sign * shift)?).ok()?;
         Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(shifted))
     })?;
     i64::try_from(time.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()

@@ -11,6 +11,16 @@ fn send_at_is_rfc3339_within_the_limit_and_past_means_now() {
     assert_eq!(parse_rfc3339_ms("tomorrow"), None);
 }
 
+/// Found by the `send_body` fuzz target: an offset of 10^17 hours overflowed the shift.
+#[test]
+fn an_offset_beyond_a_day_is_refused_not_overflowed() {
+    assert_eq!(parse_rfc3339_ms("2031-01-0:0T0+222221415555010100:00Z"), None);
+    assert_eq!(parse_rfc3339_ms("2026-01-01T00:00:00+222221415555010100:00"), None);
+    assert_eq!(parse_rfc3339_ms("2026-01-01T00:00:00+24:00"), None);
+    assert_eq!(parse_rfc3339_ms("2026-01-01T00:00:00-00:60"), None);
+    assert_eq!(parse_rfc3339_ms("2026-01-01T23:59:00+23:59"), Some(1_767_225_600_000));
+}
+
 fn parse(json: &str) -> SendBody {
     serde_json::from_str(json).unwrap()
 }
