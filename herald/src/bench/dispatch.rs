@@ -409,12 +409,15 @@ async fn provider_layer(
 
 /// A whole dispatcher: messages produced to the channel topic first, then consumed,
 /// claimed in the ledger, sent and recorded as events.
+/// Returns the raw copy of the messages through the same broker (after warming the broker up
+/// for `warmup`), then the dispatcher's row.
 async fn whole_dispatcher(
     provider: BenchProvider,
     config: &HeraldConfig,
     options: &DispatchBenchOptions,
     accepted: &(dyn Fn() -> usize + Send + Sync),
-) -> anyhow::Result<BenchRow> {
+    warmup: Duration,
+) -> anyhow::Result<[BenchRow; 2]> {
     let channel = provider.channel();
     let output = roles::output(config, "herald-bench")?;
     let topic = config.kafka.topics().channel(channel);
@@ -427,6 +430,23 @@ async fn whole_dispatcher(
         }
     }
     wait_all(acks).await?;
+    let copy = format!("{}bench.copy", config.kafka.topic_prefix);
+    let route = (topic.as_str(), copy.as_str());
+    crate::bench::enrich::warm_up_broker(config, route, options.messages, warmup).await?;
+    let copied =
+        crate::bench::enrich::copy_records(config, &topic, &copy, options.messages).await?;
+    let raw_copy = BenchRow {
+        provider,
+        mode: "raw copy",
+        messages: options.messages,
+        sent: options.messages,
+        seconds: copied.seconds,
+        sends_per_second: options.messages as f64 / copied.seconds,
+        p50_ms: None,
+        p99_ms: None,
+        errors: 0,
+        peak_rss_mib: peak_rss_mib(),
+    };
     let shutdown = CancellationToken::new();
     let started = Instant::now();
     let dispatcher = {
@@ -450,7 +470,7 @@ async fn whole_dispatcher(
     let seconds = started.elapsed().as_secs_f64();
     shutdown.cancel();
     dispatcher.await?.context("dispatcher")?;
-    Ok(BenchRow {
+    let dispatched = BenchRow {
         provider,
         mode: "dispatcher",
         messages: options.messages,
@@ -461,7 +481,8 @@ async fn whole_dispatcher(
         p99_ms: None,
         errors: 0,
         peak_rss_mib: peak_rss_mib(),
-    })
+    };
+    Ok([raw_copy, dispatched])
 }
 
 pub async fn dispatch(
@@ -532,8 +553,20 @@ async fn rounds(
         rows.push(row);
         if stack.is_some() {
             (standin.clear)();
-            admin::create_topics(&config.kafka, &config.topic_specs()).await?;
-            rows.push(whole_dispatcher(provider, &config, options, &*standin.accepted).await?);
+            let mut specs = config.topic_specs();
+            if let Some(first) = specs.first().cloned() {
+                let name = format!("{}bench.copy", config.kafka.topic_prefix);
+                specs.push(herald_runtime::kafka::admin::TopicSpec { name, ..first });
+            }
+            admin::create_topics(&config.kafka, &specs).await?;
+            // The broker warms up once, in the first round.
+            let warmup = if round == 0 {
+                stack.map_or(Duration::ZERO, |s| s.warmup)
+            } else {
+                Duration::ZERO
+            };
+            let accepted = &*standin.accepted;
+            rows.extend(whole_dispatcher(provider, &config, options, accepted, warmup).await?);
         }
     }
     Ok(rows)
@@ -546,6 +579,15 @@ pub fn render(rows: &[BenchRow], options: &DispatchBenchOptions) -> String {
         options.concurrency,
         options.messages
     );
+    if options.dispatcher {
+        let broker = match &options.stack.bootstrap_servers {
+            Some(servers) => format!("kafka at {servers}"),
+            None => format!("{:?}", options.stack.broker).to_lowercase(),
+        };
+        out.push_str(&format!(
+            "broker: {broker}; each raw copy moves that provider's messages through it untouched (records/s)\n\n"
+        ));
+    }
     out.push_str("provider  mode        sends/s    p50 ms  p99 ms  errors  peak RSS MiB\n");
     for r in rows {
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+use super::progress;
 use herald_dispatchers::config::ProviderLimits;
 use herald_runtime::config::ConsumerTuning;
 use herald_runtime::kafka::{AvroProducer, admin, wait_all};
@@ -198,17 +200,6 @@ async fn wait_for(
     }
 }
 
-/// What the benchmark is doing now, on stderr (the figures go to stdout).
-#[allow(clippy::print_stderr)]
-fn progress(step: &str) {
-    eprintln!("[{:>8.1}s] {step}", started_at().elapsed().as_secs_f64());
-}
-
-fn started_at() -> Instant {
-    static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *STARTED.get_or_init(Instant::now)
-}
-
 pub async fn e2e(options: E2eOptions, tuning: &HeraldConfig) -> anyhow::Result<E2eReport> {
     in_temp_dir("herald-bench-e2e", |dir| async move { run(&options, tuning, &dir).await }).await
 }
@@ -288,7 +279,8 @@ async fn run_on(stack: &Stack, options: &E2eOptions, dir: &Path) -> anyhow::Resu
     let mut others: Vec<(String, Option<u32>)> =
         stack.processes().into_iter().map(|(name, pid)| (name, Some(pid))).collect();
     others.push(("bench: producer, stand-ins".to_owned(), Some(std::process::id())));
-    let result = measure(options, &config, &output, &sent, &mut processes, limit, &others).await;
+    let run = Run { config: &config, output: &output, sent: &sent, warmup: stack.warmup };
+    let result = measure(options, &run, &mut processes, limit, &others).await;
     stop.cancel();
     let _ = watcher.await;
     for (_, child) in &mut processes {
@@ -309,21 +301,56 @@ async fn run_on(stack: &Stack, options: &E2eOptions, dir: &Path) -> anyhow::Resu
     })
 }
 
+/// What a measured run works with.
+struct Run<'a> {
+    config: &'a HeraldConfig,
+    output: &'a AvroProducer,
+    sent: &'a Sent,
+    /// How long the pipeline runs at full speed before anything is measured.
+    warmup: Duration,
+}
+
+/// The pipeline at full speed for `run.warmup`, on other users than the measured requests
+/// (from index `first` on): Apache Kafka's JIT compiler works on the paths the roles' traffic
+/// takes for a while after it starts, which a broker users run did long ago.
+async fn warm_up(
+    run: &Run<'_>,
+    topic: &str,
+    (first, users): (usize, usize),
+    processes: &mut [(String, Child)],
+) -> anyhow::Result<()> {
+    if run.warmup.is_zero() {
+        return Ok(());
+    }
+    progress(&format!("warm-up: the pipeline at full speed for {} s", run.warmup.as_secs()));
+    const BATCH: usize = 2_000;
+    let started = Instant::now();
+    let mut next = first;
+    let mut expected = 0;
+    while started.elapsed() < run.warmup {
+        produce(run.output, topic, "warmup-", next..next + BATCH, users, None).await?;
+        expected += (next..next + BATCH).map(|i| targets(i, users)).sum::<usize>();
+        wait_for(run.sent, "warmup-", expected, processes).await?;
+        next += BATCH;
+    }
+    Ok(())
+}
+
 async fn measure(
     options: &E2eOptions,
-    config: &HeraldConfig,
-    output: &AvroProducer,
-    sent: &Sent,
+    run: &Run<'_>,
     processes: &mut [(String, Child)],
     limit: f64,
     others: &[(String, Option<u32>)],
 ) -> anyhow::Result<(FullSpeed, Vec<RateRun>, Vec<RoleUsage>)> {
+    let (config, output, sent) = (run.config, run.output, run.sent);
     let topic = config.kafka.topics().requests_in(Lane::Urgent);
     let users = options.users;
     progress("starting the roles");
-    // Warm up: every group joined and every provider connection open.
+    // Every group joined and every provider connection open.
     produce(output, &topic, "warm-", 0..20, users, None).await?;
     wait_for(sent, "warm-", (0..20).map(|i| targets(i, users)).sum(), processes).await?;
+    warm_up(run, &topic, (options.requests, users), processes).await?;
 
     progress(&format!("full speed: {} requests", options.requests));
     // Every process of the run: the roles, the broker and this one.

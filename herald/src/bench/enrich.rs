@@ -163,6 +163,25 @@ pub(crate) fn reader_from_start(
     Ok(consumer)
 }
 
+/// Copies `records` records of `from` to `to` over and over for `warmup`: the broker's
+/// code paths compiled before anything is measured.
+pub(crate) async fn warm_up_broker(
+    config: &HeraldConfig,
+    (from, to): (&str, &str),
+    records: usize,
+    warmup: Duration,
+) -> anyhow::Result<()> {
+    if warmup.is_zero() {
+        return Ok(());
+    }
+    crate::bench::progress(&format!("warming the broker up for {} s", warmup.as_secs()));
+    let started = Instant::now();
+    while started.elapsed() < warmup {
+        copy_records(config, from, to, records).await?;
+    }
+    Ok(())
+}
+
 /// The raw copy of the request records, as a row.
 async fn raw_copy(config: &HeraldConfig, records: usize) -> anyhow::Result<EnrichRow> {
     let topics = config.kafka.topics();
@@ -334,6 +353,10 @@ async fn run_on(
         consumers: config.kafka.consumer.clone(),
         rows: Vec::new(),
     };
+    let topics = config.kafka.topics();
+    let copy = format!("{}bench.copy", topics.prefix());
+    let route = (topics.requests(), copy);
+    warm_up_broker(&config, (&route.0, &route.1), options.requests, stack.warmup).await?;
     report.rows.push(raw_copy(&config, options.requests).await?);
 
     let config_file = dir.join("herald.toml");

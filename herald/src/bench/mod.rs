@@ -7,6 +7,18 @@ pub mod ledger;
 pub mod stack;
 
 use std::path::PathBuf;
+use std::time::Instant;
+
+/// What the benchmark is doing now, on stderr (the figures go to stdout).
+#[allow(clippy::print_stderr)]
+pub(crate) fn progress(step: &str) {
+    eprintln!("[{:>8.1}s] {step}", started_at().elapsed().as_secs_f64());
+}
+
+fn started_at() -> Instant {
+    static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(Instant::now)
+}
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use herald_enricher::ScyllaDirectory;
@@ -37,6 +38,13 @@ pub struct StackArgs {
     /// A running CQL node (host:port), for --stores cql.
     #[arg(long)]
     pub cql_node: Option<String>,
+    /// How long to run traffic through the broker before measuring anything (e2e: the
+    /// whole pipeline at full speed; enrich and dispatch: raw copies). By default 20 s on
+    /// Apache Kafka, whose JIT compiler otherwise takes a large share of the cores during
+    /// the first measured runs (a broker users run has long finished compiling), and none
+    /// on Tansu.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub broker_warmup: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,6 +67,8 @@ pub struct Loaded {
 #[derive(Debug)]
 pub struct Stack {
     pub config: HeraldConfig,
+    /// How long to warm the broker up before measuring.
+    pub warmup: Duration,
     broker: Broker,
     cql: Option<CassandraNode>,
 }
@@ -99,7 +109,12 @@ impl Stack {
         config.enricher.cache_max_entries = u64::try_from(users * 2).unwrap_or(u64::MAX);
         config.enricher.directory_path = dir.join("directory.db");
         config.dispatch.ledger.path = dir.join("ledger.db");
-        let mut stack = Self { config, broker, cql: None };
+        let warmup = args.broker_warmup.unwrap_or(if broker.is_kafka() {
+            Duration::from_secs(20)
+        } else {
+            Duration::ZERO
+        });
+        let mut stack = Self { config, warmup, broker, cql: None };
         if args.stores == StoreChoice::Cql {
             let node = match &args.cql_node {
                 Some(node) => node.clone(),
@@ -132,7 +147,11 @@ impl Stack {
                 format!("the CQL node at {}", self.config.enricher.scylla.nodes.join(","))
             }
         };
-        format!("broker: {}; directory and ledger: {stores}", self.broker.name())
+        let warmed = match self.warmup.as_secs() {
+            0 => String::new(),
+            secs => format!(", warmed up for {secs} s"),
+        };
+        format!("broker: {}{warmed}; directory and ledger: {stores}", self.broker.name())
     }
 
     /// Processes of the stack besides the benchmark's, for CPU and memory accounting.
