@@ -102,6 +102,28 @@ fn bench_dispatch_measures_every_send_against_the_stand_in() {
 }
 
 #[test]
+fn bench_dispatch_prints_a_raw_copy_through_the_same_broker_beside_each_whole_dispatcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let output = herald()
+        .args(["bench", "dispatch", "--provider", "pushy", "--messages", "300"])
+        .args(["--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("broker: tansu"), "the report names its broker: {stdout}");
+    let rows: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    let modes: Vec<&str> =
+        rows.as_array().unwrap().iter().filter_map(|r| r["mode"].as_str()).collect();
+    assert_eq!(modes, ["provider", "raw copy", "dispatcher"], "{rows}");
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["sent"], 300, "{row}");
+        assert!(row["sends_per_second"].as_f64().unwrap() > 0.0, "{row}");
+    }
+}
+
+#[test]
 fn bench_enrich_times_a_cold_and_a_warm_pass_against_the_raw_copy_with_the_given_tuning() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("enrich.json");
@@ -140,11 +162,15 @@ fn bench_e2e_delivers_every_target_and_reports_rates_latencies_and_roles() {
     let output = herald()
         .args(["bench", "e2e", "--users", "300", "--requests", "100"])
         .args(["--rate", "20", "--rate-seconds", "2", "--json", json.to_str().unwrap()])
+        // A warm-up pass first (the default on Kafka), whose deliveries are not counted.
+        .args(["--broker-warmup", "1s"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("warm-up"), "no warm-up pass");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    assert!(report["stack"].as_str().unwrap().contains("warmed up for 1 s"), "{report}");
     assert_eq!(report["devices"], 600);
     let full = &report["full_speed"];
     // Every user has an address and 1 to 3 devices: about three deliveries a request.
@@ -184,7 +210,7 @@ fn bench_enrich_on_kafka_loads_a_cql_directory_through_the_import_and_times_both
     let output = herald()
         .args(["bench", "enrich", "--users", "300", "--requests", "200"])
         .args(["--bootstrap-servers", &kafka, "--stores", "cql", "--cql-node", &cql])
-        .args(["--json", json.to_str().unwrap()])
+        .args(["--broker-warmup", "0s", "--json", json.to_str().unwrap()])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
