@@ -3,12 +3,22 @@
 --
 --   export HERALD_KEY=hrld_...   # the key `herald dev` printed
 --   wrk -t2 -c64 -d20s --latency -s infra/load/send.lua http://127.0.0.1:8080/v1/notifications
+--
+-- With HERALD_PAUSE_MS, each connection waits that long after an answer before its next
+-- request: a paced load of about connections / (pause + latency) requests a second (wrk
+-- prints the rate it reached).
 
 local threads = 0
 
 function setup(thread)
   threads = threads + 1
   thread:set("thread_id", threads)
+end
+
+local pause = tonumber(os.getenv("HERALD_PAUSE_MS") or "0")
+
+function delay()
+  return pause
 end
 
 function init(args)
