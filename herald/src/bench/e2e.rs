@@ -25,10 +25,11 @@ use rdkafka::Message;
 use serde::Serialize;
 
 use super::stack::{Loaded, Stack, StackArgs};
-use crate::bench::dispatch::{BenchProvider, percentile, stand_in};
+use crate::bench::dispatch::{BenchProvider, percentile};
 use crate::bench::enrich::{
     copy_records, in_temp_dir, process_usage, reader_from_start, request, targets,
 };
+use crate::bench::standins::stand_in;
 use crate::config::HeraldConfig;
 use crate::roles;
 

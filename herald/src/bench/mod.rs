@@ -5,6 +5,7 @@ pub mod e2e;
 pub mod enrich;
 pub mod ledger;
 pub mod stack;
+pub mod standins;
 
 use std::path::PathBuf;
 use std::time::Instant;
