@@ -24,8 +24,9 @@ pub struct EnricherConfig {
     pub directory_path: PathBuf,
     /// The ScyllaDB nodes and keyspace, for `directory_backend = "scylla"`.
     pub scylla: ScyllaConfig,
-    /// How long a directory read is reused: a change made elsewhere (an import, another
-    /// process) reaches the enricher within this time.
+    /// How long a directory read is reused at most. A change written to the directory's
+    /// topics (the API, an import, a service) drops what it changes from every enricher's
+    /// cache as it is applied; only a write made in the store by hand waits out this time.
     pub cache_ttl_ms: u64,
     /// Entries kept per directory table (users, devices, preferences, templates).
     pub cache_max_entries: u64,
@@ -40,6 +41,9 @@ pub struct EnricherConfig {
     /// Per category and requested channel, at most this many notifications per user and day
     /// (the user's day): `frequency_caps.marketing = { push = 3, sms = 1 }`.
     pub frequency_caps: FrequencyCaps,
+    /// How long a directory API write (served by `herald ingest`) waits for the enricher to
+    /// apply it; past this it is answered 202, durable and to be applied.
+    pub directory_api_wait_ms: u64,
 }
 
 /// Category -> requested channel -> the channel it falls back to.
@@ -141,6 +145,7 @@ impl Default for EnricherConfig {
             fallback: Fallbacks::default(),
             critical_categories: vec!["security".into(), "transactional".into()],
             frequency_caps: FrequencyCaps::default(),
+            directory_api_wait_ms: 5_000,
         }
     }
 }

@@ -11,6 +11,7 @@ use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, Topics, head
 use crate::config::Rules;
 use crate::directory::{Directory, QuotaCounter};
 use crate::fanout::{self, Plan};
+use crate::freshness::{Freshness, Subject};
 use crate::templates::Renderer;
 
 struct EnrichMetrics {
@@ -67,6 +68,7 @@ fn outcome_labels(event: &DeliveryEvent) -> (&'static str, &'static str) {
 
 pub(crate) struct EnrichHandler<D> {
     directory: Arc<D>,
+    freshness: Freshness,
     output: AvroProducer,
     dead_letters: DeadLetters,
     topics: Topics,
@@ -80,8 +82,17 @@ impl<D: Directory> EnrichHandler<D> {
         output: AvroProducer,
         dead_letters: DeadLetters,
         (topics, rules): (Topics, Rules),
+        freshness: Freshness,
     ) -> Self {
-        Self { directory, output, dead_letters, topics, rules, renderer: Renderer::default() }
+        Self {
+            directory,
+            freshness,
+            output,
+            dead_letters,
+            topics,
+            rules,
+            renderer: Renderer::default(),
+        }
     }
 
     /// Decides and enqueues a request's outputs; the result waits for their acknowledgements.
@@ -95,6 +106,16 @@ impl<D: Directory> EnrichHandler<D> {
             plan.skip(&request, None, fanout::SkipReason::Expired);
             return self.publish(plan, mark).await;
         }
+        // Every directory change written before this request is applied and out of the cache
+        // before it is read.
+        let mut subjects = Vec::with_capacity(2);
+        if let Some(user_id) = &request.recipient.user_id {
+            subjects.push(Subject::User(user_id.clone()));
+        }
+        if let Some(template) = &request.template {
+            subjects.push(Subject::Template(template.id.clone()));
+        }
+        self.freshness.ready(&subjects).await.map_err(HandlerError::new)?;
         let profile = async {
             match request.recipient.user_id.as_deref() {
                 Some(user_id) => self.directory.profile(user_id).await,

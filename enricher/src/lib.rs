@@ -4,11 +4,13 @@
 //! `herald.channel.<channel>`. A request's offset is stored only after every output was
 //! acknowledged by the broker.
 
+pub mod api;
 pub mod cache;
+pub mod changes;
 pub mod config;
 pub mod directory;
-mod directory_updates;
 pub mod fanout;
+pub mod freshness;
 mod handler;
 pub mod import;
 pub mod quiet;
@@ -18,67 +20,96 @@ pub mod templates;
 use std::sync::Arc;
 
 use herald_runtime::KafkaConfig;
-use herald_runtime::kafka::{AvroProducer, ConsumerSpec, DeadLetters, consumer};
+use herald_runtime::kafka::{AvroProducer, ClientSetupError, ConsumerSpec, DeadLetters, consumer};
 use herald_schemas::Lane;
 use tokio_util::sync::CancellationToken;
 
 pub use cache::CachedDirectory;
+pub use changes::DirectoryWriter;
 pub use config::{DirectoryBackend, EnricherConfig, Fallbacks, FrequencyCaps, RegionRoutes, Rules};
 pub use directory::scylla::ScyllaDirectory;
 pub use directory::sqlite::SqliteDirectory;
 pub use directory::{
     Device, Directory, DirectoryError, Platform, Preference, TemplateVariant, User,
 };
+pub use freshness::Freshness;
 
 /// Defines the enricher's metrics now rather than at their first use.
 pub fn define_metrics() {
     handler::define_metrics();
     cache::define_metrics();
+    freshness::define_metrics();
 }
 
 /// Consumer group of the enricher's urgent lane, after `kafka.group_prefix`.
 pub const GROUP: &str = "enricher";
-/// Consumer group applying directory updates from `herald.events`, after the prefix.
+/// Consumer group applying the directory topics (changes, templates, dead tokens), after
+/// the prefix.
 pub const DIRECTORY_GROUP: &str = "enricher-directory";
 /// Consumer group moving scheduled requests through `herald.delay.*`, after the prefix.
 pub const SCHEDULER_GROUP: &str = "scheduler";
 
-/// Runs the enricher until `shutdown` is cancelled: the fan-out of `herald.requests`, and
-/// the directory updates carried by `herald.events` (dead device tokens).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Consumer(#[from] consumer::ConsumerError),
+    #[error(transparent)]
+    Setup(#[from] ClientSetupError),
+    #[error(transparent)]
+    Freshness(#[from] freshness::FreshnessSetupError),
+}
+
+/// Runs the enricher until `shutdown` is cancelled: the fan-out of both lanes' requests, the
+/// directory's applier, and the scheduler of delayed requests.
 pub async fn run<D: Directory>(
     kafka: &KafkaConfig,
     rules: Rules,
-    directory: Arc<D>,
+    directory: Arc<CachedDirectory<D>>,
     output: AvroProducer,
     shutdown: CancellationToken,
-) -> Result<(), consumer::ConsumerError> {
+) -> Result<(), RunError> {
     handler::zero_series();
     let topics = kafka.topics();
     let producer = output.producer().clone();
     let codec = output.codec_handle();
+    let freshness = Freshness::start(kafka, Arc::clone(&directory), shutdown.clone()).await?;
+    let applier = {
+        let group = kafka.group(DIRECTORY_GROUP);
+        let dead_letters = DeadLetters::new(producer.clone(), topics.dlq(), &group);
+        let writer = DirectoryWriter::new(kafka, Arc::clone(&codec), producer.clone(), &group)?;
+        let (reporter, written) =
+            changes::progress::reporter(Arc::clone(&directory), Some(freshness.clone()));
+        let handler = Arc::new(changes::apply::Applier::new(
+            Arc::clone(&directory),
+            writer,
+            Arc::clone(&codec),
+            dead_letters,
+            reporter,
+        ));
+        let spec = ConsumerSpec {
+            group_id: group.clone(),
+            topics: vec![
+                topics.directory_changes(),
+                topics.templates(),
+                topics.directory_updates(),
+            ],
+            client_id: group,
+        };
+        let shutdown = shutdown.clone();
+        async move {
+            let result = consumer::run(kafka, spec, handler, shutdown).await;
+            let _ = written.await;
+            result
+        }
+    };
     // One consumer group per lane: a backlog of bulk requests never queues in front of an
     // urgent one, in the broker or in this process.
     let fan_out = fan_out_lanes(
         kafka,
         topics.clone(),
-        (Arc::clone(&directory), output, rules),
+        (directory, output, rules, freshness),
         shutdown.clone(),
     );
-    let updates = {
-        let group = kafka.group(DIRECTORY_GROUP);
-        let dead_letters = DeadLetters::new(producer.clone(), topics.dlq(), &group);
-        let handler = Arc::new(directory_updates::DirectoryUpdates::new(
-            directory,
-            Arc::clone(&codec),
-            dead_letters,
-        ));
-        let spec = ConsumerSpec {
-            group_id: group.clone(),
-            topics: vec![topics.directory_updates()],
-            client_id: group,
-        };
-        consumer::run(kafka, spec, handler, shutdown.clone())
-    };
     let schedule = {
         let group = kafka.group(SCHEDULER_GROUP);
         let dead_letters = DeadLetters::new(producer.clone(), topics.dlq(), &group);
@@ -91,8 +122,8 @@ pub async fn run<D: Directory>(
         };
         consumer::run(kafka, spec, handler, shutdown)
     };
-    let (fan_out, updates, schedule) = tokio::join!(fan_out, updates, schedule);
-    fan_out.and(updates).and(schedule)
+    let (fan_out, applied, schedule) = tokio::join!(fan_out, applier, schedule);
+    Ok(fan_out.and(applied).and(schedule)?)
 }
 
 /// The consumer group fanning out one lane's requests.
@@ -107,7 +138,12 @@ pub fn group(kafka: &KafkaConfig, lane: Lane) -> String {
 async fn fan_out_lanes<D: Directory>(
     kafka: &KafkaConfig,
     topics: herald_schemas::Topics,
-    (directory, output, rules): (Arc<D>, AvroProducer, Rules),
+    (directory, output, rules, freshness): (
+        Arc<CachedDirectory<D>>,
+        AvroProducer,
+        Rules,
+        Freshness,
+    ),
     shutdown: CancellationToken,
 ) -> Result<(), consumer::ConsumerError> {
     let lane = |lane: Lane| {
@@ -118,6 +154,7 @@ async fn fan_out_lanes<D: Directory>(
             output.clone(),
             dead_letters,
             (topics.clone(), rules.clone()),
+            freshness.clone(),
         ));
         let spec = ConsumerSpec {
             group_id: group.clone(),

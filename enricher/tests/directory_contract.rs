@@ -18,7 +18,10 @@ async fn contract<D: Directory>(directory: &D) {
     devices_and_preferences_belong_to_their_user(directory).await;
     a_profile_is_the_user_with_their_devices_and_preferences(directory).await;
     a_dead_token_deactivates_only_the_devices_that_still_carry_it(directory).await;
-    a_template_is_read_whole_every_locale_and_channel(directory).await;
+    a_template_is_read_whole_and_replaced_whole(directory).await;
+    erasing_a_user_leaves_nothing_of_them(directory).await;
+    a_token_is_found_on_every_device_carrying_it_and_leaves_with_the_device(directory).await;
+    progress_reads_back_per_topic_and_partition(directory).await;
     a_quota_counts_each_notification_once_per_user_category_channel_and_day(directory).await;
 }
 
@@ -158,7 +161,7 @@ async fn a_dead_token_deactivates_only_the_devices_that_still_carry_it<D: Direct
     );
 }
 
-async fn a_template_is_read_whole_every_locale_and_channel<D: Directory>(directory: &D) {
+async fn a_template_is_read_whole_and_replaced_whole<D: Directory>(directory: &D) {
     let id = unique("tpl");
     let variant = |locale: &str, channel: &str, body: &str| TemplateVariant {
         template_id: id.clone(),
@@ -169,15 +172,115 @@ async fn a_template_is_read_whole_every_locale_and_channel<D: Directory>(directo
         body: body.into(),
         html: (channel == "email").then(|| "<p>Hi</p>".into()),
     };
-    for v in
-        [variant("", "sms", "old"), variant("", "sms", "{{ code }}"), variant("ko", "email", "x")]
-    {
-        directory.upsert_template(v).await.unwrap();
-    }
-    let mut read = directory.template(&id).await.unwrap();
-    read.sort_by(|a, b| (&a.locale, &a.channel).cmp(&(&b.locale, &b.channel)));
-    assert_eq!(read, vec![variant("", "sms", "{{ code }}"), variant("ko", "email", "x")]);
+    let sorted = |mut variants: Vec<TemplateVariant>| {
+        variants.sort_by(|a, b| (&a.locale, &a.channel).cmp(&(&b.locale, &b.channel)));
+        variants
+    };
+    let first =
+        vec![variant("", "sms", "old"), variant("ko", "email", "x"), variant("zh", "sms", "y")];
+    directory.put_template(&id, first.clone()).await.unwrap();
+    assert_eq!(sorted(directory.template(&id).await.unwrap()), sorted(first));
+    let second = vec![variant("", "sms", "{{ code }}"), variant("ko", "email", "x")];
+    directory.put_template(&id, second.clone()).await.unwrap();
+    directory.put_template(&id, second.clone()).await.unwrap();
+    assert_eq!(
+        sorted(directory.template(&id).await.unwrap()),
+        sorted(second),
+        "replaced whole: the zh variant is gone, the default changed"
+    );
+    assert!(directory.template_ids().await.unwrap().contains(&id));
     assert!(directory.template(&unique("none")).await.unwrap().is_empty());
+    assert!(directory.delete_template(&id).await.unwrap());
+    assert!(directory.template(&id).await.unwrap().is_empty());
+    assert!(!directory.template_ids().await.unwrap().contains(&id));
+    assert!(!directory.delete_template(&id).await.unwrap(), "nothing left to delete");
+}
+
+async fn erasing_a_user_leaves_nothing_of_them<D: Directory>(directory: &D) {
+    let (user_id, neighbour) = (unique("erased"), unique("kept"));
+    let token = unique("tok");
+    let user =
+        User { user_id: user_id.clone(), email: Some("e@example.com".into()), ..User::default() };
+    directory.upsert_user(user).await.unwrap();
+    let device = |id: &str, token: &str| Device {
+        device_id: id.into(),
+        platform: Platform::Android,
+        token: token.into(),
+        app_id: None,
+        active: true,
+    };
+    directory.upsert_device(&user_id, device("phone", &token)).await.unwrap();
+    let older = format!("{token}-older");
+    directory.upsert_device(&user_id, device("tablet", &older)).await.unwrap();
+    directory.upsert_device(&user_id, device("tablet", &format!("{token}-newer"))).await.unwrap();
+    let opt_out =
+        Preference { category: "marketing".into(), channel: "sms".into(), opted_in: false };
+    directory.set_preference(&user_id, opt_out.clone()).await.unwrap();
+    let counter = QuotaCounter {
+        user_id: user_id.clone(),
+        category: "marketing".into(),
+        channel: "sms".into(),
+        day: "2026-12-07".into(),
+    };
+    assert!(directory.take_quota(&counter, "n1", 1).await.unwrap());
+    assert!(!directory.take_quota(&counter, "n2", 1).await.unwrap(), "cap reached");
+    let kept = User { user_id: neighbour.clone(), ..User::default() };
+    directory.upsert_user(kept.clone()).await.unwrap();
+    directory.set_preference(&neighbour, opt_out).await.unwrap();
+
+    assert!(directory.delete_user(&user_id).await.unwrap());
+    assert_eq!(directory.user(&user_id).await.unwrap(), None);
+    assert!(directory.devices(&user_id).await.unwrap().is_empty());
+    assert!(directory.preferences(&user_id).await.unwrap().is_empty());
+    assert!(directory.token_owners(Platform::Android, &token).await.unwrap().is_empty());
+    assert!(directory.token_owners(Platform::Android, &older).await.unwrap().is_empty());
+    assert!(directory.take_quota(&counter, "n2", 1).await.unwrap(), "the counts went too");
+    assert_eq!(directory.user(&neighbour).await.unwrap(), Some(kept), "others untouched");
+    assert_eq!(directory.preferences(&neighbour).await.unwrap().len(), 1);
+    assert!(!directory.delete_user(&user_id).await.unwrap(), "erasing again finds nothing");
+}
+
+async fn a_token_is_found_on_every_device_carrying_it_and_leaves_with_the_device<D: Directory>(
+    directory: &D,
+) {
+    let (a, b) = (unique("a"), unique("b"));
+    let token = unique("shared");
+    let device = |id: &str| Device {
+        device_id: id.into(),
+        platform: Platform::Ios,
+        token: token.clone(),
+        app_id: None,
+        active: true,
+    };
+    directory.upsert_device(&a, device("phone")).await.unwrap();
+    directory.upsert_device(&b, device("pad")).await.unwrap();
+    let mut owners = directory.token_owners(Platform::Ios, &token).await.unwrap();
+    owners.sort();
+    let mut expected = vec![(a.clone(), "phone".to_owned()), (b.clone(), "pad".to_owned())];
+    expected.sort();
+    assert_eq!(owners, expected);
+    assert!(
+        directory.token_owners(Platform::Android, &token).await.unwrap().is_empty(),
+        "per platform"
+    );
+    assert!(directory.remove_device(&a, "phone").await.unwrap());
+    assert!(!directory.remove_device(&a, "phone").await.unwrap());
+    assert!(directory.devices(&a).await.unwrap().is_empty());
+    assert_eq!(
+        directory.token_owners(Platform::Ios, &token).await.unwrap(),
+        vec![(b, "pad".to_owned())]
+    );
+}
+
+async fn progress_reads_back_per_topic_and_partition<D: Directory>(directory: &D) {
+    let topic = unique("topic");
+    directory.set_progress(&topic, 0, 10).await.unwrap();
+    directory.set_progress(&topic, 1, 3).await.unwrap();
+    directory.set_progress(&topic, 0, 12).await.unwrap();
+    let mut mine: Vec<(String, i32, i64)> =
+        directory.progress().await.unwrap().into_iter().filter(|(t, _, _)| *t == topic).collect();
+    mine.sort();
+    assert_eq!(mine, vec![(topic.clone(), 0, 12), (topic, 1, 3)]);
 }
 
 #[tokio::test]

@@ -239,6 +239,7 @@ impl HeraldConfig {
         let prefix = self.kafka.topic_prefix.as_str();
         let dlq = self.kafka.topics().dlq();
         let catalogs = [self.kafka.topics().templates(), self.kafka.topics().dlq_redriven()];
+        let changes = self.kafka.topics().directory_changes();
         let min_insync = topics.min_insync_replicas.min(topics.replication_factor);
         self.kafka
             .topics()
@@ -255,7 +256,9 @@ impl HeraldConfig {
                         .copied()
                         .unwrap_or(topics.partitions),
                     replication: topics.replication_factor,
-                    config: if catalogs.contains(&name) {
+                    config: if name == changes {
+                        directory_changes_config(min_insync)
+                    } else if catalogs.contains(&name) {
                         // A catalog, not a log: the latest record per key, kept.
                         vec![
                             ("min.insync.replicas".into(), min_insync.to_string()),
@@ -272,6 +275,22 @@ impl HeraldConfig {
             })
             .collect()
     }
+}
+
+/// `herald.directory.changes` is compacted so that an erased user's tombstone takes every
+/// earlier change of theirs (addresses, tokens) out of the topic; records are changes, not
+/// whole entries, so a change must stay until the enricher applied it: compaction leaves a
+/// record alone for its first day, and runs within a week of a tombstone.
+fn directory_changes_config(min_insync: i32) -> Vec<(String, String)> {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    vec![
+        ("min.insync.replicas".into(), min_insync.to_string()),
+        ("cleanup.policy".into(), "compact".into()),
+        ("min.compaction.lag.ms".into(), DAY_MS.to_string()),
+        ("max.compaction.lag.ms".into(), (7 * DAY_MS).to_string()),
+        ("delete.retention.ms".into(), DAY_MS.to_string()),
+        ("segment.ms".into(), DAY_MS.to_string()),
+    ]
 }
 
 #[cfg(test)]

@@ -11,6 +11,14 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HeraldConfig;
 use crate::roles::{self, GivenProviders};
 
+/// Which roles run beside the send API.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles<'a> {
+    pub enricher: bool,
+    /// A dispatcher for each.
+    pub channels: &'a [Channel],
+}
+
 #[derive(Debug)]
 pub struct Pipeline {
     api_addr: SocketAddr,
@@ -39,12 +47,26 @@ impl Pipeline {
         given: GivenProviders,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        let roles = Roles { enricher: true, channels };
+        Self::start_roles(config, api_listener, roles, given, shutdown).await
+    }
+
+    /// The send API, and the other `roles`.
+    pub async fn start_roles(
+        config: HeraldConfig,
+        api_listener: TcpListener,
+        Roles { enricher, channels }: Roles<'_>,
+        given: GivenProviders,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let api_addr = api_listener.local_addr()?;
         let mut tasks = JoinSet::new();
         let (c, s) = (config.clone(), shutdown.clone());
         tasks.spawn(async move { roles::ingest(&c, api_listener, s).await });
-        let (c, s) = (config.clone(), shutdown.clone());
-        tasks.spawn(async move { roles::enricher(&c, s).await });
+        if enricher {
+            let (c, s) = (config.clone(), shutdown.clone());
+            tasks.spawn(async move { roles::enricher(&c, s).await });
+        }
         let given = std::sync::Arc::new(given);
         for channel in channels.iter().copied() {
             let (c, s, g) = (config.clone(), shutdown.clone(), std::sync::Arc::clone(&given));

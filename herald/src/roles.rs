@@ -11,6 +11,7 @@ use herald_dispatchers::ledger::scylla::ScyllaLedger;
 use herald_dispatchers::ledger::sqlite::SqliteLedger;
 use herald_dispatchers::{DeliveryLedger, DispatchSetup, Provider, Routes};
 use herald_enricher::ScyllaDirectory;
+use herald_enricher::api::DirectoryApi;
 use herald_enricher::{CachedDirectory, Directory, DirectoryBackend, SqliteDirectory};
 use herald_ingest::store::ScyllaIngestStore;
 use herald_ingest::{Ingest, IngestStores, StoreBackend};
@@ -79,6 +80,13 @@ pub async fn ingest(
     let tracker = config.tracking.tracker().context("tracking secret")?;
     let api = Ingest::new(&config.ingest, &stores, output.clone(), topics.clone(), tracker)
         .context("provider callback secrets")?;
+    let directory = directory_api(config, &output).await?;
+    let erasure = herald_ingest::erasure::run(
+        &config.kafka,
+        stores.status.clone(),
+        output.codec_handle(),
+        shutdown.clone(),
+    );
     let sink = herald_ingest::status_sink::run(
         &config.kafka,
         stores.status.clone(),
@@ -103,13 +111,47 @@ pub async fn ingest(
         shutdown.clone(),
     );
     let depth = admin::track_depth(config.kafka.clone(), topics.dlq(), shutdown.clone());
-    let (api, sink, webhooks, templates, ()) =
-        tokio::join!(api.serve(listener, shutdown), sink, webhooks, templates, depth);
+    let (api, sink, webhooks, templates, erasure, ()) = tokio::join!(
+        api.serve(listener, Some(directory), shutdown),
+        sink,
+        webhooks,
+        templates,
+        erasure,
+        depth
+    );
     templates.context("templates catalog")?;
+    erasure.context("erasing users' events")?;
     output.producer().flush(std::time::Duration::from_secs(5)).await;
     api.context("send API")?;
     webhooks.context("status webhooks")?;
     sink.context("status sink")
+}
+
+/// The directory API, on the configured directory store, writing with `output`'s registry.
+async fn directory_api(
+    config: &HeraldConfig,
+    output: &AvroProducer,
+) -> anyhow::Result<(axum::Router, utoipa::openapi::OpenApi)> {
+    let enricher = &config.enricher;
+    let group = config.kafka.group("directory-api");
+    let writer = herald_enricher::DirectoryWriter::new(
+        &config.kafka,
+        output.codec_handle(),
+        output.producer().clone(),
+        &group,
+    )
+    .context("Kafka producer of directory changes")?;
+    let wait = std::time::Duration::from_millis(enricher.directory_api_wait_ms);
+    Ok(match enricher.directory_backend {
+        DirectoryBackend::Sqlite => {
+            let store = SqliteDirectory::open(&enricher.directory_path).context("directory")?;
+            DirectoryApi::new(Arc::new(store), writer, wait).router()
+        }
+        DirectoryBackend::Scylla => {
+            let store = ScyllaDirectory::connect(&enricher.scylla).await.context("directory")?;
+            DirectoryApi::new(Arc::new(store), writer, wait).router()
+        }
+    })
 }
 
 pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -1,6 +1,8 @@
-//! `herald dev`, the README's first command, as a newcomer runs it: the curl its banner
-//! prints is delivered to the mailbox, the template example reaches the SMS sandbox in each
-//! user's language, and Ctrl-C stops everything, the broker it started included.
+//! `herald dev`, the README's first command, as a newcomer runs it: the user and device its
+//! banner registers get the push it sends (in the push sandbox), and nothing once erased;
+//! the email it sends is delivered to the mailbox, the template example reaches the SMS
+//! sandbox in each user's language, and Ctrl-C stops everything, the broker it started
+//! included.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
@@ -17,8 +19,9 @@ struct Banner {
     mailbox: String,
     stores: String,
     key: String,
-    /// The bodies of the printed examples, in order: the email, then the template.
-    examples: Vec<String>,
+    /// The printed calls, in order: method, URL and body (a bare `-d` line is another body
+    /// for the call before it).
+    examples: Vec<(String, String, Option<String>)>,
 }
 
 impl Banner {
@@ -36,8 +39,22 @@ impl Banner {
                 banner.mailbox = url.trim().trim_end_matches('/').to_owned();
             } else if let Some(header) = line.strip_prefix("-H 'Authorization: Bearer ") {
                 banner.key = header.trim_end_matches(['\'', ' ', '\\']).to_owned();
+            } else if let Some(call) = line.strip_prefix("curl -sS -X ") {
+                let mut words = call.split_whitespace();
+                let (method, url) = (words.next().unwrap(), words.next().unwrap());
+                banner.examples.push((method.to_owned(), url.to_owned(), None));
+                if let Some(key) = call.split("Bearer ").nth(1) {
+                    banner.key = key.trim_end_matches('\'').to_owned();
+                }
             } else if let Some(body) = line.strip_prefix("-d '") {
-                banner.examples.push(body.trim_end_matches('\'').to_owned());
+                let body = body.trim_end_matches('\'').to_owned();
+                let last = banner.examples.last_mut().expect("a curl before its body");
+                if last.2.is_some() {
+                    let again = (last.0.clone(), last.1.clone(), Some(body));
+                    banner.examples.push(again);
+                } else {
+                    last.2 = Some(body);
+                }
             }
         }
         banner
@@ -177,21 +194,79 @@ async fn herald_dev_with_every_store_on_a_cql_node_delivers_its_printed_examples
 async fn deliver_the_examples_then_interrupt(mut dev: Dev, banner: Banner) {
     herald_schemas::install_tls_provider();
     assert!(banner.key.starts_with("hrld_"), "an API key in the banner: {banner:?}");
-    assert_eq!(banner.examples.len(), 2, "the email and the template example: {banner:?}");
+    let calls: Vec<(&str, &str)> =
+        banner.examples.iter().map(|(m, url, _)| (m.as_str(), url.as_str())).collect();
+    let api = &banner.api;
+    let (user, device, send) = (
+        format!("{api}/v1/users/42"),
+        format!("{api}/v1/users/42/devices/phone"),
+        format!("{api}/v1/notifications"),
+    );
+    assert_eq!(
+        calls,
+        [
+            ("PUT", user.as_str()),
+            ("PUT", device.as_str()),
+            ("POST", send.as_str()),
+            ("DELETE", user.as_str()),
+            ("POST", send.as_str()),
+            ("POST", send.as_str()),
+        ],
+        "register, push, erase, the email and the template: {banner:?}"
+    );
     let http = reqwest::Client::new();
-
-    let mut notification_ids = Vec::new();
-    for body in &banner.examples {
-        let response = http
-            .post(format!("{}/v1/notifications", banner.api))
+    let call = |(method, url, body): &(String, String, Option<String>)| {
+        let request = http
+            .request(method.parse().unwrap(), url)
             .bearer_auth(&banner.key)
             .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 202, "the banner's example {body} is accepted");
-        let answer: serde_json::Value = response.json().await.unwrap();
+            .body(body.clone().unwrap_or_default());
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let status_of = |id: String| {
+        let (http, api, key) = (&http, &banner.api, &banner.key);
+        async move {
+            let url = format!("{api}/v1/notifications/{id}");
+            let answer = http.get(url).bearer_auth(key).send().await.unwrap();
+            answer.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+
+    // Register, then push: the push reaches the sandbox with the registered token.
+    assert_eq!(call(&banner.examples[0]).await.0, 201, "the user is created");
+    assert_eq!(call(&banner.examples[1]).await.0, 201, "the device is registered");
+    let (status, pushed) = call(&banner.examples[2]).await;
+    assert_eq!(status, 202, "{pushed}");
+    let pushed = pushed["id"].as_str().unwrap().to_owned();
+    let sandbox = get_until(&http, &format!("{}/sandbox", banner.mailbox), "the push", |body| {
+        body.contains(&pushed)
+    })
+    .await;
+    assert!(sandbox.contains("fcm-token-of-jis-phone"), "{sandbox}");
+    // Erased, the same push is skipped.
+    assert_eq!(call(&banner.examples[3]).await.0, 204, "the user is erased");
+    let (status, again) = call(&banner.examples[2]).await;
+    assert_eq!(status, 202, "{again}");
+    let again = again["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let skipped = loop {
+        let status = status_of(again.clone()).await;
+        if status["state"] == "skipped" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the push to an erased user: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(skipped["skipped"][0]["reason"], "unknown_user", "{skipped}");
+
+    let mut notification_ids = Vec::new();
+    for example in &banner.examples[4..] {
+        let (status, answer) = call(example).await;
+        assert_eq!(status, 202, "the banner's example {example:?} is accepted: {answer}");
         notification_ids.push(answer["id"].as_str().unwrap().to_owned());
     }
 

@@ -7,10 +7,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{TestEnv, add_user, email_body, herald_command};
+use support::{Running, TestEnv, add_user, email_body, herald_command};
 
 /// The run's SASL_SSL listener (`infra/engines/kafka.sh start --sasl-ssl`).
 struct SecureListener {
@@ -77,26 +77,6 @@ fn secure_role(
 }
 
 /// A child process killed when the test ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Running {
-    fn terminate(mut self) {
-        let pid = self.0.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_goes_through_every_role_on_a_sasl_ssl_listener_and_no_secret_reaches_a_log()
 {
@@ -114,7 +94,7 @@ async fn a_notification_goes_through_every_role_on_a_sasl_ssl_listener_and_no_se
         for (name, value) in extra {
             command.env(name, value);
         }
-        Running(command.spawn().unwrap())
+        Running::spawn(&mut command)
     };
     let roles = [
         spawn(&["ingest"], &logs[0], &[("HERALD__INGEST__LISTEN", format!("127.0.0.1:{api}"))]),
@@ -169,9 +149,9 @@ async fn wrong_kafka_credentials_stop_each_role_at_start_up_with_the_reason_and_
             let port = herald_testkit::free_port().unwrap();
             command.env("HERALD__INGEST__LISTEN", format!("127.0.0.1:{port}"));
         }
-        let mut child = Running(command.spawn().unwrap());
+        let mut child = Running::spawn(&mut command);
         let status = loop {
-            if let Some(status) = child.0.try_wait().unwrap() {
+            if let Some(status) = child.try_wait() {
                 break status;
             }
             assert!(started.elapsed() < Duration::from_secs(30), "{args:?} still runs: it hangs");

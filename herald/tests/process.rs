@@ -5,55 +5,22 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 
 use std::time::{Duration, Instant};
 
 use herald_runtime::kafka::Producer;
 use herald_schemas::{Channel, ChannelMessage, EmailContent};
-use support::TestEnv;
-
-/// A child process killed when the test ends, passed or not.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Running {
-    fn take(mut self) -> Child {
-        self.0.take().unwrap()
-    }
-}
+use support::{Running, TestEnv};
 
 fn dispatcher_process(env: &TestEnv) -> Running {
-    Running(Some(
+    Running::spawn(
         support::herald_command(env)
             .args(["dispatch", "--channel", "email"])
             // Only the commit made while draining on SIGTERM can record progress.
             .env("HERALD__KAFKA__CONSUMER__AUTO_COMMIT_INTERVAL_MS", "600000")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ))
-}
-
-fn terminate(mut child: Child) -> std::process::ExitStatus {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "did not exit within 20 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            .stdout(Stdio::null()),
+    )
 }
 
 fn channel_message(target: &str, subject: &str) -> ChannelMessage {
@@ -106,7 +73,7 @@ async fn sigterm_drains_commits_and_exits_cleanly_so_a_restart_sends_nothing_twi
         .wait_for(Duration::from_secs(30), |m| m.to == ["first@example.com"])
         .await
         .expect("first delivered");
-    let status = terminate(dispatcher.take());
+    let status = dispatcher.terminate();
     assert!(status.success(), "clean exit after SIGTERM: {status}");
 
     send(&env, "second@example.com", "second").await;
@@ -116,7 +83,7 @@ async fn sigterm_drains_commits_and_exits_cleanly_so_a_restart_sends_nothing_twi
         .await
         .expect("second delivered");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(terminate(dispatcher.take()).success());
+    assert!(dispatcher.terminate().success());
 
     let to: Vec<Vec<String>> = env.mail.received().into_iter().map(|m| m.to).collect();
     assert_eq!(
@@ -147,11 +114,6 @@ async fn claimed_in_ledger(env: &TestEnv) -> usize {
         .unwrap_or(0)
 }
 
-fn kill_9(child: &mut Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatcher_killed_mid_batch_repeatedly_delivers_everything_with_duplicates_only_for_sends_in_flight()
  {
@@ -172,14 +134,13 @@ async fn kill_a_dispatcher_mid_batch(env: TestEnv) {
     let targets: Vec<String> = (0..N).map(|i| format!("r{i}@example.com")).collect();
     send_all(&env, &targets, "batch").await;
     let start = || {
-        let child = support::herald_command(&env)
-            .args(["dispatch", "--channel", "email"])
-            .env("HERALD__DISPATCH__LEDGER__CLAIM_TIMEOUT_MS", "3000")
-            .env("HERALD__DISPATCH__EMAIL__SMTP__TIMEOUT_MS", "2000")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        Running(Some(child))
+        Running::spawn(
+            support::herald_command(&env)
+                .args(["dispatch", "--channel", "email"])
+                .env("HERALD__DISPATCH__LEDGER__CLAIM_TIMEOUT_MS", "3000")
+                .env("HERALD__DISPATCH__EMAIL__SMTP__TIMEOUT_MS", "2000")
+                .stdout(Stdio::null()),
+        )
     };
 
     let mut in_flight_at_kills = 0;
@@ -195,7 +156,7 @@ async fn kill_a_dispatcher_mid_batch(env: TestEnv) {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        kill_9(&mut dispatcher.take());
+        dispatcher.kill();
         let in_flight = claimed_in_ledger(&env).await;
         in_flight_at_kills += in_flight;
         eprintln!(
@@ -223,7 +184,7 @@ async fn kill_a_dispatcher_mid_batch(env: TestEnv) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(4)).await; // anything still coming would be a duplicate
-    terminate(dispatcher.take());
+    dispatcher.terminate();
 
     let mails = env.mail.received();
     let duplicates = mails.len() - N;
@@ -284,15 +245,13 @@ async fn two_dispatchers_of_a_channel_share_its_partitions_and_one_stopping_hand
     env.mail.set_delay(Some(Duration::from_millis(10)));
     let logs = [env.dir.path().join("a.log"), env.dir.path().join("b.log")];
     let start = |log: &std::path::Path| {
-        Running(Some(
+        Running::spawn(
             support::herald_command(&env)
                 .args(["dispatch", "--channel", "email"])
                 .env("RUST_LOG", "info,librdkafka=error")
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(log).unwrap())
-                .spawn()
-                .unwrap(),
-        ))
+                .stderr(std::fs::File::create(log).unwrap()),
+        )
     };
     let first = start(&logs[0]);
     let second = start(&logs[1]);
@@ -311,7 +270,7 @@ async fn two_dispatchers_of_a_channel_share_its_partitions_and_one_stopping_hand
     while env.mail.total() < 60 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(terminate(first.take()).success(), "the first drains and exits cleanly");
+    assert!(first.terminate().success(), "the first drains and exits cleanly");
     let deadline = Instant::now() + Duration::from_secs(90);
     while (env.mail.total() as usize) < targets.len() {
         assert!(Instant::now() < deadline, "delivered {} of 300", env.mail.total());
@@ -328,5 +287,5 @@ async fn two_dispatchers_of_a_channel_share_its_partitions_and_one_stopping_hand
     for target in &targets {
         assert_eq!(per_recipient.get(target), Some(&1), "{target} delivered once");
     }
-    assert!(terminate(second.take()).success());
+    assert!(second.terminate().success());
 }

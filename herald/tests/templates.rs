@@ -75,14 +75,11 @@ async fn a_template_renders_in_the_users_locale_with_fallback_and_a_missing_vari
  {
     let env = TestEnv::start().await;
     let directory = env.directory().await;
-    directory
-        .upsert_template(email_variant("", "Order {{ order }} shipped", "Hi {{ user.id }}"))
-        .await
-        .unwrap();
-    directory
-        .upsert_template(email_variant("ko", "주문 {{ order }} 발송", "{{ item }} 발송 완료"))
-        .await
-        .unwrap();
+    let variants = vec![
+        email_variant("", "Order {{ order }} shipped", "Hi {{ user.id }}"),
+        email_variant("ko", "주문 {{ order }} 발송", "{{ item }} 발송 완료"),
+    ];
+    directory.put_template("order-shipped", variants).await.unwrap();
     korean_user(&env, "ko-user", "ji@example.com").await;
     add_user(&env, "en-user", "ada@example.com").await;
     let key = env.api_key().await;

@@ -3,21 +3,20 @@
 
 use std::sync::{Arc, OnceLock};
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use herald_runtime::http::{BrokerReadiness, ops_router};
 use herald_runtime::kafka::AvroProducer;
 use herald_runtime::metrics;
 use herald_schemas::Topics;
 use prometheus::{HistogramVec, IntCounterVec};
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::{ApiClients, Caller};
+use crate::clients::{ApiClients, Caller, DirectoryAccess};
 use crate::config::IngestConfig;
 use crate::idempotency::IdempotencyStore;
 use crate::rate::ClientRates;
@@ -96,9 +95,7 @@ impl std::fmt::Debug for Ingest {
     }
 }
 
-pub(crate) fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
-    (status, Json(json!({"error": code, "message": message.to_string()}))).into_response()
-}
+pub(crate) use herald_runtime::http::error;
 
 impl Ingest {
     pub fn new(
@@ -149,10 +146,24 @@ impl Ingest {
     }
 
     pub fn router(&self) -> Router {
+        self.router_with(None)
+    }
+
+    /// The send API, and `directory` (routes and their OpenAPI document) served beside it
+    /// behind the same keys, each key needing its directory access.
+    pub fn router_with(&self, directory: Option<(Router, utoipa::openapi::OpenApi)>) -> Router {
         let readiness = Arc::new(BrokerReadiness::new(
             self.shared.output.producer().clone(),
             self.shared.topics.requests(),
         ));
+        let mut document = crate::openapi::document();
+        let directory = directory.map(|(routes, doc)| {
+            document.merge(doc);
+            routes
+                .layer(DefaultBodyLimit::max(self.shared.max_body_bytes))
+                .layer(middleware::from_fn_with_state(Arc::clone(&self.shared), directory_guard))
+        });
+        let document = Arc::new(document);
         Router::new()
             .route("/v1/notifications", post(routes::send))
             .route(
@@ -162,13 +173,14 @@ impl Ingest {
             )
             .route("/v1/notifications/{id}", get(routes::status))
             .route("/v1/users/{user_id}/notifications", get(routes::user_notifications))
-            .route("/openapi.json", get(crate::openapi::serve))
+            .route("/openapi.json", get(move || crate::openapi::serve(Arc::clone(&document))))
             .route("/t/o/{token}", get(crate::tracking::opened))
             .route("/t/c/{token}", get(crate::tracking::clicked))
             .route("/v1/callbacks/twilio", post(crate::callbacks::twilio::twilio))
             .route("/v1/callbacks/sendgrid", post(crate::callbacks::sendgrid::events))
             .layer(DefaultBodyLimit::max(self.shared.max_body_bytes))
             .with_state(Arc::clone(&self.shared))
+            .merge(directory.unwrap_or_default())
             .merge(ops_router(readiness))
             .layer(middleware::from_fn(count_requests))
     }
@@ -177,10 +189,11 @@ impl Ingest {
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
+        directory: Option<(Router, utoipa::openapi::OpenApi)>,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
         tracing::info!(addr = ?listener.local_addr().ok(), "send API listening");
-        axum::serve(listener, self.router())
+        axum::serve(listener, self.router_with(directory))
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
     }
@@ -200,6 +213,55 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, key) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+/// The 429 answer, with Retry-After, when `caller` is over its rate.
+pub(crate) fn over_rate(shared: &Shared, caller: &Caller) -> Option<Response> {
+    let wait = shared
+        .rates
+        .admit(&caller.client_id, caller.policy.rate_per_second, std::time::Instant::now())
+        .err()?;
+    let seconds = wait.as_secs_f64().ceil().max(1.0);
+    let mut refused = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("this API key is over its rate; retry in {seconds} s"),
+    );
+    if let Ok(value) = axum::http::HeaderValue::from_str(&format!("{seconds}")) {
+        refused.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    Some(refused)
+}
+
+/// In front of the directory API: the key authenticates, keeps to its rate, and may read
+/// the directory (`GET`) or change it (anything else).
+async fn directory_guard(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let caller = match authenticate(&shared, request.headers()).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    if let Some(refused) = over_rate(&shared, &caller) {
+        return refused;
+    }
+    let wanted = if matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD)
+    {
+        DirectoryAccess::Read
+    } else {
+        DirectoryAccess::Write
+    };
+    if !caller.policy.allows_directory(wanted) {
+        let message = format!(
+            "this API key may not {} the directory (herald clients add --directory {})",
+            if wanted == DirectoryAccess::Read { "read" } else { "change" },
+            wanted.as_str()
+        );
+        return error(StatusCode::FORBIDDEN, "forbidden", message);
+    }
+    next.run(request).await
 }
 
 /// The calling client, or the response refusing the call.

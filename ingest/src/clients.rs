@@ -17,7 +17,9 @@ use crate::store::{
     Backend, ClientRecords as _, ClientRow, ScyllaIngestStore, SqliteIngestStore, StoreError,
 };
 
-/// What a client may send, and how fast. Empty lists allow everything.
+/// What a client may send, and how fast. Empty lists allow everything. The directory is
+/// another matter: a key reads or changes it only when given that access, so that a key
+/// made to send cannot erase users.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClientPolicy {
@@ -26,9 +28,34 @@ pub struct ClientPolicy {
     pub categories: Vec<String>,
     /// Requests per second (a burst of one second's worth); none: unlimited.
     pub rate_per_second: Option<f64>,
+    /// What it may do with the directory API; nothing when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryAccess>,
+}
+
+/// A key's access to the directory API: reading (`GET`), or reading and changing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectoryAccess {
+    Read,
+    Write,
+}
+
+impl DirectoryAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
 }
 
 impl ClientPolicy {
+    /// Whether this client may use the directory API as `wanted` says.
+    pub fn allows_directory(&self, wanted: DirectoryAccess) -> bool {
+        self.directory.is_some_and(|given| given >= wanted)
+    }
+
     /// Why this client may not send on `channel` in `category`, if it may not.
     pub fn refuses(&self, channel: &str, category: &str) -> Option<String> {
         if !self.channels.is_empty() && !self.channels.iter().any(|c| c == channel) {
@@ -297,6 +324,7 @@ mod tests {
             channels: vec!["email".into()],
             categories: vec!["transactional".into()],
             rate_per_second: Some(5.0),
+            directory: Some(DirectoryAccess::Read),
         };
         let (_, key) = clients.add_with("billing", policy.clone()).await.unwrap();
         let caller = clients.authenticate(&key).await.unwrap().unwrap();
@@ -305,6 +333,12 @@ mod tests {
         assert!(policy.refuses("sms", "transactional").unwrap().contains("\"sms\""));
         assert!(policy.refuses("email", "marketing").unwrap().contains("\"marketing\""));
         assert!(ClientPolicy::default().refuses("push", "marketing").is_none());
+        assert!(policy.allows_directory(DirectoryAccess::Read));
+        assert!(!policy.allows_directory(DirectoryAccess::Write), "read only");
+        assert!(
+            !ClientPolicy::default().allows_directory(DirectoryAccess::Read),
+            "given, never assumed"
+        );
         assert_eq!(clients.list().await.unwrap()[0].policy, policy);
         drop(clients);
         ApiClients::open(dir.path().join("ingest.db")).unwrap();

@@ -6,6 +6,7 @@ mod api;
 pub mod callbacks;
 pub mod clients;
 pub mod config;
+pub mod erasure;
 pub mod idempotency;
 pub mod openapi;
 mod rate;
@@ -19,7 +20,7 @@ mod tracking;
 pub mod webhooks;
 
 pub use api::Ingest;
-pub use clients::{ApiClient, ApiClients, Caller, ClientPolicy, RECENT_KEY_TTL};
+pub use clients::{ApiClient, ApiClients, Caller, ClientPolicy, DirectoryAccess, RECENT_KEY_TTL};
 pub use config::IngestConfig;
 pub use idempotency::IdempotencyStore;
 pub use status::StatusStore;

@@ -6,9 +6,10 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use herald_runtime::http::{ErrorBody, FieldError};
+
 use crate::request::{
-    ContentBody, DeviceBody, FieldError, PushBody, RecipientBody, SendBody, SenderBody, SmsBody,
-    UserId,
+    ContentBody, DeviceBody, PushBody, RecipientBody, SendBody, SenderBody, SmsBody, UserId,
 };
 use crate::status::{
     DeliveryView, EventView, NotificationPage, NotificationStatus, NotificationSummary,
@@ -21,23 +22,6 @@ pub struct Accepted {
     /// The notification id, shared by every recipient of the request.
     pub id: String,
     pub recipients: usize,
-}
-
-/// Every 4xx/5xx answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// A stable code: unauthorized, forbidden, invalid_json, validation_failed,
-    /// payload_too_large, rate_limited, idempotency_key_reused, idempotency_key_in_use,
-    /// not_found, unavailable.
-    pub error: String,
-    /// What went wrong, for a person to read.
-    pub message: String,
-    /// For invalid_json: the path of the field that could not be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// For validation_failed: every failed rule, with its field path.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldError>,
 }
 
 #[utoipa::path(
@@ -170,8 +154,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc
 }
 
-pub(crate) async fn serve() -> Json<utoipa::openapi::OpenApi> {
-    Json(document())
+pub(crate) async fn serve(
+    document: std::sync::Arc<utoipa::openapi::OpenApi>,
+) -> Json<utoipa::openapi::OpenApi> {
+    Json((*document).clone())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use herald_schemas::{
     DeviceTarget, EmailContent, NotificationRequest, Priority, PushContent, Recipient, Sender,
     SmsContent, TemplateRef,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// The send request. The seed's body is valid as is:
 /// `{"to":[{"user_id":123456}],"from":{"email":"..."},"subject":"...","content":[{"type":"text/plain","value":"..."}]}`
@@ -195,12 +195,7 @@ pub struct PushBody {
     pub data: BTreeMap<String, String>,
 }
 
-/// One failed rule: where and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    pub field: String,
-    pub reason: String,
-}
+pub use herald_runtime::http::FieldError;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -62,18 +62,7 @@ async fn handle_send(
         Ok(caller) => caller,
         Err(response) => return response,
     };
-    if let Err(wait) =
-        shared.rates.admit(&caller.client_id, caller.policy.rate_per_second, Instant::now())
-    {
-        let seconds = wait.as_secs_f64().ceil().max(1.0);
-        let mut refused = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("this API key is over its rate; retry in {seconds} s"),
-        );
-        if let Ok(value) = HeaderValue::from_str(&format!("{seconds}")) {
-            refused.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+    if let Some(refused) = crate::api::over_rate(shared, &caller) {
         return refused;
     }
     let client_id = caller.client_id.as_str();
@@ -89,12 +78,7 @@ async fn handle_send(
         serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&body));
     let parsed = match parsed {
         Ok(parsed) => parsed,
-        Err(e) => {
-            let field = e.path().to_string();
-            let message = e.inner().to_string();
-            let body = json!({"error": "invalid_json", "field": field, "message": message});
-            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
-        }
+        Err(e) => return herald_runtime::http::invalid_json(e.path().to_string(), e.inner()),
     };
     let key = match request_headers.get(IDEMPOTENCY_KEY).map(|v| v.to_str()) {
         None => None,
@@ -156,15 +140,8 @@ async fn handle_send(
 }
 
 /// The 422 answer: every failed rule, and the first one in the message.
-fn validation_failed(errors: &[FieldError]) -> Value {
-    let message = match errors {
-        [] => "the request failed validation".to_owned(),
-        [only] => format!("{}: {}", only.field, only.reason),
-        [first, rest @ ..] => {
-            format!("{}: {} (and {} more in errors)", first.field, first.reason, rest.len())
-        }
-    };
-    json!({"error": "validation_failed", "message": message, "errors": errors})
+fn validation_failed(errors: Vec<FieldError>) -> Value {
+    serde_json::to_value(herald_runtime::http::validation_failed(errors)).unwrap_or_default()
 }
 
 /// Validates and produces a parsed request under `notification_id`: the answer to give.
@@ -180,17 +157,20 @@ async fn accept(
     };
     let requests = match request::validate(parsed, limits, notification_id, client_id) {
         Ok(requests) => requests,
-        Err(errors) => return (StatusCode::UNPROCESSABLE_ENTITY, validation_failed(&errors)),
+        Err(errors) => return (StatusCode::UNPROCESSABLE_ENTITY, validation_failed(errors)),
     };
     let template = requests.first().and_then(|r| r.template.as_ref());
-    let refusal = template.and_then(|t| Some((t, shared.templates.refusal(&t.id, &t.data)?)));
+    let refusal = match template {
+        Some(t) => shared.templates.refusal_caught_up(&t.id, &t.data).await.map(|r| (t, r)),
+        None => None,
+    };
     if let Some((template, refusal)) = refusal {
         let id = &template.id;
         let error = match refusal {
             TemplateRefusal::Unknown => FieldError {
                 field: "template_id".into(),
                 reason: format!(
-                    "no template {id:?} is known (load it with herald directory import)"
+                    "no template {id:?} is known (create it with PUT /v1/templates/{{template_id}})"
                 ),
             },
             TemplateRefusal::MissingVariables(missing) => FieldError {
@@ -198,7 +178,7 @@ async fn accept(
                 reason: format!("template {id:?} needs variable(s) {}", missing.join(", ")),
             },
         };
-        return (StatusCode::UNPROCESSABLE_ENTITY, validation_failed(&[error]));
+        return (StatusCode::UNPROCESSABLE_ENTITY, validation_failed(vec![error]));
     }
     if let Some(refusal) = requests.first().and_then(|r| out_of_scope(&caller.policy, r)) {
         return (StatusCode::FORBIDDEN, json!({"error": "forbidden", "message": refusal}));

@@ -169,6 +169,12 @@ impl StatusStore {
         Ok((!rows.is_empty()).then(|| summarize(notification_id, rows)))
     }
 
+    /// Erases the events that name `user_id` (and those naming no one of notifications only
+    /// they received); how many.
+    pub async fn erase_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.backend.erase_user(user_id).await
+    }
+
     /// The API client that sent `notification_id`, if an API client did.
     pub async fn client_of(&self, notification_id: &str) -> Result<Option<String>, StoreError> {
         self.backend.client_of(notification_id).await

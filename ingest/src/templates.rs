@@ -1,8 +1,12 @@
 //! The template ids the directory holds, and the variables each needs, as the send API knows
-//! them: read from the start of the compacted templates topic (written by `herald directory
-//! import` and `herald dev`) and kept up while ingest runs, so an unknown `template_id` or a
-//! missing variable is a 422 rather than a `failed` event later. Roles do not share
-//! databases: this is how the directory's templates reach ingest.
+//! them: read from the start of the compacted templates topic (written by the directory API,
+//! `herald directory import` and `herald dev`) and kept up while ingest runs, so an unknown
+//! `template_id` or a missing variable is a 422 rather than a `failed` event later. Roles do
+//! not share databases: this is how the directory's templates reach ingest.
+//!
+//! Before refusing, the catalog catches up with the topic (where it ends now, asked of the
+//! brokers): a template written through any API instance is known to every instance once its
+//! write was answered.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -33,7 +37,24 @@ pub enum TemplateRefusal {
 pub struct TemplateCatalog {
     /// Each template id with the variables every variant of it uses.
     templates: Arc<RwLock<HashMap<String, Vec<String>>>>,
+    /// The next offset read of each partition, and the reader that can ask where they end.
+    follower: Arc<Follower>,
 }
+
+#[derive(Default)]
+struct Follower {
+    read: std::sync::Mutex<HashMap<i32, i64>>,
+    reader: std::sync::OnceLock<(Arc<StreamConsumer>, String)>,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower").finish_non_exhaustive()
+    }
+}
+
+/// How long a refusal waits for the catalog to catch up with the topic.
+const CATCH_UP: Duration = Duration::from_secs(3);
 
 impl TemplateCatalog {
     /// Why a request naming template `id` with `data` is refused, if it is: an id the
@@ -52,6 +73,60 @@ impl TemplateCatalog {
         let missing: Vec<String> =
             variables.iter().filter(|v| !data.contains_key(*v)).cloned().collect();
         (!missing.is_empty()).then_some(TemplateRefusal::MissingVariables(missing))
+    }
+
+    /// Like [`TemplateCatalog::refusal`], but a refusal only once the catalog has read the
+    /// templates topic as far as it reaches now (for up to a few seconds).
+    pub async fn refusal_caught_up(
+        &self,
+        id: &str,
+        data: &std::collections::BTreeMap<String, String>,
+    ) -> Option<TemplateRefusal> {
+        let refusal = self.refusal(id, data)?;
+        if self.catch_up().await { self.refusal(id, data) } else { Some(refusal) }
+    }
+
+    /// Whether the catalog read every partition to where it ends now.
+    async fn catch_up(&self) -> bool {
+        let Some((reader, topic)) = self.follower.reader.get().cloned() else { return false };
+        let partitions: Vec<i32> = self.read_to().keys().copied().collect();
+        let ends = tokio::task::spawn_blocking(move || {
+            let mut asked = TopicPartitionList::new();
+            for partition in partitions {
+                asked.add_partition_offset(&topic, partition, Offset::End).ok()?;
+            }
+            reader.offsets_for_times(asked, Duration::from_secs(2)).ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(ends) = ends else { return false };
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        loop {
+            let read = self.read_to();
+            let behind = ends.elements().iter().any(|e| match e.offset() {
+                Offset::Offset(end) => read.get(&e.partition()).is_none_or(|next| *next < end),
+                _ => false,
+            });
+            if !behind {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn read_to(&self) -> HashMap<i32, i64> {
+        self.follower.read.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn read(&self, partition: i32, next: i64) {
+        if let Ok(mut read) = self.follower.read.lock() {
+            let at = read.entry(partition).or_insert(next);
+            *at = (*at).max(next);
+        }
     }
 
     /// A record of the topic: a value announces the id (and its variables), none (a
@@ -112,10 +187,12 @@ pub async fn follow(
         };
         if !partitions.is_empty() {
             let mut assignment = TopicPartitionList::new();
-            for partition in partitions {
-                assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
+            for partition in &partitions {
+                assignment.add_partition_offset(&topic, *partition, Offset::Beginning)?;
+                catalog.read(*partition, 0);
             }
             consumer.assign(&assignment)?;
+            let _ = catalog.follower.reader.set((Arc::clone(&consumer), topic.clone()));
             break;
         }
         tracing::debug!(%topic, "templates topic not there yet");
@@ -134,6 +211,7 @@ pub async fn follow(
                 if let Some(id) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {
                     catalog.apply(id, message.payload());
                 }
+                catalog.read(message.partition(), message.offset() + 1);
             }
             Err(e) => tracing::warn!(error = %e, "reading the templates topic"),
         }

@@ -28,6 +28,56 @@ async fn contract(first: &IngestStores, second: &IngestStores) {
     later_states_win_regardless_of_arrival_and_duplicates_are_ignored(first, second).await;
     a_users_list_is_newest_first_paged_and_only_the_callers(first).await;
     a_webhook_is_set_replaced_with_a_new_secret_and_removed(first, second).await;
+    erasing_a_user_removes_every_event_naming_them_and_nothing_of_others(first, second).await;
+}
+
+async fn erasing_a_user_removes_every_event_naming_them_and_nothing_of_others(
+    first: &IngestStores,
+    second: &IngestStores,
+) {
+    let (user, other, client) = (unique("gone"), unique("stays"), unique("c"));
+    let named = |id: &str, kind: EventKind, at: i64, user: Option<&str>, target: Option<&str>| {
+        let mut e = DeliveryEvent::new(id, kind);
+        e.occurred_at = at;
+        e.user_id = user.map(str::to_owned);
+        e.target = target.map(str::to_owned);
+        e.detail.insert("client_id".into(), client.clone());
+        e
+    };
+    // Theirs alone (a delivery report names no user, only their address); theirs and
+    // another user's (a bulk send); another user's alone.
+    let (alone, shared, others) = (unique("n"), unique("n"), unique("n"));
+    first
+        .status
+        .record(vec![
+            named(&alone, EventKind::Accepted, 1, Some(&user), None),
+            named(&alone, EventKind::Routed, 2, Some(&user), Some("gone@example.com")),
+            named(&alone, EventKind::Delivered, 3, None, Some("gone@example.com")),
+            named(&shared, EventKind::Accepted, 1, Some(&user), None),
+            named(&shared, EventKind::Accepted, 1, Some(&other), None),
+            named(&shared, EventKind::Routed, 2, Some(&user), Some("gone@example.com")),
+            named(&shared, EventKind::Routed, 2, Some(&other), Some("stays@example.com")),
+            named(&shared, EventKind::Delivered, 3, None, Some("stays@example.com")),
+            named(&others, EventKind::Accepted, 1, Some(&other), None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(second.status.erase_user(&user).await.unwrap(), 5);
+    assert_eq!(first.status.status(&alone).await.unwrap(), None, "nothing of it left");
+    let left = first.status.status(&shared).await.unwrap().unwrap();
+    let named_users: Vec<_> = left.events.iter().filter_map(|e| e.user_id.as_deref()).collect();
+    assert!(named_users.iter().all(|u| *u == other), "{named_users:?}");
+    assert_eq!(left.events.len(), 3, "the other user's accepted, routed, and the report");
+    assert!(!serde_json::to_string(&left).unwrap().contains("gone@example.com"));
+    assert_eq!(first.status.status(&others).await.unwrap().unwrap().events.len(), 1);
+    assert!(
+        first.status.for_user(&user, &client, None, 10).await.unwrap().notifications.is_empty()
+    );
+    assert_eq!(
+        first.status.for_user(&other, &client, None, 10).await.unwrap().notifications.len(),
+        2
+    );
+    assert_eq!(second.status.erase_user(&user).await.unwrap(), 0, "again: nothing left");
 }
 
 async fn a_key_authenticates_on_every_instance_until_revoked(
@@ -53,6 +103,7 @@ async fn clients_are_listed_oldest_first_with_their_policies(stores: &IngestStor
         channels: vec!["email".into()],
         categories: vec!["transactional".into()],
         rate_per_second: Some(5.0),
+        directory: Some(herald_ingest::DirectoryAccess::Write),
     };
     let name = unique("receipts");
     let (older, _) = stores.clients.add(&unique("shop")).await.unwrap();

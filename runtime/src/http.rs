@@ -2,10 +2,73 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+/// One failed rule of a request: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// Every 4xx/5xx answer of Herald's HTTP APIs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// A stable code: unauthorized, forbidden, invalid_json, validation_failed,
+    /// payload_too_large, rate_limited, idempotency_key_reused, idempotency_key_in_use,
+    /// not_found, unknown_user, unavailable.
+    pub error: String,
+    /// What went wrong, for a person to read.
+    pub message: String,
+    /// For invalid_json: the path of the field that could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For validation_failed: every failed rule, with its field path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// An error answer: `{"error": code, "message": ...}`.
+pub fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+    let body = ErrorBody {
+        error: code.to_owned(),
+        message: message.to_string(),
+        field: None,
+        errors: Vec::new(),
+    };
+    (status, Json(body)).into_response()
+}
+
+/// The 400 answer to a body that is not JSON of the expected shape, naming where it broke.
+pub fn invalid_json(field: String, message: impl std::fmt::Display) -> Response {
+    let body = ErrorBody {
+        error: "invalid_json".into(),
+        message: message.to_string(),
+        field: Some(field),
+        errors: Vec::new(),
+    };
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// The 422 answer's body: every failed rule, and the first one in the message.
+pub fn validation_failed(errors: Vec<FieldError>) -> ErrorBody {
+    let message = match errors.as_slice() {
+        [] => "the request failed validation".to_owned(),
+        [only] => only.to_string(),
+        [first, rest @ ..] => format!("{first} (and {} more in errors)", rest.len()),
+    };
+    ErrorBody { error: "validation_failed".into(), message, field: None, errors }
+}
 
 /// Answers whether the role can do its work now (e.g. the broker is reachable).
 pub trait Readiness: Send + Sync + 'static {

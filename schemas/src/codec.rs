@@ -238,6 +238,7 @@ impl AvroCodec {
             WireRecord::NotificationRequest => self.register::<NotificationRequest>(topic).await,
             WireRecord::ChannelMessage => self.register::<ChannelMessage>(topic).await,
             WireRecord::DeliveryEvent => self.register::<DeliveryEvent>(topic).await,
+            WireRecord::DirectoryChange => self.register::<crate::DirectoryChange>(topic).await,
         }
     }
 

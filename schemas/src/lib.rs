@@ -4,12 +4,14 @@
 //! Roles depend on this crate and never on each other.
 
 pub mod codec;
+pub mod directory;
 pub mod headers;
 pub mod records;
 pub mod targets;
 pub mod topics;
 
 pub use codec::{AvroCodec, DecodeError, EncodeError, RegistryConfig};
+pub use directory::{DeviceFields, DirectoryChange, DirectoryOp, PreferenceFields, UserFields};
 pub use records::{
     ChannelMessage, DeliveryEvent, DeviceTarget, EmailContent, EventKind, Fallback,
     NotificationRequest, Priority, PushContent, Recipient, Record, Sender, SmsContent, TemplateRef,

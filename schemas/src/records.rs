@@ -2,7 +2,6 @@
 //! below (a value round-trips through the schema), so the two cannot drift apart silently.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use crate::codec::Datum;
 use crate::topics::Channel;
@@ -28,22 +27,26 @@ macro_rules! record {
                 include_str!(concat!("../avro/", $file))
             }
             const NAME: &'static str = stringify!($ty);
-            fn schema() -> &'static Schema {
-                static SCHEMA: OnceLock<Schema> = OnceLock::new();
+            fn schema() -> &'static apache_avro::Schema {
+                static SCHEMA: std::sync::OnceLock<apache_avro::Schema> =
+                    std::sync::OnceLock::new();
                 SCHEMA.get_or_init(|| {
                     // The file is compiled in and parsed by the tests of this crate, so a
                     // failure here is a build defect, not bad input.
                     #[allow(clippy::expect_used)]
-                    Schema::parse_str(Self::schema_json()).expect(concat!($file, " is valid Avro"))
+                    apache_avro::Schema::parse_str(Self::schema_json())
+                        .expect(concat!($file, " is valid Avro"))
                 })
             }
-            fn datum() -> &'static Datum {
-                static DATUM: OnceLock<Datum> = OnceLock::new();
-                DATUM.get_or_init(|| Datum::of(Self::schema()))
+            fn datum() -> &'static $crate::codec::Datum {
+                static DATUM: std::sync::OnceLock<$crate::codec::Datum> =
+                    std::sync::OnceLock::new();
+                DATUM.get_or_init(|| $crate::codec::Datum::of(Self::schema()))
             }
         }
     };
 }
+pub(crate) use record;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Recipient {
@@ -346,7 +349,7 @@ impl DeliveryEvent {
 
 /// Event ids only need to be unique, not secret: time plus a process-wide counter plus the
 /// process id is unique across instances without pulling a UUID generator into the wire crate.
-fn uuid_like_id() -> String {
+pub(crate) fn uuid_like_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -354,7 +357,7 @@ fn uuid_like_id() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use apache_avro::from_value;
     use apache_avro::reader::datum::GenericDatumReader;
@@ -363,7 +366,7 @@ mod tests {
     /// Writes like the codec's encoder (schema-aware serializer) and reads both ways its
     /// decoder does: value resolved to the reader schema then deserialized (another writer
     /// schema), and straight into the struct (the writer schema is the reader's).
-    fn round_trip<R: Record + PartialEq + std::fmt::Debug>(record: &R) {
+    pub(crate) fn round_trip<R: Record + PartialEq + std::fmt::Debug>(record: &R) {
         let writer = GenericDatumWriter::builder(R::schema()).build().unwrap();
         let bytes = writer
             .write_ser_to_vec(record)

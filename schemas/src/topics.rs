@@ -198,6 +198,13 @@ impl Topics {
         format!("{}directory.updates", self.prefix)
     }
 
+    /// Changes to the directory's users, devices and preferences (compacted; key = user id;
+    /// no value = the user erased), applied by the enricher: the way into the directory for
+    /// the directory API, `herald directory import` and services producing them.
+    pub fn directory_changes(&self) -> String {
+        format!("{}directory.changes", self.prefix)
+    }
+
     pub fn retry(&self, channel: Channel, tier: u32) -> String {
         format!("{}retry.{channel}.{tier}", self.prefix)
     }
@@ -252,6 +259,7 @@ impl Topics {
             self.dlq_redriven(),
             self.templates(),
             self.directory_updates(),
+            self.directory_changes(),
         ];
         all.extend(Lane::ALL.map(|lane| self.requests_in(lane)));
         all.extend(DELAY_TIERS.iter().map(|tier| self.delay(tier)));
@@ -270,6 +278,7 @@ pub enum WireRecord {
     NotificationRequest,
     ChannelMessage,
     DeliveryEvent,
+    DirectoryChange,
 }
 
 impl WireRecord {
@@ -278,6 +287,7 @@ impl WireRecord {
             WireRecord::NotificationRequest => "NotificationRequest",
             WireRecord::ChannelMessage => "ChannelMessage",
             WireRecord::DeliveryEvent => "DeliveryEvent",
+            WireRecord::DirectoryChange => "DirectoryChange",
         }
     }
 }
@@ -290,6 +300,7 @@ impl Topics {
         let mut written = vec![
             (self.events(), WireRecord::DeliveryEvent),
             (self.directory_updates(), WireRecord::DeliveryEvent),
+            (self.directory_changes(), WireRecord::DirectoryChange),
         ];
         for lane in Lane::ALL {
             written.push((self.requests_in(lane), WireRecord::NotificationRequest));
@@ -371,6 +382,8 @@ mod tests {
         assert_eq!(t.directory_updates(), "herald.directory.updates");
         assert_eq!(t.channel_of("herald.directory.updates"), None);
         assert!(t.all(3).contains(&t.directory_updates()), "created by topics apply");
+        assert_eq!(t.directory_changes(), "herald.directory.changes");
+        assert!(t.all(3).contains(&t.directory_changes()), "created by topics apply");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod engines;
 pub mod kafka;
 pub mod mail_sink;
 pub mod registry;
+pub mod schemathesis;
 pub mod send_api;
 pub mod standins;
 pub mod tansu;

@@ -48,6 +48,24 @@ impl SendApi {
         (status, body, answer_headers)
     }
 
+    /// `method path` with `key` and a JSON `body`: status and JSON body (`null` when none).
+    #[allow(clippy::expect_used)]
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        key: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.api)).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the send API answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// `GET path` with `key`: status and JSON body.
     #[allow(clippy::expect_used)]
     pub async fn get(&self, key: &str, path: &str) -> (u16, serde_json::Value) {

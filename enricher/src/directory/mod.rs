@@ -106,9 +106,9 @@ pub enum DirectoryError {
     Malformed { user_id: String, reason: String },
 }
 
-/// The enricher's reads, and the writes that `herald directory import`, the dev seed and the
-/// dead-token events make. Every write is an upsert by the table's key: a re-run changes
-/// nothing.
+/// The enricher's reads, and the writes its directory changes make (see
+/// [`crate::changes`]); the dev seed and the benchmarks also write directly. Every write
+/// is keyed like its table: applying a change again changes nothing.
 pub trait Directory: Send + Sync + 'static {
     fn upsert_user(&self, user: User) -> impl Future<Output = Result<(), DirectoryError>> + Send;
     fn upsert_device(
@@ -121,9 +121,12 @@ pub trait Directory: Send + Sync + 'static {
         user_id: &str,
         preference: Preference,
     ) -> impl Future<Output = Result<(), DirectoryError>> + Send;
-    fn upsert_template(
+    /// Makes `variants` the whole of template `template_id`, at once: a reader sees the old
+    /// template or the new one, never a mix or nothing.
+    fn put_template(
         &self,
-        variant: TemplateVariant,
+        template_id: &str,
+        variants: Vec<TemplateVariant>,
     ) -> impl Future<Output = Result<(), DirectoryError>> + Send;
     fn user(
         &self,
@@ -167,6 +170,44 @@ pub trait Directory: Send + Sync + 'static {
         platform: Platform,
         token: &str,
     ) -> impl Future<Output = Result<u64, DirectoryError>> + Send;
+    /// The devices (user id, device id) that carry `token` on `platform`, whoever they
+    /// belong to.
+    fn token_owners(
+        &self,
+        platform: Platform,
+        token: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, DirectoryError>> + Send;
+    /// Removes one device of a user; false when there was none.
+    fn remove_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> impl Future<Output = Result<bool, DirectoryError>> + Send;
+    /// Erases a user: the user, their devices, their preferences and their frequency-cap
+    /// counts. False when there was no such user (whatever else was erased).
+    fn delete_user(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<bool, DirectoryError>> + Send;
+    /// Removes every variant of a template; false when there was none.
+    fn delete_template(
+        &self,
+        template_id: &str,
+    ) -> impl Future<Output = Result<bool, DirectoryError>> + Send;
+    /// Every template id, in order.
+    fn template_ids(&self) -> impl Future<Output = Result<Vec<String>, DirectoryError>> + Send;
+    /// How far the enricher applied each partition of the topics that change the directory:
+    /// (topic, partition, the next offset to apply).
+    fn progress(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, i32, i64)>, DirectoryError>> + Send;
+    /// Records that every record of `topic`'s `partition` before `next_offset` is applied.
+    fn set_progress(
+        &self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> impl Future<Output = Result<(), DirectoryError>> + Send;
 }
 
 /// A profile read as its three parts, concurrently; `None` for an unknown user.

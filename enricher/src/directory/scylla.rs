@@ -3,6 +3,7 @@
 
 use scylla::DeserializeRow;
 use scylla::client::session::Session;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
 use herald_runtime::scylla::{ScyllaConfig, ScyllaSetupError, apply_cql, select};
@@ -28,11 +29,22 @@ struct Statements {
     index_device: PreparedStatement,
     set_preference: PreparedStatement,
     upsert_template: PreparedStatement,
+    clear_template: PreparedStatement,
     devices_by_token: PreparedStatement,
     device_token: PreparedStatement,
     deactivate: PreparedStatement,
     quota_use: PreparedStatement,
     count_quota: PreparedStatement,
+    unindex_device: PreparedStatement,
+    remove_device: PreparedStatement,
+    remove_devices: PreparedStatement,
+    remove_preferences: PreparedStatement,
+    remove_quota: PreparedStatement,
+    remove_user: PreparedStatement,
+    remove_template: PreparedStatement,
+    template_ids: PreparedStatement,
+    progress: PreparedStatement,
+    set_progress: PreparedStatement,
 }
 
 #[derive(Debug)]
@@ -147,7 +159,11 @@ impl ScyllaDirectory {
             .await?,
             upsert_template: prepare(format!(
                 "INSERT INTO {k}.templates (template_id, locale, channel, subject, title, body, html)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)"
+                 VALUES (?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+            ))
+            .await?,
+            clear_template: prepare(format!(
+                "DELETE FROM {k}.templates USING TIMESTAMP ? WHERE template_id = ?"
             ))
             .await?,
             devices_by_token: prepare(format!(
@@ -164,13 +180,42 @@ impl ScyllaDirectory {
             ))
             .await?,
             quota_use: prepare(format!(
-                "INSERT INTO {k}.quota_use (user_id, category, channel, day, notification_id)
+                "INSERT INTO {k}.quota_by_user (user_id, category, channel, day, notification_id)
                  VALUES (?, ?, ?, ?, ?) USING TTL 172800"
             ))
             .await?,
             count_quota: prepare(format!(
-                "SELECT notification_id FROM {k}.quota_use
+                "SELECT notification_id FROM {k}.quota_by_user
                  WHERE user_id = ? AND category = ? AND channel = ? AND day = ?"
+            ))
+            .await?,
+            unindex_device: prepare(format!(
+                "DELETE FROM {k}.devices_by_token
+                 WHERE platform = ? AND \"token\" = ? AND user_id = ? AND device_id = ?"
+            ))
+            .await?,
+            remove_device: prepare(format!(
+                "DELETE FROM {k}.devices WHERE user_id = ? AND device_id = ?"
+            ))
+            .await?,
+            remove_devices: prepare(format!("DELETE FROM {k}.devices WHERE user_id = ?")).await?,
+            remove_preferences: prepare(format!("DELETE FROM {k}.preferences WHERE user_id = ?"))
+                .await?,
+            remove_quota: prepare(format!("DELETE FROM {k}.quota_by_user WHERE user_id = ?"))
+                .await?,
+            remove_user: prepare(format!("DELETE FROM {k}.users WHERE user_id = ?")).await?,
+            remove_template: prepare(format!("DELETE FROM {k}.templates WHERE template_id = ?"))
+                .await?,
+            template_ids: prepare(format!("SELECT DISTINCT template_id FROM {k}.templates"))
+                .await?,
+            progress: prepare(format!(
+                "SELECT topic, \"partition\", next_offset FROM {k}.directory_progress
+                 WHERE scope = 'applied'"
+            ))
+            .await?,
+            set_progress: prepare(format!(
+                "INSERT INTO {k}.directory_progress (scope, topic, \"partition\", next_offset)
+                 VALUES ('applied', ?, ?, ?)"
             ))
             .await?,
         };
@@ -211,6 +256,51 @@ fn device(user_id: &str, row: DeviceRow) -> Result<Device, DirectoryError> {
     })
 }
 
+impl ScyllaDirectory {
+    async fn device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<Option<DeviceRow>, DirectoryError> {
+        let rows: Vec<DeviceRow> =
+            self.rows(&self.statements.device_token, (user_id, device_id)).await?;
+        Ok(rows.into_iter().next())
+    }
+}
+
+/// The values of one statement of a template's batch.
+type VariantValues =
+    (String, String, String, Option<String>, Option<String>, String, Option<String>, i64);
+
+enum TemplateValues {
+    Clear((i64, String)),
+    Variant(VariantValues),
+}
+
+impl scylla::serialize::row::SerializeRow for TemplateValues {
+    fn serialize(
+        &self,
+        ctx: &scylla::serialize::row::RowSerializationContext<'_>,
+        writer: &mut scylla::serialize::writers::RowWriter<'_>,
+    ) -> Result<(), scylla::errors::SerializationError> {
+        match self {
+            Self::Clear(values) => values.serialize(ctx, writer),
+            Self::Variant(values) => values.serialize(ctx, writer),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+#[derive(DeserializeRow)]
+struct ProgressRow {
+    topic: String,
+    partition: i32,
+    next_offset: i64,
+}
+
 impl Directory for ScyllaDirectory {
     async fn upsert_user(&self, user: User) -> Result<(), DirectoryError> {
         let values = (
@@ -227,12 +317,21 @@ impl Directory for ScyllaDirectory {
 
     async fn upsert_device(&self, user_id: &str, device: Device) -> Result<(), DirectoryError> {
         let platform = device.platform.as_str();
+        let before = self.device(user_id, &device.device_id).await?;
         // The index first: a device the index misses could never be deactivated.
         let index = (platform, &device.token, user_id, &device.device_id);
         self.write(&self.statements.index_device, index).await?;
         let values =
             (user_id, &device.device_id, platform, &device.token, &device.app_id, device.active);
-        self.write(&self.statements.upsert_device, values).await
+        self.write(&self.statements.upsert_device, values).await?;
+        // A token the device no longer carries leaves the index: it is the user's data.
+        if let Some(old) =
+            before.filter(|old| old.token != device.token || old.platform != platform)
+        {
+            let key = (&old.platform, &old.token, user_id, &device.device_id);
+            self.write(&self.statements.unindex_device, key).await?;
+        }
+        Ok(())
     }
 
     async fn set_preference(
@@ -244,9 +343,39 @@ impl Directory for ScyllaDirectory {
         self.write(&self.statements.set_preference, values).await
     }
 
-    async fn upsert_template(&self, v: TemplateVariant) -> Result<(), DirectoryError> {
-        let values = (v.template_id, v.locale, v.channel, v.subject, v.title, v.body, v.html);
-        self.write(&self.statements.upsert_template, values).await
+    /// One logged batch on the template's partition: applied at once, isolated from
+    /// readers. The removal of the old variants is written a microsecond before the new ones,
+    /// so that it does not take them too.
+    async fn put_template(
+        &self,
+        template_id: &str,
+        variants: Vec<TemplateVariant>,
+    ) -> Result<(), DirectoryError> {
+        let mut batch = Batch::new(BatchType::Logged);
+        let at = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros(),
+        )
+        .unwrap_or(i64::MAX - 1);
+        batch.append_statement(self.statements.clear_template.clone());
+        let mut values: Vec<TemplateValues> =
+            vec![TemplateValues::Clear((at, template_id.to_owned()))];
+        for v in variants {
+            batch.append_statement(self.statements.upsert_template.clone());
+            values.push(TemplateValues::Variant((
+                template_id.to_owned(),
+                v.locale,
+                v.channel,
+                v.subject,
+                v.title,
+                v.body,
+                v.html,
+                at + 1,
+            )));
+        }
+        self.session.batch(&batch, values).await.map(drop).map_err(unavailable)
     }
 
     async fn user(&self, user_id: &str) -> Result<Option<User>, DirectoryError> {
@@ -326,8 +455,8 @@ impl Directory for ScyllaDirectory {
         for owner in owners {
             let key = (&owner.user_id, &owner.device_id);
             let rows: Vec<DeviceRow> = self.rows(&self.statements.device_token, key).await?;
-            // The index keeps old tokens: only a device that still carries this one, on this
-            // platform, and is active is deactivated.
+            // The index may be behind a device's token: only a device that still carries
+            // this one, on this platform, and is active is deactivated.
             let still_carries = rows.iter().any(|d| {
                 d.token == token && d.platform == platform.as_str() && d.active.unwrap_or(true)
             });
@@ -337,5 +466,73 @@ impl Directory for ScyllaDirectory {
             }
         }
         Ok(deactivated)
+    }
+
+    async fn token_owners(
+        &self,
+        platform: Platform,
+        token: &str,
+    ) -> Result<Vec<(String, String)>, DirectoryError> {
+        let owners: Vec<TokenOwnerRow> =
+            self.rows(&self.statements.devices_by_token, (platform.as_str(), token)).await?;
+        let mut carrying = Vec::new();
+        for owner in owners {
+            let device = self.device(&owner.user_id, &owner.device_id).await?;
+            if device.is_some_and(|d| d.token == token && d.platform == platform.as_str()) {
+                carrying.push((owner.user_id, owner.device_id));
+            }
+        }
+        Ok(carrying)
+    }
+
+    async fn remove_device(&self, user_id: &str, device_id: &str) -> Result<bool, DirectoryError> {
+        let Some(device) = self.device(user_id, device_id).await? else { return Ok(false) };
+        self.write(&self.statements.remove_device, (user_id, device_id)).await?;
+        let key = (&device.platform, &device.token, user_id, device_id);
+        self.write(&self.statements.unindex_device, key).await?;
+        Ok(true)
+    }
+
+    /// Index rows first, while the devices still say which they are; each statement is
+    /// idempotent, so an erasure interrupted half-way is finished by applying it again.
+    async fn delete_user(&self, user_id: &str) -> Result<bool, DirectoryError> {
+        let devices: Vec<DeviceRow> = self.rows(&self.statements.devices, (user_id,)).await?;
+        for device in &devices {
+            let key = (&device.platform, &device.token, user_id, &device.device_id);
+            self.write(&self.statements.unindex_device, key).await?;
+        }
+        let existed = self.user(user_id).await?.is_some();
+        self.write(&self.statements.remove_devices, (user_id,)).await?;
+        self.write(&self.statements.remove_preferences, (user_id,)).await?;
+        self.write(&self.statements.remove_quota, (user_id,)).await?;
+        self.write(&self.statements.remove_user, (user_id,)).await?;
+        Ok(existed)
+    }
+
+    async fn delete_template(&self, template_id: &str) -> Result<bool, DirectoryError> {
+        let existed = !self.template(template_id).await?.is_empty();
+        self.write(&self.statements.remove_template, (template_id,)).await?;
+        Ok(existed)
+    }
+
+    async fn template_ids(&self) -> Result<Vec<String>, DirectoryError> {
+        let rows: Vec<(String,)> = self.rows(&self.statements.template_ids, ()).await?;
+        let mut ids: Vec<String> = rows.into_iter().map(|(id,)| id).collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn progress(&self) -> Result<Vec<(String, i32, i64)>, DirectoryError> {
+        let rows: Vec<ProgressRow> = self.rows(&self.statements.progress, ()).await?;
+        Ok(rows.into_iter().map(|r| (r.topic, r.partition, r.next_offset)).collect())
+    }
+
+    async fn set_progress(
+        &self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), DirectoryError> {
+        self.write(&self.statements.set_progress, (topic, partition, next_offset)).await
     }
 }

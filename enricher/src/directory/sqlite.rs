@@ -54,6 +54,13 @@ CREATE TABLE IF NOT EXISTS templates (
     html        TEXT,
     PRIMARY KEY (template_id, locale, channel)
 );
+CREATE INDEX IF NOT EXISTS devices_by_token ON devices (platform, token);
+CREATE TABLE IF NOT EXISTS directory_progress (
+    topic       TEXT NOT NULL,
+    partition   INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
 ";
 
 /// Columns added after the first release, for directories created before them.
@@ -134,13 +141,13 @@ fn write_device(
 
 impl Directory for SqliteDirectory {
     async fn upsert_user(&self, user: User) -> Result<(), DirectoryError> {
-        self.pool.run(move |c| write_user(c, &user)).await.map(drop).map_err(unavailable)
+        self.pool.write(move |c| write_user(c, &user)).await.map(drop).map_err(unavailable)
     }
 
     async fn upsert_device(&self, user_id: &str, device: Device) -> Result<(), DirectoryError> {
         let user_id = user_id.to_owned();
-        let write = move |c: &mut rusqlite::Connection| write_device(c, &user_id, &device);
-        self.pool.run(write).await.map(drop).map_err(unavailable)
+        let write = move |c: &rusqlite::Connection| write_device(c, &user_id, &device);
+        self.pool.write(write).await.map(drop).map_err(unavailable)
     }
 
     async fn set_preference(
@@ -150,7 +157,7 @@ impl Directory for SqliteDirectory {
     ) -> Result<(), DirectoryError> {
         let user_id = user_id.to_owned();
         self.pool
-            .run(move |c| {
+            .write(move |c| {
                 c.execute(
                     "INSERT INTO preferences (user_id, category, channel, opted_in) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (user_id, category, channel) DO UPDATE SET opted_in = ?4",
@@ -162,27 +169,28 @@ impl Directory for SqliteDirectory {
             .map_err(unavailable)
     }
 
-    async fn upsert_template(&self, variant: TemplateVariant) -> Result<(), DirectoryError> {
+    async fn put_template(
+        &self,
+        template_id: &str,
+        variants: Vec<TemplateVariant>,
+    ) -> Result<(), DirectoryError> {
+        let template_id = template_id.to_owned();
         self.pool
-            .run(move |c| {
-                c.execute(
+            // One savepoint: readers see the template before or after, whole.
+            .write(move |c| {
+                c.execute("DELETE FROM templates WHERE template_id = ?1", [&template_id])?;
+                let mut insert = c.prepare_cached(
                     "INSERT INTO templates (template_id, locale, channel, subject, title, body, html)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT (template_id, locale, channel) DO UPDATE SET subject = ?4,
-                        title = ?5, body = ?6, html = ?7",
-                    params![
-                        variant.template_id,
-                        variant.locale,
-                        variant.channel,
-                        variant.subject,
-                        variant.title,
-                        variant.body,
-                        variant.html
-                    ],
-                )
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for v in &variants {
+                    insert.execute(params![
+                        template_id, v.locale, v.channel, v.subject, v.title, v.body, v.html
+                    ])?;
+                }
+                Ok(())
             })
             .await
-            .map(drop)
             .map_err(unavailable)
     }
 
@@ -283,6 +291,115 @@ impl Directory for SqliteDirectory {
             })
             .await
             .map(|changed| changed as u64)
+            .map_err(unavailable)
+    }
+
+    async fn token_owners(
+        &self,
+        platform: Platform,
+        token: &str,
+    ) -> Result<Vec<(String, String)>, DirectoryError> {
+        let token = token.to_owned();
+        self.pool
+            .run(move |c| {
+                let mut statement = c.prepare_cached(
+                    "SELECT user_id, device_id FROM devices WHERE platform = ?1 AND token = ?2
+                     ORDER BY user_id, device_id",
+                )?;
+                let rows = statement.query_map(params![platform.as_str(), token], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+                rows.collect()
+            })
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn remove_device(&self, user_id: &str, device_id: &str) -> Result<bool, DirectoryError> {
+        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        self.pool
+            .write(move |c| {
+                c.execute(
+                    "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                    params![user_id, device_id],
+                )
+            })
+            .await
+            .map(|removed| removed > 0)
+            .map_err(unavailable)
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<bool, DirectoryError> {
+        let user_id = user_id.to_owned();
+        self.pool
+            // One savepoint: a user is erased whole or not at all.
+            .write(move |c| {
+                for table in ["devices", "preferences", "quota_use"] {
+                    c.execute(&format!("DELETE FROM {table} WHERE user_id = ?1"), [&user_id])?;
+                }
+                c.execute("DELETE FROM users WHERE user_id = ?1", [&user_id])
+            })
+            .await
+            .map(|removed| removed > 0)
+            .map_err(unavailable)
+    }
+
+    async fn delete_template(&self, template_id: &str) -> Result<bool, DirectoryError> {
+        let template_id = template_id.to_owned();
+        self.pool
+            .write(move |c| {
+                c.execute("DELETE FROM templates WHERE template_id = ?1", [template_id])
+            })
+            .await
+            .map(|removed| removed > 0)
+            .map_err(unavailable)
+    }
+
+    async fn template_ids(&self) -> Result<Vec<String>, DirectoryError> {
+        self.pool
+            .run(|c| {
+                let mut statement = c.prepare_cached(
+                    "SELECT DISTINCT template_id FROM templates ORDER BY template_id",
+                )?;
+                let rows = statement.query_map([], |row| row.get(0))?;
+                rows.collect()
+            })
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn progress(&self) -> Result<Vec<(String, i32, i64)>, DirectoryError> {
+        self.pool
+            .run(|c| {
+                let mut statement = c.prepare_cached(
+                    "SELECT topic, partition, next_offset FROM directory_progress",
+                )?;
+                let rows =
+                    statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+                rows.collect()
+            })
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn set_progress(
+        &self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), DirectoryError> {
+        let topic = topic.to_owned();
+        self.pool
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO directory_progress (topic, partition, next_offset)
+                     VALUES (?1, ?2, ?3)
+                     ON CONFLICT (topic, partition) DO UPDATE SET next_offset = ?3",
+                    params![topic, partition, next_offset],
+                )
+            })
+            .await
+            .map(drop)
             .map_err(unavailable)
     }
 

@@ -185,11 +185,13 @@ impl Stack {
         let report = match enricher.directory_backend {
             DirectoryBackend::Sqlite => {
                 let directory = SqliteDirectory::open(&enricher.directory_path)?;
-                crate::directory::import(Arc::new(directory), &file, options, &hidden).await?
+                crate::directory::import_direct(Arc::new(directory), &file, options, &hidden)
+                    .await?
             }
             DirectoryBackend::Scylla => {
                 let directory = ScyllaDirectory::connect(&enricher.scylla).await?;
-                crate::directory::import(Arc::new(directory), &file, options, &hidden).await?
+                crate::directory::import_direct(Arc::new(directory), &file, options, &hidden)
+                    .await?
             }
         };
         anyhow::ensure!(report.refused_total == 0, "the directory file has refused records");

@@ -24,6 +24,10 @@ enum ClientsCommand {
         /// Requests per second it may make (answered 429 with Retry-After beyond).
         #[arg(long)]
         rate: Option<f64>,
+        /// What it may do with the directory API (users, devices, preferences, templates):
+        /// read, or write (read and change). Nothing unless given.
+        #[arg(long, value_enum)]
+        directory: Option<Access>,
     },
     List,
     Revoke {
@@ -44,19 +48,39 @@ enum ClientsCommand {
     },
 }
 
+/// `--directory`'s values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Access {
+    Read,
+    Write,
+}
+
+impl Access {
+    fn into_access(self) -> herald_ingest::DirectoryAccess {
+        match self {
+            Self::Read => herald_ingest::DirectoryAccess::Read,
+            Self::Write => herald_ingest::DirectoryAccess::Write,
+        }
+    }
+}
+
 impl ClientsArgs {
     #[allow(clippy::print_stdout)]
     pub async fn run(self, config: &HeraldConfig) -> anyhow::Result<()> {
         let stores = IngestStores::open(&config.ingest).await?;
         let clients = &stores.clients;
         match self.command {
-            ClientsCommand::Add { name, channels, categories, rate } => {
+            ClientsCommand::Add { name, channels, categories, rate, directory } => {
                 if let Some(bad) = channels.iter().find(|c| !RequestedChannel::is_name(c)) {
                     anyhow::bail!("unknown channel {bad:?}: email, sms or push");
                 }
                 anyhow::ensure!(rate.is_none_or(|r| r > 0.0), "--rate must be above 0");
-                let policy =
-                    herald_ingest::ClientPolicy { channels, categories, rate_per_second: rate };
+                let policy = herald_ingest::ClientPolicy {
+                    channels,
+                    categories,
+                    rate_per_second: rate,
+                    directory: directory.map(Access::into_access),
+                };
                 let (client, key) = clients.add_with(&name, policy).await?;
                 println!("client {} ({})\nkey (shown once): {key}", client.client_id, client.name);
             }
@@ -67,8 +91,9 @@ impl ClientsArgs {
                         |v: &[String]| if v.is_empty() { "all".to_owned() } else { v.join(",") };
                     let rate =
                         c.policy.rate_per_second.map_or("-".to_owned(), |r| format!("{r}/s"));
+                    let directory = c.policy.directory.map_or("none", |a| a.as_str());
                     println!(
-                        "{}\t{}\t{state}\tchannels={}\tcategories={}\trate={rate}",
+                        "{}\t{}\t{state}\tchannels={}\tcategories={}\trate={rate}\tdirectory={directory}",
                         c.client_id,
                         c.name,
                         all(&c.policy.channels),

@@ -1,7 +1,7 @@
 //! `herald directory import`: users, devices, preferences and templates from a file.
 
 use herald::config::HeraldConfig;
-use herald::directory::{DirectoryCommand, ImportOptions, import_configured};
+use herald::directory::{DirectoryCommand, ImportOptions, ImportPath, import_configured};
 
 #[derive(clap::Args, Debug)]
 pub struct DirectoryArgs {
@@ -12,10 +12,11 @@ pub struct DirectoryArgs {
 impl DirectoryArgs {
     #[allow(clippy::print_stdout)]
     pub async fn run(self, config: &HeraldConfig) -> anyhow::Result<()> {
-        let DirectoryCommand::Import { file, format, kind } = self.command;
+        let DirectoryCommand::Import { file, format, kind, no_wait, direct } = self.command;
         let options = ImportOptions::for_file(&file, format, kind)?;
+        let path = if direct { ImportPath::Direct } else { ImportPath::Topic { wait: !no_wait } };
         let progress = super::file_progress(&file);
-        let report = import_configured(config, &file, options, &progress).await?;
+        let report = import_configured(config, &file, (options, path), &progress).await?;
         progress.finish_and_clear();
         for (line, reason) in &report.refused {
             eprintln!("line {line}: {reason}");

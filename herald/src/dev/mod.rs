@@ -96,19 +96,18 @@ async fn seed_stores(config: &HeraldConfig) -> anyhow::Result<String> {
     crate::roles::migrate(config).await.context("creating the stores' CQL tables")?;
     let template = [seed::TEMPLATE_ID.to_owned()];
     let announced = "announcing the demo template";
+    let writer = crate::directory::writer(config).await?;
     match config.enricher.directory_backend {
         DirectoryBackend::Sqlite => {
             let directory = SqliteDirectory::open(&config.enricher.directory_path)?;
             seed::demo_users(&directory).await.context("seeding demo users")?;
-            let announce =
-                crate::directory::announce_templates(&config.kafka, &directory, &template);
+            let announce = crate::directory::announce_templates(&writer, &directory, &template);
             announce.await.context(announced)?;
         }
         DirectoryBackend::Scylla => {
             let directory = ScyllaDirectory::connect(&config.enricher.scylla).await?;
             seed::demo_users(&directory).await.context("seeding demo users")?;
-            let announce =
-                crate::directory::announce_templates(&config.kafka, &directory, &template);
+            let announce = crate::directory::announce_templates(&writer, &directory, &template);
             announce.await.context(announced)?;
         }
     }
@@ -212,12 +211,18 @@ pub async fn run(
         .with_context(|| format!("writing {}", operator_config.display()))?;
 
     admin::create_topics(&config.kafka, &config.topic_specs()).await.context("creating topics")?;
-    let stores = seed_stores(&config).await?;
+    let stores = Box::pin(seed_stores(&config)).await?;
     let (_, api_key) = IngestStores::open(&config.ingest)
         .await
         .context("ingest store")?
         .clients
-        .add("herald-dev")
+        .add_with(
+            "herald-dev",
+            herald_ingest::ClientPolicy {
+                directory: Some(herald_ingest::DirectoryAccess::Write),
+                ..herald_ingest::ClientPolicy::default()
+            },
+        )
         .await?;
 
     let mailbox_listener = bind_preferring(options.mailbox_port).await.context("mailbox port")?;
@@ -417,7 +422,26 @@ Herald dev is running. Data: {data}. Ctrl-C stops everything.
   stores            {stores}
   providers         {providers}
 
-Send a notification:
+Register your user and their phone, then send them a push:
+
+  curl -sS -X PUT http://{api}/v1/users/42 \
+    -H 'Authorization: Bearer {key}' \
+    -H 'Content-Type: application/json' \
+    -d '{{"email":"ji@example.com","phone":"+821012345678","locale":"ko-KR"}}'
+  curl -sS -X PUT http://{api}/v1/users/42/devices/phone \
+    -H 'Authorization: Bearer {key}' \
+    -H 'Content-Type: application/json' \
+    -d '{{"platform":"android","token":"fcm-token-of-jis-phone"}}'
+  curl -sS -X POST http://{api}/v1/notifications \
+    -H 'Authorization: Bearer {key}' \
+    -H 'Content-Type: application/json' \
+    -d '{{"to":[{{"user_id":42}}],"push":{{"title":"Hello","body":"It works."}}}}'
+
+The push is on the sandbox page: http://{mailbox}/
+Erase the user (a send to them is then skipped):
+  curl -sS -X DELETE http://{api}/v1/users/42 -H 'Authorization: Bearer {key}'
+
+Send a demo user an email:
 
   curl -sS -X POST http://{api}/v1/notifications \
     -H 'Authorization: Bearer {key}' \

@@ -57,9 +57,7 @@ fn demo_templates() -> Vec<TemplateVariant> {
 
 /// Adds the demo users unless they are there already, and the demo templates.
 pub async fn demo_users<D: Directory>(directory: &D) -> Result<(), DirectoryError> {
-    for variant in demo_templates() {
-        directory.upsert_template(variant).await?;
-    }
+    directory.put_template(TEMPLATE_ID, demo_templates()).await?;
     if directory.user(DEMO_USERS[0].0).await?.is_some() {
         return Ok(());
     }

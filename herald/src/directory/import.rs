@@ -71,7 +71,7 @@ impl ImportReport {
         format!("in {seconds:.1} s: {:.0} records/s", self.read as f64 / seconds)
     }
 
-    fn refuse(&mut self, line: usize, reason: String) {
+    pub(super) fn refuse(&mut self, line: usize, reason: String) {
         self.refused_total += 1;
         if self.refused.len() < REASONS_KEPT {
             self.refused.push((line, reason));
@@ -107,10 +107,16 @@ async fn write<D: Directory>(directory: &D, row: Record, written: &Written) -> a
             directory.set_preference(&user_id, preference).await.map(|()| &written.preferences)
         }
         Record::Template(variant) => {
+            // A template is written whole: its variants so far, this one replacing its
+            // locale and channel's. One writer owns a template id, so no other races it.
+            let id = variant.template_id.clone();
             if let Ok(mut ids) = written.template_ids.lock() {
-                ids.insert(variant.template_id.clone());
+                ids.insert(id.clone());
             }
-            directory.upsert_template(variant).await.map(|()| &written.templates)
+            let mut variants = directory.template(&id).await?;
+            variants.retain(|v| v.locale != variant.locale || v.channel != variant.channel);
+            variants.push(variant);
+            directory.put_template(&id, variants).await.map(|()| &written.templates)
         }
     };
     counter?.fetch_add(1, Ordering::Relaxed);
@@ -187,21 +193,19 @@ impl Writers {
     }
 }
 
-/// Reads `file` (JSON lines or CSV), checks every record and writes the valid ones to
-/// `directory`; a refused record costs only itself.
-pub async fn import<D: Directory>(
-    directory: Arc<D>,
+/// Reads `file` (JSON lines or CSV) and checks every record: each valid one goes to `each`
+/// with its line number, each refused one into `report`.
+pub(super) async fn read_file(
     file: &Path,
     options: ImportOptions,
     progress: &indicatif::ProgressBar,
-) -> anyhow::Result<ImportReport> {
-    let started = Instant::now();
+    report: &mut ImportReport,
+    mut each: impl AsyncFnMut(usize, Record) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let opened =
         std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let reader = std::io::BufReader::new(opened);
     let renderer = Renderer::default();
-    let mut report = ImportReport::default();
-    let writers = Writers::start(&directory);
     match options.format {
         ImportFormat::Jsonl => {
             for (index, line) in reader.lines().enumerate() {
@@ -212,7 +216,7 @@ pub async fn import<D: Directory>(
                 }
                 report.read += 1;
                 match records::parse_json_line(&line, &renderer) {
-                    Ok(row) => writers.send(index + 1, row).await?,
+                    Ok(row) => each(index + 1, row).await?,
                     Err(reason) => report.refuse(index + 1, reason),
                 }
             }
@@ -224,12 +228,31 @@ pub async fn import<D: Directory>(
                 report.read += 1;
                 let row = record.fields.and_then(|fields| records::from_fields(fields, &renderer));
                 match row {
-                    Ok(row) => writers.send(record.line, row).await?,
+                    Ok(row) => each(record.line, row).await?,
                     Err(reason) => report.refuse(record.line, reason),
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// Writes `file`'s valid records straight into `directory`, beside the directory's one way
+/// in: for a first load into a directory no enricher reads yet (`--direct`). A refused record
+/// costs only itself.
+pub async fn import_direct<D: Directory>(
+    directory: Arc<D>,
+    file: &Path,
+    options: ImportOptions,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<ImportReport> {
+    let started = Instant::now();
+    let mut report = ImportReport::default();
+    let writers = Writers::start(&directory);
+    read_file(file, options, progress, &mut report, async |line, row| {
+        writers.send(line, row).await
+    })
+    .await?;
     writers.finish(&mut report).await?;
     report.elapsed = started.elapsed();
     Ok(report)

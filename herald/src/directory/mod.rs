@@ -4,17 +4,19 @@
 //! line number and skipped.
 
 mod import;
+mod topic;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use herald_enricher::ScyllaDirectory;
 use herald_enricher::templates::Renderer;
-use herald_enricher::{Directory, DirectoryBackend, SqliteDirectory};
+use herald_enricher::{Directory, DirectoryBackend, DirectoryWriter, SqliteDirectory};
 
 use crate::config::HeraldConfig;
 
-pub use import::{ImportReport, import};
+pub use import::{ImportReport, import_direct};
+pub use topic::import;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DirectoryCommand {
@@ -43,7 +45,26 @@ pub enum DirectoryCommand {
         /// What the rows of a CSV file without a `kind` column are.
         #[arg(long, value_enum)]
         kind: Option<RecordKind>,
+        /// Return once every change is written, without waiting for the enrichers to apply
+        /// them.
+        #[arg(long, conflicts_with = "direct")]
+        no_wait: bool,
+        /// Write the store itself instead of herald.directory.changes: a first bulk load into
+        /// a directory no enricher is running on yet (running ones would see it only as their
+        /// caches expire).
+        #[arg(long)]
+        direct: bool,
     },
+}
+
+/// How `herald directory import` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportPath {
+    /// Through herald.directory.changes and herald.templates, applied by the enrichers;
+    /// waiting for them or not.
+    Topic { wait: bool },
+    /// Into the store, beside the enrichers (`--direct`).
+    Direct,
 }
 
 /// What `herald directory import` reads.
@@ -107,35 +128,51 @@ impl ImportOptions {
     }
 }
 
-/// Imports into the directory the configuration names (SQLite or ScyllaDB), then announces
-/// the templates it wrote to the send API.
+/// Imports into the directory the configuration names (SQLite or ScyllaDB): through its
+/// topics, or (`--direct`) into the store, then announcing the templates written.
 pub async fn import_configured(
     config: &HeraldConfig,
     file: &Path,
-    options: ImportOptions,
+    (options, path): (ImportOptions, ImportPath),
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<ImportReport> {
     let enricher = &config.enricher;
-    let not_told =
-        "the templates are stored, but the send API was not told of them (run the import again)";
     match enricher.directory_backend {
         DirectoryBackend::Sqlite => {
             let directory = std::sync::Arc::new(
                 SqliteDirectory::open(&enricher.directory_path)
                     .with_context(|| format!("opening {}", enricher.directory_path.display()))?,
             );
-            let report = import(std::sync::Arc::clone(&directory), file, options, progress).await?;
-            announce_templates(&config.kafka, &*directory, &report.template_ids)
-                .await
-                .context(not_told)?;
-            Ok(report)
+            import_into(config, directory, file, (options, path), progress).await
         }
         DirectoryBackend::Scylla => {
             let directory = std::sync::Arc::new(
                 ScyllaDirectory::connect(&enricher.scylla).await.context("ScyllaDB directory")?,
             );
-            let report = import(std::sync::Arc::clone(&directory), file, options, progress).await?;
-            announce_templates(&config.kafka, &*directory, &report.template_ids)
+            import_into(config, directory, file, (options, path), progress).await
+        }
+    }
+}
+
+async fn import_into<D: Directory>(
+    config: &HeraldConfig,
+    directory: std::sync::Arc<D>,
+    file: &Path,
+    (options, path): (ImportOptions, ImportPath),
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<ImportReport> {
+    let writer = writer(config).await?;
+    match path {
+        ImportPath::Topic { wait } => {
+            let report = import(directory, &writer, file, options, progress, wait).await;
+            writer.flush(std::time::Duration::from_secs(10)).await;
+            report
+        }
+        ImportPath::Direct => {
+            let report =
+                import_direct(std::sync::Arc::clone(&directory), file, options, progress).await?;
+            let not_told = "the templates are stored, but the send API was not told of them (run the import again)";
+            announce_templates(&writer, &*directory, &report.template_ids)
                 .await
                 .context(not_told)?;
             Ok(report)
@@ -143,26 +180,32 @@ pub async fn import_configured(
     }
 }
 
-/// Tells the send API (through the compacted templates topic) that these templates exist,
-/// each with the variables every variant of it uses (read from `directory`), so that it
-/// refuses an unknown id or a request without one of those variables at once.
+/// A writer of the directory's topics, with the configured registry.
+pub async fn writer(config: &HeraldConfig) -> anyhow::Result<DirectoryWriter> {
+    let output = crate::roles::output(config, "herald-directory")?;
+    Ok(DirectoryWriter::new(
+        &config.kafka,
+        output.codec_handle(),
+        output.producer().clone(),
+        "herald-directory",
+    )?)
+}
+
+/// Writes these templates whole (as `directory` holds them) to `herald.templates`: the send
+/// API learns their ids and variables from it, and the enrichers apply them again, changing
+/// nothing.
 pub async fn announce_templates<D: Directory>(
-    kafka: &herald_runtime::KafkaConfig,
+    writer: &DirectoryWriter,
     directory: &D,
     ids: impl IntoIterator<Item = &String>,
 ) -> anyhow::Result<()> {
-    let mut ids = ids.into_iter().peekable();
-    if ids.peek().is_none() {
-        return Ok(());
-    }
     let renderer = Renderer::default();
-    let producer = herald_runtime::kafka::Producer::new(kafka, "herald-directory")?;
-    let topic = kafka.topics().templates();
+    let mut acks = Vec::new();
     for id in ids {
         let variants = directory.template(id).await?;
-        let variables = renderer.required_variables(&variants);
-        let value = serde_json::json!({ "variables": variables }).to_string();
-        producer.send(&topic, Some(id.as_bytes()), value.as_bytes(), None).await?;
+        let record = herald_enricher::changes::templates::record(&variants, &renderer);
+        acks.push(writer.template(id, Some(&record)).await?);
     }
+    herald_runtime::kafka::wait_all(acks).await?;
     Ok(())
 }

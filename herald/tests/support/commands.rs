@@ -78,3 +78,50 @@ pub async fn wait_until_caught_up(env: &TestEnv, group: &str, wait: Duration) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// A child process (a `herald` role, most often), killed when dropped whether the test
+/// passed or not.
+pub struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Running {
+    pub fn spawn(command: &mut std::process::Command) -> Self {
+        Self(Some(command.spawn().unwrap()))
+    }
+
+    /// Its exit status, if it exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.as_mut().and_then(|child| child.try_wait().unwrap())
+    }
+
+    /// SIGKILL, as a crash: nothing drains.
+    pub fn kill(mut self) {
+        let mut child = self.0.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and waits up to 20 s for the exit (failing the test past it).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.0.take().unwrap();
+        let pid = child.id().to_string();
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "did not exit within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

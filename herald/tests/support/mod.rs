@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 mod commands;
 // Each test binary uses some of these.
 #[allow(unused_imports)]
-pub use commands::{herald_command, herald_output, wait_until_caught_up};
+pub use commands::{Running, herald_command, herald_output, wait_until_caught_up};
 #[allow(unused_imports)]
 pub use herald_testkit::send_api::email_body;
 
@@ -150,17 +150,36 @@ impl TestEnv {
 
     /// Like [`TestEnv::pipeline`], with dispatchers for `channels` besides email.
     pub async fn pipeline_with(&self, channels: &[herald_schemas::Channel]) -> RunningPipeline {
+        self.pipeline_roles(true, channels).await
+    }
+
+    /// The send API, an enricher if `enricher`, and dispatchers for email and `channels`.
+    pub async fn pipeline_roles(
+        &self,
+        enricher: bool,
+        channels: &[herald_schemas::Channel],
+    ) -> RunningPipeline {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
         let mut all = vec![herald_schemas::Channel::Email];
         all.extend_from_slice(channels);
         let given = herald::roles::GivenProviders::new();
+        let roles = herald::pipeline::Roles { enricher, channels: &all };
+        let config = self.config.clone();
         let pipeline =
-            Pipeline::start_with(self.config.clone(), listener, &all, given, shutdown.clone())
-                .await
-                .unwrap();
+            Pipeline::start_roles(config, listener, roles, given, shutdown.clone()).await.unwrap();
         let client = SendApi::new(format!("http://{}", pipeline.api_addr()));
         RunningPipeline { pipeline: Some(pipeline), client }
+    }
+
+    /// A key that may also read and change the directory.
+    pub async fn directory_key(&self) -> String {
+        let stores = herald_ingest::IngestStores::open(&self.config.ingest).await.unwrap();
+        let policy = herald_ingest::ClientPolicy {
+            directory: Some(herald_ingest::DirectoryAccess::Write),
+            ..herald_ingest::ClientPolicy::default()
+        };
+        stores.clients.add_with("directory", policy).await.unwrap().1
     }
 
     /// A reader of every partition of `topic` from the beginning.
@@ -392,11 +411,12 @@ impl Directory for TestDirectory {
     ) -> Result<(), herald_enricher::DirectoryError> {
         either!(self.set_preference(user_id, preference))
     }
-    async fn upsert_template(
+    async fn put_template(
         &self,
-        variant: herald_enricher::TemplateVariant,
+        template_id: &str,
+        variants: Vec<herald_enricher::TemplateVariant>,
     ) -> Result<(), herald_enricher::DirectoryError> {
-        either!(self.upsert_template(variant))
+        either!(self.put_template(template_id, variants))
     }
     async fn user(
         &self,
@@ -436,5 +456,42 @@ impl Directory for TestDirectory {
         token: &str,
     ) -> Result<u64, herald_enricher::DirectoryError> {
         either!(self.deactivate_token(platform, token))
+    }
+    async fn token_owners(
+        &self,
+        platform: herald_enricher::Platform,
+        token: &str,
+    ) -> Result<Vec<(String, String)>, herald_enricher::DirectoryError> {
+        either!(self.token_owners(platform, token))
+    }
+    async fn remove_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+    ) -> Result<bool, herald_enricher::DirectoryError> {
+        either!(self.remove_device(user_id, device_id))
+    }
+    async fn delete_user(&self, user_id: &str) -> Result<bool, herald_enricher::DirectoryError> {
+        either!(self.delete_user(user_id))
+    }
+    async fn delete_template(
+        &self,
+        template_id: &str,
+    ) -> Result<bool, herald_enricher::DirectoryError> {
+        either!(self.delete_template(template_id))
+    }
+    async fn template_ids(&self) -> Result<Vec<String>, herald_enricher::DirectoryError> {
+        either!(self.template_ids())
+    }
+    async fn progress(&self) -> Result<Vec<(String, i32, i64)>, herald_enricher::DirectoryError> {
+        either!(self.progress())
+    }
+    async fn set_progress(
+        &self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), herald_enricher::DirectoryError> {
+        either!(self.set_progress(topic, partition, next_offset))
     }
 }

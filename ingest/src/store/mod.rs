@@ -203,6 +203,10 @@ pub(crate) trait StatusRecords {
         before: i64,
         fetch: i32,
     ) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Erases what the events say of a user: every event naming them, and the events naming
+    /// no one of notifications that named only them (an address a delivery report gave).
+    /// How many events it erased.
+    async fn erase_user(&self, user_id: &str) -> Result<u64, StoreError>;
 }
 
 /// Clients' status webhooks.
@@ -300,6 +304,9 @@ impl StatusRecords for Backend {
         fetch: i32,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         on_backend!(self, user_page(user_client, before, fetch))
+    }
+    async fn erase_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        on_backend!(self, erase_user(user_id))
     }
 }
 

@@ -50,6 +50,13 @@ struct Statements {
     webhook: PreparedStatement,
     delete_webhook: PreparedStatement,
     webhook_times: PreparedStatement,
+    index_user: PreparedStatement,
+    user_notifications: PreparedStatement,
+    event_keys: PreparedStatement,
+    delete_event: PreparedStatement,
+    client_ids: PreparedStatement,
+    delete_user_page: PreparedStatement,
+    delete_user_index: PreparedStatement,
 }
 
 #[derive(Debug)]
@@ -184,6 +191,33 @@ impl ScyllaIngestStore {
             ))
             .await?,
             webhook_times: prepare(format!("SELECT created_at FROM {k}.client_webhooks")).await?,
+            index_user: prepare(format!(
+                "INSERT INTO {k}.notifications_of_user (user_id, notification_id) VALUES (?, ?)"
+            ))
+            .await?,
+            user_notifications: prepare(format!(
+                "SELECT notification_id FROM {k}.notifications_of_user WHERE user_id = ?"
+            ))
+            .await?,
+            event_keys: prepare(format!(
+                "SELECT occurred_at, event_id, user_id, detail FROM {k}.notification_events
+                 WHERE notification_id = ?"
+            ))
+            .await?,
+            delete_event: prepare(format!(
+                "DELETE FROM {k}.notification_events
+                 WHERE notification_id = ? AND occurred_at = ? AND event_id = ?"
+            ))
+            .await?,
+            client_ids: prepare(format!("SELECT client_id FROM {k}.api_clients")).await?,
+            delete_user_page: prepare(format!(
+                "DELETE FROM {k}.notifications_by_user WHERE user_id = ? AND client_id = ?"
+            ))
+            .await?,
+            delete_user_index: prepare(format!(
+                "DELETE FROM {k}.notifications_of_user WHERE user_id = ?"
+            ))
+            .await?,
         };
         Ok(Self { session, statements, idempotency_window_ms })
     }
@@ -342,6 +376,10 @@ impl StatusRecords for ScyllaIngestStore {
                 detail,
             );
             self.write(&self.statements.insert_event, values).await?;
+            // Which notifications name a user, whoever sent them: what erasing them finds.
+            if let Some(user) = &e.user_id {
+                self.write(&self.statements.index_user, (user, &e.notification_id)).await?;
+            }
             let client = e.detail.get("client_id");
             if let (EventKind::Accepted, Some(user), Some(client)) = (e.kind, &e.user_id, client) {
                 let values = (user, client, e.occurred_at, &e.notification_id);
@@ -388,6 +426,52 @@ impl StatusRecords for ScyllaIngestStore {
         let rows: Vec<UserPageRow> =
             self.rows(&self.statements.user_page, (user_id, client_id, before, fetch)).await?;
         Ok(rows.into_iter().map(|r| (r.notification_id, r.accepted_at)).collect())
+    }
+
+    /// Each statement is idempotent: an erasure interrupted half-way is finished by running
+    /// it again (the index of the user's notifications goes last).
+    async fn erase_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        #[derive(DeserializeRow)]
+        struct EventKey {
+            occurred_at: i64,
+            event_id: String,
+            user_id: Option<String>,
+            detail: Option<String>,
+        }
+        let ids: Vec<(String,)> =
+            self.rows(&self.statements.user_notifications, (user_id,)).await?;
+        let mut erased = 0;
+        // The clients that sent to them: their lists of the user's notifications go too.
+        let mut clients = std::collections::BTreeSet::new();
+        for (notification_id,) in ids {
+            let keys: Vec<EventKey> =
+                self.rows(&self.statements.event_keys, (&notification_id,)).await?;
+            let others = keys.iter().any(|k| k.user_id.as_deref().is_some_and(|u| u != user_id));
+            for key in keys {
+                let detail = key.detail.as_deref().and_then(|d| {
+                    serde_json::from_str::<std::collections::BTreeMap<String, String>>(d).ok()
+                });
+                if let Some(client) = detail.and_then(|mut d| d.remove("client_id")) {
+                    clients.insert(client);
+                }
+                let theirs = match key.user_id.as_deref() {
+                    Some(named) => named == user_id,
+                    None => !others,
+                };
+                if theirs {
+                    let values = (&notification_id, key.occurred_at, &key.event_id);
+                    self.write(&self.statements.delete_event, values).await?;
+                    erased += 1;
+                }
+            }
+        }
+        let known: Vec<(String,)> = self.rows(&self.statements.client_ids, ()).await?;
+        clients.extend(known.into_iter().map(|(client_id,)| client_id));
+        for client_id in clients {
+            self.write(&self.statements.delete_user_page, (user_id, &client_id)).await?;
+        }
+        self.write(&self.statements.delete_user_index, (user_id,)).await?;
+        Ok(erased)
     }
 }
 

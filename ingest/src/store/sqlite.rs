@@ -353,6 +353,40 @@ impl StatusRecords for SqliteIngestStore {
             })
             .await?)
     }
+
+    async fn erase_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let user_id = user_id.to_owned();
+        Ok(self
+            .pool
+            // One savepoint: the user's events go together.
+            .write(move |c| {
+                let only_theirs = Self::only_theirs(c, &user_id)?;
+                let mut erased =
+                    c.execute("DELETE FROM notification_events WHERE user_id = ?1", [&user_id])?;
+                for id in &only_theirs {
+                    erased += c.execute(
+                        "DELETE FROM notification_events WHERE notification_id = ?1 AND user_id IS NULL",
+                        [id],
+                    )?;
+                }
+                Ok(erased as u64)
+            })
+            .await?)
+    }
+}
+
+impl SqliteIngestStore {
+    /// The notifications that name `user_id` and no other user.
+    fn only_theirs(c: &rusqlite::Connection, user_id: &str) -> rusqlite::Result<Vec<String>> {
+        let mut select = c.prepare_cached(
+            "SELECT DISTINCT notification_id FROM notification_events e WHERE user_id = ?1
+             AND NOT EXISTS (SELECT 1 FROM notification_events o
+                 WHERE o.notification_id = e.notification_id
+                   AND o.user_id IS NOT NULL AND o.user_id <> ?1)",
+        )?;
+        let rows = select.query_map([user_id], |row| row.get(0))?;
+        rows.collect()
+    }
 }
 
 impl WebhookRecords for SqliteIngestStore {

@@ -43,7 +43,7 @@ async fn a_retried_request_with_the_same_idempotency_key_is_answered_as_the_firs
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_sharing_a_store_answer_one_idempotency_key_with_one_notification() {
-    send_one_key_to_two_instances(ApiEnv::start().await).await;
+    Box::pin(send_one_key_to_two_instances(ApiEnv::start().await)).await;
 }
 
 /// The same with the store on the run's CQL node: the key is claimed by a lightweight
@@ -51,7 +51,7 @@ async fn two_instances_sharing_a_store_answer_one_idempotency_key_with_one_notif
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_sharing_a_cql_store_answer_one_idempotency_key_with_one_notification() {
     let Some(env) = ApiEnv::on_cql().await else { return };
-    send_one_key_to_two_instances(env).await;
+    Box::pin(send_one_key_to_two_instances(env)).await;
 }
 
 async fn send_one_key_to_two_instances(env: ApiEnv) {

@@ -12,6 +12,7 @@ async fn a_scoped_key_is_refused_beyond_its_channels_categories_and_rate() {
         channels: vec!["email".into()],
         categories: vec!["transactional".into()],
         rate_per_second: None,
+        directory: None,
     };
     let (_, key) = clients.add_with("receipts", scoped).await.unwrap();
     let slow = ClientPolicy { rate_per_second: Some(0.5), ..ClientPolicy::default() };

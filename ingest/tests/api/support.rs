@@ -91,7 +91,7 @@ impl ApiEnv {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = SendApi::new(format!("http://{}", listener.local_addr().unwrap()));
         let shutdown = CancellationToken::new();
-        let serving = tokio::spawn(ingest.serve(listener, shutdown.clone()));
+        let serving = tokio::spawn(ingest.serve(listener, None, shutdown.clone()));
         RunningApi { client, shutdown, serving, output }
     }
 

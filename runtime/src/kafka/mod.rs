@@ -68,6 +68,24 @@ pub(crate) fn base_client_config(
     Ok(client)
 }
 
+/// A consumer of partitions it is assigned, in no group and committing nothing: for a role
+/// that reads a topic whole (a catalog, the directory's changes) in every process.
+pub fn reader(
+    config: &KafkaConfig,
+    client_id: &str,
+) -> Result<rdkafka::consumer::BaseConsumer<producer::LogContext>, ClientSetupError> {
+    let mut client = base_client_config(config, client_id)?;
+    client
+        .set("group.id", client_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed");
+    client
+        .create_with_context(producer::LogContext)
+        .map_err(|source| ClientSetupError::Create { kind: "consumer", source })
+}
+
 /// A partition's low and high watermarks, asking again while its leader cannot answer yet
 /// (a topic just created, an election under way), for at most `timeout`: librdkafka gives
 /// up on the first "not leader" answer, which would fail an operator's command for a

@@ -33,6 +33,8 @@ impl ClientContext for LogContext {
     }
 }
 
+impl rdkafka::consumer::ConsumerContext for LogContext {}
+
 #[derive(Clone)]
 pub struct Producer {
     inner: FutureProducer<LogContext>,
@@ -75,7 +77,20 @@ const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
 
 impl Producer {
     pub fn new(config: &KafkaConfig, client_id: &str) -> Result<Self, ClientSetupError> {
+        Self::with(config, client_id, &[])
+    }
+
+    /// Like [`Producer::new`], with librdkafka properties of its own (`partitioner`) before
+    /// `producer_properties`.
+    pub fn with(
+        config: &KafkaConfig,
+        client_id: &str,
+        own: &[(&str, &str)],
+    ) -> Result<Self, ClientSetupError> {
         let mut client = base_client_config(config, client_id)?;
+        for (key, value) in own {
+            client.set(*key, *value);
+        }
         client
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -115,6 +130,15 @@ impl Producer {
         if let Some(headers) = headers {
             record = record.headers(headers);
         }
+        self.offer(topic, record).await
+    }
+
+    /// Offers `record` to the queue until it takes it.
+    async fn offer(
+        &self,
+        topic: &str,
+        mut record: FutureRecord<'_, [u8], [u8]>,
+    ) -> Result<Ack, ProduceError> {
         loop {
             match self.inner.send_result(record) {
                 Ok(delivery) => {
@@ -130,6 +154,12 @@ impl Producer {
                 }
             }
         }
+    }
+
+    /// Puts a record without a value (a tombstone: on a compacted topic, the key removed)
+    /// into the producer's queue, as [`Producer::enqueue`] does.
+    pub async fn enqueue_tombstone(&self, topic: &str, key: &[u8]) -> Result<Ack, ProduceError> {
+        self.offer(topic, FutureRecord::<[u8], [u8]>::to(topic).key(key)).await
     }
 
     /// Enqueue and wait for the acknowledgement.

@@ -82,6 +82,11 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Durable>, HandlerError>> + Send {
         async move { self.handle(message).await.map(|()| None) }
     }
+
+    /// Told on the poll thread, in order, each time a partition's finished prefix is stored:
+    /// every record of `topic`'s `partition` before `next_offset` is durable. For a handler
+    /// that tells others how far it got; must not block.
+    fn finished_before(&self, _topic: &str, _partition: i32, _next_offset: i64) {}
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -95,6 +95,10 @@ impl<H: Handler> Partitions<H> {
         &self.runtime
     }
 
+    pub(super) fn handler(&self) -> &H {
+        &self.handler
+    }
+
     /// Records dispatched and not finished (or dropped) yet.
     pub(super) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)

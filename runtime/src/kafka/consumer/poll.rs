@@ -37,8 +37,11 @@ impl<H: Handler> Shared<H> {
         if tpl.count() == 0 {
             return;
         }
-        if let Err(e) = consumer.store_offsets(&tpl) {
-            tracing::warn!(group = %self.group, error = %e, "storing drained offsets failed");
+        match consumer.store_offsets(&tpl) {
+            Ok(()) => self.tell_finished(&tpl),
+            Err(e) => {
+                tracing::warn!(group = %self.group, error = %e, "storing drained offsets failed")
+            }
         }
         // Asynchronous on purpose: a synchronous commit waits without limit when the
         // coordinator is unreachable. The request is queued before this member's rejoin on
@@ -51,6 +54,21 @@ impl<H: Handler> Shared<H> {
             }
             Err(e) => {
                 tracing::warn!(group = %self.group, error = %e, "commit after drain failed; the next owner may redo finished records")
+            }
+        }
+    }
+}
+
+impl<H: Handler> Shared<H> {
+    /// Tells the handler how far each partition of `stored` is finished.
+    fn tell_finished(&self, stored: &TopicPartitionList) {
+        for element in stored.elements() {
+            if let rdkafka::Offset::Offset(next) = element.offset() {
+                self.partitions.handler().finished_before(
+                    element.topic(),
+                    element.partition(),
+                    next,
+                );
             }
         }
     }
@@ -174,10 +192,13 @@ pub(super) fn poll_loop<H: Handler>(
         }
 
         let tpl = shared.partitions.finished_offsets();
-        if tpl.count() > 0
-            && let Err(e) = consumer.store_offsets(&tpl)
-        {
-            tracing::warn!(group = %shared.group, error = %e, "storing offsets failed");
+        if tpl.count() > 0 {
+            match consumer.store_offsets(&tpl) {
+                Ok(()) => shared.tell_finished(&tpl),
+                Err(e) => {
+                    tracing::warn!(group = %shared.group, error = %e, "storing offsets failed")
+                }
+            }
         }
         let in_flight = shared.partitions.in_flight();
         metrics::consumer_in_flight(&shared.group, in_flight);

@@ -1,14 +1,13 @@
-//! `herald directory import`: JSON lines or CSV into the enricher's directory, checked record by record,
-//! idempotent on re-run, and used by the pipeline right away; the template ids it announces
-//! let the send API refuse an unknown `template_id` with a 422.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod support;
+//! `herald directory import`: JSON lines or CSV into the enricher's directory, checked record
+//! by record, idempotent on re-run, through the directory's topics (applied by the running
+//! enricher) or `--direct` into the store, and used by the pipeline right away; the template
+//! ids it announces let the send API refuse an unknown `template_id` with a 422.
 
 use std::time::Duration;
 
 use herald_enricher::Directory as _;
-use support::{TestEnv, herald_command};
+
+use crate::support::{TestEnv, herald_command};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -23,8 +22,10 @@ const FILE: &str = r#"{"kind":"user","user_id":"imp-1","email":"imported@example
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn imported_lines_are_checked_idempotent_and_used_by_the_pipeline() {
+async fn imported_lines_are_checked_idempotent_applied_by_the_running_enricher_and_used_at_once() {
     let env = TestEnv::start().await;
+    // The enricher applies what the import writes to the directory's topics.
+    let pipeline = env.pipeline().await;
     let file = env.dir.path().join("directory.jsonl");
     std::fs::write(&file, FILE).unwrap();
     let import = || {
@@ -54,7 +55,6 @@ async fn imported_lines_are_checked_idempotent_and_used_by_the_pipeline() {
     assert_eq!(directory.template("welcome").await.unwrap().len(), 2);
     assert_eq!(directory.user("imp-2").await.unwrap(), None);
 
-    let pipeline = env.pipeline().await;
     let body = serde_json::json!({
         "to": [{"user_id": "imp-1"}], "template_id": "welcome", "data": {"name": "Ji"},
     });
@@ -101,6 +101,7 @@ welcome aboard.\"
 preference,csv-3,,,,,marketing,email,perhaps,,,,
 ";
 
+/// `--direct` writes the store with no enricher running: a first bulk load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_files_import_like_json_lines_with_the_kind_from_a_column_or_the_command() {
     let env = TestEnv::start().await;
@@ -110,7 +111,7 @@ async fn csv_files_import_like_json_lines_with_the_kind_from_a_column_or_the_com
     std::fs::write(&mixed, MIXED_CSV).unwrap();
     let import = |file: &std::path::Path, extra: &[&str]| {
         let output = herald_command(&env)
-            .args(["directory", "import", "--file", file.to_str().unwrap()])
+            .args(["directory", "import", "--direct", "--file", file.to_str().unwrap()])
             .args(extra)
             .output()
             .unwrap();
