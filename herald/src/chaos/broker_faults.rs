@@ -1,7 +1,8 @@
 //! Broker faults for `herald chaos --faults brokers`, on a three-broker Kafka cluster: the
 //! broker leading the most of the pipeline's partitions is SIGKILLed and restarted, twice,
 //! then all three are restarted one after another (a rolling restart, as an upgrade does),
-//! each step waiting until every replica is back in sync, over and over while the run lasts.
+//! each step waiting until every replica is back in sync, over and over while the run lasts;
+//! the run's traffic lasts at least until the plan has run through once.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -66,16 +67,17 @@ const DOWN_FOR: Duration = Duration::from_secs(3);
 /// How long replicas may take to be in sync again after a broker returns.
 const IN_SYNC_WITHIN: Duration = Duration::from_secs(120);
 
-/// Runs the fault plan every `every` until `stop`; the cluster is whole when it returns.
+/// Runs the fault plan every `every` until `stop`, cancelling `ran` once it has run through;
+/// the cluster is whole when it returns.
 pub async fn run(
     cluster: Arc<KafkaCluster>,
     kafka: KafkaConfig,
     topics: Vec<String>,
     every: Duration,
-    (log, stop): (Arc<FaultLog>, CancellationToken),
+    (log, stop, ran): (Arc<FaultLog>, CancellationToken, CancellationToken),
 ) -> anyhow::Result<()> {
     let plan = [Step::KillLeader, Step::KillLeader, Step::RollingRestart];
-    for step in plan.iter().cycle() {
+    for (taken, step) in plan.iter().cycle().enumerate() {
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
             () = tokio::time::sleep(every) => {}
@@ -100,6 +102,9 @@ pub async fn run(
         }
         in_sync(&kafka, &topics).await?;
         log.record(Fault::InSync);
+        if taken + 1 == plan.len() {
+            ran.cancel();
+        }
     }
     Ok(())
 }

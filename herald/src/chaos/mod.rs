@@ -49,6 +49,8 @@ pub enum Faults {
 /// `herald chaos`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChaosArgs {
+    /// How many notifications to send; with `--faults brokers`, at least this many: the
+    /// sending goes on until every fault of the plan has struck under traffic.
     #[arg(long, default_value_t = 10_000)]
     pub notifications: usize,
     /// How often a fault strikes (e.g. 5s): a random enricher or dispatcher SIGKILLed, or
@@ -408,18 +410,27 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
     }
 
     let started = Instant::now();
-    let n = options.notifications;
-    let sent = Arc::new(AtomicUsize::new(0));
+    let at_least = options.notifications;
+    // Notifications handed to the sender's tasks, and answered.
+    let (issued, sent) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    // Set once the fault plan has run through (at once when there is none): a slow broker
+    // restart must not leave the plan's last faults to strike after the traffic.
+    let plan_ran = CancellationToken::new();
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let url = format!("{api}/v1/notifications");
     let rate = options.rate;
     let sender = {
-        let (sent, http, key) = (Arc::clone(&sent), http.clone(), key.clone());
+        let (issued, sent, http, key) =
+            (Arc::clone(&issued), Arc::clone(&sent), http.clone(), key.clone());
+        let plan_ran = plan_ran.clone();
         tokio::spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
             let pace = (rate > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(rate)));
             let mut next = tokio::time::Instant::now();
-            for i in 0..n {
+            for i in 0.. {
+                if i >= at_least && plan_ran.is_cancelled() {
+                    break;
+                }
                 if let Some(pace) = pace {
                     tokio::time::sleep_until(next).await;
                     next += pace;
@@ -427,9 +438,10 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
                 let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
                 let (http, url, key, sent) =
                     (http.clone(), url.clone(), key.clone(), Arc::clone(&sent));
+                issued.fetch_add(1, Ordering::SeqCst);
                 tasks.spawn(async move {
                     let id = send_one(&http, &url, &key, i).await;
-                    sent.fetch_add(1, Ordering::Relaxed);
+                    sent.fetch_add(1, Ordering::SeqCst);
                     drop(permit);
                     (recipient(i), id)
                 });
@@ -453,20 +465,24 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
         }
         _ => None,
     };
+    if broker_fault_plan.is_none() {
+        plan_ran.cancel();
+    }
     let mut last_kill = Instant::now();
     let mut random: u64 = 0x2545_f491_4f6c_dd1d;
     let mut last_total = 0;
     let mut last_progress = Instant::now();
     let mut max_stall = Duration::ZERO;
     let mut max_stall_began = started;
-    let expected: Vec<String> = (0..n).map(recipient).collect();
-    let delivered_unique =
-        |per: &HashMap<String, u32>| expected.iter().filter(|a| per.contains_key(*a)).count();
+    let delivered_unique = |per: &HashMap<String, u32>, n: usize| {
+        (0..n).filter(|i| per.contains_key(&recipient(*i))).count()
+    };
     // Mail accepted by the end of each second of the run.
     let mut per_second: Vec<u64> = Vec::new();
     let settled_at = loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let total = sink.total();
+        let n = issued.load(Ordering::SeqCst);
         let second = started.elapsed().as_secs() as usize;
         if per_second.len() <= second {
             per_second.resize(second + 1, total);
@@ -491,10 +507,14 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
                 config.kafka.clone(),
                 topics.clone(),
                 options.kill_every,
-                (Arc::clone(&fault_log), faults_stop.clone()),
+                (Arc::clone(&fault_log), faults_stop.clone(), plan_ran.clone()),
             )));
         }
-        let sending = sent.load(Ordering::Relaxed) < n;
+        // A plan that failed has run as far as it will (its error is reported below).
+        if broker_faults.as_ref().is_some_and(tokio::task::JoinHandle::is_finished) {
+            plan_ran.cancel();
+        }
+        let sending = !plan_ran.is_cancelled() || n < at_least || sent.load(Ordering::SeqCst) < n;
         if options.faults == Faults::Roles && underway && last_kill.elapsed() >= options.kill_every
         {
             random ^= random << 13;
@@ -510,7 +530,7 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
         }
         if !sending && last_progress.elapsed() > Duration::from_secs(5) {
             let per = sink.per_recipient();
-            if delivered_unique(&per) == n || last_progress.elapsed() > Duration::from_secs(60) {
+            if delivered_unique(&per, n) == n || last_progress.elapsed() > Duration::from_secs(60) {
                 break last_progress;
             }
         }
@@ -520,6 +540,7 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
         faults.await?.context("the broker faults")?;
     }
     let ids = sender.await?;
+    let n = issued.load(Ordering::SeqCst);
     let sent_ids: BTreeSet<&String> = ids.values().collect();
     let elapsed = settled_at.duration_since(started);
 
@@ -542,7 +563,7 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
     broker.stop().await;
 
     let per = sink.per_recipient();
-    let delivered = delivered_unique(&per);
+    let delivered = delivered_unique(&per, n);
     let duplicates: u64 = per.values().map(|c| u64::from(c.saturating_sub(1))).sum();
     let unknown = taken_over(&data)?;
     let unexplained_duplicates: u64 = per
