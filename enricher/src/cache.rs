@@ -264,26 +264,28 @@ impl<D: Directory> Directory for CachedDirectory<D> {
         self.inner.take_quota(counter, notification_id, limit).await
     }
 
-    async fn deactivate_token(
-        &self,
-        platform: Platform,
-        token: &str,
-    ) -> Result<u64, DirectoryError> {
-        let changed = self.inner.deactivate_token(platform, token).await?;
-        if changed > 0 {
-            // The token's owners are not known here; dead tokens are rare enough to drop
-            // every cached device list rather than keep targeting a dead one for a TTL.
-            self.devices.invalidate_all();
-        }
-        Ok(changed)
-    }
-
     async fn token_owners(
         &self,
         platform: Platform,
         token: &str,
     ) -> Result<Vec<(String, String)>, DirectoryError> {
         self.inner.token_owners(platform, token).await
+    }
+
+    async fn register_device(
+        &self,
+        user_id: &str,
+        device: Device,
+    ) -> Result<Vec<(String, String)>, DirectoryError> {
+        let others = self.inner.register_device(user_id, device).await?;
+        self.invalidate_user(user_id).await;
+        Ok(others)
+    }
+
+    async fn ensure_user(&self, user_id: &str) -> Result<(), DirectoryError> {
+        self.inner.ensure_user(user_id).await?;
+        self.invalidate_user(user_id).await;
+        Ok(())
     }
 
     async fn remove_device(&self, user_id: &str, device_id: &str) -> Result<bool, DirectoryError> {

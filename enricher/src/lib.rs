@@ -96,8 +96,9 @@ pub async fn run<D: Directory>(
             client_id: group,
         };
         let shutdown = shutdown.clone();
+        let applying = applier_tuning(kafka);
         async move {
-            let result = consumer::run(kafka, spec, handler, shutdown).await;
+            let result = consumer::run(&applying, spec, handler, shutdown).await;
             let _ = written.await;
             result
         }
@@ -124,6 +125,19 @@ pub async fn run<D: Directory>(
     };
     let (fan_out, applied, schedule) = tokio::join!(fan_out, applier, schedule);
     Ok(fan_out.and(applied).and(schedule)?)
+}
+
+/// The applier's consumer: a change is a store write whose commit waits for the store's
+/// next batch, holding nothing of the producer's memory, so many more of them run at once
+/// than the lanes' requests do; a user's changes still apply one after another.
+fn applier_tuning(kafka: &KafkaConfig) -> KafkaConfig {
+    const KEY_QUEUES: usize = 1_024;
+    const IN_FLIGHT: usize = 32_768;
+    let mut applying = kafka.clone();
+    let consumer = &mut applying.consumer;
+    consumer.key_queues_per_partition = consumer.key_queues_per_partition.max(KEY_QUEUES);
+    consumer.max_in_flight = consumer.max_in_flight.max(IN_FLIGHT);
+    applying
 }
 
 /// The consumer group fanning out one lane's requests.

@@ -17,11 +17,12 @@ async fn contract<D: Directory>(directory: &D) {
     users_read_back_and_upserts_replace(directory).await;
     devices_and_preferences_belong_to_their_user(directory).await;
     a_profile_is_the_user_with_their_devices_and_preferences(directory).await;
-    a_dead_token_deactivates_only_the_devices_that_still_carry_it(directory).await;
+    a_token_is_owned_only_by_the_devices_that_still_carry_it(directory).await;
     a_template_is_read_whole_and_replaced_whole(directory).await;
     erasing_a_user_leaves_nothing_of_them(directory).await;
     a_token_is_found_on_every_device_carrying_it_and_leaves_with_the_device(directory).await;
     progress_reads_back_per_topic_and_partition(directory).await;
+    registering_a_device_makes_its_user_and_names_the_tokens_other_carriers(directory).await;
     a_quota_counts_each_notification_once_per_user_category_channel_and_day(directory).await;
 }
 
@@ -61,8 +62,18 @@ async fn users_read_back_and_upserts_replace<D: Directory>(directory: &D) {
     user.region = Some("CN".into());
     directory.upsert_user(user.clone()).await.unwrap();
     directory.upsert_user(user.clone()).await.unwrap();
-    assert_eq!(directory.user(&user.user_id).await.unwrap(), Some(user), "last write wins");
+    assert_eq!(directory.user(&user.user_id).await.unwrap(), Some(user.clone()), "last write wins");
     assert_eq!(directory.user(&unique("nobody")).await.unwrap(), None);
+    directory.ensure_user(&user.user_id).await.unwrap();
+    assert_eq!(
+        directory.user(&user.user_id).await.unwrap(),
+        Some(user),
+        "an existing user is kept"
+    );
+    let new = unique("ensured");
+    directory.ensure_user(&new).await.unwrap();
+    let created = User { user_id: new.clone(), ..User::default() };
+    assert_eq!(directory.user(&new).await.unwrap(), Some(created), "a new one has no fields");
 }
 
 async fn devices_and_preferences_belong_to_their_user<D: Directory>(directory: &D) {
@@ -126,9 +137,7 @@ async fn a_profile_is_the_user_with_their_devices_and_preferences<D: Directory>(
     assert_eq!(directory.profile(&orphan).await.unwrap(), None);
 }
 
-async fn a_dead_token_deactivates_only_the_devices_that_still_carry_it<D: Directory>(
-    directory: &D,
-) {
+async fn a_token_is_owned_only_by_the_devices_that_still_carry_it<D: Directory>(directory: &D) {
     let user = unique("dead");
     let dead = unique("dead-token");
     let device = |id: &str, platform, token: &str| Device {
@@ -144,20 +153,14 @@ async fn a_dead_token_deactivates_only_the_devices_that_still_carry_it<D: Direct
     let refreshed = unique("fresh-token");
     directory.upsert_device(&user, device("old", Platform::Ios, &dead)).await.unwrap();
     directory.upsert_device(&user, device("old", Platform::Ios, &refreshed)).await.unwrap();
-
-    assert_eq!(directory.deactivate_token(Platform::Ios, &dead).await.unwrap(), 1);
-    assert_eq!(directory.deactivate_token(Platform::Ios, &dead).await.unwrap(), 0, "once");
-    let active: Vec<(String, bool)> = directory
-        .devices(&user)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| (d.device_id, d.active))
-        .collect();
     assert_eq!(
-        active,
-        vec![("android".into(), true), ("ios".into(), false), ("old".into(), true)],
-        "other platform and refreshed device untouched"
+        directory.token_owners(Platform::Ios, &dead).await.unwrap(),
+        vec![(user.clone(), "ios".to_owned())],
+        "not the other platform's, not the refreshed device"
+    );
+    assert_eq!(
+        directory.token_owners(Platform::Ios, &refreshed).await.unwrap(),
+        vec![(user, "old".to_owned())]
     );
 }
 
@@ -270,6 +273,30 @@ async fn a_token_is_found_on_every_device_carrying_it_and_leaves_with_the_device
         directory.token_owners(Platform::Ios, &token).await.unwrap(),
         vec![(b, "pad".to_owned())]
     );
+}
+
+async fn registering_a_device_makes_its_user_and_names_the_tokens_other_carriers<D: Directory>(
+    directory: &D,
+) {
+    let (first, second) = (unique("first"), unique("second"));
+    let token = unique("moving");
+    let device = |id: &str| Device {
+        device_id: id.into(),
+        platform: Platform::Android,
+        token: token.clone(),
+        app_id: None,
+        active: true,
+    };
+    assert!(directory.register_device(&first, device("phone")).await.unwrap().is_empty());
+    assert!(directory.user(&first).await.unwrap().is_some(), "the user is made");
+    assert!(
+        directory.register_device(&first, device("phone")).await.unwrap().is_empty(),
+        "the device itself is not another carrier"
+    );
+    let others = directory.register_device(&second, device("pad")).await.unwrap();
+    assert_eq!(others, vec![(first.clone(), "phone".to_owned())]);
+    assert_eq!(directory.devices(&second).await.unwrap(), vec![device("pad")]);
+    assert_eq!(directory.devices(&first).await.unwrap().len(), 1, "the caller takes it away");
 }
 
 async fn progress_reads_back_per_topic_and_partition<D: Directory>(directory: &D) {

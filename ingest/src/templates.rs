@@ -192,7 +192,10 @@ pub async fn follow(
                 catalog.read(*partition, 0);
             }
             consumer.assign(&assignment)?;
-            let _ = catalog.follower.reader.set((Arc::clone(&consumer), topic.clone()));
+            // Its own client: a broker answers one connection's requests in order, and the
+            // follower's fetch waits on the broker for new records.
+            let asking: StreamConsumer = client.create()?;
+            let _ = catalog.follower.reader.set((Arc::new(asking), topic.clone()));
             break;
         }
         tracing::debug!(%topic, "templates topic not there yet");

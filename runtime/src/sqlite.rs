@@ -247,7 +247,7 @@ fn write_batches(path: &Path, queue: &mpsc::Receiver<Job>) {
         let mut batch = vec![first];
         batch.extend(queue.try_iter().take(MAX_BATCH - 1));
         if connection.is_none() {
-            match open(path) {
+            match open(path).and_then(|opened| writer_cache(path, opened)) {
                 Ok(opened) => connection = Some(opened),
                 Err(e) => {
                     fail_all(batch, &e.to_string());
@@ -259,6 +259,18 @@ fn write_batches(path: &Path, queue: &mpsc::Receiver<Job>) {
             commit_batch(connection, batch);
         }
     }
+}
+
+/// The writer's page cache: every write of a store goes through this one connection, and
+/// its index lookups (an upsert, a token's other carriers) read pages the small cache of
+/// the readers would fetch from the OS again and again.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+
+fn writer_cache(path: &Path, connection: Connection) -> Result<Connection, SqliteError> {
+    connection
+        .execute_batch(&format!("PRAGMA cache_size=-{WRITER_CACHE_KIB};"))
+        .map_err(|source| SqliteError::Query { path: path.to_owned(), source })?;
+    Ok(connection)
 }
 
 fn commit_batch(connection: &mut Connection, batch: Vec<Job>) {

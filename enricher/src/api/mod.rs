@@ -94,14 +94,20 @@ impl<D: Directory> DirectoryApi<D> {
     }
 
     /// Waits for the write `enqueued` (on `topic`) to be applied; `Err` is the answer when
-    /// it was not written (503) or not applied within the wait (202).
+    /// it was not written (503), not applied within the wait (202), or the caller asked for
+    /// no wait (202 once durable).
     async fn apply(
         &self,
         topic: &str,
         enqueued: Result<Ack, impl std::fmt::Display>,
+        Respond(wait): Respond,
     ) -> Result<(), Response> {
         let ack = enqueued.map_err(|e| not_written(&e))?;
         let (partition, offset) = ack.wait().await.map_err(|e| not_written(&e))?;
+        if !wait {
+            let message = "the change is durable; the enricher applies it in a moment, and a send made from now on sees it";
+            return Err(accepted(message.to_owned()));
+        }
         if self.applied.wait(topic, partition, offset, self.wait).await {
             Ok(())
         } else {
@@ -116,11 +122,35 @@ impl<D: Directory> DirectoryApi<D> {
 
 /// The 202 answer to a write not applied within the wait.
 fn queued(wait: Duration) -> Response {
-    let message = format!(
+    accepted(format!(
         "the change is durable and will be applied; it was not applied within {} ms (is an enricher running?)",
         wait.as_millis()
-    );
+    ))
+}
+
+fn accepted(message: String) -> Response {
     (StatusCode::ACCEPTED, axum::Json(Queued { status: "accepted", message })).into_response()
+}
+
+/// Whether a write waits for the enricher to apply it: unless the caller sends
+/// `Prefer: respond-async` (RFC 7240), to be answered 202 as soon as the change is durable.
+/// Either way the next send to the user sees the change.
+struct Respond(bool);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Respond {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let asynchronous = parts.headers.get_all("prefer").iter().any(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split([',', ';']).any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+            })
+        });
+        Ok(Self(!asynchronous))
+    }
 }
 
 fn unavailable(e: &DirectoryError) -> Response {

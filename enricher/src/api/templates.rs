@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use herald_runtime::http::FieldError;
 use serde::{Deserialize, Serialize};
 
-use super::{Answer, Body, DirectoryApi, not_found, path, refused, unavailable};
+use super::{Answer, Body, DirectoryApi, Respond, not_found, path, refused, unavailable};
 use crate::changes::templates::{self, VariantRecord, template_id_error};
 use crate::directory::Directory;
 
@@ -89,6 +89,7 @@ pub(super) async fn get<D: Directory>(
 pub(super) async fn put<D: Directory>(
     State(api): Api<D>,
     TemplatePath(id): TemplatePath,
+    respond: Respond,
     Body(body): Body<TemplateBody>,
 ) -> Answer {
     let variants: Vec<_> = body.variants.into_iter().map(|v| VariantRecord::of(&id, v)).collect();
@@ -99,7 +100,7 @@ pub(super) async fn put<D: Directory>(
     let existed = !api.store.template(&id).await.map_err(|e| unavailable(&e))?.is_empty();
     let record = templates::record(&variants, &api.renderer);
     let topic = api.writer.topics().templates();
-    api.apply(&topic, api.writer.template(&id, Some(&record)).await).await?;
+    api.apply(&topic, api.writer.template(&id, Some(&record)).await, respond).await?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(view(&api, &id).await?)).into_response())
 }
@@ -107,8 +108,9 @@ pub(super) async fn put<D: Directory>(
 pub(super) async fn delete<D: Directory>(
     State(api): Api<D>,
     TemplatePath(id): TemplatePath,
+    respond: Respond,
 ) -> Answer {
     let topic = api.writer.topics().templates();
-    api.apply(&topic, api.writer.template(&id, None).await).await?;
+    api.apply(&topic, api.writer.template(&id, None).await, respond).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

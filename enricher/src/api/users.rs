@@ -12,7 +12,7 @@ use herald_schemas::{DeviceFields, DirectoryChange, DirectoryOp, PreferenceField
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Answer, Body, DirectoryApi, not_found, path, refused, unavailable};
+use super::{Answer, Body, DirectoryApi, Respond, not_found, path, refused, unavailable};
 use crate::changes::{MAX_NAME, check, user_id_error};
 use crate::directory::{Device, Directory, Preference, Profile};
 
@@ -231,6 +231,7 @@ pub(super) async fn get<D: Directory>(State(api): Api<D>, UserPath(id): UserPath
 pub(super) async fn put<D: Directory>(
     State(api): Api<D>,
     UserPath(id): UserPath,
+    respond: Respond,
     Body(fields): Body<UserBody>,
 ) -> Answer {
     let mut change = DirectoryChange::new(&id, DirectoryOp::PutUser);
@@ -243,12 +244,13 @@ pub(super) async fn put<D: Directory>(
         quiet_hours: fields.quiet_hours,
         unset: Vec::new(),
     });
-    write_user(&api, &id, &change, false).await
+    write_user(&api, &id, &change, (false, respond)).await
 }
 
 pub(super) async fn patch<D: Directory>(
     State(api): Api<D>,
     UserPath(id): UserPath,
+    respond: Respond,
     Body(patch): Body<serde_json::Map<String, Value>>,
 ) -> Answer {
     let mut fields = UserFields::default();
@@ -283,7 +285,7 @@ pub(super) async fn patch<D: Directory>(
     }
     let mut change = DirectoryChange::new(&id, DirectoryOp::PatchUser);
     change.user = Some(fields);
-    write_user(&api, &id, &change, true).await
+    write_user(&api, &id, &change, (true, respond)).await
 }
 
 /// Writes a `put_user` or `patch_user` (which needs the user) and answers with the user.
@@ -291,20 +293,24 @@ async fn write_user<D: Directory>(
     api: &DirectoryApi<D>,
     id: &str,
     change: &DirectoryChange,
-    existing: bool,
+    (existing, respond): (bool, Respond),
 ) -> Answer {
     checked(change)?;
     let existed = api.store.user(id).await.map_err(|e| unavailable(&e))?.is_some();
     if existing && !existed {
         return Err(unknown_user(id));
     }
-    api.apply(&api.changes_topic(), api.writer.change(change).await).await?;
+    api.apply(&api.changes_topic(), api.writer.change(change).await, respond).await?;
     let view = user_view(profile(api, id).await?);
     Ok((created_or_replaced(existed), Json(view)).into_response())
 }
 
-pub(super) async fn delete<D: Directory>(State(api): Api<D>, UserPath(id): UserPath) -> Answer {
-    api.apply(&api.changes_topic(), api.writer.erase(&id).await).await?;
+pub(super) async fn delete<D: Directory>(
+    State(api): Api<D>,
+    UserPath(id): UserPath,
+    respond: Respond,
+) -> Answer {
+    api.apply(&api.changes_topic(), api.writer.erase(&id).await, respond).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -338,6 +344,7 @@ pub(super) async fn device<D: Directory>(
 pub(super) async fn put_device<D: Directory>(
     State(api): Api<D>,
     DevicePath(user, device_id): DevicePath,
+    respond: Respond,
     Body(body): Body<DeviceBody>,
 ) -> Answer {
     let mut change = DirectoryChange::new(&user, DirectoryOp::PutDevice);
@@ -350,19 +357,21 @@ pub(super) async fn put_device<D: Directory>(
     });
     checked(&change)?;
     let existed = find_device(&api, &user, &device_id).await?.is_some();
-    api.apply(&api.changes_topic(), api.writer.change(&change).await).await?;
-    let found = find_device(&api, &user, &device_id).await?;
-    let found = found.ok_or_else(|| unknown_device(&user, &device_id))?;
-    Ok((created_or_replaced(existed), Json(device_view(found))).into_response())
+    api.apply(&api.changes_topic(), api.writer.change(&change).await, respond).await?;
+    // Applied as written: the device is what the change says (a checked change converts).
+    let device = change.device.as_ref().and_then(crate::changes::device_of);
+    let device = device.ok_or_else(|| unknown_device(&user, &device_id))?;
+    Ok((created_or_replaced(existed), Json(device_view(device))).into_response())
 }
 
 pub(super) async fn delete_device<D: Directory>(
     State(api): Api<D>,
     DevicePath(user, device_id): DevicePath,
+    respond: Respond,
 ) -> Answer {
     let mut change = DirectoryChange::new(&user, DirectoryOp::RemoveDevice);
     change.device = Some(DeviceFields { device_id: Some(device_id), ..DeviceFields::default() });
-    api.apply(&api.changes_topic(), api.writer.change(&change).await).await?;
+    api.apply(&api.changes_topic(), api.writer.change(&change).await, respond).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -380,6 +389,7 @@ pub(super) async fn preferences<D: Directory>(
 pub(super) async fn put_preferences<D: Directory>(
     State(api): Api<D>,
     UserPath(id): UserPath,
+    respond: Respond,
     Body(body): Body<PreferencesBody>,
 ) -> Answer {
     let mut change = DirectoryChange::new(&id, DirectoryOp::SetPreferences);
@@ -396,7 +406,7 @@ pub(super) async fn put_preferences<D: Directory>(
     if api.store.user(&id).await.map_err(|e| unavailable(&e))?.is_none() {
         return Err(unknown_user(&id));
     }
-    api.apply(&api.changes_topic(), api.writer.change(&change).await).await?;
+    api.apply(&api.changes_topic(), api.writer.change(&change).await, respond).await?;
     let preferences = api.store.preferences(&id).await.map_err(|e| unavailable(&e))?;
     Ok(preference_list(preferences).into_response())
 }

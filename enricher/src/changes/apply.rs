@@ -121,20 +121,10 @@ impl<D: Directory, P: Progress> Applier<D, P> {
                 let Some(device) = change.device.as_ref().and_then(device_of) else {
                     return unknown();
                 };
-                if known().await?.is_none() {
-                    return unknown();
-                }
-                let owners = self
-                    .store()
-                    .token_owners(device.platform, &device.token)
-                    .await
-                    .map_err(store)?;
-                let moved: Vec<(String, String)> = owners
-                    .into_iter()
-                    .filter(|(owner, device_id)| owner != id || *device_id != device.device_id)
-                    .collect();
                 let (platform, token) = (device.platform, device.token.clone());
-                self.directory.upsert_device(id, device).await.map_err(store)?;
+                // A device may come before its user (two tables of a service's database
+                // streamed apart): the user is created empty.
+                let moved = self.directory.register_device(id, device).await.map_err(store)?;
                 self.move_token_away(&moved, platform, &token).await?;
             }
             DirectoryOp::RemoveDevice => {
@@ -150,9 +140,7 @@ impl<D: Directory, P: Progress> Applier<D, P> {
                 self.directory.remove_device(id, device_id).await.map_err(store)?;
             }
             DirectoryOp::SetPreferences => {
-                if known().await?.is_none() {
-                    return unknown();
-                }
+                self.directory.ensure_user(id).await.map_err(store)?;
                 for preference in preferences_of(change) {
                     self.directory.set_preference(id, preference).await.map_err(store)?;
                 }

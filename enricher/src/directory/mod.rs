@@ -163,13 +163,6 @@ pub trait Directory: Send + Sync + 'static {
         notification_id: &str,
         limit: u32,
     ) -> impl Future<Output = Result<bool, DirectoryError>> + Send;
-    /// Stops targeting a device token a provider reported dead; returns how many devices
-    /// carried it.
-    fn deactivate_token(
-        &self,
-        platform: Platform,
-        token: &str,
-    ) -> impl Future<Output = Result<u64, DirectoryError>> + Send;
     /// The devices (user id, device id) that carry `token` on `platform`, whoever they
     /// belong to.
     fn token_owners(
@@ -177,6 +170,18 @@ pub trait Directory: Send + Sync + 'static {
         platform: Platform,
         token: &str,
     ) -> impl Future<Output = Result<Vec<(String, String)>, DirectoryError>> + Send;
+    /// Registers (or updates) a device of a user, creating the user empty if new; returns
+    /// the other devices (user id, device id) that carry its token on its platform, which
+    /// the caller takes the token from.
+    fn register_device(
+        &self,
+        user_id: &str,
+        device: Device,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, DirectoryError>> + Send;
+    /// Makes sure a user exists, with no contact fields when new; an existing one is left
+    /// as it is.
+    fn ensure_user(&self, user_id: &str)
+    -> impl Future<Output = Result<(), DirectoryError>> + Send;
     /// Removes one device of a user; false when there was none.
     fn remove_device(
         &self,

@@ -32,12 +32,12 @@ struct Statements {
     clear_template: PreparedStatement,
     devices_by_token: PreparedStatement,
     device_token: PreparedStatement,
-    deactivate: PreparedStatement,
     quota_use: PreparedStatement,
     count_quota: PreparedStatement,
     unindex_device: PreparedStatement,
     remove_device: PreparedStatement,
     remove_devices: PreparedStatement,
+    ensure_user: PreparedStatement,
     remove_preferences: PreparedStatement,
     remove_quota: PreparedStatement,
     remove_user: PreparedStatement,
@@ -175,10 +175,6 @@ impl ScyllaDirectory {
                  WHERE user_id = ? AND device_id = ?"
             ))
             .await?,
-            deactivate: prepare(format!(
-                "UPDATE {k}.devices SET active = false WHERE user_id = ? AND device_id = ?"
-            ))
-            .await?,
             quota_use: prepare(format!(
                 "INSERT INTO {k}.quota_by_user (user_id, category, channel, day, notification_id)
                  VALUES (?, ?, ?, ?, ?) USING TTL 172800"
@@ -199,6 +195,8 @@ impl ScyllaDirectory {
             ))
             .await?,
             remove_devices: prepare(format!("DELETE FROM {k}.devices WHERE user_id = ?")).await?,
+            // A write of the key alone: the row exists afterwards, its other columns untouched.
+            ensure_user: prepare(format!("INSERT INTO {k}.users (user_id) VALUES (?)")).await?,
             remove_preferences: prepare(format!("DELETE FROM {k}.preferences WHERE user_id = ?"))
                 .await?,
             remove_quota: prepare(format!("DELETE FROM {k}.quota_by_user WHERE user_id = ?"))
@@ -318,7 +316,7 @@ impl Directory for ScyllaDirectory {
     async fn upsert_device(&self, user_id: &str, device: Device) -> Result<(), DirectoryError> {
         let platform = device.platform.as_str();
         let before = self.device(user_id, &device.device_id).await?;
-        // The index first: a device the index misses could never be deactivated.
+        // The index first: a device the index misses would never lose a token that moved.
         let index = (platform, &device.token, user_id, &device.device_id);
         self.write(&self.statements.index_device, index).await?;
         let values =
@@ -444,30 +442,6 @@ impl Directory for ScyllaDirectory {
         Ok(true)
     }
 
-    async fn deactivate_token(
-        &self,
-        platform: Platform,
-        token: &str,
-    ) -> Result<u64, DirectoryError> {
-        let owners: Vec<TokenOwnerRow> =
-            self.rows(&self.statements.devices_by_token, (platform.as_str(), token)).await?;
-        let mut deactivated = 0;
-        for owner in owners {
-            let key = (&owner.user_id, &owner.device_id);
-            let rows: Vec<DeviceRow> = self.rows(&self.statements.device_token, key).await?;
-            // The index may be behind a device's token: only a device that still carries
-            // this one, on this platform, and is active is deactivated.
-            let still_carries = rows.iter().any(|d| {
-                d.token == token && d.platform == platform.as_str() && d.active.unwrap_or(true)
-            });
-            if still_carries {
-                self.write(&self.statements.deactivate, key).await?;
-                deactivated += 1;
-            }
-        }
-        Ok(deactivated)
-    }
-
     async fn token_owners(
         &self,
         platform: Platform,
@@ -483,6 +457,22 @@ impl Directory for ScyllaDirectory {
             }
         }
         Ok(carrying)
+    }
+
+    async fn register_device(
+        &self,
+        user_id: &str,
+        device: Device,
+    ) -> Result<Vec<(String, String)>, DirectoryError> {
+        self.ensure_user(user_id).await?;
+        let mut others = self.token_owners(device.platform, &device.token).await?;
+        others.retain(|(owner, id)| owner != user_id || *id != device.device_id);
+        self.upsert_device(user_id, device).await?;
+        Ok(others)
+    }
+
+    async fn ensure_user(&self, user_id: &str) -> Result<(), DirectoryError> {
+        self.write(&self.statements.ensure_user, (user_id,)).await
     }
 
     async fn remove_device(&self, user_id: &str, device_id: &str) -> Result<bool, DirectoryError> {

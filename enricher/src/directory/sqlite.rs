@@ -276,24 +276,6 @@ impl Directory for SqliteDirectory {
             .map_err(unavailable)
     }
 
-    async fn deactivate_token(
-        &self,
-        platform: Platform,
-        token: &str,
-    ) -> Result<u64, DirectoryError> {
-        let token = token.to_owned();
-        self.pool
-            .run(move |c| {
-                c.execute(
-                    "UPDATE devices SET active = 0 WHERE platform = ?1 AND token = ?2 AND active = 1",
-                    params![platform.as_str(), token],
-                )
-            })
-            .await
-            .map(|changed| changed as u64)
-            .map_err(unavailable)
-    }
-
     async fn token_owners(
         &self,
         platform: Platform,
@@ -312,6 +294,46 @@ impl Directory for SqliteDirectory {
                 rows.collect()
             })
             .await
+            .map_err(unavailable)
+    }
+
+    /// One savepoint: the user made sure of, the token's other carriers found, the device
+    /// written.
+    async fn register_device(
+        &self,
+        user_id: &str,
+        device: Device,
+    ) -> Result<Vec<(String, String)>, DirectoryError> {
+        let user_id = user_id.to_owned();
+        self.pool
+            .write(move |c| {
+                c.prepare_cached("INSERT OR IGNORE INTO users (user_id) VALUES (?1)")?
+                    .execute([&user_id])?;
+                let mut carriers = c.prepare_cached(
+                    "SELECT user_id, device_id FROM devices WHERE platform = ?1 AND token = ?2
+                     AND NOT (user_id = ?3 AND device_id = ?4) ORDER BY user_id, device_id",
+                )?;
+                let others = carriers
+                    .query_map(
+                        params![device.platform.as_str(), device.token, user_id, device.device_id],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )?
+                    .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+                write_device(c, &user_id, &device)?;
+                Ok(others)
+            })
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn ensure_user(&self, user_id: &str) -> Result<(), DirectoryError> {
+        let user_id = user_id.to_owned();
+        self.pool
+            .write(move |c| {
+                c.execute("INSERT OR IGNORE INTO users (user_id) VALUES (?1)", [user_id])
+            })
+            .await
+            .map(drop)
             .map_err(unavailable)
     }
 

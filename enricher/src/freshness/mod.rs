@@ -186,7 +186,10 @@ impl Freshness {
                     .map(|p| (p.clone(), next))
             })
             .collect();
-        let ends = ends::Ends::new(Arc::clone(&consumer));
+        // A client of its own: a broker answers one connection's requests in order, so a
+        // question sent behind the tail's waiting fetch would wait out the fetch too.
+        let asking = herald_runtime::kafka::reader(kafka, &kafka.group("enricher-ends"))?;
+        let ends = ends::Ends::new(Arc::new(asking));
         ends.set_partitions(known.clone());
         let (events, received) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -227,15 +230,9 @@ impl Freshness {
 
     /// The local applier applied every record of `topic`'s `partition` before `next`.
     pub fn applied(&self, topic: &str, partition: i32, next: i64) {
-        let topics = &self.shared.topics;
-        let topic = if topic == &*topics.changes {
-            Arc::clone(&topics.changes)
-        } else if topic == &*topics.templates {
-            Arc::clone(&topics.templates)
-        } else {
-            return;
-        };
-        let _ = self.shared.events.send(Event::Applied((topic, partition), next));
+        if let Some(topic) = self.shared.topics.named(topic) {
+            let _ = self.shared.events.send(Event::Applied((topic, partition), next));
+        }
     }
 
     /// Waits until every change to `subjects` written before this call is applied and out of
@@ -303,16 +300,10 @@ async fn keep<D: Directory>(
             }
             () = tokio::time::sleep(poll) => match cache.inner().progress().await {
                 Ok(rows) => {
-                    let topics = &shared.topics;
                     for (topic, partition, next) in rows {
-                        let topic = if topic == *topics.changes {
-                            Arc::clone(&topics.changes)
-                        } else if topic == *topics.templates {
-                            Arc::clone(&topics.templates)
-                        } else {
-                            continue;
-                        };
-                        batch.push(Event::Applied((topic, partition), next));
+                        if let Some(topic) = shared.topics.named(&topic) {
+                            batch.push(Event::Applied((topic, partition), next));
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "reading how far the directory is applied"),

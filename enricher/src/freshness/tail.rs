@@ -40,6 +40,11 @@ impl Topics {
         [&self.changes, &self.templates]
     }
 
+    /// The shared name of `topic`, if it is one of the directory topics.
+    pub(crate) fn named(&self, topic: &str) -> Option<Arc<str>> {
+        self.all().into_iter().find(|t| ***t == *topic).cloned()
+    }
+
     fn subject(&self, topic: &str, key: &str) -> Option<Subject> {
         if topic == &*self.changes {
             Some(Subject::User(key.to_owned()))

@@ -1,5 +1,6 @@
 //! `herald bench`: the benchmarks' command line, printing their figures.
 
+pub mod directory;
 pub mod dispatch;
 pub mod e2e;
 pub mod enrich;
@@ -55,6 +56,25 @@ pub enum BenchCommand {
         /// Requests per run.
         #[arg(long, default_value_t = 10_000)]
         requests: usize,
+        #[command(flatten)]
+        stack: stack::StackArgs,
+        /// Also write the figures as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// The directory's ways in: N users imported through herald.directory.changes (changes
+    /// applied per second), then devices registered through the directory API (per second,
+    /// and latency), each beside a raw copy of the change records.
+    Directory {
+        /// Users in the file imported (1 to 3 devices each).
+        #[arg(long, default_value_t = 20_000)]
+        users: usize,
+        /// How long the API is called for.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Callers of the API at once.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
         #[command(flatten)]
         stack: stack::StackArgs,
         /// Also write the figures as JSON to this file.
@@ -152,6 +172,16 @@ impl BenchCommand {
                 };
                 let report = crate::bench::e2e::e2e(options.clone(), tuning).await?;
                 print!("{}", crate::bench::e2e::render(&report, &options));
+                if let Some(path) = json {
+                    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+                }
+                Ok(())
+            }
+            BenchCommand::Directory { users, seconds, connections, stack, json } => {
+                let options =
+                    directory::DirectoryBenchOptions { users, seconds, connections, stack };
+                let report = directory::directory(options, tuning).await?;
+                print!("{}", directory::render(&report));
                 if let Some(path) = json {
                     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
                 }

@@ -231,7 +231,7 @@ pub(crate) fn user(i: usize) -> (User, Vec<Device>) {
 }
 
 /// Writes the directory of `users` users as JSON lines; how many devices they have.
-fn write_directory(file: &Path, users: usize) -> std::io::Result<usize> {
+pub(crate) fn write_directory(file: &Path, users: usize) -> std::io::Result<usize> {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::fs::File::create(file)?);
     let mut devices = 0;
