@@ -11,6 +11,9 @@ use super::users::{
 };
 use crate::changes::templates::VariantRecord;
 
+/// The `Prefer` header every write takes.
+const RESPOND_ASYNC: &str = "respond-async: answered 202 as soon as the change is durable, without waiting for it to be applied (a send made after the answer still sees it)";
+
 #[utoipa::path(get, path = "/v1/users/{user_id}", tag = "directory",
     params(("user_id" = String, Path, min_length = 1, max_length = 128, description = "Your id of the user")),
     responses(
@@ -24,7 +27,7 @@ fn get_user() {}
 
 #[utoipa::path(put, path = "/v1/users/{user_id}", tag = "directory",
     params(("user_id" = String, Path, min_length = 1, max_length = 128, description = "Your id of the user"),
-        ("Prefer" = Option<String>, Header, description = "respond-async: answered 202 as soon as the change is durable, without waiting for it to be applied (a send made after the answer still sees it)")),
+        ("Prefer" = Option<String>, Header, description = RESPOND_ASYNC)),
     request_body(content = UserBody, description = "The user's fields; an absent one is cleared"),
     responses(
         (status = 200, description = "Replaced and applied", body = UserView),
@@ -39,7 +42,7 @@ fn put_user() {}
 
 #[utoipa::path(patch, path = "/v1/users/{user_id}", tag = "directory",
     params(("user_id" = String, Path, min_length = 1, max_length = 128, description = "Your id of the user"),
-        ("Prefer" = Option<String>, Header, description = "respond-async: answered 202 as soon as the change is durable, without waiting for it to be applied (a send made after the answer still sees it)")),
+        ("Prefer" = Option<String>, Header, description = RESPOND_ASYNC)),
     request_body(content = UserBody, description = "The fields to set; a field given as null is cleared, an absent one kept"),
     responses(
         (status = 200, description = "Changed and applied", body = UserView),
@@ -54,7 +57,7 @@ fn patch_user() {}
 
 #[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "directory",
     params(("user_id" = String, Path, min_length = 1, max_length = 128, description = "Your id of the user"),
-        ("Prefer" = Option<String>, Header, description = "respond-async: answered 202 as soon as the change is durable, without waiting for it to be applied (a send made after the answer still sees it)")),
+        ("Prefer" = Option<String>, Header, description = RESPOND_ASYNC)),
     responses(
         (status = 204, description = "Erased: the user, devices, preferences and frequency-cap counts (docs/directory.md says what else, and for how long)"),
         Refusals,
@@ -93,7 +96,7 @@ fn get_device() {}
     params(
         ("user_id" = String, Path, min_length = 1, max_length = 128, description = "Your id of the user"),
         ("device_id" = String, Path, min_length = 1, max_length = 255, description = "The app's id of the installation: registering it again updates it"),
-        ("Prefer" = Option<String>, Header, description = "respond-async: answered 202 as soon as the change is durable, without waiting for it to be applied (a send made after the answer still sees it)"),
+        ("Prefer" = Option<String>, Header, description = RESPOND_ASYNC),
     ),
     request_body = DeviceBody,
     responses(
@@ -112,7 +115,7 @@ fn put_device() {}
     params(
         ("user_id" = String, Path, min_length = 1, max_length = 128, description = "Your id of the user"),
         ("device_id" = String, Path, min_length = 1, max_length = 255, description = "The app's id of the installation"),
-        ("Prefer" = Option<String>, Header, description = "respond-async: answered 202 as soon as the change is durable, without waiting for it to be applied (a send made after the answer still sees it)"),
+        ("Prefer" = Option<String>, Header, description = RESPOND_ASYNC),
     ),
     responses(
         (status = 204, description = "Removed and applied (or there was none)"),
@@ -136,7 +139,7 @@ fn get_preferences() {}
 
 #[utoipa::path(put, path = "/v1/users/{user_id}/preferences", tag = "directory",
     params(("user_id" = String, Path, min_length = 1, max_length = 128, description = "Your id of the user"),
-        ("Prefer" = Option<String>, Header, description = "respond-async: answered 202 as soon as the change is durable, without waiting for it to be applied (a send made after the answer still sees it)")),
+        ("Prefer" = Option<String>, Header, description = RESPOND_ASYNC)),
     request_body(content = PreferencesBody, description = "Choices to set; the user's others are kept"),
     responses(
         (status = 200, description = "Set and applied: every choice of the user", body = PreferenceList),
@@ -171,7 +174,7 @@ fn get_template() {}
 
 #[utoipa::path(put, path = "/v1/templates/{template_id}", tag = "directory",
     params(("template_id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The template's id"),
-        ("Prefer" = Option<String>, Header, description = "respond-async: answered 202 as soon as the change is durable, without waiting for it to be applied (a send made after the answer still sees it)")),
+        ("Prefer" = Option<String>, Header, description = RESPOND_ASYNC)),
     request_body(content = TemplateBody, description = "Every variant: the template becomes exactly these"),
     responses(
         (status = 200, description = "Replaced and applied", body = TemplateView),
@@ -186,7 +189,7 @@ fn put_template() {}
 
 #[utoipa::path(delete, path = "/v1/templates/{template_id}", tag = "directory",
     params(("template_id" = String, Path, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "The template's id"),
-        ("Prefer" = Option<String>, Header, description = "respond-async: answered 202 as soon as the change is durable, without waiting for it to be applied (a send made after the answer still sees it)")),
+        ("Prefer" = Option<String>, Header, description = RESPOND_ASYNC)),
     responses(
         (status = 204, description = "Removed and applied (or there was none)"),
         Refusals,

@@ -6,7 +6,6 @@
 //! answered once applied: registrations per second and their latency.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use herald_runtime::kafka::{Producer, admin, wait_all};
 use serde::Serialize;
 
 use super::enrich::{copy_records, in_temp_dir, process_usage, warm_up_broker};
-use super::stack::{Stack, StackArgs, write_directory};
+use super::stack::{Killed, Stack, StackArgs, spawn_role, write_directory};
 use crate::config::HeraldConfig;
 use crate::directory::{ImportFormat, ImportOptions};
 
@@ -69,29 +68,6 @@ pub async fn directory(
         result
     })
     .await
-}
-
-/// A role of its own, configured by `config_file`, logging to `log`.
-fn spawn_role(config_file: &Path, args: &[&str], log: &Path) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe().context("locating the herald binary")?;
-    Command::new(exe)
-        .args(args)
-        .env("HERALD_CONFIG", config_file)
-        .env("RUST_LOG", "warn,librdkafka=error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log)?)
-        .spawn()
-        .with_context(|| format!("starting herald {args:?}"))
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn run_on(

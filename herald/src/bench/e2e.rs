@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use herald_schemas::{AvroCodec, Channel, DeliveryEvent, EventKind, Lane};
 use rdkafka::Message;
 use serde::Serialize;
 
-use super::stack::{Loaded, Stack, StackArgs};
+use super::stack::{Loaded, Stack, StackArgs, spawn_role};
 use crate::bench::dispatch::{BenchProvider, percentile};
 use crate::bench::enrich::{
     copy_records, in_temp_dir, process_usage, reader_from_start, request, targets,
@@ -254,24 +254,14 @@ async fn run_on(stack: &Stack, options: &E2eOptions, dir: &Path) -> anyhow::Resu
 
     let config_file = dir.join("herald.toml");
     std::fs::write(&config_file, toml::to_string(&config).context("writing the configuration")?)?;
-    let exe = std::env::current_exe().context("locating the herald binary")?;
     let mut processes: Vec<(String, Child)> = Vec::new();
-    let mut roles_args: Vec<(String, Vec<String>)> =
-        vec![("enricher".into(), vec!["enrich".into()])];
+    let mut roles_args: Vec<(String, Vec<&str>)> = vec![("enricher".into(), vec!["enrich"])];
     for channel in [Channel::Email, Channel::Ios, Channel::Android] {
-        let args = vec!["dispatch".into(), "--channel".into(), channel.as_str().into()];
-        roles_args.push((format!("dispatch-{channel}"), args));
+        roles_args
+            .push((format!("dispatch-{channel}"), vec!["dispatch", "--channel", channel.as_str()]));
     }
     for (role, args) in roles_args {
-        let child = Command::new(&exe)
-            .args(&args)
-            .env("HERALD_CONFIG", &config_file)
-            .env("RUST_LOG", "warn,librdkafka=error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(format!("{role}.log")))?)
-            .spawn()
-            .with_context(|| format!("starting {role}"))?;
+        let child = spawn_role(&config_file, &args, &dir.join(format!("{role}.log")))?;
         processes.push((role, child));
     }
     let stop = tokio_util::sync::CancellationToken::new();

@@ -5,7 +5,7 @@
 //! enricher process's CPU time and peak RSS come from /proc.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -16,7 +16,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message};
 use serde::Serialize;
 
-use super::stack::{Loaded, Stack, StackArgs};
+use super::stack::{Loaded, Stack, StackArgs, spawn_role};
 use crate::config::HeraldConfig;
 use crate::roles;
 
@@ -361,16 +361,7 @@ async fn run_on(
 
     let config_file = dir.join("herald.toml");
     std::fs::write(&config_file, toml::to_string(&config).context("writing the configuration")?)?;
-    let exe = std::env::current_exe().context("locating the herald binary")?;
-    let mut child = Command::new(exe)
-        .arg("enrich")
-        .env("HERALD_CONFIG", &config_file)
-        .env("RUST_LOG", "warn,librdkafka=error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("enrich.log"))?)
-        .spawn()
-        .context("starting herald enrich")?;
+    let mut child = spawn_role(&config_file, &["enrich"], &dir.join("enrich.log"))?;
     let result = enricher_runs(&config, options, &mut child, &mut report).await;
     let _ = child.kill();
     let _ = child.wait();

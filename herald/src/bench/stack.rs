@@ -3,6 +3,7 @@
 //! topic and group prefix of the run's own.
 
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -253,4 +254,28 @@ pub(crate) fn write_directory(file: &Path, users: usize) -> std::io::Result<usiz
     }
     out.flush()?;
     Ok(devices)
+}
+
+/// A role of its own, configured by `config_file`, logging to `log`.
+pub(crate) fn spawn_role(config_file: &Path, args: &[&str], log: &Path) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("locating the herald binary")?;
+    Command::new(exe)
+        .args(args)
+        .env("HERALD_CONFIG", config_file)
+        .env("RUST_LOG", "warn,librdkafka=error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()
+        .with_context(|| format!("starting herald {args:?}"))
+}
+
+/// A role's process, killed when dropped.
+pub(crate) struct Killed(pub(crate) Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

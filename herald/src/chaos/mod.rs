@@ -7,10 +7,10 @@
 //! without a delivery.
 
 mod broker_faults;
+mod role;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use crate::config::HeraldConfig;
 use broker_faults::{Fault, FaultLog};
 use herald_testkit::mail_sink::{MailSink, SinkOptions};
 use herald_testkit::{Broker, BrokerChoice, BrokerStorage, KafkaCluster, TansuBroker, free_port};
+use role::Role;
 use tokio_util::sync::CancellationToken;
 
 /// `kafka.consumer.group_protocol` on the command line.
@@ -179,52 +180,6 @@ impl ChaosReport {
                 .map(|(at, what)| format!("  {at:6.1} s  {what}\n"))
                 .collect::<String>()
         )
-    }
-}
-
-struct Role {
-    args: Vec<&'static str>,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Role {
-    /// The process's name, from its log file (`enrich`, `dispatch-0`).
-    fn name(&self) -> String {
-        self.log.file_stem().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    }
-
-    fn start(&mut self, config_file: &Path) -> anyhow::Result<()> {
-        let exe = std::env::current_exe().context("locating the herald binary")?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(exe)
-            .args(&self.args)
-            .env("HERALD_CONFIG", config_file)
-            .env(
-                "RUST_LOG",
-                std::env::var("HERALD_CHAOS_ROLE_LOG")
-                    .unwrap_or_else(|_| "warn,librdkafka=error".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting herald {:?}", self.args))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -474,8 +429,11 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
     let mut last_progress = Instant::now();
     let mut max_stall = Duration::ZERO;
     let mut max_stall_began = started;
-    let delivered_unique = |per: &HashMap<String, u32>, n: usize| {
-        (0..n).filter(|i| per.contains_key(&recipient(*i))).count()
+    // The recipients of the notifications issued so far, grown as the run issues more.
+    let mut expected: Vec<String> = Vec::new();
+    let mut delivered_unique = |per: &HashMap<String, u32>, n: usize| {
+        expected.extend((expected.len()..n).map(recipient));
+        expected.iter().take(n).filter(|a| per.contains_key(*a)).count()
     };
     // Mail accepted by the end of each second of the run.
     let mut per_second: Vec<u64> = Vec::new();
