@@ -1,4 +1,4 @@
-//! Each HTTP provider against its stand-in (herald_testkit::standins), with no broker: a send
+//! Each HTTP provider against its stand-in (herald_standins), with no broker: a send
 //! in the provider's real request shape is accepted; the provider's rate limit and outage are
 //! transient (retried), a gone target is never retried (a dead token is reported as dead), and
 //! the next send after each fault goes through.
@@ -19,13 +19,13 @@ use herald_dispatchers::providers::vonage::VonageProvider;
 use herald_dispatchers::{DeliveryError, Provider};
 use herald_runtime::SecretSource;
 use herald_schemas::{ChannelMessage, PushContent, SmsContent};
-use herald_testkit::standins::Recorder;
-use herald_testkit::standins::apns::ApnsStandIn;
-use herald_testkit::standins::fcm::FcmStandIn;
-use herald_testkit::standins::jpush::JpushStandIn;
-use herald_testkit::standins::pushy::PushyStandIn;
-use herald_testkit::standins::twilio::TwilioStandIn;
-use herald_testkit::standins::vonage::VonageStandIn;
+use herald_standins::Recorder;
+use herald_standins::apns::ApnsStandIn;
+use herald_standins::fcm::FcmStandIn;
+use herald_standins::jpush::JpushStandIn;
+use herald_standins::pushy::PushyStandIn;
+use herald_standins::twilio::TwilioStandIn;
+use herald_standins::vonage::VonageStandIn;
 
 const FCM_KEY: &str = include_str!("fixtures/fcm-service-account.json");
 const APNS_P8: &str = include_str!("fixtures/apns-AuthKey_TEST123456.p8");

@@ -2,8 +2,8 @@
 //! against. Tansu is started here directly; Apache Kafka, Apache Cassandra and Apicurio
 //! Registry are started by the project's scripts under `infra/engines/`, which fetch their
 //! jars from Maven Central. Besides the engines: the development schema registry, the SMTP
-//! sink and the providers' stand-ins (local servers that speak each provider's API and fail
-//! the ways it does). The roles never link this crate.
+//! sink. It depends on no role, so any crate's tests may use it; the providers' stand-ins are
+//! `herald-standins`. The roles never link this crate.
 
 pub mod broker;
 pub mod cql;
@@ -14,7 +14,6 @@ pub mod mail_sink;
 pub mod registry;
 pub mod schemathesis;
 pub mod send_api;
-pub mod standins;
 pub mod tansu;
 
 pub use broker::{Broker, BrokerChoice, drop_topics, isolate};

@@ -14,14 +14,14 @@ use herald_dispatchers::config::{
     TwilioSettings, Unsubscribe, VonageSettings,
 };
 use herald_runtime::SecretSource;
+use herald_standins::apns::ApnsStandIn;
+use herald_standins::fcm::FcmStandIn;
+use herald_standins::jpush::JpushStandIn;
+use herald_standins::pushy::PushyStandIn;
+use herald_standins::sendgrid::SendgridStandIn;
+use herald_standins::twilio::TwilioStandIn;
+use herald_standins::vonage::VonageStandIn;
 use herald_testkit::mail_sink::{MailSink, SinkOptions};
-use herald_testkit::standins::apns::ApnsStandIn;
-use herald_testkit::standins::fcm::FcmStandIn;
-use herald_testkit::standins::jpush::JpushStandIn;
-use herald_testkit::standins::pushy::PushyStandIn;
-use herald_testkit::standins::sendgrid::SendgridStandIn;
-use herald_testkit::standins::twilio::TwilioStandIn;
-use herald_testkit::standins::vonage::VonageStandIn;
 
 use super::dispatch::BenchProvider;
 

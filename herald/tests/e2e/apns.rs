@@ -12,7 +12,7 @@ use herald_enricher::Platform;
 use herald_enricher::directory::Directory;
 use herald_runtime::SecretSource;
 use herald_schemas::{Channel, DeliveryEvent, EventKind};
-use herald_testkit::standins::apns::{ApnsNotification, ApnsStandIn};
+use herald_standins::apns::{ApnsNotification, ApnsStandIn};
 use support::{TestEnv, add_user};
 
 const WAIT: Duration = Duration::from_secs(40);

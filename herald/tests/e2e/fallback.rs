@@ -13,8 +13,8 @@ use herald_dispatchers::config::{
 use herald_enricher::{Fallbacks, Platform, User};
 use herald_runtime::SecretSource;
 use herald_schemas::{Channel, EventKind};
-use herald_testkit::standins::pushy::PushyStandIn;
-use herald_testkit::standins::twilio::TwilioStandIn;
+use herald_standins::pushy::PushyStandIn;
+use herald_standins::twilio::TwilioStandIn;
 use support::TestEnv;
 
 const SID: &str = "AC00000000000000000000000000000002";

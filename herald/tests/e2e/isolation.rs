@@ -10,7 +10,7 @@ use herald_dispatchers::config::{ProviderConfig, ProviderLimits, PushySettings};
 use herald_enricher::Platform;
 use herald_runtime::SecretSource;
 use herald_schemas::Channel;
-use herald_testkit::standins::pushy::PushyStandIn;
+use herald_standins::pushy::PushyStandIn;
 use support::{TestEnv, add_user};
 
 /// An SMTP relay that accepts connections and never says a word.

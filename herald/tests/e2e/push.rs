@@ -11,7 +11,7 @@ use herald_enricher::Platform;
 use herald_enricher::directory::Directory;
 use herald_runtime::SecretSource;
 use herald_schemas::{Channel, DeliveryEvent, EventKind};
-use herald_testkit::standins::fcm::FcmStandIn;
+use herald_standins::fcm::FcmStandIn;
 use support::{TestEnv, add_user};
 
 const WAIT: Duration = Duration::from_secs(40);

@@ -11,8 +11,8 @@ use herald_enricher::directory::Directory;
 use herald_enricher::{Platform, RegionRoutes, User};
 use herald_runtime::SecretSource;
 use herald_schemas::{Channel, EventKind};
-use herald_testkit::standins::jpush::JpushStandIn;
-use herald_testkit::standins::pushy::PushyStandIn;
+use herald_standins::jpush::JpushStandIn;
+use herald_standins::pushy::PushyStandIn;
 use support::TestEnv;
 
 const WAIT: Duration = Duration::from_secs(40);

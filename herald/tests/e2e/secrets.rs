@@ -20,9 +20,9 @@ use herald_ingest::config::TwilioCallbacks;
 use herald_runtime::SecretSource;
 use herald_runtime::tracking::{Tracked, TrackingConfig};
 use herald_schemas::{Channel, EventKind};
-use herald_testkit::standins::apns::ApnsStandIn;
-use herald_testkit::standins::fcm::FcmStandIn;
-use herald_testkit::standins::twilio::TwilioStandIn;
+use herald_standins::apns::ApnsStandIn;
+use herald_standins::fcm::FcmStandIn;
+use herald_standins::twilio::TwilioStandIn;
 use support::{TestEnv, add_device, add_user, herald_output};
 
 const FCM_KEY: &str = include_str!("../../../dispatchers/tests/fixtures/fcm-service-account.json");

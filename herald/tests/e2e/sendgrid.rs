@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use herald_dispatchers::config::{ProviderConfig, ProviderLimits, SendgridSettings, Unsubscribe};
 use herald_runtime::SecretSource;
 use herald_schemas::{DeliveryEvent, EventKind};
-use herald_testkit::standins::sendgrid::SendgridStandIn;
+use herald_standins::sendgrid::SendgridStandIn;
 use support::TestEnv;
 
 const WAIT: Duration = Duration::from_secs(40);

@@ -11,8 +11,8 @@ use herald_dispatchers::config::{
 };
 use herald_runtime::SecretSource;
 use herald_schemas::{Channel, DeliveryEvent, EventKind};
-use herald_testkit::standins::twilio::TwilioStandIn;
-use herald_testkit::standins::vonage::VonageStandIn;
+use herald_standins::twilio::TwilioStandIn;
+use herald_standins::vonage::VonageStandIn;
 use support::TestEnv;
 
 const WAIT: Duration = Duration::from_secs(40);

@@ -14,8 +14,9 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use herald_dispatchers::providers::jwt::{Signer, verify};
 use serde_json::{Value, json};
+
+use crate::jose::{self, Alg};
 
 /// Apple's limit for alert notifications.
 const MAX_PAYLOAD: usize = 4096;
@@ -120,7 +121,7 @@ fn check_provider_token(shared: &Shared, headers: &HeaderMap) -> Option<&'static
             iat
         }
     };
-    let now = herald_schemas::now_millis() / 1000;
+    let now = crate::now_millis() / 1000;
     if issued_at > now + 60 {
         Some("InvalidProviderToken")
     } else if now - issued_at > TOKEN_MAX_AGE_SECS {
@@ -132,13 +133,10 @@ fn check_provider_token(shared: &Shared, headers: &HeaderMap) -> Option<&'static
 
 /// The `iat` of a token signed by the team's key, or `InvalidProviderToken`.
 fn verified_issued_at(shared: &Shared, token: &str) -> Result<i64, &'static str> {
-    let Ok((jwt_header, claims)) = verify(token, &shared.public_key) else {
+    let Ok((jwt_header, claims)) = jose::verify(token, Alg::Es256, &shared.public_key) else {
         return Err("InvalidProviderToken");
     };
-    if jwt_header["alg"] != "ES256"
-        || jwt_header["kid"] != shared.key_id.as_str()
-        || claims["iss"] != shared.team_id.as_str()
-    {
+    if jwt_header["kid"] != shared.key_id.as_str() || claims["iss"] != shared.team_id.as_str() {
         return Err("InvalidProviderToken");
     }
     claims["iat"].as_i64().ok_or("InvalidProviderToken")
@@ -224,7 +222,7 @@ async fn send(
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable");
     }
     if inner.dead_tokens.contains(&device_token) {
-        let body = json!({"reason": "Unregistered", "timestamp": herald_schemas::now_millis()});
+        let body = json!({"reason": "Unregistered", "timestamp": crate::now_millis()});
         return (StatusCode::GONE, axum::Json(body)).into_response();
     }
     inner.provider_tokens.insert(token);
@@ -254,11 +252,11 @@ impl ApnsStandIn {
         key_id: &str,
         topics: &[&str],
     ) -> anyhow::Result<Self> {
-        let signer = Signer::es256(p8)?;
+        let public_key = jose::public_key(Alg::Es256, p8)?;
         let shared = Shared {
             team_id: team_id.to_owned(),
             key_id: key_id.to_owned(),
-            public_key: Arc::new(signer.public_key()),
+            public_key: Arc::new(public_key),
             topics: Arc::new(topics.iter().map(|t| (*t).to_owned()).collect()),
             inner: Arc::default(),
         };
@@ -338,16 +336,15 @@ mod tests {
         Shared {
             team_id: "TEAM000001".into(),
             key_id: "TEST123456".into(),
-            public_key: Arc::new(Signer::es256(P8).unwrap().public_key()),
+            public_key: Arc::new(jose::public_key(Alg::Es256, P8).unwrap()),
             topics: Arc::default(),
             inner: Arc::default(),
         }
     }
 
     fn bearer(kid: &str, iat: i64) -> HeaderMap {
-        let signer = Signer::es256(P8).unwrap();
-        let token =
-            signer.sign(&json!({"kid": kid}), &json!({"iss": "TEAM000001", "iat": iat})).unwrap();
+        let header = json!({"alg": "ES256", "kid": kid});
+        let token = jose::sign_es256(P8, &header, &json!({"iss": "TEAM000001", "iat": iat}));
         let mut headers = HeaderMap::new();
         headers.insert("authorization", format!("bearer {token}").parse().unwrap());
         headers
@@ -356,7 +353,7 @@ mod tests {
     #[test]
     fn a_provider_token_is_verified_once_and_its_age_checked_on_every_send() {
         let apple = apple();
-        let now = herald_schemas::now_millis() / 1000;
+        let now = crate::now_millis() / 1000;
         let fresh = bearer("TEST123456", now);
         assert_eq!(check_provider_token(&apple, &fresh), None);
         assert_eq!(check_provider_token(&apple, &fresh), None);

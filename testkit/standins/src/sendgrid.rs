@@ -14,8 +14,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use herald_ingest::callbacks::sendgrid::P256_SPKI_PREFIX;
-
 use super::{Fault, Recorder, serve};
 
 /// A mail SendGrid accepted: the request body as sent.
@@ -100,7 +98,7 @@ async fn send(State(account): State<Account>, headers: HeaderMap, body: String) 
     match account.recorder.fault(&to) {
         Some(Fault::Throttled) => {
             let mut response = error(StatusCode::TOO_MANY_REQUESTS, None, "too many requests");
-            let reset = herald_schemas::now_millis() / 1000 + 1;
+            let reset = crate::now_millis() / 1000 + 1;
             if let Ok(value) = HeaderValue::from_str(&reset.to_string()) {
                 response.headers_mut().insert("x-ratelimit-reset", value);
             }
@@ -147,7 +145,16 @@ impl SendgridStandIn {
     pub fn verification_key(&self) -> String {
         use base64::Engine as _;
         use ring::signature::KeyPair as _;
-        let spki = [&P256_SPKI_PREFIX[..], self.signing_key.public_key().as_ref()].concat();
+        // RFC 5480: SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING point }.
+        let algorithm = [
+            [0x30, 0x13].as_slice(),
+            &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01],
+            &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+        ]
+        .concat();
+        let point = self.signing_key.public_key().as_ref();
+        let bits = [&[0x03, 0x42, 0x00][..], point].concat();
+        let spki = [&[0x30, 0x59][..], &algorithm, &bits].concat();
         base64::engine::general_purpose::STANDARD.encode(spki)
     }
 
@@ -160,7 +167,7 @@ impl SendgridStandIn {
         events: &[&str],
     ) -> anyhow::Result<u16> {
         use base64::Engine as _;
-        let now = herald_schemas::now_millis() / 1000;
+        let now = crate::now_millis() / 1000;
         let custom_args = &mail.body["personalizations"][0]["custom_args"];
         let batch: Vec<Value> = events
             .iter()

@@ -10,10 +10,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Form, Json, Router};
-use herald_dispatchers::providers::sms::{Encoding, segments};
 use serde_json::json;
 
-use super::{Fault, Recorder, serve};
+use super::{Fault, Recorder, gsm, serve};
 
 /// An SMS Vonage accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +65,8 @@ async fn send(State(account): State<Account>, Form(form): Form<Vec<(String, Stri
         return refused("3", "Invalid to param");
     }
     let unicode = field("type").as_deref() == Some("unicode");
-    let parts = segments(&text);
-    if parts.encoding == Encoding::Ucs2 && !unicode {
+    let (ucs2, parts) = gsm::parts(&text);
+    if ucs2 && !unicode {
         // Vonage would send replacement characters; Herald must ask for unicode.
         return refused("6", "Invalid Message: non-GSM characters without type=unicode");
     }
@@ -83,16 +82,16 @@ async fn send(State(account): State<Account>, Form(form): Form<Vec<(String, Stri
         text,
         unicode,
         client_ref: field("client-ref"),
-        parts: parts.count,
+        parts,
     };
     let n = account.recorder.accept(message);
-    let messages: Vec<_> = (0..parts.count)
+    let messages: Vec<_> = (0..parts)
         .map(|part| {
             json!({"to": to, "message-id": format!("{n:08X}-{part}"), "status": "0",
                    "remaining-balance": "10.0", "message-price": "0.0333", "network": "00000"})
         })
         .collect();
-    Json(json!({"message-count": parts.count.to_string(), "messages": messages})).into_response()
+    Json(json!({"message-count": parts.to_string(), "messages": messages})).into_response()
 }
 
 impl VonageStandIn {

@@ -13,10 +13,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Form, Json, Router};
-use herald_dispatchers::providers::fcm::ServiceAccount;
-use herald_dispatchers::providers::jwt::{Signer, verify};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use crate::jose::{self, Alg};
 
 /// A message FCM accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,10 +98,10 @@ async fn token(State(shared): State<Shared>, Form(form): Form<TokenForm>) -> Res
     if form.grant_type != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
         return refuse("unsupported grant_type");
     }
-    let Ok((_, claims)) = verify(&form.assertion, &shared.public_key) else {
+    let Ok((_, claims)) = jose::verify(&form.assertion, Alg::Rs256, &shared.public_key) else {
         return refuse("Invalid JWT Signature.");
     };
-    let now = herald_schemas::now_millis() / 1000;
+    let now = crate::now_millis() / 1000;
     let token_uri = shared.token_uri.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let valid = claims["iss"] == shared.client_email.as_str()
         && claims["aud"] == token_uri.as_str()
@@ -156,7 +156,7 @@ async fn send(
     let (project, action) = project_action;
     let delay = {
         let mut inner = shared.lock();
-        inner.requests.push(herald_schemas::now_millis());
+        inner.requests.push(crate::now_millis());
         inner.behaviour.delay
     };
     if let Some(delay) = delay {
@@ -236,15 +236,24 @@ async fn send(
     Json(json!({"name": format!("projects/{project}/messages/0:{id}")})).into_response()
 }
 
+/// The fields of a service-account key (the JSON file Google issues) that Google's side
+/// knows: the project, the account and its key.
+#[derive(Deserialize)]
+struct ServiceAccount {
+    project_id: String,
+    client_email: String,
+    private_key: String,
+}
+
 impl FcmStandIn {
     /// Serves FCM for the project of `service_account` (its JSON key), on a free port.
     pub async fn start(service_account: &str) -> anyhow::Result<Self> {
         let account: ServiceAccount = serde_json::from_str(service_account)?;
-        let signer = Signer::rs256(&account.private_key)?;
+        let public_key = jose::public_key(Alg::Rs256, &account.private_key)?;
         let shared = Shared {
             project_id: account.project_id,
             client_email: account.client_email,
-            public_key: Arc::new(signer.public_key()),
+            public_key: Arc::new(public_key),
             token_uri: Arc::default(),
             inner: Arc::default(),
         };

@@ -4,6 +4,8 @@
 
 pub mod apns;
 pub mod fcm;
+mod gsm;
+mod jose;
 pub mod jpush;
 pub mod pushy;
 pub mod sendgrid;
@@ -160,4 +162,10 @@ pub(crate) fn basic_auth_is(headers: &HeaderMap, user: &str, password: &str) -> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .is_some_and(|v| v == expected)
+}
+
+/// Milliseconds since the Unix epoch, as the providers' clocks read them.
+pub(crate) fn now_millis() -> i64 {
+    let since = std::time::UNIX_EPOCH.elapsed().unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }

@@ -18,8 +18,6 @@ use axum::routing::post;
 use axum::{Form, Json, Router};
 use serde_json::json;
 
-use herald_schemas::targets::is_e164;
-
 use super::{Fault, Recorder, basic_auth_is, serve};
 
 /// An SMS Twilio queued.
@@ -248,4 +246,14 @@ impl TwilioStandIn {
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// E.164 as Twilio requires it: `+`, a country code that does not start with 0, at most 15
+/// digits in all.
+fn is_e164(number: &str) -> bool {
+    number.strip_prefix('+').is_some_and(|digits| {
+        (2..=15).contains(&digits.len())
+            && !digits.starts_with('0')
+            && digits.chars().all(|c| c.is_ascii_digit())
+    })
 }
