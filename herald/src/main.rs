@@ -3,7 +3,7 @@
 mod cli;
 
 use clap::Parser;
-use herald::config::HeraldConfig;
+use herald_wiring::config::HeraldConfig;
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: under glibc's allocator `malloc`/`free` and its arena locks were a large share

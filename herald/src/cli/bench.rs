@@ -1,7 +1,7 @@
-//! `herald bench`: benchmarks that print figures (the drivers live in `herald::bench`).
+//! `herald bench`: benchmarks that print figures (the drivers live in `herald_devtools::bench`).
 
-use herald::bench::BenchCommand;
-use herald::config::HeraldConfig;
+use herald_devtools::bench::BenchCommand;
+use herald_wiring::config::HeraldConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {

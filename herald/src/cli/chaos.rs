@@ -1,3 +1,3 @@
-//! `herald chaos`: a fault run (the driver lives in `herald::chaos`).
+//! `herald chaos`: a fault run (the driver lives in `herald_devtools::chaos`).
 
-pub use herald::chaos::ChaosArgs;
+pub use herald_devtools::chaos::ChaosArgs;

@@ -1,8 +1,8 @@
 //! `herald clients`: the send API's callers, their keys, policies and webhooks.
 
-use herald::config::HeraldConfig;
 use herald_ingest::IngestStores;
 use herald_schemas::RequestedChannel;
+use herald_wiring::config::HeraldConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct ClientsArgs {

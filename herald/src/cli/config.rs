@@ -1,7 +1,7 @@
 //! `herald config`: the effective configuration, secrets redacted.
 
 use anyhow::Context;
-use herald::config::HeraldConfig;
+use herald_wiring::config::HeraldConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct ConfigArgs {}

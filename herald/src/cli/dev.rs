@@ -1,8 +1,8 @@
 //! `herald dev`: the whole stack on this machine.
 
-use herald::config::HeraldConfig;
-use herald::dev::DevOptions;
+use herald_devtools::dev::DevOptions;
 use herald_runtime::shutdown;
+use herald_wiring::config::HeraldConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
@@ -12,6 +12,6 @@ pub struct DevArgs {
 
 impl DevArgs {
     pub async fn run(self, config: HeraldConfig) -> anyhow::Result<()> {
-        herald::dev::run(config, self.options, shutdown::on_signal()).await
+        herald_devtools::dev::run(config, self.options, shutdown::on_signal()).await
     }
 }

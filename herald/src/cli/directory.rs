@@ -1,7 +1,7 @@
 //! `herald directory import`: users, devices, preferences and templates from a file.
 
-use herald::config::HeraldConfig;
-use herald::directory::{DirectoryCommand, ImportOptions, ImportPath, import_configured};
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::directory::{DirectoryCommand, ImportOptions, ImportPath, import_configured};
 
 #[derive(clap::Args, Debug)]
 pub struct DirectoryArgs {

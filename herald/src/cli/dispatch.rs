@@ -1,9 +1,9 @@
 //! `herald dispatch --channel <channel>`: one channel's dispatcher, with its ops endpoints.
 
-use herald::config::HeraldConfig;
-use herald::roles;
 use herald_runtime::shutdown;
 use herald_schemas::Channel;
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::roles;
 
 #[derive(clap::Args, Debug)]
 pub struct DispatchArgs {

@@ -1,11 +1,11 @@
 //! `herald dlq`: the dead-letter topic listed, shown and redriven (the work lives in
-//! `herald::dlq`).
+//! `herald_wiring::dlq`).
 
 use anyhow::Context;
-use herald::config::HeraldConfig;
-use herald::dlq;
 use herald_runtime::kafka::ChangeMode;
 use herald_schemas::Channel;
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::dlq;
 
 #[derive(clap::Args, Debug)]
 pub struct DlqArgs {
@@ -38,7 +38,9 @@ struct DlqFilterArgs {
 impl DlqFilterArgs {
     fn filter(self, config: &HeraldConfig) -> anyhow::Result<dlq::Filter> {
         let group = match &self.group {
-            Some(given) => herald::groups::resolve_group(config, given, &[])?.map(|g| g.name),
+            Some(given) => {
+                herald_wiring::groups::resolve_group(config, given, &[])?.map(|g| g.name)
+            }
             None => None,
         };
         Ok(dlq::Filter {

@@ -1,8 +1,8 @@
 //! `herald enrich`: the enricher, with its /healthz, /readyz and /metrics.
 
-use herald::config::HeraldConfig;
-use herald::roles;
 use herald_runtime::shutdown;
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::roles;
 
 #[derive(clap::Args, Debug)]
 pub struct EnrichArgs {}

@@ -1,7 +1,7 @@
 //! `herald groups`: consumer groups' lag, members and offset resets.
 
-use herald::config::HeraldConfig;
-use herald::groups::GroupsCommand;
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::groups::GroupsCommand;
 
 #[derive(clap::Args, Debug)]
 pub struct GroupsArgs {

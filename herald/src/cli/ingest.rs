@@ -1,9 +1,9 @@
 //! `herald ingest`: the send API.
 
 use anyhow::Context;
-use herald::config::HeraldConfig;
-use herald::roles;
 use herald_runtime::shutdown;
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::roles;
 
 #[derive(clap::Args, Debug)]
 pub struct IngestArgs {}

@@ -1,7 +1,7 @@
 //! `herald migrate`: the ScyllaDB keyspaces and tables of the stores that live there.
 
-use herald::config::HeraldConfig;
-use herald::roles;
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::roles;
 
 #[derive(clap::Args, Debug)]
 pub struct MigrateArgs {}

@@ -24,7 +24,7 @@ mod topics;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use herald::config::HeraldConfig;
+use herald_wiring::config::HeraldConfig;
 
 #[derive(Parser, Debug)]
 #[command(name = "herald", version, about = "A Kafka-native notification pipeline")]

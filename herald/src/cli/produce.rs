@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use herald::config::HeraldConfig;
+use herald_wiring::config::HeraldConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct ProduceArgs {
@@ -15,7 +15,7 @@ impl ProduceArgs {
     #[allow(clippy::print_stdout)]
     pub async fn run(self, config: &HeraldConfig) -> anyhow::Result<()> {
         let progress = super::file_progress(&self.file);
-        let report = herald::produce::run(config, &self.file, &progress).await?;
+        let report = herald_wiring::produce::run(config, &self.file, &progress).await?;
         progress.finish_and_clear();
         for (line, reason) in &report.refused {
             eprintln!("line {line}: {reason}");

@@ -1,7 +1,7 @@
 //! `herald topics apply`: the cluster's topics brought to their definitions.
 
-use herald::config::HeraldConfig;
 use herald_runtime::kafka::ChangeMode;
+use herald_wiring::config::HeraldConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct TopicsArgs {
@@ -28,7 +28,7 @@ impl TopicsArgs {
         let mode = ChangeMode::from_dry_run(dry_run);
         let specs = config.topic_specs();
         let plan = herald_runtime::kafka::apply::apply_topics(&config.kafka, &specs, mode).await?;
-        print!("{}", herald::topics::render_plan(&plan, mode));
+        print!("{}", herald_wiring::topics::render_plan(&plan, mode));
         Ok(())
     }
 }

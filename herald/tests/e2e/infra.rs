@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use herald::config::HeraldConfig;
 use herald_runtime::metrics::MetricKind;
 use herald_schemas::{Channel, Lane};
+use herald_wiring::config::HeraldConfig;
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{ExprVisitor, walk_expr};
 use serde::Deserialize as _;
@@ -76,7 +76,7 @@ fn check_expr(expr: &str, catalog: &BTreeMap<String, MetricKind>) -> Result<(), 
 }
 
 fn catalog() -> BTreeMap<String, MetricKind> {
-    herald::metrics_catalog().into_iter().collect()
+    herald_wiring::metrics_catalog().into_iter().collect()
 }
 
 #[test]

@@ -6,14 +6,14 @@
 use herald_enricher::Directory;
 use std::time::{Duration, Instant};
 
-use herald::config::HeraldConfig;
-use herald::pipeline::Pipeline;
 use herald_enricher::SqliteDirectory;
 use herald_runtime::kafka::admin;
 use herald_schemas::{AvroCodec, Record};
 use herald_testkit::Broker;
 use herald_testkit::mail_sink::MailSink;
 use herald_testkit::{DevRegistry, SendApi};
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::pipeline::Pipeline;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -109,7 +109,7 @@ impl TestEnv {
         let cql = herald_testkit::cql::node("herald_e2e")?;
         let mut env = Self::start().await;
         env.config.put_stores_on(&cql);
-        herald::roles::migrate(&env.config).await.unwrap();
+        herald_wiring::roles::migrate(&env.config).await.unwrap();
         Some(env)
     }
 
@@ -162,8 +162,8 @@ impl TestEnv {
         let shutdown = CancellationToken::new();
         let mut all = vec![herald_schemas::Channel::Email];
         all.extend_from_slice(channels);
-        let given = herald::roles::GivenProviders::new();
-        let roles = herald::pipeline::Roles { enricher, channels: &all };
+        let given = herald_wiring::roles::GivenProviders::new();
+        let roles = herald_wiring::pipeline::Roles { enricher, channels: &all };
         let config = self.config.clone();
         let pipeline =
             Pipeline::start_roles(config, listener, roles, given, shutdown.clone()).await.unwrap();

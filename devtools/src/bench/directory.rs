@@ -17,8 +17,8 @@ use serde::Serialize;
 
 use super::enrich::{copy_records, in_temp_dir, process_usage, warm_up_broker};
 use super::stack::{Killed, Stack, StackArgs, spawn_role, write_directory};
-use crate::config::HeraldConfig;
-use crate::directory::{ImportFormat, ImportOptions};
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::directory::{ImportFormat, ImportOptions};
 
 #[derive(Debug, Clone)]
 pub struct DirectoryBenchOptions {
@@ -182,7 +182,7 @@ async fn import_through_topic(
     enricher: u32,
     records: usize,
 ) -> anyhow::Result<DirectoryRow> {
-    let writer = crate::directory::writer(config).await?;
+    let writer = herald_wiring::directory::writer(config).await?;
     let options = ImportOptions { format: ImportFormat::Jsonl, kind: None };
     let hidden = indicatif::ProgressBar::hidden();
     let cpu_before = process_usage(enricher).0;
@@ -191,11 +191,11 @@ async fn import_through_topic(
     let report = match enrich.directory_backend {
         DirectoryBackend::Sqlite => {
             let store = Arc::new(SqliteDirectory::open(&enrich.directory_path)?);
-            crate::directory::import(store, &writer, file, options, &hidden, true).await?
+            herald_wiring::directory::import(store, &writer, file, options, &hidden, true).await?
         }
         DirectoryBackend::Scylla => {
             let store = Arc::new(ScyllaDirectory::connect(&enrich.scylla).await?);
-            crate::directory::import(store, &writer, file, options, &hidden, true).await?
+            herald_wiring::directory::import(store, &writer, file, options, &hidden, true).await?
         }
     };
     let seconds = started.elapsed().as_secs_f64().max(1e-9);

@@ -27,11 +27,11 @@ use herald_testkit::DevRegistry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::HeraldConfig;
-use crate::pipeline::Pipeline;
-use crate::roles::GivenProviders;
 use herald_testkit::mail_sink::{MailSink, SinkOptions};
 use herald_testkit::{Storage, TansuBroker};
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::pipeline::Pipeline;
+use herald_wiring::roles::GivenProviders;
 
 /// `herald dev`. A port already in use is replaced by a free one (the banner shows the
 /// ports in use); 0 asks for a free one.
@@ -93,21 +93,23 @@ fn one_partition_for_quiet_topics(config: &mut HeraldConfig) {
 /// seeds the demo users and template into the configured directory; says where the stores
 /// are, for the banner.
 async fn seed_stores(config: &HeraldConfig) -> anyhow::Result<String> {
-    crate::roles::migrate(config).await.context("creating the stores' CQL tables")?;
+    herald_wiring::roles::migrate(config).await.context("creating the stores' CQL tables")?;
     let template = [seed::TEMPLATE_ID.to_owned()];
     let announced = "announcing the demo template";
-    let writer = crate::directory::writer(config).await?;
+    let writer = herald_wiring::directory::writer(config).await?;
     match config.enricher.directory_backend {
         DirectoryBackend::Sqlite => {
             let directory = SqliteDirectory::open(&config.enricher.directory_path)?;
             seed::demo_users(&directory).await.context("seeding demo users")?;
-            let announce = crate::directory::announce_templates(&writer, &directory, &template);
+            let announce =
+                herald_wiring::directory::announce_templates(&writer, &directory, &template);
             announce.await.context(announced)?;
         }
         DirectoryBackend::Scylla => {
             let directory = ScyllaDirectory::connect(&config.enricher.scylla).await?;
             seed::demo_users(&directory).await.context("seeding demo users")?;
-            let announce = crate::directory::announce_templates(&writer, &directory, &template);
+            let announce =
+                herald_wiring::directory::announce_templates(&writer, &directory, &template);
             announce.await.context(announced)?;
         }
     }

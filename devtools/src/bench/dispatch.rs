@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::stack::{Stack, StackArgs};
 use super::standins::stand_in;
-use crate::config::HeraldConfig;
-use crate::roles::{self, GivenProviders};
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::roles::{self, GivenProviders};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -30,8 +30,8 @@ use crate::bench::enrich::{
     copy_records, in_temp_dir, process_usage, reader_from_start, request, targets,
 };
 use crate::bench::standins::stand_in;
-use crate::config::HeraldConfig;
-use crate::roles;
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::roles;
 
 /// The consumers' `fetch.wait.max.ms` on the embedded broker.
 const FETCH_WAIT_MS: &str = "50";

@@ -17,8 +17,8 @@ use rdkafka::{ClientConfig, Message};
 use serde::Serialize;
 
 use super::stack::{Loaded, Stack, StackArgs, spawn_role};
-use crate::config::HeraldConfig;
-use crate::roles;
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::roles;
 
 #[derive(Debug, Clone)]
 pub struct EnrichBenchOptions {
@@ -235,7 +235,7 @@ impl Outputs {
         for channel in Channel::ALL {
             topics.extend(Lane::ALL.map(|lane| names.channel_in(channel, lane)));
         }
-        Ok(Self { probe: crate::groups::probe(&config.kafka)?, topics })
+        Ok(Self { probe: herald_wiring::groups::probe(&config.kafka)?, topics })
     }
 
     /// Records in every topic the enricher writes.

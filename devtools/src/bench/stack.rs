@@ -16,8 +16,8 @@ use herald_testkit::cql::CassandraNode;
 use herald_testkit::{Broker, BrokerChoice, BrokerStorage, KafkaCluster, TansuBroker};
 use serde::Serialize;
 
-use crate::config::HeraldConfig;
-use crate::directory::{ImportFormat, ImportOptions};
+use herald_wiring::config::HeraldConfig;
+use herald_wiring::directory::{ImportFormat, ImportOptions};
 
 /// The broker and stores of a benchmark, on its command line.
 #[derive(clap::Args, Debug, Clone)]
@@ -135,7 +135,9 @@ impl Stack {
                 ..ScyllaConfig::default()
             };
             stack.config.put_stores_on(&cql);
-            crate::roles::migrate(&stack.config).await.context("creating the CQL tables")?;
+            herald_wiring::roles::migrate(&stack.config)
+                .await
+                .context("creating the CQL tables")?;
         }
         Ok(stack)
     }
@@ -186,13 +188,23 @@ impl Stack {
         let report = match enricher.directory_backend {
             DirectoryBackend::Sqlite => {
                 let directory = SqliteDirectory::open(&enricher.directory_path)?;
-                crate::directory::import_direct(Arc::new(directory), &file, options, &hidden)
-                    .await?
+                herald_wiring::directory::import_direct(
+                    Arc::new(directory),
+                    &file,
+                    options,
+                    &hidden,
+                )
+                .await?
             }
             DirectoryBackend::Scylla => {
                 let directory = ScyllaDirectory::connect(&enricher.scylla).await?;
-                crate::directory::import_direct(Arc::new(directory), &file, options, &hidden)
-                    .await?
+                herald_wiring::directory::import_direct(
+                    Arc::new(directory),
+                    &file,
+                    options,
+                    &hidden,
+                )
+                .await?
             }
         };
         anyhow::ensure!(report.refused_total == 0, "the directory file has refused records");

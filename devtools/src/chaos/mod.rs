@@ -23,10 +23,10 @@ use herald_testkit::DevRegistry;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::config::HeraldConfig;
 use broker_faults::{Fault, FaultLog};
 use herald_testkit::mail_sink::{MailSink, SinkOptions};
 use herald_testkit::{Broker, BrokerChoice, BrokerStorage, KafkaCluster, TansuBroker, free_port};
+use herald_wiring::config::HeraldConfig;
 use role::Role;
 use tokio_util::sync::CancellationToken;
 
@@ -508,7 +508,7 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
     ingest.kill();
     let kafka = config.kafka.clone();
     let letters = tokio::task::spawn_blocking(move || {
-        crate::dlq::read(&kafka, &crate::dlq::Filter::default())
+        herald_wiring::dlq::read(&kafka, &herald_wiring::dlq::Filter::default())
     })
     .await??;
     let dead: BTreeSet<String> = letters

@@ -1,13 +1,8 @@
-//! The `herald` binary's library: configuration, wiring of the roles, and the development
-//! environment. The roles themselves live in their own crates.
+//! What the `herald` binary is made of besides its command line: the configuration, the
+//! wiring of the roles into processes, and the work of the operator commands. The roles live
+//! in their own crates; the development tools in `herald-devtools`, which builds on this.
 
-#[cfg(feature = "dev")]
-pub mod bench;
-#[cfg(feature = "dev")]
-pub mod chaos;
 pub mod config;
-#[cfg(feature = "dev")]
-pub mod dev;
 pub mod directory;
 pub mod dlq;
 pub mod groups;

@@ -130,7 +130,7 @@ impl BenchCommand {
     #[allow(clippy::print_stdout)] // the figures are the command's output
     /// `tuning`: the configuration given to `herald bench`, whose Kafka tuning the
     /// benchmarked roles use.
-    pub async fn run(self, tuning: &crate::config::HeraldConfig) -> anyhow::Result<()> {
+    pub async fn run(self, tuning: &herald_wiring::config::HeraldConfig) -> anyhow::Result<()> {
         match self {
             BenchCommand::Dispatch {
                 providers,
