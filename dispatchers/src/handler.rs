@@ -14,9 +14,9 @@ use herald_schemas::{Channel, ChannelMessage, DeliveryEvent, EventKind, Topics};
 use prometheus::{HistogramVec, IntCounterVec};
 
 use crate::ledger::{Claim, Completion, DeliveryKey, DeliveryLedger};
-use crate::providers::registry::{Pick, ProviderHandle, Routes};
 use crate::providers::{DeliveryError, Sent};
 use crate::retry::{self, NextStep, RetryPolicy};
+use crate::routes::{Pick, ProviderHandle, Routes};
 
 struct DeliveryMetrics {
     outcomes: IntCounterVec,

@@ -9,6 +9,7 @@ mod handler;
 pub mod ledger;
 pub mod providers;
 pub mod retry;
+pub mod routes;
 
 use std::sync::Arc;
 
@@ -20,14 +21,13 @@ use tokio_util::sync::CancellationToken;
 pub use config::DispatchConfig;
 pub use handler::DispatchSetup;
 pub use ledger::DeliveryLedger;
-pub use providers::registry::Routes;
 pub use providers::{DeliveryError, Provider, Sent};
+pub use routes::Routes;
 
 /// Defines the dispatchers' metrics now rather than at their first use.
 pub fn define_metrics() {
     handler::define_metrics();
-    providers::breaker::define_metrics();
-    providers::smtp_pool::define_metrics();
+    providers::define_metrics();
 }
 
 /// Consumer group of a channel's dispatchers (its urgent lane and the retry tiers).

@@ -9,7 +9,7 @@ use std::path::Path;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use herald_dispatchers::DispatchConfig;
-use herald_dispatchers::providers::registry;
+use herald_dispatchers::routes;
 use herald_enricher::EnricherConfig;
 use herald_ingest::IngestConfig;
 use herald_runtime::kafka::admin::TopicSpec;
@@ -180,9 +180,9 @@ impl HeraldConfig {
                     .into(),
             );
         }
-        registry::check(&self.dispatch)
+        routes::check(&self.dispatch)
             .map_err(|e| ConfigError::Invalid(format!("dispatch: {e}")))?;
-        let longest = registry::longest_timeout_ms(&self.dispatch);
+        let longest = routes::longest_timeout_ms(&self.dispatch);
         if self.dispatch.ledger.claim_timeout_ms <= longest {
             return fail(format!(
                 "dispatch.ledger.claim_timeout_ms ({}) must exceed the longest provider timeout ({longest} ms): a claim must outlive the call it guards",

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use herald_dispatchers::config::ProviderLimits;
-use herald_dispatchers::providers::registry::{Pick, Routes};
+use herald_dispatchers::config::{ProviderConfig, ProviderLimits};
+use herald_dispatchers::routes::{Pick, Routes};
 use herald_runtime::kafka::{admin, wait_all};
 use herald_schemas::{Channel, ChannelMessage, EmailContent, PushContent, SmsContent};
 use herald_testkit::DevRegistry;
@@ -24,57 +24,40 @@ use super::standins::stand_in;
 use herald_wiring::config::HeraldConfig;
 use herald_wiring::roles::{self, GivenProviders};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BenchProvider {
-    Apns,
-    Fcm,
-    Jpush,
-    Pushy,
-    Twilio,
-    Vonage,
-    Sendgrid,
-    Smtp,
+/// A provider kind under measurement, and the channel its messages are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchProvider {
+    kind: &'static str,
+    channel: Channel,
 }
 
 impl BenchProvider {
-    pub const ALL: [BenchProvider; 8] = [
-        BenchProvider::Apns,
-        BenchProvider::Fcm,
-        BenchProvider::Jpush,
-        BenchProvider::Pushy,
-        BenchProvider::Twilio,
-        BenchProvider::Vonage,
-        BenchProvider::Sendgrid,
-        BenchProvider::Smtp,
-    ];
+    /// The kind of `settings`, measured on the first channel it serves.
+    pub(crate) fn of(kind: &'static str, settings: &ProviderConfig) -> anyhow::Result<Self> {
+        let channel = settings.channels().first().copied();
+        let channel = channel.with_context(|| format!("provider kind {kind} serves no channel"))?;
+        Ok(Self { kind, channel })
+    }
 
     pub(crate) fn channel(self) -> Channel {
-        match self {
-            BenchProvider::Apns => Channel::Ios,
-            BenchProvider::Fcm | BenchProvider::Jpush | BenchProvider::Pushy => Channel::Android,
-            BenchProvider::Twilio | BenchProvider::Vonage => Channel::Sms,
-            BenchProvider::Sendgrid | BenchProvider::Smtp => Channel::Email,
-        }
+        self.channel
     }
 
     pub(crate) fn name(self) -> &'static str {
-        match self {
-            BenchProvider::Apns => "apns",
-            BenchProvider::Fcm => "fcm",
-            BenchProvider::Jpush => "jpush",
-            BenchProvider::Pushy => "pushy",
-            BenchProvider::Twilio => "twilio",
-            BenchProvider::Vonage => "vonage",
-            BenchProvider::Sendgrid => "sendgrid",
-            BenchProvider::Smtp => "smtp",
-        }
+        self.kind
+    }
+}
+
+impl Serialize for BenchProvider {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.kind)
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct DispatchBenchOptions {
-    pub providers: Vec<BenchProvider>,
+    /// Provider kinds ([`super::standins::bench_kinds`]).
+    pub providers: Vec<&'static str>,
     pub messages: usize,
     pub latency: Duration,
     pub concurrency: usize,
@@ -319,13 +302,14 @@ async fn rounds(
 ) -> anyhow::Result<Vec<BenchRow>> {
     let registry = DevRegistry::default().spawn("127.0.0.1:0".parse()?).await?;
     let mut rows = Vec::new();
-    for (round, provider) in options.providers.iter().copied().enumerate() {
+    for (round, kind) in options.providers.iter().copied().enumerate() {
         let limits = ProviderLimits {
             concurrency: options.concurrency.max(1),
             timeout_ms: 30_000,
             ..ProviderLimits::default()
         };
-        let (standin, settings) = stand_in(provider, dir, limits, options.latency).await?;
+        let (standin, settings) = stand_in(kind, dir, &limits, options.latency).await?;
+        let provider = BenchProvider::of(kind, &settings)?;
         let mut config = match stack {
             Some(stack) => stack.config.clone(),
             None => HeraldConfig {

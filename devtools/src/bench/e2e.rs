@@ -221,8 +221,9 @@ async fn run_on(stack: &Stack, options: &E2eOptions, dir: &Path) -> anyhow::Resu
     let limits =
         ProviderLimits { concurrency: 256, timeout_ms: 30_000, ..ProviderLimits::default() };
     let mut standins = Vec::new();
-    for provider in [BenchProvider::Sendgrid, BenchProvider::Apns, BenchProvider::Fcm] {
-        let (standin, settings) = stand_in(provider, dir, limits.clone(), options.latency).await?;
+    for kind in ["sendgrid", "apns", "fcm"] {
+        let (standin, settings) = stand_in(kind, dir, &limits, options.latency).await?;
+        let provider = BenchProvider::of(kind, &settings)?;
         standins.push(standin);
         config.dispatch.providers.insert(provider.name().into(), settings);
         config.dispatch.routes.insert(

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use herald_dispatchers::Provider;
-use herald_dispatchers::config::{ProviderConfig, ProviderLimits, SandboxSettings, SmtpTls};
+use herald_dispatchers::config::{ProviderConfig, ProviderLimits, SmtpTls};
+use herald_dispatchers::providers::sandbox::SandboxSettings;
 use herald_dispatchers::providers::sandbox::{Recordings, SandboxProvider};
 use herald_enricher::ScyllaDirectory;
 use herald_enricher::{DirectoryBackend, SqliteDirectory};
@@ -487,7 +488,7 @@ mod tests {
     /// writes finds its routes and records what it would send next to the stack's data.
     #[tokio::test]
     async fn the_operator_configuration_routes_every_channel_to_a_recording_sandbox() {
-        use herald_dispatchers::providers::registry::Routes;
+        use herald_dispatchers::routes::Routes;
         let data = tempfile::tempdir().unwrap();
         let file = data.path().join("herald.toml");
         let config = HeraldConfig::default();

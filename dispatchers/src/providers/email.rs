@@ -6,7 +6,7 @@ use std::fmt::Write;
 use herald_schemas::ChannelMessage;
 use sha2::{Digest, Sha256};
 
-use crate::config::Unsubscribe;
+use serde::{Deserialize, Serialize};
 
 /// `<notification id>.<target hash>@domain`: the same for every attempt of one delivery, so
 /// a resend after a crash is recognisable as the same message.
@@ -59,6 +59,25 @@ pub fn unsubscribe_headers(
         headers.push(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_owned()));
     }
     headers
+}
+
+/// `List-Unsubscribe` (RFC 2369) with one-click unsubscribe (RFC 8058) on the categories a
+/// user may leave, as mailbox providers require of bulk senders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Unsubscribe {
+    /// HTTPS URL; `{user_id}`, `{notification_id}`, `{category}` and `{address}` are
+    /// replaced (URL-encoded). It must accept a POST for one-click unsubscribes.
+    pub url: Option<String>,
+    /// `mailto:` address for clients without one-click support.
+    pub mailto: Option<String>,
+    pub categories: Vec<String>,
+}
+
+impl Default for Unsubscribe {
+    fn default() -> Self {
+        Self { url: None, mailto: None, categories: vec!["marketing".into()] }
+    }
 }
 
 #[cfg(test)]

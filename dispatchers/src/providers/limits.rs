@@ -5,7 +5,35 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+
+/// What every provider account is allowed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderLimits {
+    /// Sends in progress at once.
+    pub concurrency: usize,
+    /// Sends per second (unset: no limit beyond what the provider answers with 429s).
+    pub rate_per_second: Option<f64>,
+    pub timeout_ms: u64,
+    /// After this many transient failures in a row the provider is skipped in favour of the
+    /// route's next one, for `breaker_open_ms`; then one send probes it again.
+    pub breaker_failures: u32,
+    pub breaker_open_ms: u64,
+}
+
+impl Default for ProviderLimits {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            rate_per_second: None,
+            timeout_ms: 10_000,
+            breaker_failures: 5,
+            breaker_open_ms: 30_000,
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Bucket {

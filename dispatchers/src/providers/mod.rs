@@ -1,27 +1,45 @@
-//! What a provider is to a dispatcher, and how its answers are classified.
+//! The providers: each kind is a folder (`apns/`, `fcm/`, ...) holding its settings
+//! (`config.rs`, with how the kind builds an account), its client (`mod.rs`) and its tests,
+//! the wire contract against its stand-in among them (`tests.rs`). `kinds.rs` lists the
+//! kinds, one line each. Here: what a provider is to a dispatcher, and how its answers are
+//! classified. Adding a kind: docs/architecture.md.
 
 pub mod apns;
-pub(crate) mod breaker;
+mod breaker;
 pub mod email;
 pub mod fcm;
 pub mod http;
 pub mod jpush;
 pub mod jwt;
+mod kinds;
 pub mod limits;
 pub mod pushy;
-pub mod registry;
 pub mod sandbox;
 pub mod sendgrid;
 pub mod sms;
 pub mod smtp;
-pub mod smtp_pool;
 pub mod twilio;
 pub mod vonage;
+#[cfg(test)]
+mod wire_contract;
+
+pub(crate) use breaker::{Admission, Breaker};
+
+/// Defines the providers' metrics now rather than at their first use.
+pub(crate) fn define_metrics() {
+    breaker::define_metrics();
+    smtp::pool::define_metrics();
+}
+pub use email::Unsubscribe;
+pub use kinds::ProviderConfig;
+pub use limits::ProviderLimits;
+pub use sms::SmsOptions;
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use herald_schemas::{ChannelMessage, PushContent};
+use herald_schemas::{Channel, ChannelMessage, PushContent};
 
 /// The provider took the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,11 +86,25 @@ impl DeliveryError {
 /// registry.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Sent, DeliveryError>> + Send + 'a>>;
 
-/// One provider account (an SMTP relay, an FCM project, a Twilio account, ...). Adding a
-/// provider kind is one module implementing this plus its configuration variant.
+/// One provider account (an SMTP relay, an FCM project, a Twilio account, ...).
 pub trait Provider: Send + Sync + 'static {
     /// Sends one message; classifies every failure.
     fn send<'a>(&'a self, message: &'a ChannelMessage) -> SendFuture<'a>;
+}
+
+/// Why a provider account could not be built (a secret unreadable, a key refused, a client
+/// not set up): each kind's own error, shown with the account's name.
+pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a kind's settings say about it: implemented once per kind, in its folder's
+/// `config.rs`.
+pub trait ProviderKind {
+    /// The channels the kind's API carries.
+    fn channels(&self) -> Vec<Channel>;
+    /// What the account is allowed: concurrent sends, rate, timeout, breaker.
+    fn limits(&self) -> ProviderLimits;
+    /// The account called `name`, ready to send: secrets read, client set up.
+    fn build(&self, name: &str) -> Result<Arc<dyn Provider>, BuildError>;
 }
 
 /// The push content of a message on a push channel; a message without it is poison.

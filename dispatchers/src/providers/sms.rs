@@ -8,7 +8,7 @@
 use herald_schemas::ChannelMessage;
 
 use super::DeliveryError;
-use crate::config::SmsOptions;
+use serde::{Deserialize, Serialize};
 
 /// The basic GSM 03.38 alphabet (one septet each).
 const GSM_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
@@ -73,6 +73,22 @@ pub fn checked_text<'m>(
         });
     }
     Ok((text, parts))
+}
+
+/// What both SMS providers need besides credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsOptions {
+    /// Sender: an E.164 number or an alphanumeric sender id where the country allows one.
+    pub from: String,
+    /// Longer texts are refused (permanent failure) instead of billed as many parts.
+    pub max_segments: u32,
+}
+
+impl Default for SmsOptions {
+    fn default() -> Self {
+        Self { from: String::new(), max_segments: 6 }
+    }
 }
 
 #[cfg(test)]

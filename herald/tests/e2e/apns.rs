@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::http::Version;
-use herald_dispatchers::config::{ApnsAuth, ApnsSettings, ProviderConfig, ProviderLimits};
+use herald_dispatchers::config::{ProviderConfig, ProviderLimits};
+use herald_dispatchers::providers::apns::{ApnsAuth, ApnsSettings};
 use herald_enricher::Platform;
 use herald_enricher::directory::Directory;
 use herald_runtime::SecretSource;

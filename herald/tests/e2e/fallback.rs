@@ -7,9 +7,9 @@ use herald_enricher::Directory as _;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use herald_dispatchers::config::{
-    ProviderConfig, ProviderLimits, PushySettings, SmsOptions, TwilioSettings,
-};
+use herald_dispatchers::config::{ProviderConfig, ProviderLimits, SmsOptions};
+use herald_dispatchers::providers::pushy::PushySettings;
+use herald_dispatchers::providers::twilio::TwilioSettings;
 use herald_enricher::{Fallbacks, Platform, User};
 use herald_runtime::SecretSource;
 use herald_schemas::{Channel, EventKind};

@@ -6,7 +6,8 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use herald_dispatchers::config::{ProviderConfig, ProviderLimits, PushySettings};
+use herald_dispatchers::config::{ProviderConfig, ProviderLimits};
+use herald_dispatchers::providers::pushy::PushySettings;
 use herald_enricher::Platform;
 use herald_runtime::SecretSource;
 use herald_schemas::Channel;

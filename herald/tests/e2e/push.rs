@@ -6,7 +6,8 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald_dispatchers::config::{FcmSettings, ProviderConfig, ProviderLimits};
+use herald_dispatchers::config::{ProviderConfig, ProviderLimits};
+use herald_dispatchers::providers::fcm::FcmSettings;
 use herald_enricher::Platform;
 use herald_enricher::directory::Directory;
 use herald_runtime::SecretSource;

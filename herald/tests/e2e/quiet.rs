@@ -6,7 +6,8 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald_dispatchers::config::{ProviderConfig, ProviderLimits, SandboxSettings};
+use herald_dispatchers::config::{ProviderConfig, ProviderLimits};
+use herald_dispatchers::providers::sandbox::SandboxSettings;
 use herald_enricher::Directory as _;
 use herald_schemas::{Channel, DeliveryEvent, EventKind};
 use support::TestEnv;

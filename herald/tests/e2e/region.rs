@@ -6,7 +6,9 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use herald_dispatchers::config::{JpushSettings, ProviderConfig, ProviderLimits, PushySettings};
+use herald_dispatchers::config::{ProviderConfig, ProviderLimits};
+use herald_dispatchers::providers::jpush::JpushSettings;
+use herald_dispatchers::providers::pushy::PushySettings;
 use herald_enricher::directory::Directory;
 use herald_enricher::{Platform, RegionRoutes, User};
 use herald_runtime::SecretSource;

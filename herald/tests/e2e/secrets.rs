@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald_dispatchers::config::{
-    ApnsAuth, ApnsSettings, FcmSettings, ProviderConfig, ProviderLimits, PushySettings, SmsOptions,
-    TwilioSettings,
-};
+use herald_dispatchers::config::{ProviderConfig, ProviderLimits, SmsOptions};
+use herald_dispatchers::providers::apns::{ApnsAuth, ApnsSettings};
+use herald_dispatchers::providers::fcm::FcmSettings;
+use herald_dispatchers::providers::pushy::PushySettings;
+use herald_dispatchers::providers::twilio::TwilioSettings;
 use herald_enricher::Platform;
 use herald_ingest::config::TwilioCallbacks;
 use herald_runtime::SecretSource;

@@ -7,7 +7,8 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use herald_dispatchers::config::{ProviderConfig, ProviderLimits, SendgridSettings, Unsubscribe};
+use herald_dispatchers::config::{ProviderConfig, ProviderLimits, Unsubscribe};
+use herald_dispatchers::providers::sendgrid::SendgridSettings;
 use herald_runtime::SecretSource;
 use herald_schemas::{DeliveryEvent, EventKind};
 use herald_standins::sendgrid::SendgridStandIn;

@@ -6,9 +6,9 @@ use crate::support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use herald_dispatchers::config::{
-    ProviderConfig, ProviderLimits, SmsOptions, TwilioSettings, VonageSettings,
-};
+use herald_dispatchers::config::{ProviderConfig, ProviderLimits, SmsOptions};
+use herald_dispatchers::providers::twilio::TwilioSettings;
+use herald_dispatchers::providers::vonage::VonageSettings;
 use herald_runtime::SecretSource;
 use herald_schemas::{Channel, DeliveryEvent, EventKind};
 use herald_standins::twilio::TwilioStandIn;

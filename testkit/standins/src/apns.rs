@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use crate::by_kind::{StandIn, secret_file};
 use crate::jose::{self, Alg};
 
 /// Apple's limit for alert notifications.
@@ -74,6 +75,8 @@ impl Shared {
 pub struct ApnsStandIn {
     addr: SocketAddr,
     shared: Shared,
+    /// The team's key, when the stand-in made it (`start_account`).
+    p8: Option<String>,
 }
 
 impl std::fmt::Debug for ApnsStandIn {
@@ -265,7 +268,7 @@ impl ApnsStandIn {
         let addr = listener.local_addr()?;
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { addr, shared })
+        Ok(Self { addr, shared, p8: None })
     }
 
     pub fn base_url(&self) -> String {
@@ -322,6 +325,56 @@ impl ApnsStandIn {
     /// The next `times` sends get 503 `ServiceUnavailable`.
     pub fn fail_unavailable(&self, times: u32) {
         self.shared.lock().unavailable = times;
+    }
+}
+
+/// The team, key and app of `start_account`'s account.
+const TEAM_ID: &str = "TEAMSTANDN";
+const KEY_ID: &str = "KEYSTANDIN";
+const BUNDLE_ID: &str = "com.example.standin";
+
+impl ApnsStandIn {
+    /// A team of its own, with a fresh .p8 key (`StandIn`).
+    pub async fn start_account() -> anyhow::Result<Self> {
+        let p8 = jose::new_p8_key()?;
+        let standin = Self::start(&p8, TEAM_ID, KEY_ID, &[BUNDLE_ID]).await?;
+        Ok(Self { p8: Some(p8), ..standin })
+    }
+}
+
+impl StandIn for ApnsStandIn {
+    fn accepted(&self) -> usize {
+        self.accepted_count()
+    }
+    fn clear(&self) {
+        ApnsStandIn::clear(self);
+    }
+    fn set_latency(&self, latency: std::time::Duration) {
+        ApnsStandIn::set_latency(self, latency);
+    }
+    fn throttle_once(&self) {
+        self.throttle(1);
+    }
+    fn fail_once(&self) {
+        self.fail_unavailable(1);
+    }
+    fn kill(&self, target: &str) {
+        self.unregister(target);
+    }
+
+    fn settings(&self, secrets: &std::path::Path) -> anyhow::Result<Value> {
+        let p8 = self.p8.as_deref();
+        let p8 = p8.ok_or_else(|| anyhow::anyhow!("started with a key of the caller's"))?;
+        Ok(json!({
+            "kind": "apns",
+            "auth": {"token": {
+                "team_id": TEAM_ID,
+                "key_id": KEY_ID,
+                "key": secret_file(secrets, "apns-AuthKey.p8", p8)?,
+            }},
+            "topic": BUNDLE_ID,
+            "base_url": self.base_url(),
+        }))
     }
 }
 

@@ -16,6 +16,7 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::by_kind::{StandIn, secret_file};
 use crate::jose::{self, Alg};
 
 /// A message FCM accepted.
@@ -320,5 +321,47 @@ impl FcmStandIn {
     /// Every send takes this long before it is answered.
     pub fn set_delay(&self, delay: Option<Duration>) {
         self.shared.lock().behaviour.delay = delay;
+    }
+}
+
+/// The throwaway service account of a fake Firebase project (ring cannot generate RSA keys).
+const SERVICE_ACCOUNT: &str =
+    include_str!("../../../dispatchers/tests/fixtures/fcm-service-account.json");
+
+impl FcmStandIn {
+    /// A Firebase project of its own (`StandIn`).
+    pub async fn start_account() -> anyhow::Result<Self> {
+        Self::start(SERVICE_ACCOUNT).await
+    }
+}
+
+impl StandIn for FcmStandIn {
+    fn accepted(&self) -> usize {
+        self.accepted_count()
+    }
+    fn clear(&self) {
+        FcmStandIn::clear(self);
+    }
+    fn set_latency(&self, latency: Duration) {
+        self.set_delay(Some(latency));
+    }
+    fn throttle_once(&self) {
+        self.throttle(1, 2);
+    }
+    fn fail_once(&self) {
+        self.fail_unavailable(1);
+    }
+    fn kill(&self, target: &str) {
+        self.unregister(target);
+    }
+
+    fn settings(&self, secrets: &std::path::Path) -> anyhow::Result<Value> {
+        let mut key: Value = serde_json::from_str(SERVICE_ACCOUNT)?;
+        key["token_uri"] = self.token_uri().into();
+        Ok(json!({
+            "kind": "fcm",
+            "credentials": secret_file(secrets, "fcm-service-account.json", &key.to_string())?,
+            "base_url": self.base_url(),
+        }))
     }
 }

@@ -84,6 +84,18 @@ pub(crate) fn verify(token: &str, alg: Alg, public_key: &[u8]) -> Result<(Value,
     Ok((header_json, claims_json))
 }
 
+/// A fresh P-256 key in Apple's .p8 form (PKCS#8 PEM), as Apple issues them.
+pub(crate) fn new_p8_key() -> anyhow::Result<String> {
+    let rng = SystemRandom::new();
+    let fixed = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(fixed, &rng)
+        .map_err(|_| anyhow::anyhow!("cannot generate a P-256 key"))?;
+    let encoded = STANDARD.encode(pkcs8.as_ref());
+    let lines: Vec<&str> =
+        encoded.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+    Ok(format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n")))
+}
+
 /// Signs as a provider's client would: for the stand-ins' own tests.
 #[cfg(test)]
 pub(crate) fn sign_es256(private_pem: &str, header: &Value, claims: &Value) -> String {

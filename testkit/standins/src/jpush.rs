@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::path::Path;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -14,6 +15,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{Fault, Recorder, basic_auth_is, serve};
+use crate::by_kind::{StandIn, recorded_account, secret_file};
 
 /// A notification JPush accepted.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,5 +110,26 @@ impl JpushStandIn {
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+}
+
+impl JpushStandIn {
+    /// An app of its own (`StandIn`).
+    pub async fn start_account() -> anyhow::Result<Self> {
+        Self::start("standin-app-key", "standin-master-secret").await
+    }
+}
+
+impl StandIn for JpushStandIn {
+    recorded_account!();
+
+    fn settings(&self, secrets: &Path) -> anyhow::Result<Value> {
+        Ok(json!({
+            "kind": "jpush",
+            "app_key": "standin-app-key",
+            "master_secret": secret_file(secrets, "jpush-master-secret", "standin-master-secret")?,
+            "apns_production": false,
+            "base_url": self.base_url(),
+        }))
     }
 }

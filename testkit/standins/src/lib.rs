@@ -3,6 +3,7 @@
 //! required fields), and can be told to fail the way the provider does.
 
 pub mod apns;
+mod by_kind;
 pub mod fcm;
 mod gsm;
 mod jose;
@@ -19,6 +20,8 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use base64::Engine;
+
+pub use by_kind::{KINDS, StandIn, start};
 
 /// How the next send is to fail, if at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,4 +171,12 @@ pub(crate) fn basic_auth_is(headers: &HeaderMap, user: &str, password: &str) -> 
 pub(crate) fn now_millis() -> i64 {
     let since = std::time::UNIX_EPOCH.elapsed().unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The client a stand-in calls back with (status callbacks, event webhooks), on the same TLS
+/// provider as Herald (reqwest is built without one of its own).
+pub(crate) fn http_client() -> reqwest::Client {
+    // Err only means another caller installed it first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

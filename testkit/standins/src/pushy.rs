@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::path::Path;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -14,6 +15,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{Fault, Recorder, serve};
+use crate::by_kind::{StandIn, recorded_account, secret_file};
 
 /// A push Pushy accepted.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,5 +127,24 @@ impl PushyStandIn {
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+}
+
+impl PushyStandIn {
+    /// An app of its own (`StandIn`).
+    pub async fn start_account() -> anyhow::Result<Self> {
+        Self::start("standin-pushy-key").await
+    }
+}
+
+impl StandIn for PushyStandIn {
+    recorded_account!();
+
+    fn settings(&self, secrets: &Path) -> anyhow::Result<Value> {
+        Ok(json!({
+            "kind": "pushy",
+            "api_key": secret_file(secrets, "pushy-api-key", "standin-pushy-key")?,
+            "base_url": self.base_url(),
+        }))
     }
 }

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::path::Path;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -15,6 +16,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{Fault, Recorder, serve};
+use crate::by_kind::{StandIn, recorded_account, secret_file};
 
 /// A mail SendGrid accepted: the request body as sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,7 +138,7 @@ impl SendgridStandIn {
         let signing_key =
             EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
                 .map_err(|_| anyhow::anyhow!("cannot read the signing key"))?;
-        let http = reqwest::Client::new();
+        let http = crate::http_client();
         Ok(Self { addr: serve(app).await?, recorder, signing_key, http })
     }
 
@@ -219,5 +221,25 @@ impl SendgridStandIn {
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+}
+
+impl SendgridStandIn {
+    /// An account of its own (`StandIn`).
+    pub async fn start_account() -> anyhow::Result<Self> {
+        Self::start("SG.standin").await
+    }
+}
+
+impl StandIn for SendgridStandIn {
+    recorded_account!();
+
+    fn settings(&self, secrets: &Path) -> anyhow::Result<Value> {
+        Ok(json!({
+            "kind": "sendgrid",
+            "api_key": secret_file(secrets, "sendgrid-api-key", "SG.standin")?,
+            "default_from": "Herald <noreply@example.com>",
+            "base_url": self.base_url(),
+        }))
     }
 }

@@ -16,9 +16,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Form, Json, Router};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Fault, Recorder, basic_auth_is, serve};
+use crate::by_kind::{StandIn, recorded_account, secret_file};
 
 /// An SMS Twilio queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +236,7 @@ impl TwilioStandIn {
             token: auth_token.to_owned(),
             recorder: recorder.clone(),
             callbacks: Arc::clone(&callbacks),
-            http: reqwest::Client::new(),
+            http: crate::http_client(),
         };
         let app = Router::new()
             .route("/2010-04-01/Accounts/{sid}/Messages.json", post(create_message))
@@ -256,4 +257,28 @@ fn is_e164(number: &str) -> bool {
             && !digits.starts_with('0')
             && digits.chars().all(|c| c.is_ascii_digit())
     })
+}
+
+/// The account SID of `start_account`'s account.
+const ACCOUNT_SID: &str = "AC00000000000000000000000000standin";
+
+impl TwilioStandIn {
+    /// An account of its own (`StandIn`).
+    pub async fn start_account() -> anyhow::Result<Self> {
+        Self::start(ACCOUNT_SID, "standin-token").await
+    }
+}
+
+impl StandIn for TwilioStandIn {
+    recorded_account!();
+
+    fn settings(&self, secrets: &std::path::Path) -> anyhow::Result<Value> {
+        Ok(json!({
+            "kind": "twilio",
+            "account_sid": ACCOUNT_SID,
+            "auth_token": secret_file(secrets, "twilio-auth-token", "standin-token")?,
+            "sms": {"from": "+15005550006", "max_segments": 4},
+            "base_url": self.base_url(),
+        }))
+    }
 }

@@ -5,14 +5,16 @@
 
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::path::Path;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Form, Json, Router};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Fault, Recorder, gsm, serve};
+use crate::by_kind::{StandIn, recorded_account, secret_file};
 
 /// An SMS Vonage accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,5 +110,26 @@ impl VonageStandIn {
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+}
+
+impl VonageStandIn {
+    /// An account of its own (`StandIn`).
+    pub async fn start_account() -> anyhow::Result<Self> {
+        Self::start("standin-key", "standin-secret").await
+    }
+}
+
+impl StandIn for VonageStandIn {
+    recorded_account!();
+
+    fn settings(&self, secrets: &Path) -> anyhow::Result<Value> {
+        Ok(json!({
+            "kind": "vonage",
+            "api_key": "standin-key",
+            "api_secret": secret_file(secrets, "vonage-api-secret", "standin-secret")?,
+            "sms": {"from": "Herald", "max_segments": 4},
+            "base_url": self.base_url(),
+        }))
     }
 }

@@ -10,9 +10,12 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use super::http::{self, SetupError, exchange};
-use super::{DeliveryError, Provider, SendFuture, Sent};
-use crate::config::JpushSettings;
+use crate::providers::http::{self, SetupError, exchange};
+use crate::providers::{DeliveryError, Provider, SendFuture, Sent};
+
+mod config;
+
+pub use config::JpushSettings;
 
 pub struct JpushProvider {
     http: reqwest::Client,
@@ -121,23 +124,4 @@ impl Provider for JpushProvider {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jpush_codes_map_to_outcomes() {
-        let c = |status: u16, code: u64| {
-            classify(
-                StatusCode::from_u16(status).unwrap(),
-                None,
-                &json!({"error": {"code": code, "message": "m"}}),
-            )
-        };
-        assert!(matches!(c(400, 1011), DeliveryError::DeadTarget { .. }));
-        assert!(matches!(c(400, 1003), DeliveryError::Permanent { .. }));
-        assert!(c(429, 2002).is_retryable());
-        assert!(c(503, 1030).is_retryable());
-        assert!(c(401, 1004).is_retryable());
-        assert!(matches!(c(403, 2003), DeliveryError::Permanent { .. }));
-    }
-}
+mod tests;

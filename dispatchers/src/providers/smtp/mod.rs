@@ -1,17 +1,22 @@
-//! Email over SMTP with `lettre`'s client on Herald's own session pool (`smtp_pool`):
+//! Email over SMTP with `lettre`'s client on Herald's own session pool (`pool`):
 //! STARTTLS / implicit TLS / plain per configuration, text and HTML as
 //! multipart/alternative, and a Message-ID derived from the notification id and target so a
 //! resend is recognisable as the same message.
 
-use super::email::{message_id, unsubscribe_headers};
-use super::smtp_pool::{SmtpPool, SmtpPoolSetupError, SmtpSendError};
-use super::{DeliveryError, Provider, SendFuture, Sent};
-use crate::config::{EmailConfig, Unsubscribe};
+use self::pool::{SmtpPool, SmtpPoolSetupError, SmtpSendError};
+use crate::providers::Unsubscribe;
+use crate::providers::email::{message_id, unsubscribe_headers};
+use crate::providers::{DeliveryError, Provider, SendFuture, Sent};
 use herald_schemas::ChannelMessage;
 use lettre::Message;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+
+mod config;
+pub mod pool;
+
+pub use config::{EmailConfig, SmtpConfig, SmtpTls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailSetupError {
@@ -149,85 +154,4 @@ impl Provider for SmtpProvider {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use herald_schemas::{EmailContent, Sender};
-
-    use super::*;
-
-    fn message() -> ChannelMessage {
-        ChannelMessage {
-            notification_id: "n-1".into(),
-            channel: "email".into(),
-            target: "ada@example.com".into(),
-            user_id: None,
-            app_id: None,
-            route: "default".into(),
-            category: "transactional".into(),
-            accepted_at: 0,
-            from: Some(Sender {
-                email: Some("team@example.com".into()),
-                name: Some("Team".into()),
-            }),
-            email: Some(EmailContent {
-                subject: "Hello".into(),
-                text: Some("plain".into()),
-                html: Some("<p>rich</p>".into()),
-            }),
-            sms: None,
-            push: None,
-            metadata: BTreeMap::new(),
-            fallback: None,
-            ..ChannelMessage::default()
-        }
-    }
-
-    fn provider() -> SmtpProvider {
-        SmtpProvider::new(&EmailConfig::default()).unwrap()
-    }
-
-    // The SMTP transport's pool needs a runtime, even when nothing is sent.
-    #[tokio::test]
-    async fn builds_multipart_with_stable_message_id() {
-        let p = provider();
-        let raw = String::from_utf8(p.build(&message()).unwrap().formatted()).unwrap();
-        assert!(raw.contains("multipart/alternative"), "{raw}");
-        assert!(raw.contains("From: Team <team@example.com>"), "{raw}");
-        let id = p.message_id(&message());
-        assert!(raw.contains(&id), "{raw}");
-        assert_eq!(id, p.message_id(&message()), "stable across attempts");
-        let mut other = message();
-        other.target = "bob@example.com".into();
-        assert_ne!(id, p.message_id(&other), "distinct per target");
-        assert!(!raw.contains("List-Unsubscribe"), "transactional mail has none: {raw}");
-    }
-
-    #[tokio::test]
-    async fn marketing_mail_carries_list_unsubscribe() {
-        let config = EmailConfig {
-            unsubscribe: Unsubscribe {
-                url: Some("https://prefs.example.com/u/{notification_id}".into()),
-                ..Unsubscribe::default()
-            },
-            ..EmailConfig::default()
-        };
-        let p = SmtpProvider::new(&config).unwrap();
-        let mut m = message();
-        m.category = "marketing".into();
-        let raw = String::from_utf8(p.build(&m).unwrap().formatted()).unwrap();
-        assert!(raw.contains("List-Unsubscribe: <https://prefs.example.com/u/n-1>"), "{raw}");
-        assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{raw}");
-    }
-
-    #[tokio::test]
-    async fn bad_addresses_are_permanent_and_missing_content_is_invalid() {
-        let p = provider();
-        let mut m = message();
-        m.target = "not an address".into();
-        assert!(matches!(p.build(&m), Err(DeliveryError::Permanent { .. })));
-        let mut m = message();
-        m.email = None;
-        assert!(matches!(p.build(&m), Err(DeliveryError::Invalid { .. })));
-    }
-}
+mod tests;

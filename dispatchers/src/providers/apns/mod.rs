@@ -19,10 +19,13 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::http;
-use super::jwt::{KeyError, Signer};
-use super::{DeliveryError, Provider, SendFuture, Sent};
-use crate::config::{ApnsAuth, ApnsSettings};
+use crate::providers::http;
+use crate::providers::jwt::{KeyError, Signer};
+use crate::providers::{DeliveryError, Provider, SendFuture, Sent};
+
+mod config;
+
+pub use config::{ApnsAuth, ApnsSettings, DEFAULT_APNS_CONNECTIONS};
 
 /// Apple rejects provider tokens older than an hour and refreshing more than every 20 min.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(40 * 60);
@@ -269,34 +272,4 @@ impl Provider for ApnsProvider {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn apple_reasons_map_to_outcomes() {
-        let c = |status: u16, reason: &str| {
-            classify(StatusCode::from_u16(status).unwrap(), None, &json!({"reason": reason}))
-        };
-        assert!(matches!(c(410, "Unregistered"), DeliveryError::DeadTarget { .. }));
-        assert!(matches!(c(400, "BadDeviceToken"), DeliveryError::DeadTarget { .. }));
-        assert!(matches!(c(400, "DeviceTokenNotForTopic"), DeliveryError::DeadTarget { .. }));
-        assert!(matches!(c(413, "PayloadTooLarge"), DeliveryError::Permanent { .. }));
-        assert!(matches!(c(400, "TopicDisallowed"), DeliveryError::Permanent { .. }));
-        assert!(c(403, "ExpiredProviderToken").is_retryable());
-        assert!(c(503, "ServiceUnavailable").is_retryable());
-        assert!(matches!(
-            c(429, "TooManyRequests"),
-            DeliveryError::Transient { retry_after: Some(_), .. }
-        ));
-    }
-
-    #[test]
-    fn apns_id_is_a_stable_uuid_per_device() {
-        let mut m = crate::providers::tests_support::push_message("n-1", "ab".repeat(32).as_str());
-        let id = apns_id(&m);
-        assert_eq!(id.len(), 36);
-        assert_eq!(id, apns_id(&m));
-        m.target = "cd".repeat(32);
-        assert_ne!(id, apns_id(&m));
-    }
-}
+mod tests;

@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use herald_schemas::ChannelMessage;
 
-use super::http::{self, SetupError, exchange};
-use super::sms::{Encoding, checked_text};
-use super::{DeliveryError, Provider, SendFuture, Sent};
-use crate::config::{SmsOptions, VonageSettings};
+use crate::providers::SmsOptions;
+use crate::providers::http::{self, SetupError, exchange};
+use crate::providers::sms::{Encoding, checked_text};
+use crate::providers::{DeliveryError, Provider, SendFuture, Sent};
+
+mod config;
+
+pub use config::VonageSettings;
 
 pub struct VonageProvider {
     http: reqwest::Client,
@@ -97,17 +101,4 @@ impl Provider for VonageProvider {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vonage_statuses_map_to_outcomes() {
-        assert!(classify_status("1", "Throttled").is_retryable());
-        assert!(classify_status("5", "Internal Error").is_retryable());
-        assert!(matches!(classify_status("3", "Invalid to"), DeliveryError::Permanent { .. }));
-        assert!(matches!(
-            classify_status("29", "Non White-listed"),
-            DeliveryError::Permanent { .. }
-        ));
-    }
-}
+mod tests;

@@ -12,10 +12,13 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::http::{self, transport_failure};
-use super::jwt::{KeyError, Signer};
-use super::{DeliveryError, Provider, SendFuture, Sent};
-use crate::config::FcmSettings;
+use crate::providers::http::{self, transport_failure};
+use crate::providers::jwt::{KeyError, Signer};
+use crate::providers::{DeliveryError, Provider, SendFuture, Sent};
+
+mod config;
+
+pub use config::FcmSettings;
 
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 /// Tokens are renewed this long before they expire.
@@ -219,46 +222,4 @@ impl Provider for FcmProvider {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn error(code: u16, status: &str, fcm: Option<&str>, message: &str) -> (StatusCode, Value) {
-        let details = fcm.map_or(json!([]), |c| json!([{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": c}]));
-        let body = json!({"error": {"code": code, "message": message, "status": status, "details": details}});
-        (StatusCode::from_u16(code).unwrap(), body)
-    }
-
-    #[test]
-    fn fcm_errors_map_to_outcomes() {
-        let (s, b) =
-            error(404, "NOT_FOUND", Some("UNREGISTERED"), "Requested entity was not found.");
-        assert!(matches!(classify(s, None, &b), DeliveryError::DeadTarget { .. }));
-        let (s, b) = error(
-            400,
-            "INVALID_ARGUMENT",
-            Some("INVALID_ARGUMENT"),
-            "The registration token is not a valid FCM registration token",
-        );
-        assert!(matches!(classify(s, None, &b), DeliveryError::DeadTarget { .. }));
-        let (s, b) = error(
-            400,
-            "INVALID_ARGUMENT",
-            Some("INVALID_ARGUMENT"),
-            "Invalid JSON payload received.",
-        );
-        assert!(matches!(classify(s, None, &b), DeliveryError::Permanent { .. }));
-        let (s, b) = error(429, "RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED"), "quota");
-        let retry = Some(Duration::from_secs(30));
-        assert_eq!(
-            classify(s, retry, &b),
-            DeliveryError::Transient {
-                reason: "FCM 429 QUOTA_EXCEEDED: quota".into(),
-                retry_after: retry
-            }
-        );
-        let (s, b) = error(503, "UNAVAILABLE", Some("UNAVAILABLE"), "overloaded");
-        assert!(classify(s, None, &b).is_retryable());
-        let (s, b) = error(403, "PERMISSION_DENIED", Some("SENDER_ID_MISMATCH"), "mismatch");
-        assert!(matches!(classify(s, None, &b), DeliveryError::DeadTarget { .. }));
-    }
-}
+mod tests;

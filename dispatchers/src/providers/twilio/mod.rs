@@ -9,10 +9,14 @@ use herald_schemas::ChannelMessage;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::http::{self, SetupError, exchange};
-use super::sms::checked_text;
-use super::{DeliveryError, Provider, SendFuture, Sent};
-use crate::config::{SmsOptions, TwilioSettings};
+use crate::providers::SmsOptions;
+use crate::providers::http::{self, SetupError, exchange};
+use crate::providers::sms::checked_text;
+use crate::providers::{DeliveryError, Provider, SendFuture, Sent};
+
+mod config;
+
+pub use config::TwilioSettings;
 
 pub struct TwilioProvider {
     http: reqwest::Client,
@@ -96,27 +100,4 @@ impl Provider for TwilioProvider {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn twilio_errors_map_to_outcomes() {
-        let c = |status: u16, code: u64| {
-            classify(
-                StatusCode::from_u16(status).unwrap(),
-                Some(Duration::from_secs(3)),
-                &json!({"code": code, "message": "m", "status": status}),
-            )
-        };
-        assert!(matches!(c(400, 21211), DeliveryError::Permanent { .. }));
-        assert!(matches!(c(400, 21610), DeliveryError::Permanent { .. }));
-        assert!(matches!(
-            c(429, 20429),
-            DeliveryError::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(3)
-        ));
-        assert!(c(503, 0).is_retryable());
-        assert!(c(401, 20003).is_retryable());
-    }
-}
+mod tests;

@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::config::{SmtpConfig, SmtpTls};
+use super::{SmtpConfig, SmtpTls};
 
 /// A session idle at least this long is asked NOOP before it carries a message: relays
 /// close idle sessions, and a message should not be the thing that finds out.

@@ -9,7 +9,11 @@ use std::sync::{Arc, Mutex};
 use herald_schemas::ChannelMessage;
 use serde::Serialize;
 
-use super::{DeliveryError, Provider, SendFuture, Sent};
+use crate::providers::{DeliveryError, Provider, SendFuture, Sent};
+
+mod config;
+
+pub use config::SandboxSettings;
 
 /// One message a sandbox provider took.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,18 +1,18 @@
+//! `[dispatch]`: the built-in SMTP relay, provider accounts, routes, retries and the delivery
+//! ledger. Each provider kind's settings live in its folder under `providers/`.
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use herald_schemas::Channel;
 
-use herald_runtime::SecretSource;
 use herald_runtime::scylla::ScyllaConfig;
 use serde::{Deserialize, Serialize};
 
+pub use crate::providers::smtp::{EmailConfig, SmtpConfig, SmtpTls};
+pub use crate::providers::{ProviderConfig, ProviderLimits, SmsOptions, Unsubscribe};
 use crate::retry::RetryPolicy;
-
-mod providers;
-
-pub use providers::*;
 
 /// `[dispatch]` section.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,7 +39,7 @@ impl Default for DispatchConfig {
             retry: RetryConfig::default(),
             ledger: LedgerConfig::default(),
             providers: BTreeMap::new(),
-            routes: crate::providers::registry::default_routes(),
+            routes: default_routes(),
             app_routes: BTreeMap::new(),
         }
     }
@@ -65,6 +65,14 @@ impl DispatchConfig {
             None => None,
         }
     }
+}
+
+/// Default routes: email through the SMTP relay of `[dispatch.email]`.
+pub fn default_routes() -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+    BTreeMap::from([(
+        "email".to_owned(),
+        BTreeMap::from([("default".to_owned(), vec!["smtp".to_owned()])]),
+    )])
 }
 
 /// `[dispatch.retry]`: one retry tier per delay.
@@ -133,94 +141,5 @@ impl LedgerConfig {
 
     pub fn retention(&self) -> Duration {
         Duration::from_secs(self.retention_hours.saturating_mul(3600))
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EmailConfig {
-    pub smtp: SmtpConfig,
-    /// Used when a message names no sender.
-    pub default_from: String,
-    /// Domain part of generated Message-IDs.
-    pub message_id_domain: String,
-    /// Messages per second through this relay (unset: no limit).
-    pub rate_per_second: Option<f64>,
-    pub unsubscribe: Unsubscribe,
-}
-
-/// `List-Unsubscribe` (RFC 2369) with one-click unsubscribe (RFC 8058) on the categories a
-/// user may leave, as mailbox providers require of bulk senders.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Unsubscribe {
-    /// HTTPS URL; `{user_id}`, `{notification_id}`, `{category}` and `{address}` are
-    /// replaced (URL-encoded). It must accept a POST for one-click unsubscribes.
-    pub url: Option<String>,
-    /// `mailto:` address for clients without one-click support.
-    pub mailto: Option<String>,
-    pub categories: Vec<String>,
-}
-
-impl Default for Unsubscribe {
-    fn default() -> Self {
-        Self { url: None, mailto: None, categories: vec!["marketing".into()] }
-    }
-}
-
-impl Default for EmailConfig {
-    fn default() -> Self {
-        Self {
-            smtp: SmtpConfig::default(),
-            default_from: "Herald <noreply@herald.localhost>".into(),
-            message_id_domain: "herald.localhost".into(),
-            rate_per_second: None,
-            unsubscribe: Unsubscribe::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SmtpTls {
-    /// Plain SMTP: local relays and test servers only.
-    None,
-    /// Upgrade with STARTTLS (submission, port 587).
-    Starttls,
-    /// TLS from the first byte (submissions, port 465).
-    Implicit,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SmtpConfig {
-    pub host: String,
-    pub port: u16,
-    pub tls: SmtpTls,
-    pub username: Option<String>,
-    pub password: Option<SecretSource>,
-    /// SMTP sessions to the relay: how many messages go out at once, and how many stay open
-    /// while idle (a session idle for over a minute is closed, not reused).
-    pub pool_size: u32,
-    /// How long one message may take, from taking a session (or connecting) to the relay's
-    /// answer; past it the session is closed and the message retried later.
-    pub timeout_ms: u64,
-    /// PEM file of CA certificates trusted for the relay's TLS certificate besides the public
-    /// roots: a private relay signed by an internal CA.
-    pub ca_file: Option<String>,
-}
-
-impl Default for SmtpConfig {
-    fn default() -> Self {
-        Self {
-            host: "127.0.0.1".into(),
-            port: 2525,
-            tls: SmtpTls::None,
-            username: None,
-            password: None,
-            pool_size: 8,
-            timeout_ms: 10_000,
-            ca_file: None,
-        }
     }
 }

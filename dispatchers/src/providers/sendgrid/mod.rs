@@ -11,10 +11,14 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value, json};
 
-use super::email::{message_id, unsubscribe_headers};
-use super::http::{self, SetupError, exchange};
-use super::{DeliveryError, Provider, SendFuture, Sent};
-use crate::config::{SendgridSettings, Unsubscribe};
+use crate::providers::Unsubscribe;
+use crate::providers::email::{message_id, unsubscribe_headers};
+use crate::providers::http::{self, SetupError, exchange};
+use crate::providers::{DeliveryError, Provider, SendFuture, Sent};
+
+mod config;
+
+pub use config::SendgridSettings;
 
 pub struct SendgridProvider {
     http: reqwest::Client,
@@ -145,35 +149,4 @@ impl Provider for SendgridProvider {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn senders_parse_with_or_without_a_name() {
-        assert_eq!(
-            email_object("Herald <noreply@example.com>"),
-            Some(json!({"email": "noreply@example.com", "name": "Herald"}))
-        );
-        assert_eq!(
-            email_object("noreply@example.com"),
-            Some(json!({"email": "noreply@example.com"}))
-        );
-        assert_eq!(email_object("nobody"), None);
-    }
-
-    #[test]
-    fn sendgrid_errors_map_to_outcomes() {
-        let c = |status: u16| {
-            classify(
-                StatusCode::from_u16(status).unwrap(),
-                None,
-                &json!({"errors": [{"message": "m", "field": "f"}]}),
-            )
-        };
-        assert!(matches!(c(400), DeliveryError::Permanent { .. }));
-        assert!(matches!(c(413), DeliveryError::Permanent { .. }));
-        assert!(c(401).is_retryable());
-        assert!(c(429).is_retryable());
-        assert!(c(503).is_retryable());
-    }
-}
+mod tests;

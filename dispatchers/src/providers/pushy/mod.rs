@@ -9,9 +9,12 @@ use herald_schemas::ChannelMessage;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::http::{self, SetupError, exchange};
-use super::{DeliveryError, Provider, SendFuture, Sent};
-use crate::config::PushySettings;
+use crate::providers::http::{self, SetupError, exchange};
+use crate::providers::{DeliveryError, Provider, SendFuture, Sent};
+
+mod config;
+
+pub use config::PushySettings;
 
 pub struct PushyProvider {
     http: reqwest::Client,
@@ -92,21 +95,4 @@ impl Provider for PushyProvider {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pushy_errors_map_to_outcomes() {
-        let c = |status: u16, code: &str| {
-            classify(
-                StatusCode::from_u16(status).unwrap(),
-                None,
-                &json!({"code": code, "error": "m"}),
-            )
-        };
-        assert!(matches!(c(400, "INVALID_PARAM"), DeliveryError::Permanent { .. }));
-        assert!(c(429, "RATE_LIMIT_EXCEEDED").is_retryable());
-        assert!(c(401, "INVALID_API_KEY").is_retryable());
-        assert!(c(502, "INTERNAL_SERVER_ERROR").is_retryable());
-    }
-}
+mod tests;

@@ -3,25 +3,17 @@
 //! that say which providers serve which route (the enricher sets a message's route, e.g. by
 //! region), in order of preference.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use herald_schemas::Channel;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::apns::ApnsProvider;
-use super::breaker::{Admission, Breaker};
-use super::fcm::FcmProvider;
-use super::jpush::JpushProvider;
-use super::limits::RateLimiter;
-use super::pushy::PushyProvider;
-use super::sandbox::SandboxProvider;
-use super::sendgrid::SendgridProvider;
-use super::smtp::SmtpProvider;
-use super::twilio::TwilioProvider;
-use super::vonage::VonageProvider;
-use super::{DeliveryError, Provider, Sent};
-use crate::config::{DispatchConfig, ProviderConfig, ProviderLimits};
+use crate::config::DispatchConfig;
+use crate::providers::limits::RateLimiter;
+use crate::providers::{
+    Admission, Breaker, DeliveryError, Provider, ProviderConfig, ProviderLimits, Sent,
+};
 use herald_schemas::{ChannelMessage, Lane};
 
 /// One provider account and its limits.
@@ -140,21 +132,6 @@ pub struct Routes {
     apps: HashMap<String, Vec<Arc<ProviderHandle>>>,
 }
 
-/// Each provider kind and the channels it can serve.
-fn kind_channels(config: &ProviderConfig) -> (&'static str, Vec<Channel>) {
-    match config {
-        ProviderConfig::Smtp(_) => ("smtp", vec![Channel::Email]),
-        ProviderConfig::Sendgrid(_) => ("sendgrid", vec![Channel::Email]),
-        ProviderConfig::Fcm(_) => ("fcm", vec![Channel::Android]),
-        ProviderConfig::Apns(_) => ("apns", vec![Channel::Ios]),
-        ProviderConfig::Jpush(_) => ("jpush", vec![Channel::Android, Channel::Ios]),
-        ProviderConfig::Pushy(_) => ("pushy", vec![Channel::Android, Channel::Ios]),
-        ProviderConfig::Twilio(_) => ("twilio", vec![Channel::Sms]),
-        ProviderConfig::Vonage(_) => ("vonage", vec![Channel::Sms]),
-        ProviderConfig::Sandbox(s) => ("sandbox", vec![s.channel]),
-    }
-}
-
 /// Checks without building anything (no secrets read, no connections) that every route
 /// names a configured provider able to serve its channel, and that each channel with routes
 /// has a default one. Run at start-up by every role.
@@ -178,9 +155,8 @@ pub fn check(config: &DispatchConfig) -> Result<(), RegistryError> {
                     route: route.clone(),
                     provider: name.clone(),
                 })?;
-                let (kind, serves) = kind_channels(&settings);
-                if !serves.contains(&channel) {
-                    let provider = name.clone();
+                if !settings.channels().contains(&channel) {
+                    let (provider, kind) = (name.clone(), settings.kind());
                     return Err(RegistryError::WrongChannel { provider, kind, channel });
                 }
             }
@@ -295,45 +271,14 @@ fn build_one(
     settings: &ProviderConfig,
     channel: Channel,
 ) -> Result<ProviderHandle, RegistryError> {
-    let (kind, serves) = kind_channels(settings);
-    if !serves.contains(&channel) {
-        return Err(RegistryError::WrongChannel { provider: name.to_owned(), kind, channel });
+    if !settings.channels().contains(&channel) {
+        let (provider, kind) = (name.to_owned(), settings.kind());
+        return Err(RegistryError::WrongChannel { provider, kind, channel });
     }
-    let setup = |e: &dyn std::fmt::Display| RegistryError::Setup {
-        provider: name.to_owned(),
-        reason: e.to_string(),
-    };
-    let provider: Arc<dyn Provider> = match settings {
-        ProviderConfig::Smtp(email) => Arc::new(SmtpProvider::new(email).map_err(|e| setup(&e))?),
-        ProviderConfig::Fcm(fcm) => Arc::new(FcmProvider::new(name, fcm).map_err(|e| setup(&e))?),
-        ProviderConfig::Apns(apns) => {
-            Arc::new(ApnsProvider::new(name, apns).map_err(|e| setup(&e))?)
-        }
-        ProviderConfig::Sendgrid(g) => {
-            Arc::new(SendgridProvider::new(name, g).map_err(|e| setup(&e))?)
-        }
-        ProviderConfig::Jpush(j) => Arc::new(JpushProvider::new(name, j).map_err(|e| setup(&e))?),
-        ProviderConfig::Pushy(p) => Arc::new(PushyProvider::new(name, p).map_err(|e| setup(&e))?),
-        ProviderConfig::Twilio(t) => Arc::new(TwilioProvider::new(name, t).map_err(|e| setup(&e))?),
-        ProviderConfig::Vonage(v) => Arc::new(VonageProvider::new(name, v).map_err(|e| setup(&e))?),
-        ProviderConfig::Sandbox(sandbox) => {
-            let path = sandbox
-                .record_to
-                .clone()
-                .unwrap_or_else(|| format!("data/dispatch/sandbox-{name}.jsonl").into());
-            Arc::new(SandboxProvider::to_file(name, &path).map_err(|e| setup(&e))?)
-        }
-    };
-    let limits = settings.limits();
-    Ok(ProviderHandle::new(name, provider, &limits))
-}
-
-/// Default routes: email through the SMTP relay of `[dispatch.email]`.
-pub fn default_routes() -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
-    BTreeMap::from([(
-        "email".to_owned(),
-        BTreeMap::from([("default".to_owned(), vec!["smtp".to_owned()])]),
-    )])
+    let provider = settings
+        .build(name)
+        .map_err(|e| RegistryError::Setup { provider: name.to_owned(), reason: e.to_string() })?;
+    Ok(ProviderHandle::new(name, provider, &settings.limits()))
 }
 
 #[cfg(test)]
@@ -341,7 +286,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::providers::sandbox::Recordings;
+    use crate::providers::sandbox::{Recordings, SandboxProvider};
 
     fn handle(concurrency: usize) -> ProviderHandle {
         let provider = Arc::new(SandboxProvider::in_memory("sandbox", Recordings::default()));
