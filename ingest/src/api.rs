@@ -1,78 +1,27 @@
 //! The send API's HTTP surface: routes, authentication, metrics. Handlers live in
 //! [`crate::routes`].
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use herald_runtime::http::{BrokerReadiness, ops_router};
 use herald_runtime::kafka::AvroProducer;
-use herald_runtime::metrics;
 use herald_schemas::Topics;
-use prometheus::{HistogramVec, IntCounterVec};
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::{ApiClients, Caller, DirectoryAccess};
+use crate::clients::DirectoryAccess;
 use crate::config::IngestConfig;
-use crate::idempotency::IdempotencyStore;
 use crate::rate::ClientRates;
 use crate::request::Limits;
 use crate::routes;
-use crate::status::StatusStore;
-use crate::store::IngestStores;
-
-pub(crate) struct ApiMetrics {
-    pub(crate) requests: IntCounterVec,
-    pub(crate) produce_seconds: HistogramVec,
-}
-
-pub(crate) fn api_metrics() -> &'static ApiMetrics {
-    static METRICS: OnceLock<ApiMetrics> = OnceLock::new();
-    METRICS.get_or_init(|| ApiMetrics {
-        requests: metrics::counter_vec(
-            "herald_http_requests_total",
-            "Send API requests by route and status.",
-            &["route", "status"],
-        ),
-        produce_seconds: metrics::histogram_vec(
-            "herald_ingest_produce_seconds",
-            "Time from a valid request to the broker's acknowledgement of all its records.",
-            &["route"],
-        ),
-    })
-}
-
-pub(crate) struct Shared {
-    pub(crate) clients: ApiClients,
-    pub(crate) status: StatusStore,
-    pub(crate) idempotency: IdempotencyStore,
-    pub(crate) rates: ClientRates,
-    pub(crate) output: AvroProducer,
-    pub(crate) topics: Topics,
-    pub(crate) limits: Limits,
-    pub(crate) max_body_bytes: usize,
-    pub(crate) bulk_limits: Limits,
-    pub(crate) bulk_max_body_bytes: usize,
-    pub(crate) tracker: Option<herald_runtime::tracking::EngagementTracker>,
-    pub(crate) twilio: Option<crate::callbacks::TwilioVerifier>,
-    pub(crate) sendgrid: Option<crate::callbacks::SendgridVerifier>,
-    pub(crate) templates: crate::templates::TemplateCatalog,
-}
-
-impl Shared {
-    /// Produces `event` to `herald.events` and waits for the broker's acknowledgement.
-    pub(crate) async fn emit(&self, event: &herald_schemas::DeliveryEvent) -> Result<(), String> {
-        let topic = self.topics.events();
-        match self.output.enqueue(&topic, &event.notification_id, event, None).await {
-            Ok(ack) => ack.wait().await.map(drop).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-}
+use crate::signatures::{SendgridVerifier, TwilioVerifier};
+use crate::state::{Shared, api_metrics, authenticate, error, over_rate};
+use crate::stores::IngestStores;
 
 /// Why the provider callbacks could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +29,7 @@ pub enum CallbackSetupError {
     #[error("Twilio callbacks: {0}")]
     Twilio(#[from] herald_runtime::config::SecretError),
     #[error(transparent)]
-    Sendgrid(#[from] crate::callbacks::sendgrid::KeyError),
+    Sendgrid(#[from] crate::signatures::KeyError),
 }
 
 /// The send API, ready to serve.
@@ -95,8 +44,6 @@ impl std::fmt::Debug for Ingest {
     }
 }
 
-pub(crate) use herald_runtime::http::error;
-
 impl Ingest {
     pub fn new(
         config: &IngestConfig,
@@ -105,17 +52,12 @@ impl Ingest {
         topics: Topics,
         tracker: Option<herald_runtime::tracking::EngagementTracker>,
     ) -> Result<Self, CallbackSetupError> {
-        let twilio = config
-            .callbacks
-            .twilio
-            .as_ref()
-            .map(crate::callbacks::TwilioVerifier::new)
-            .transpose()?;
+        let twilio = config.callbacks.twilio.as_ref().map(TwilioVerifier::new).transpose()?;
         let sendgrid = config
             .callbacks
             .sendgrid
             .as_ref()
-            .map(|s| crate::callbacks::SendgridVerifier::new(&s.verification_key))
+            .map(|s| SendgridVerifier::new(&s.verification_key))
             .transpose()?;
         herald_schemas::targets::load_numbering_plans();
         let max_schedule_ms = config.max_schedule_ms();
@@ -209,30 +151,6 @@ async fn count_requests(request: Request, next: Next) -> Response {
     response
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
-}
-
-/// The 429 answer, with Retry-After, when `caller` is over its rate.
-pub(crate) fn over_rate(shared: &Shared, caller: &Caller) -> Option<Response> {
-    let wait = shared
-        .rates
-        .admit(&caller.client_id, caller.policy.rate_per_second, std::time::Instant::now())
-        .err()?;
-    let seconds = wait.as_secs_f64().ceil().max(1.0);
-    let mut refused = error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        format!("this API key is over its rate; retry in {seconds} s"),
-    );
-    if let Ok(value) = axum::http::HeaderValue::from_str(&format!("{seconds}")) {
-        refused.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    Some(refused)
-}
-
 /// In front of the directory API: the key authenticates, keeps to its rate, and may read
 /// the directory (`GET`) or change it (anything else).
 async fn directory_guard(
@@ -262,23 +180,4 @@ async fn directory_guard(
         return error(StatusCode::FORBIDDEN, "forbidden", message);
     }
     next.run(request).await
-}
-
-/// The calling client, or the response refusing the call.
-pub(crate) async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Caller, Response> {
-    let Some(key) = bearer(headers) else {
-        let message = "missing API key: send `Authorization: Bearer <key>`";
-        return Err(error(StatusCode::UNAUTHORIZED, "unauthorized", message));
-    };
-    match shared.clients.authenticate(key).await {
-        Ok(Some(caller)) => Ok(caller),
-        Ok(None) => {
-            Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "unknown or revoked API key"))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "API client store unavailable");
-            let message = "cannot check API keys right now";
-            Err(error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message))
-        }
-    }
 }

@@ -16,22 +16,7 @@ use herald_runtime::sqlite::SqliteError;
 use crate::store::{
     Backend, IdempotencyRecords as _, ScyllaIngestStore, SqliteIngestStore, StoreError,
 };
-
-/// How long a first request may take before a retry may take its key over.
-pub const PENDING_TIMEOUT_MS: i64 = 30_000;
-
-/// What to do with a request carrying an idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Begin {
-    /// Go ahead, under this notification id.
-    Proceed { notification_id: String },
-    /// Answer what the first request was answered.
-    Replay { status: u16, response: String },
-    /// The key was used with another body.
-    Mismatch,
-    /// The first request with this key is still under way.
-    InProgress,
-}
+pub use crate::store::{Begin, PENDING_TIMEOUT_MS};
 
 #[derive(Debug, Clone)]
 pub struct IdempotencyStore {

@@ -12,9 +12,12 @@ pub mod openapi;
 mod rate;
 pub mod request;
 mod routes;
+mod signatures;
+mod state;
 pub mod status;
 pub mod status_sink;
 pub mod store;
+pub mod stores;
 pub mod templates;
 mod tracking;
 pub mod webhooks;
@@ -24,11 +27,12 @@ pub use clients::{ApiClient, ApiClients, Caller, ClientPolicy, DirectoryAccess, 
 pub use config::IngestConfig;
 pub use idempotency::IdempotencyStore;
 pub use status::StatusStore;
-pub use store::{IngestStores, StoreBackend, StoreError};
+pub use store::{StoreBackend, StoreError};
+pub use stores::IngestStores;
 
 /// Defines the send API's metrics now rather than at their first use.
 pub fn define_metrics() {
-    let _ = api::api_metrics();
+    let _ = state::api_metrics();
     tracking::define_metrics();
     callbacks::define_metrics();
     webhooks::define_metrics();

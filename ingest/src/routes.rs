@@ -14,10 +14,10 @@ use herald_schemas::{DeliveryEvent, EventKind, NotificationRequest, headers};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::api::{Shared, api_metrics, authenticate, error};
 use crate::clients::{Caller, ClientPolicy};
 use crate::idempotency::{self, Begin};
 use crate::request::{self, FieldError, SendBody};
+use crate::state::{Shared, api_metrics, authenticate, error};
 use crate::templates::TemplateRefusal;
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -62,7 +62,7 @@ async fn handle_send(
         Ok(caller) => caller,
         Err(response) => return response,
     };
-    if let Some(refused) = crate::api::over_rate(shared, &caller) {
+    if let Some(refused) = crate::state::over_rate(shared, &caller) {
         return refused;
     }
     let client_id = caller.client_id.as_str();

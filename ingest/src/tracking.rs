@@ -13,7 +13,7 @@ use herald_runtime::tracking::Tracked;
 use herald_schemas::{DeliveryEvent, EventKind};
 use prometheus::IntCounterVec;
 
-use crate::api::Shared;
+use crate::state::Shared;
 
 /// A transparent 1×1 GIF.
 const PIXEL: &[u8] = &[

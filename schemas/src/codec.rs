@@ -19,9 +19,7 @@ use std::fmt;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
-use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::writer::datum::GenericDatumWriter;
-use apache_avro::{Schema, from_value};
+use apache_avro::from_value;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
 use schema_registry_converter::error::SRCError;
@@ -122,32 +120,6 @@ const SERIALIZATION_FAILED: &str = "Could not get Avro bytes";
 /// record whose schema id the codec knows to be `R`'s (its fast path; fuzzed on its own).
 pub fn decode_body<R: Record>(mut body: &[u8]) -> Result<R, DecodeError> {
     R::datum().reader.read_deser(&mut body).map_err(|e| DecodeError::Undecodable(e.to_string()))
-}
-
-pub struct Datum {
-    writer: GenericDatumWriter<'static>,
-    reader: GenericDatumReader<'static>,
-    canonical_form: String,
-}
-
-impl fmt::Debug for Datum {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Datum").finish_non_exhaustive()
-    }
-}
-
-impl Datum {
-    /// # Panics
-    /// When `schema` names a type it does not define: the record schemas are compiled in and
-    /// parsed by this crate's tests, so that is a build defect, not bad input.
-    #[allow(clippy::expect_used)]
-    pub fn of(schema: &'static Schema) -> Self {
-        Self {
-            writer: GenericDatumWriter::builder(schema).build().expect("record schema resolves"),
-            reader: GenericDatumReader::builder(schema).build().expect("record schema resolves"),
-            canonical_form: schema.canonical_form(),
-        }
-    }
 }
 
 /// Magic byte and schema id: the Confluent framing before the Avro body.

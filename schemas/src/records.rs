@@ -3,10 +3,38 @@
 
 use std::collections::BTreeMap;
 
-use crate::codec::Datum;
 use crate::topics::Channel;
 use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// A record schema compiled once: its datum writer and reader, and its canonical form.
+pub struct Datum {
+    pub(crate) writer: GenericDatumWriter<'static>,
+    pub(crate) reader: GenericDatumReader<'static>,
+    pub(crate) canonical_form: String,
+}
+
+impl std::fmt::Debug for Datum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datum").finish_non_exhaustive()
+    }
+}
+
+impl Datum {
+    /// # Panics
+    /// When `schema` names a type it does not define: the record schemas are compiled in and
+    /// parsed by this crate's tests, so that is a build defect, not bad input.
+    #[allow(clippy::expect_used)]
+    pub fn of(schema: &'static Schema) -> Self {
+        Self {
+            writer: GenericDatumWriter::builder(schema).build().expect("record schema resolves"),
+            reader: GenericDatumReader::builder(schema).build().expect("record schema resolves"),
+            canonical_form: schema.canonical_form(),
+        }
+    }
+}
 
 /// A record type with its current (reader) schema.
 pub trait Record: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -38,10 +66,10 @@ macro_rules! record {
                         .expect(concat!($file, " is valid Avro"))
                 })
             }
-            fn datum() -> &'static $crate::codec::Datum {
-                static DATUM: std::sync::OnceLock<$crate::codec::Datum> =
+            fn datum() -> &'static $crate::records::Datum {
+                static DATUM: std::sync::OnceLock<$crate::records::Datum> =
                     std::sync::OnceLock::new();
-                DATUM.get_or_init(|| $crate::codec::Datum::of(Self::schema()))
+                DATUM.get_or_init(|| $crate::records::Datum::of(Self::schema()))
             }
         }
     };

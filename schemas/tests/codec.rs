@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
-use herald_schemas::codec::Datum;
+use herald_schemas::records::Datum;
 use herald_schemas::{
     AvroCodec, DecodeError, EmailContent, NotificationRequest, Recipient, Record, RegistryConfig,
 };

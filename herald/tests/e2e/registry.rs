@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
 use herald_runtime::kafka::Producer;
-use herald_schemas::codec::Datum;
+use herald_schemas::records::Datum;
 use herald_schemas::{
     AvroCodec, EmailContent, NotificationRequest, Recipient, Record, RegistryConfig,
 };

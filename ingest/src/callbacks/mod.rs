@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use herald_runtime::metrics;
 use prometheus::IntCounterVec;
 
-pub use sendgrid::SendgridVerifier;
-pub use twilio::{NOTIFICATION_PARAM, TwilioVerifier};
+pub use crate::signatures::{SendgridVerifier, TwilioVerifier};
+pub use twilio::NOTIFICATION_PARAM;
 
 fn reports() -> &'static IntCounterVec {
     static REPORTS: OnceLock<IntCounterVec> = OnceLock::new();

@@ -11,58 +11,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use herald_schemas::{DeliveryEvent, EventKind};
-use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 use serde_json::Value;
 
 use super::count;
-use crate::api::Shared;
-
-pub const SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
-pub const TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";
-
-/// The DER prefix of a P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1), before the
-/// 65-byte uncompressed point.
-pub const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
-
-#[derive(Debug, Clone)]
-pub struct SendgridVerifier {
-    /// The uncompressed point of the verification key.
-    point: Vec<u8>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "ingest.callbacks.sendgrid.verification_key is not a base64 P-256 public key (the key SendGrid shows for signed event webhooks)"
-)]
-pub struct KeyError;
-
-impl SendgridVerifier {
-    /// From the verification key as SendGrid shows it.
-    pub fn new(verification_key: &str) -> Result<Self, KeyError> {
-        let der = STANDARD.decode(verification_key.trim()).map_err(|_| KeyError)?;
-        let point = der.strip_prefix(&P256_SPKI_PREFIX[..]).ok_or(KeyError)?;
-        if point.len() != 65 || point.first() != Some(&0x04) {
-            return Err(KeyError);
-        }
-        Ok(Self { point: point.to_vec() })
-    }
-
-    pub fn verify(&self, timestamp: &str, body: &[u8], signature: &str) -> bool {
-        let Ok(signature) = STANDARD.decode(signature.trim()) else { return false };
-        let mut signed = Vec::with_capacity(timestamp.len() + body.len());
-        signed.extend_from_slice(timestamp.as_bytes());
-        signed.extend_from_slice(body);
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.point)
-            .verify(&signed, &signature)
-            .is_ok()
-    }
-}
+use crate::signatures::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::state::Shared;
 
 /// The `DeliveryEvent` a SendGrid event stands for, if Herald records that kind.
 fn event_of(report: &Value) -> Option<DeliveryEvent> {
@@ -150,28 +104,9 @@ pub(crate) async fn events(
 
 #[cfg(test)]
 mod tests {
-    use ring::rand::SystemRandom;
-    use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn a_signed_batch_verifies_under_its_key_only_and_not_when_changed() {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
-        let spki = [&P256_SPKI_PREFIX[..], pair.public_key().as_ref()].concat();
-        let verifier = SendgridVerifier::new(&STANDARD.encode(&spki)).unwrap();
-        let body = br#"[{"event":"delivered"}]"#;
-        let signature = pair.sign(&rng, &[&b"1700000000"[..], body].concat()).unwrap();
-        let signature = STANDARD.encode(signature.as_ref());
-        assert!(verifier.verify("1700000000", body, &signature));
-        assert!(!verifier.verify("1700000001", body, &signature), "another timestamp");
-        assert!(!verifier.verify("1700000000", br#"[{"event":"bounce"}]"#, &signature));
-        assert!(SendgridVerifier::new("bm90IGEga2V5").is_err());
-    }
 
     #[test]
     fn sendgrid_events_map_to_herald_events() {

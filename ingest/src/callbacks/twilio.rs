@@ -8,73 +8,14 @@ use axum::Form;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use herald_runtime::config::SecretError;
 use herald_schemas::{DeliveryEvent, EventKind};
-use ring::hmac;
 
 use super::count;
 
-use crate::api::Shared;
-use crate::config::TwilioCallbacks;
+use crate::state::Shared;
 
 /// The query parameter the Twilio provider adds to its status callback URL.
 pub const NOTIFICATION_PARAM: &str = "herald_notification_id";
-
-/// Checks Twilio's request signatures.
-#[derive(Debug, Clone)]
-pub struct TwilioVerifier {
-    /// The callback URL without its query: the query is the one each request arrives with.
-    base_url: String,
-    key: hmac::Key,
-}
-
-impl TwilioVerifier {
-    pub fn new(config: &TwilioCallbacks) -> Result<Self, SecretError> {
-        let base_url = config.url.split('?').next().unwrap_or_default().to_owned();
-        let token = config.auth_token.read()?;
-        Ok(Self {
-            base_url,
-            key: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, token.as_bytes()),
-        })
-    }
-
-    /// Twilio's scheme: base64 of HMAC-SHA1 under the auth token over the full URL followed by
-    /// each POST parameter's name and value, sorted by name.
-    fn expected(&self, query: Option<&str>, params: &[(String, String)]) -> hmac::Tag {
-        let mut signed = self.base_url.clone();
-        if let Some(query) = query.filter(|q| !q.is_empty()) {
-            signed.push('?');
-            signed.push_str(query);
-        }
-        let mut sorted: Vec<&(String, String)> = params.iter().collect();
-        sorted.sort();
-        for (name, value) in sorted {
-            signed.push_str(name);
-            signed.push_str(value);
-        }
-        hmac::sign(&self.key, signed.as_bytes())
-    }
-
-    pub fn verify(
-        &self,
-        query: Option<&str>,
-        params: &[(String, String)],
-        signature: &str,
-    ) -> bool {
-        let Ok(given) = STANDARD.decode(signature.trim()) else { return false };
-        let expected = self.expected(query, params);
-        // Equal length first, then a comparison that does not stop at the first difference.
-        given.len() == expected.as_ref().len()
-            && given.iter().zip(expected.as_ref()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    }
-
-    /// The signature Twilio would send (for tests and local stand-ins).
-    pub fn sign(&self, query: Option<&str>, params: &[(String, String)]) -> String {
-        STANDARD.encode(self.expected(query, params).as_ref())
-    }
-}
 
 fn outcome(label: &str) {
     count("twilio", label);
@@ -157,36 +98,6 @@ pub(crate) async fn twilio(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn verifier() -> TwilioVerifier {
-        TwilioVerifier {
-            base_url: "https://mycompany.com/myapp.php".into(),
-            key: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, b"12345"),
-        }
-    }
-
-    #[test]
-    fn twilios_documented_example_signature_verifies() {
-        // The example of Twilio's signature validation snippets (TwilioDevEd/api-snippets).
-        let params: Vec<(String, String)> = [
-            ("CallSid", "CA1234567890ABCDE"),
-            ("Caller", "+14158675310"),
-            ("Digits", "1234"),
-            ("From", "+14158675310"),
-            ("To", "+18005551212"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let query = Some("foo=1&bar=2");
-        assert_eq!(verifier().sign(query, &params), "GvWf1cFY/Q7PnoempGyD5oXAezc=");
-        assert!(verifier().verify(query, &params, "GvWf1cFY/Q7PnoempGyD5oXAezc="));
-        let mut changed = params.clone();
-        changed[2].1 = "9999".into();
-        assert!(!verifier().verify(query, &changed, "GvWf1cFY/Q7PnoempGyD5oXAezc="));
-        assert!(!verifier().verify(Some("foo=1"), &params, "GvWf1cFY/Q7PnoempGyD5oXAezc="));
-        assert!(!verifier().verify(query, &params, "not base64!"));
-    }
 
     #[test]
     fn the_notification_id_comes_from_the_callback_url_and_must_look_like_one() {

@@ -4,26 +4,21 @@
 //! one instance is seen by all. One trait per store says what a backend keeps for it
 //! ([`ClientRecords`], [`IdempotencyRecords`], [`StatusRecords`], [`WebhookRecords`]); each
 //! backend implements all four beside its SQL or CQL (`sqlite.rs`, `scylla.rs`), the store
-//! types above them hold a [`Backend`] and never ask which, and one contract suite
-//! (`ingest/tests/store_contract.rs`) holds both backends to the same behaviour.
+//! types above them (`crate::clients`, `crate::idempotency`, `crate::status`,
+//! `crate::webhooks`, opened together by `crate::stores`) hold a [`Backend`] and never ask
+//! which, and one contract suite (`ingest/tests/store_contract.rs`) holds both backends to
+//! the same behaviour. This module knows nothing of the types above it.
 
 pub mod scylla;
 pub mod sqlite;
 
-use std::path::Path;
 use std::sync::Arc;
 
-use herald_runtime::scylla::{LwtError, ScyllaSetupError};
+use herald_runtime::scylla::LwtError;
 use herald_runtime::sqlite::SqliteError;
 use herald_schemas::DeliveryEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::clients::ApiClients;
-use crate::config::IngestConfig;
-use crate::idempotency::Begin;
-use crate::idempotency::IdempotencyStore;
-use crate::status::StatusStore;
-use crate::webhooks::WebhookRegistry;
 pub use scylla::ScyllaIngestStore;
 pub use sqlite::SqliteIngestStore;
 
@@ -56,62 +51,20 @@ impl From<LwtError> for StoreError {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreOpenError {
-    #[error("cannot open the ingest store at {path}")]
-    Sqlite { path: String, source: SqliteError },
-    #[error("cannot open the ingest store in ScyllaDB")]
-    Scylla(#[from] ScyllaSetupError),
-}
+/// How long a first request may take before a retry may take its key over.
+pub const PENDING_TIMEOUT_MS: i64 = 30_000;
 
-/// The four stores, on one backend.
-#[derive(Debug, Clone)]
-pub struct IngestStores {
-    pub clients: ApiClients,
-    pub status: StatusStore,
-    pub idempotency: IdempotencyStore,
-    pub webhooks: WebhookRegistry,
-}
-
-impl IngestStores {
-    /// The stores `config` names: its SQLite file, or its ScyllaDB keyspace (whose tables
-    /// `herald migrate` creates).
-    pub async fn open(config: &IngestConfig) -> Result<Self, StoreOpenError> {
-        let window_ms = config.idempotency_window_ms();
-        match config.store_backend {
-            StoreBackend::Sqlite => {
-                Self::open_sqlite(&config.store_path, window_ms).map_err(|source| {
-                    StoreOpenError::Sqlite { path: config.store_path.display().to_string(), source }
-                })
-            }
-            StoreBackend::Scylla => {
-                let store = ScyllaIngestStore::connect(&config.scylla, window_ms).await?;
-                Ok(Self::on_scylla(&Arc::new(store)))
-            }
-        }
-    }
-
-    /// Each store opens the file with a pool of its own, so the status sink's writes never
-    /// queue the API's key lookups behind them for a connection.
-    pub fn open_sqlite(path: &Path, idempotency_window_ms: i64) -> Result<Self, SqliteError> {
-        Ok(Self {
-            clients: ApiClients::open(path)?,
-            status: StatusStore::open(path)?,
-            idempotency: IdempotencyStore::open(path, idempotency_window_ms)?,
-            webhooks: WebhookRegistry::open(path)?,
-        })
-    }
-
-    /// The stores on `store` (which keeps idempotency keys for the window it was connected
-    /// with).
-    pub fn on_scylla(store: &Arc<ScyllaIngestStore>) -> Self {
-        Self {
-            clients: ApiClients::on_scylla(Arc::clone(store)),
-            status: StatusStore::on_scylla(Arc::clone(store)),
-            idempotency: IdempotencyStore::on_scylla(Arc::clone(store)),
-            webhooks: WebhookRegistry::on_scylla(Arc::clone(store)),
-        }
-    }
+/// What to do with a request carrying an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// Go ahead, under this notification id.
+    Proceed { notification_id: String },
+    /// Answer what the first request was answered.
+    Replay { status: u16, response: String },
+    /// The key was used with another body.
+    Mismatch,
+    /// The first request with this key is still under way.
+    InProgress,
 }
 
 /// An API client as a backend keeps it.

@@ -15,10 +15,9 @@ use herald_runtime::scylla::{
 use herald_schemas::{DeliveryEvent, EventKind};
 
 use super::{
-    ClientRecords, ClientRow, EventRow, IdempotencyRecords, StatusRecords, StoreError,
-    WebhookRecords, WebhookRow,
+    Begin, ClientRecords, ClientRow, EventRow, IdempotencyRecords, PENDING_TIMEOUT_MS,
+    StatusRecords, StoreError, WebhookRecords, WebhookRow,
 };
-use crate::idempotency::{Begin, PENDING_TIMEOUT_MS};
 
 const TABLES_CQL: &str = include_str!("../../../schemas/cql/ingest.cql");
 

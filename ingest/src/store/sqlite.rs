@@ -9,10 +9,9 @@ use herald_schemas::DeliveryEvent;
 use rusqlite::{OptionalExtension as _, params};
 
 use super::{
-    ClientRecords, ClientRow, EventRow, IdempotencyRecords, StatusRecords, StoreError,
-    WebhookRecords, WebhookRow,
+    Begin, ClientRecords, ClientRow, EventRow, IdempotencyRecords, PENDING_TIMEOUT_MS,
+    StatusRecords, StoreError, WebhookRecords, WebhookRow,
 };
-use crate::idempotency::{Begin, PENDING_TIMEOUT_MS};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_clients (

@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::by_kind::{StandIn, secret_file};
 use crate::jose::{self, Alg};
+use crate::{StandIn, secret_file};
 
 /// Apple's limit for alert notifications.
 const MAX_PAYLOAD: usize = 4096;

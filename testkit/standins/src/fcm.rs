@@ -16,8 +16,8 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::by_kind::{StandIn, secret_file};
 use crate::jose::{self, Alg};
+use crate::{StandIn, secret_file};
 
 /// A message FCM accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]

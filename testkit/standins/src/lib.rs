@@ -21,7 +21,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use base64::Engine;
 
-pub use by_kind::{KINDS, StandIn, start};
+pub use by_kind::{KINDS, start};
 
 /// How the next send is to fail, if at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,3 +180,60 @@ pub(crate) fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// A running stand-in with an account of its own, answering with the provider settings
+/// that reach it: the `[dispatch.providers.<name>]` table an operator writes
+/// (docs/providers.md), as JSON. The dispatchers' wire tests build their providers from it.
+pub trait StandIn: Send + Sync {
+    /// Sends accepted so far.
+    fn accepted(&self) -> usize;
+    /// Forgets what was accepted (a benchmark's next round).
+    fn clear(&self);
+    /// Every send is answered after `latency` (the provider's processing time).
+    fn set_latency(&self, latency: Duration);
+    /// The next send meets the provider's rate limit (429 or its equivalent).
+    fn throttle_once(&self);
+    /// The next send meets the provider's outage (5xx or its equivalent).
+    fn fail_once(&self);
+    /// `target`, as the provider receives it, is gone from now on.
+    fn kill(&self, target: &str);
+    /// The provider settings that reach this stand-in, its secrets written as files under
+    /// `secrets`.
+    fn settings(&self, secrets: &std::path::Path) -> anyhow::Result<serde_json::Value>;
+}
+
+/// Writes `value` to the file `name` under `dir`; the secret source naming it.
+pub(crate) fn secret_file(
+    dir: &std::path::Path,
+    name: &str,
+    value: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let path = dir.join(name);
+    std::fs::write(&path, value)?;
+    Ok(serde_json::json!({ "file": path.display().to_string() }))
+}
+
+/// The `Account` methods of a stand-in that keeps its sends in a `Recorder`.
+macro_rules! recorded_account {
+    () => {
+        fn accepted(&self) -> usize {
+            self.recorder.accepted_count()
+        }
+        fn clear(&self) {
+            self.recorder.clear();
+        }
+        fn set_latency(&self, latency: std::time::Duration) {
+            self.recorder.set_latency(latency);
+        }
+        fn throttle_once(&self) {
+            self.recorder.throttle(1);
+        }
+        fn fail_once(&self) {
+            self.recorder.fail(1);
+        }
+        fn kill(&self, target: &str) {
+            self.recorder.unregister(target);
+        }
+    };
+}
+pub(crate) use recorded_account;

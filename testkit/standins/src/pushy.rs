@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{Fault, Recorder, serve};
-use crate::by_kind::{StandIn, recorded_account, secret_file};
+use crate::{StandIn, recorded_account, secret_file};
 
 /// A push Pushy accepted.
 #[derive(Debug, Clone, PartialEq)]

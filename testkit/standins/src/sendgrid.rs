@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{Fault, Recorder, serve};
-use crate::by_kind::{StandIn, recorded_account, secret_file};
+use crate::{StandIn, recorded_account, secret_file};
 
 /// A mail SendGrid accepted: the request body as sent.
 #[derive(Debug, Clone, PartialEq)]

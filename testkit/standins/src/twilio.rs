@@ -19,7 +19,7 @@ use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 
 use super::{Fault, Recorder, basic_auth_is, serve};
-use crate::by_kind::{StandIn, recorded_account, secret_file};
+use crate::{StandIn, recorded_account, secret_file};
 
 /// An SMS Twilio queued.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 
 use super::{Fault, Recorder, gsm, serve};
-use crate::by_kind::{StandIn, recorded_account, secret_file};
+use crate::{StandIn, recorded_account, secret_file};
 
 /// An SMS Vonage accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
