@@ -1,3 +1,6 @@
+//! `[enricher]`: where the directory lives and how it is cached, routes by region, fallbacks,
+//! frequency caps, quiet hours and the categories that pass them.
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

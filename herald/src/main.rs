@@ -1,8 +1,7 @@
 //! `herald`: one binary, one subcommand per role. The subcommands live in `cli/`.
 
-mod cli;
-
 use clap::Parser;
+use herald::cli;
 use herald_wiring::config::HeraldConfig;
 use tracing_subscriber::EnvFilter;
 

@@ -1,3 +1,6 @@
+//! `[ingest]`: the send API's listener, its stores, request limits, idempotency window and
+//! the providers' delivery-report callbacks.
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

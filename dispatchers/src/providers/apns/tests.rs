@@ -1,3 +1,5 @@
+//! APNs: Apple's reasons mapped to outcomes, and the wire contract against the stand-in.
+
 use super::*;
 
 #[test]

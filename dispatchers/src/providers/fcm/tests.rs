@@ -1,3 +1,5 @@
+//! FCM: Google's errors mapped to outcomes, and the wire contract against the stand-in.
+
 use super::*;
 
 fn error(code: u16, status: &str, fcm: Option<&str>, message: &str) -> (StatusCode, Value) {

@@ -1,3 +1,5 @@
+//! JPush: its error codes mapped to outcomes, and the wire contract against the stand-in.
+
 use super::*;
 
 #[test]

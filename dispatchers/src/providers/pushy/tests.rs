@@ -1,3 +1,5 @@
+//! Pushy: its errors mapped to outcomes, and the wire contract against the stand-in.
+
 use super::*;
 
 #[test]

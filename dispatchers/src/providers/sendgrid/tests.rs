@@ -1,3 +1,5 @@
+//! SendGrid: senders, answers mapped to outcomes, and the wire contract against the stand-in.
+
 use super::*;
 
 #[test]

@@ -1,3 +1,5 @@
+//! SMTP: messages as built for the relay, and the relay's answers mapped to outcomes.
+
 use std::collections::BTreeMap;
 
 use herald_schemas::{EmailContent, Sender};

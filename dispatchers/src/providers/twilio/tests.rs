@@ -1,3 +1,5 @@
+//! Twilio: its error codes mapped to outcomes, and the wire contract against the stand-in.
+
 use serde_json::json;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! Vonage: its per-part statuses mapped to outcomes, and the wire contract against the stand-in.
+
 use super::*;
 
 #[test]
