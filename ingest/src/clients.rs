@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::store::{
-    Backend, ClientRecords as _, ClientRow, ScyllaIngestStore, SqliteIngestStore, StoreError,
+    AnyIngestStore, ClientRecords as _, ClientRow, ScyllaIngestStore, SqliteIngestStore, StoreError,
 };
 
 /// What a client may send, and how fast. Empty lists allow everything. The directory is
@@ -97,7 +97,7 @@ const MAX_RECENT_KEYS: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct ApiClients {
-    backend: Backend,
+    backend: AnyIngestStore,
     recent: Arc<RecentKeys>,
 }
 
@@ -171,11 +171,14 @@ impl ApiClients {
         ttl: Duration,
     ) -> Result<Self, SqliteError> {
         let store = SqliteIngestStore::open(path, 0)?;
-        Ok(Self { backend: Backend::Sqlite(store), recent: Arc::new(RecentKeys::new(ttl)) })
+        Ok(Self { backend: AnyIngestStore::Sqlite(store), recent: Arc::new(RecentKeys::new(ttl)) })
     }
 
     pub fn on_scylla(store: Arc<ScyllaIngestStore>) -> Self {
-        Self { backend: Backend::Scylla(store), recent: Arc::new(RecentKeys::new(RECENT_KEY_TTL)) }
+        Self {
+            backend: AnyIngestStore::Scylla(store),
+            recent: Arc::new(RecentKeys::new(RECENT_KEY_TTL)),
+        }
     }
 
     /// Creates a client allowed everything; see [`ApiClients::add_with`].

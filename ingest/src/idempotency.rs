@@ -14,13 +14,13 @@ use std::sync::Arc;
 use herald_runtime::sqlite::SqliteError;
 
 use crate::store::{
-    Backend, IdempotencyRecords as _, ScyllaIngestStore, SqliteIngestStore, StoreError,
+    AnyIngestStore, IdempotencyRecords as _, ScyllaIngestStore, SqliteIngestStore, StoreError,
 };
 pub use crate::store::{Begin, PENDING_TIMEOUT_MS};
 
 #[derive(Debug, Clone)]
 pub struct IdempotencyStore {
-    backend: Backend,
+    backend: AnyIngestStore,
 }
 
 /// A key is 1 to 255 visible ASCII characters.
@@ -30,12 +30,12 @@ pub fn valid_key(key: &str) -> bool {
 
 impl IdempotencyStore {
     pub fn open(path: impl Into<PathBuf>, window_ms: i64) -> Result<Self, SqliteError> {
-        Ok(Self { backend: Backend::Sqlite(SqliteIngestStore::open(path, window_ms)?) })
+        Ok(Self { backend: AnyIngestStore::Sqlite(SqliteIngestStore::open(path, window_ms)?) })
     }
 
     /// Keys in ScyllaDB, which expires them itself after the window it was opened with.
     pub fn on_scylla(store: Arc<ScyllaIngestStore>) -> Self {
-        Self { backend: Backend::Scylla(store) }
+        Self { backend: AnyIngestStore::Scylla(store) }
     }
 
     /// Claims `key` for a request whose body hashes to `body_hash`, proposing

@@ -11,7 +11,7 @@ use herald_schemas::{DeliveryEvent, EventKind};
 use serde::Serialize;
 
 use crate::store::{
-    Backend, EventRow, ScyllaIngestStore, SqliteIngestStore, StatusRecords as _, StoreError,
+    AnyIngestStore, EventRow, ScyllaIngestStore, SqliteIngestStore, StatusRecords as _, StoreError,
 };
 
 /// The most notifications one page of a user's list holds.
@@ -19,7 +19,7 @@ pub const MAX_PAGE: usize = 100;
 
 #[derive(Debug, Clone)]
 pub struct StatusStore {
-    backend: Backend,
+    backend: AnyIngestStore,
 }
 
 /// One event as the API shows it.
@@ -146,11 +146,11 @@ impl From<EventRow> for EventView {
 
 impl StatusStore {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        Ok(Self { backend: Backend::Sqlite(SqliteIngestStore::open(path, 0)?) })
+        Ok(Self { backend: AnyIngestStore::Sqlite(SqliteIngestStore::open(path, 0)?) })
     }
 
     pub fn on_scylla(store: Arc<ScyllaIngestStore>) -> Self {
-        Self { backend: Backend::Scylla(store) }
+        Self { backend: AnyIngestStore::Scylla(store) }
     }
 
     /// Stores events; an event seen before (same event id) is ignored, so redelivery and

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use herald_dispatchers::config::LedgerBackend;
 use herald_dispatchers::config::ProviderLimits;
+use herald_dispatchers::ledger::AnyLedger;
 use herald_dispatchers::ledger::scylla::ScyllaLedger;
-use herald_dispatchers::ledger::sqlite::SqliteLedger;
 use herald_dispatchers::{DeliveryLedger, DispatchSetup, Provider, Routes};
 use herald_enricher::ScyllaDirectory;
 use herald_enricher::api::DirectoryApi;
-use herald_enricher::{CachedDirectory, Directory, DirectoryBackend, SqliteDirectory};
+use herald_enricher::directory::AnyDirectory;
+use herald_enricher::{CachedDirectory, Directory, DirectoryBackend};
 use herald_ingest::store::ScyllaIngestStore;
 use herald_ingest::{Ingest, IngestStores, StoreBackend};
 use herald_runtime::http::BrokerReadiness;
@@ -142,16 +143,8 @@ async fn directory_api(
     )
     .context("Kafka producer of directory changes")?;
     let wait = std::time::Duration::from_millis(enricher.directory_api_wait_ms);
-    Ok(match enricher.directory_backend {
-        DirectoryBackend::Sqlite => {
-            let store = SqliteDirectory::open(&enricher.directory_path).context("directory")?;
-            DirectoryApi::new(Arc::new(store), writer, wait).router()
-        }
-        DirectoryBackend::Scylla => {
-            let store = ScyllaDirectory::connect(&enricher.scylla).await.context("directory")?;
-            DirectoryApi::new(Arc::new(store), writer, wait).router()
-        }
-    })
+    let store = AnyDirectory::open(enricher).await.context("directory")?;
+    Ok(DirectoryApi::new(Arc::new(store), writer, wait).router())
 }
 
 pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -168,19 +161,10 @@ pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> any
         let ttl = std::time::Duration::from_millis(enricher.cache_ttl_ms);
         Arc::new(CachedDirectory::new(directory, ttl, enricher.cache_max_entries))
     }
-    match enricher.directory_backend {
-        DirectoryBackend::Sqlite => {
-            let directory =
-                SqliteDirectory::open(&enricher.directory_path).context("enricher directory")?;
-            herald_enricher::run(kafka, rules, cached(directory, enricher), output, shutdown).await
-        }
-        DirectoryBackend::Scylla => {
-            let directory =
-                ScyllaDirectory::connect(&enricher.scylla).await.context("enricher directory")?;
-            herald_enricher::run(kafka, rules, cached(directory, enricher), output, shutdown).await
-        }
-    }
-    .context("enricher")
+    let directory = AnyDirectory::open(enricher).await.context("enricher directory")?;
+    herald_enricher::run(kafka, rules, cached(directory, enricher), output, shutdown)
+        .await
+        .context("enricher")
 }
 
 /// `herald migrate`: the keyspaces and tables of every store configured to live in ScyllaDB.
@@ -223,30 +207,20 @@ pub async fn dispatcher(
         format!("the providers of channel {channel} ([dispatch.routes.{channel}])")
     })?;
     let ledger_config = &config.dispatch.ledger;
-    match ledger_config.backend {
-        LedgerBackend::Sqlite => {
-            let ledger = SqliteLedger::open(&ledger_config.path).context("delivery ledger")?;
-            let expiry = tokio::spawn(expire_ledger(
-                ledger.clone(),
-                ledger_config.retention(),
-                shutdown.clone(),
-            ));
-            let result = dispatch_with(config, channel, routes, Arc::new(ledger), shutdown).await;
-            expiry.abort();
-            result
-        }
-        LedgerBackend::Scylla => {
-            let ledger = ScyllaLedger::connect(&ledger_config.scylla, ledger_config.retention())
-                .await
-                .context("delivery ledger")?;
-            dispatch_with(config, channel, routes, Arc::new(ledger), shutdown).await
-        }
-    }
+    let ledger = Arc::new(AnyLedger::open(ledger_config).await.context("delivery ledger")?);
+    let expiry = tokio::spawn(expire_ledger(
+        Arc::clone(&ledger),
+        ledger_config.retention(),
+        shutdown.clone(),
+    ));
+    let result = dispatch_with(config, channel, routes, ledger, shutdown).await;
+    expiry.abort();
+    result
 }
 
-/// The SQLite ledger forgets deliveries older than the retention (ScyllaDB rows carry a TTL).
+/// The ledger forgets deliveries older than the retention (ScyllaDB rows carry a TTL).
 async fn expire_ledger(
-    ledger: SqliteLedger,
+    ledger: Arc<AnyLedger>,
     retention: std::time::Duration,
     shutdown: CancellationToken,
 ) {

@@ -18,8 +18,8 @@ use herald_dispatchers::Provider;
 use herald_dispatchers::config::{ProviderConfig, ProviderLimits, SmtpTls};
 use herald_dispatchers::providers::sandbox::SandboxSettings;
 use herald_dispatchers::providers::sandbox::{Recordings, SandboxProvider};
-use herald_enricher::ScyllaDirectory;
-use herald_enricher::{DirectoryBackend, SqliteDirectory};
+use herald_enricher::DirectoryBackend;
+use herald_enricher::directory::AnyDirectory;
 use herald_ingest::IngestStores;
 use herald_runtime::kafka::admin;
 use herald_schemas::Channel;
@@ -98,22 +98,10 @@ async fn seed_stores(config: &HeraldConfig) -> anyhow::Result<String> {
     let template = [seed::TEMPLATE_ID.to_owned()];
     let announced = "announcing the demo template";
     let writer = herald_wiring::directory::writer(config).await?;
-    match config.enricher.directory_backend {
-        DirectoryBackend::Sqlite => {
-            let directory = SqliteDirectory::open(&config.enricher.directory_path)?;
-            seed::demo_users(&directory).await.context("seeding demo users")?;
-            let announce =
-                herald_wiring::directory::announce_templates(&writer, &directory, &template);
-            announce.await.context(announced)?;
-        }
-        DirectoryBackend::Scylla => {
-            let directory = ScyllaDirectory::connect(&config.enricher.scylla).await?;
-            seed::demo_users(&directory).await.context("seeding demo users")?;
-            let announce =
-                herald_wiring::directory::announce_templates(&writer, &directory, &template);
-            announce.await.context(announced)?;
-        }
-    }
+    let directory = AnyDirectory::open(&config.enricher).await?;
+    seed::demo_users(&directory).await.context("seeding demo users")?;
+    let announce = herald_wiring::directory::announce_templates(&writer, &directory, &template);
+    announce.await.context(announced)?;
     let place = |on_cql: bool, scylla: &herald_runtime::scylla::ScyllaConfig| {
         if on_cql {
             format!("CQL node {} (keyspace {})", scylla.nodes.join(","), scylla.keyspace)

@@ -11,6 +11,13 @@ pub mod sqlite;
 
 use std::time::Duration;
 
+use herald_runtime::scylla::ScyllaSetupError;
+use herald_runtime::sqlite::SqliteError;
+
+use crate::config::{LedgerBackend, LedgerConfig};
+use scylla::ScyllaLedger;
+use sqlite::SqliteLedger;
+
 /// Which delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeliveryKey {
@@ -87,4 +94,81 @@ pub trait DeliveryLedger: Send + Sync + 'static {
 fn claim_is_stale(claimed_at: i64, now: i64, claim_timeout: Duration) -> bool {
     let timeout = i64::try_from(claim_timeout.as_millis()).unwrap_or(i64::MAX);
     now.saturating_sub(claimed_at) >= timeout
+}
+
+/// The ledger the configuration names: the one place that asks which backend.
+#[derive(Debug)]
+pub enum AnyLedger {
+    Sqlite(SqliteLedger),
+    /// Boxed: its prepared statements make it large.
+    Scylla(Box<ScyllaLedger>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerOpenError {
+    #[error("cannot open the delivery ledger at {path}")]
+    Sqlite { path: String, source: SqliteError },
+    #[error("cannot open the delivery ledger in ScyllaDB")]
+    Scylla(#[from] ScyllaSetupError),
+}
+
+impl AnyLedger {
+    /// The ledger of `[dispatch.ledger]`: its SQLite file, or its ScyllaDB keyspace (whose
+    /// table `herald migrate` creates).
+    pub async fn open(config: &LedgerConfig) -> Result<Self, LedgerOpenError> {
+        Ok(match config.backend {
+            LedgerBackend::Sqlite => {
+                let path = config.path.display().to_string();
+                let ledger = SqliteLedger::open(&config.path)
+                    .map_err(|source| LedgerOpenError::Sqlite { path, source })?;
+                Self::Sqlite(ledger)
+            }
+            LedgerBackend::Scylla => {
+                let ledger = ScyllaLedger::connect(&config.scylla, config.retention()).await?;
+                Self::Scylla(Box::new(ledger))
+            }
+        })
+    }
+
+    /// Deletes entries last touched before `older_than` (ms): SQLite keeps them until then,
+    /// ScyllaDB rows carry a TTL and expire alone.
+    pub async fn expire(&self, older_than: i64) -> Result<usize, LedgerError> {
+        match self {
+            Self::Sqlite(ledger) => ledger.expire(older_than).await,
+            Self::Scylla(_) => Ok(0),
+        }
+    }
+}
+
+impl DeliveryLedger for AnyLedger {
+    async fn claim(
+        &self,
+        key: &DeliveryKey,
+        now: i64,
+        claim_timeout: Duration,
+    ) -> Result<Claim, LedgerError> {
+        match self {
+            Self::Sqlite(ledger) => ledger.claim(key, now, claim_timeout).await,
+            Self::Scylla(ledger) => ledger.claim(key, now, claim_timeout).await,
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &DeliveryKey,
+        completion: Completion,
+        now: i64,
+    ) -> Result<(), LedgerError> {
+        match self {
+            Self::Sqlite(ledger) => ledger.complete(key, completion, now).await,
+            Self::Scylla(ledger) => ledger.complete(key, completion, now).await,
+        }
+    }
+
+    async fn release(&self, key: &DeliveryKey) -> Result<(), LedgerError> {
+        match self {
+            Self::Sqlite(ledger) => ledger.release(key).await,
+            Self::Scylla(ledger) => ledger.release(key).await,
+        }
+    }
 }

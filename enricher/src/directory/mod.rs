@@ -1,8 +1,11 @@
 //! The directory the enricher owns: users, their devices and their preferences. Behind a
 //! trait so that the embedded SQLite store and ScyllaDB serve the same enricher.
 
+mod any;
 pub mod scylla;
 pub mod sqlite;
+
+pub use any::{AnyDirectory, DirectoryOpenError};
 
 use std::fmt;
 use std::str::FromStr;

@@ -5,7 +5,7 @@
 //! ([`ClientRecords`], [`IdempotencyRecords`], [`StatusRecords`], [`WebhookRecords`]); each
 //! backend implements all four beside its SQL or CQL (`sqlite.rs`, `scylla.rs`), the store
 //! types above them (`crate::clients`, `crate::idempotency`, `crate::status`,
-//! `crate::webhooks`, opened together by `crate::stores`) hold a [`Backend`] and never ask
+//! `crate::webhooks`, opened together by `crate::stores`) hold a [`AnyIngestStore`] and never ask
 //! which, and one contract suite (`ingest/tests/store_contract.rs`) holds both backends to
 //! the same behaviour. This module knows nothing of the types above it.
 
@@ -178,9 +178,10 @@ pub(crate) trait WebhookRecords {
     async fn first_webhook_at(&self) -> Result<Option<i64>, StoreError>;
 }
 
-/// The backend a store type holds, chosen at start-up: the one place that asks which.
+/// The backend a store type holds, chosen at start-up (`crate::stores`): the one place that
+/// asks which.
 #[derive(Debug, Clone)]
-pub(crate) enum Backend {
+pub(crate) enum AnyIngestStore {
     Sqlite(SqliteIngestStore),
     Scylla(Arc<ScyllaIngestStore>),
 }
@@ -189,13 +190,13 @@ pub(crate) enum Backend {
 macro_rules! on_backend {
     ($backend:expr, $method:ident ( $($arg:expr),* )) => {
         match $backend {
-            Backend::Sqlite(store) => store.$method($($arg),*).await,
-            Backend::Scylla(store) => store.$method($($arg),*).await,
+            AnyIngestStore::Sqlite(store) => store.$method($($arg),*).await,
+            AnyIngestStore::Scylla(store) => store.$method($($arg),*).await,
         }
     };
 }
 
-impl ClientRecords for Backend {
+impl ClientRecords for AnyIngestStore {
     async fn add_client(
         &self,
         client_id: &str,
@@ -217,7 +218,7 @@ impl ClientRecords for Backend {
     }
 }
 
-impl IdempotencyRecords for Backend {
+impl IdempotencyRecords for AnyIngestStore {
     async fn begin(
         &self,
         client_key: (&str, &str),
@@ -240,7 +241,7 @@ impl IdempotencyRecords for Backend {
     }
 }
 
-impl StatusRecords for Backend {
+impl StatusRecords for AnyIngestStore {
     async fn record(&self, events: Vec<DeliveryEvent>) -> Result<(), StoreError> {
         on_backend!(self, record(events))
     }
@@ -263,7 +264,7 @@ impl StatusRecords for Backend {
     }
 }
 
-impl WebhookRecords for Backend {
+impl WebhookRecords for AnyIngestStore {
     async fn set_webhook(
         &self,
         client_id: &str,

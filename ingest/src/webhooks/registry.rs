@@ -8,7 +8,8 @@ use herald_runtime::sqlite::SqliteError;
 use rand::RngCore as _;
 
 use crate::store::{
-    Backend, ScyllaIngestStore, SqliteIngestStore, StoreError, WebhookRecords as _, WebhookRow,
+    AnyIngestStore, ScyllaIngestStore, SqliteIngestStore, StoreError, WebhookRecords as _,
+    WebhookRow,
 };
 
 /// Webhook signing secrets start with this, so they are recognisable in a secret store.
@@ -57,7 +58,7 @@ pub enum WebhookSetupError {
 
 #[derive(Debug, Clone)]
 pub struct WebhookRegistry {
-    backend: Backend,
+    backend: AnyIngestStore,
 }
 
 impl From<WebhookRow> for Webhook {
@@ -73,11 +74,11 @@ impl From<WebhookRow> for Webhook {
 
 impl WebhookRegistry {
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, SqliteError> {
-        Ok(Self { backend: Backend::Sqlite(SqliteIngestStore::open(path, 0)?) })
+        Ok(Self { backend: AnyIngestStore::Sqlite(SqliteIngestStore::open(path, 0)?) })
     }
 
     pub fn on_scylla(store: Arc<ScyllaIngestStore>) -> Self {
-        Self { backend: Backend::Scylla(store) }
+        Self { backend: AnyIngestStore::Scylla(store) }
     }
 
     /// Registers (or replaces) `client_id`'s webhook; returns it with its new secret, shown

@@ -9,9 +9,9 @@ mod topic;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use herald_enricher::ScyllaDirectory;
+use herald_enricher::directory::AnyDirectory;
 use herald_enricher::templates::Renderer;
-use herald_enricher::{Directory, DirectoryBackend, DirectoryWriter, SqliteDirectory};
+use herald_enricher::{Directory, DirectoryWriter};
 
 use crate::config::HeraldConfig;
 
@@ -136,22 +136,8 @@ pub async fn import_configured(
     (options, path): (ImportOptions, ImportPath),
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<ImportReport> {
-    let enricher = &config.enricher;
-    match enricher.directory_backend {
-        DirectoryBackend::Sqlite => {
-            let directory = std::sync::Arc::new(
-                SqliteDirectory::open(&enricher.directory_path)
-                    .with_context(|| format!("opening {}", enricher.directory_path.display()))?,
-            );
-            import_into(config, directory, file, (options, path), progress).await
-        }
-        DirectoryBackend::Scylla => {
-            let directory = std::sync::Arc::new(
-                ScyllaDirectory::connect(&enricher.scylla).await.context("ScyllaDB directory")?,
-            );
-            import_into(config, directory, file, (options, path), progress).await
-        }
-    }
+    let directory = AnyDirectory::open(&config.enricher).await.context("the directory")?;
+    import_into(config, std::sync::Arc::new(directory), file, (options, path), progress).await
 }
 
 async fn import_into<D: Directory>(
