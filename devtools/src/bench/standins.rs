@@ -9,14 +9,15 @@ use std::time::Duration;
 use herald_dispatchers::config::{EmailConfig, ProviderConfig, ProviderLimits, SmtpConfig};
 use herald_testkit::mail_sink::{MailSink, SinkOptions};
 
-/// A running stand-in: how many sends it accepted, and how to forget them.
-pub(crate) struct StandIn {
+/// Where a benchmark's sends arrive (a provider stand-in, or the SMTP sink): how many it
+/// accepted, and how to forget them.
+pub(crate) struct Receiver {
     pub(crate) accepted: Box<dyn Fn() -> usize + Send + Sync>,
     pub(crate) clear: Box<dyn Fn() + Send + Sync>,
     _keep: Box<dyn std::any::Any + Send + Sync>,
 }
 
-impl StandIn {
+impl Receiver {
     fn of<T: Send + Sync + 'static>(standin: T, accepted: fn(&T) -> usize, clear: fn(&T)) -> Self {
         let standin = Arc::new(standin);
         let (a, c) = (Arc::clone(&standin), Arc::clone(&standin));
@@ -49,7 +50,7 @@ pub(crate) async fn stand_in(
     dir: &Path,
     limits: &ProviderLimits,
     latency: Duration,
-) -> anyhow::Result<(StandIn, ProviderConfig)> {
+) -> anyhow::Result<(Receiver, ProviderConfig)> {
     if kind == "smtp" {
         return smtp_sink(limits, latency);
     }
@@ -59,14 +60,14 @@ pub(crate) async fn stand_in(
     settings["limits"] = serde_json::to_value(limits)?;
     let settings: ProviderConfig = serde_json::from_value(settings)?;
     let standin: Arc<dyn herald_standins::StandIn> = Arc::from(standin);
-    Ok((StandIn::of(standin, |s| s.accepted(), |s| s.clear()), settings))
+    Ok((Receiver::of(standin, |s| s.accepted(), |s| s.clear()), settings))
 }
 
 /// The development sink: a real SMTP server, one thread per session.
 fn smtp_sink(
     limits: &ProviderLimits,
     latency: Duration,
-) -> anyhow::Result<(StandIn, ProviderConfig)> {
+) -> anyhow::Result<(Receiver, ProviderConfig)> {
     let options =
         SinkOptions { keep_messages: 0, record_attempts: false, ..SinkOptions::default() };
     let sink = MailSink::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), options)?;
@@ -81,7 +82,7 @@ fn smtp_sink(
     };
     let settings = EmailConfig { smtp, ..EmailConfig::default() };
     let accepted = |s: &MailSink| usize::try_from(s.total()).unwrap_or(usize::MAX);
-    Ok((StandIn::of(sink, accepted, MailSink::clear), ProviderConfig::Smtp(settings)))
+    Ok((Receiver::of(sink, accepted, MailSink::clear), ProviderConfig::Smtp(settings)))
 }
 
 /// SMTP sessions the bench opens: relays cap concurrent sessions, and the sink has 64

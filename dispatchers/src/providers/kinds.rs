@@ -7,7 +7,6 @@ use herald_schemas::Channel;
 use serde::{Deserialize, Serialize};
 
 use super::{BuildError, Provider, ProviderKind, ProviderLimits};
-use super::{apns, fcm, jpush, pushy, sandbox, sendgrid, smtp, twilio, vonage};
 
 macro_rules! kinds {
     ($($(#[$doc:meta])* $kind:ident: $variant:ident($settings:ty),)*) => {
@@ -37,23 +36,23 @@ macro_rules! kinds {
 
 kinds! {
     /// Another SMTP relay, configured like `[dispatch.email]`.
-    smtp: Smtp(smtp::EmailConfig),
+    smtp: Smtp(super::smtp::EmailConfig),
     /// SendGrid v3 mail/send (email).
-    sendgrid: Sendgrid(sendgrid::SendgridSettings),
+    sendgrid: Sendgrid(super::sendgrid::SendgridSettings),
     /// Firebase Cloud Messaging HTTP v1 (android).
-    fcm: Fcm(fcm::FcmSettings),
+    fcm: Fcm(super::fcm::FcmSettings),
     /// Apple Push Notification service, HTTP/2 (ios).
-    apns: Apns(apns::ApnsSettings),
+    apns: Apns(super::apns::ApnsSettings),
     /// JPush (Jiguang) push API v3: android and ios where FCM is unreachable (China).
-    jpush: Jpush(jpush::JpushSettings),
+    jpush: Jpush(super::jpush::JpushSettings),
     /// Pushy: MQTT-based push for android where FCM is unreachable.
-    pushy: Pushy(pushy::PushySettings),
+    pushy: Pushy(super::pushy::PushySettings),
     /// Twilio Programmable Messaging (sms).
-    twilio: Twilio(twilio::TwilioSettings),
+    twilio: Twilio(super::twilio::TwilioSettings),
     /// Vonage (Nexmo) SMS API (sms).
-    vonage: Vonage(vonage::VonageSettings),
+    vonage: Vonage(super::vonage::VonageSettings),
     /// Records instead of sending.
-    sandbox: Sandbox(sandbox::SandboxSettings),
+    sandbox: Sandbox(super::sandbox::SandboxSettings),
 }
 
 impl ProviderConfig {

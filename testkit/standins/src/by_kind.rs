@@ -1,21 +1,29 @@
 //! Any stand-in by its provider kind, started with an account of its own: what benchmarks
-//! start by kind.
+//! start by kind. One line per kind.
 
 use crate::StandIn;
 
-/// The provider kinds with a stand-in.
-pub const KINDS: [&str; 7] = ["apns", "fcm", "jpush", "pushy", "sendgrid", "twilio", "vonage"];
+macro_rules! stand_ins {
+    ($($kind:literal => $standin:ty,)*) => {
+        /// The provider kinds with a stand-in.
+        pub const KINDS: &[&str] = &[$($kind),*];
 
-/// Starts the stand-in of provider kind `kind` with an account of its own.
-pub async fn start(kind: &str) -> anyhow::Result<Box<dyn StandIn>> {
-    Ok(match kind {
-        "apns" => Box::new(crate::apns::ApnsStandIn::start_account().await?),
-        "fcm" => Box::new(crate::fcm::FcmStandIn::start_account().await?),
-        "jpush" => Box::new(crate::jpush::JpushStandIn::start_account().await?),
-        "pushy" => Box::new(crate::pushy::PushyStandIn::start_account().await?),
-        "sendgrid" => Box::new(crate::sendgrid::SendgridStandIn::start_account().await?),
-        "twilio" => Box::new(crate::twilio::TwilioStandIn::start_account().await?),
-        "vonage" => Box::new(crate::vonage::VonageStandIn::start_account().await?),
-        other => anyhow::bail!("no stand-in for provider kind {other:?}"),
-    })
+        /// Starts the stand-in of provider kind `kind` with an account of its own.
+        pub async fn start(kind: &str) -> anyhow::Result<Box<dyn StandIn>> {
+            Ok(match kind {
+                $($kind => Box::new(<$standin>::start_account().await?),)*
+                other => anyhow::bail!("no stand-in for provider kind {other:?}"),
+            })
+        }
+    };
+}
+
+stand_ins! {
+    "apns" => crate::apns::ApnsStandIn,
+    "fcm" => crate::fcm::FcmStandIn,
+    "jpush" => crate::jpush::JpushStandIn,
+    "pushy" => crate::pushy::PushyStandIn,
+    "sendgrid" => crate::sendgrid::SendgridStandIn,
+    "twilio" => crate::twilio::TwilioStandIn,
+    "vonage" => crate::vonage::VonageStandIn,
 }

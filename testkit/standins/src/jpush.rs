@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{Fault, Recorder, basic_auth_is, serve};
-use crate::{StandIn, recorded_account, secret_file};
+use crate::{StandIn, recorded_stand_in, secret_file};
 
 /// A notification JPush accepted.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +121,7 @@ impl JpushStandIn {
 }
 
 impl StandIn for JpushStandIn {
-    recorded_account!();
+    recorded_stand_in!();
 
     fn settings(&self, secrets: &Path) -> anyhow::Result<Value> {
         Ok(json!({

@@ -214,7 +214,7 @@ pub(crate) fn secret_file(
 }
 
 /// The `Account` methods of a stand-in that keeps its sends in a `Recorder`.
-macro_rules! recorded_account {
+macro_rules! recorded_stand_in {
     () => {
         fn accepted(&self) -> usize {
             self.recorder.accepted_count()
@@ -236,4 +236,4 @@ macro_rules! recorded_account {
         }
     };
 }
-pub(crate) use recorded_account;
+pub(crate) use recorded_stand_in;

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{Fault, Recorder, serve};
-use crate::{StandIn, recorded_account, secret_file};
+use crate::{StandIn, recorded_stand_in, secret_file};
 
 /// A push Pushy accepted.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,7 +138,7 @@ impl PushyStandIn {
 }
 
 impl StandIn for PushyStandIn {
-    recorded_account!();
+    recorded_stand_in!();
 
     fn settings(&self, secrets: &Path) -> anyhow::Result<Value> {
         Ok(json!({

@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::{Fault, Recorder, serve};
-use crate::{StandIn, recorded_account, secret_file};
+use crate::{StandIn, recorded_stand_in, secret_file};
 
 /// A mail SendGrid accepted: the request body as sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,7 +232,7 @@ impl SendgridStandIn {
 }
 
 impl StandIn for SendgridStandIn {
-    recorded_account!();
+    recorded_stand_in!();
 
     fn settings(&self, secrets: &Path) -> anyhow::Result<Value> {
         Ok(json!({

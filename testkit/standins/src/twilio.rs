@@ -19,7 +19,7 @@ use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 
 use super::{Fault, Recorder, basic_auth_is, serve};
-use crate::{StandIn, recorded_account, secret_file};
+use crate::{StandIn, recorded_stand_in, secret_file};
 
 /// An SMS Twilio queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,7 +270,7 @@ impl TwilioStandIn {
 }
 
 impl StandIn for TwilioStandIn {
-    recorded_account!();
+    recorded_stand_in!();
 
     fn settings(&self, secrets: &std::path::Path) -> anyhow::Result<Value> {
         Ok(json!({

@@ -14,7 +14,7 @@ use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 
 use super::{Fault, Recorder, gsm, serve};
-use crate::{StandIn, recorded_account, secret_file};
+use crate::{StandIn, recorded_stand_in, secret_file};
 
 /// An SMS Vonage accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl VonageStandIn {
 }
 
 impl StandIn for VonageStandIn {
-    recorded_account!();
+    recorded_stand_in!();
 
     fn settings(&self, secrets: &Path) -> anyhow::Result<Value> {
         Ok(json!({
