@@ -195,14 +195,32 @@ pub(crate) fn zero_consumer_series(group: &str) {
     }
 }
 
-pub(crate) fn consumer_received(group: &str) {
-    consumer_metrics().received.with_label_values(&[group]).inc();
+pub(crate) fn consumer_received(group: &str, records: usize) {
+    consumer_metrics().received.with_label_values(&[group]).inc_by(records as u64);
 }
 
-pub(crate) fn consumer_handled(group: &str, ok: bool, took: Duration) {
-    let m = consumer_metrics();
-    m.handled.with_label_values(&[group, if ok { "ok" } else { "error" }]).inc();
-    m.handle_seconds.with_label_values(&[group]).observe(took.as_secs_f64());
+/// A group's handling series, looked up once: a key queue counts every record it handles.
+#[derive(Clone)]
+pub(crate) struct HandledSeries {
+    ok: prometheus::IntCounter,
+    error: prometheus::IntCounter,
+    seconds: prometheus::Histogram,
+}
+
+impl HandledSeries {
+    pub(crate) fn of(group: &str) -> Self {
+        let m = consumer_metrics();
+        Self {
+            ok: m.handled.with_label_values(&[group, "ok"]),
+            error: m.handled.with_label_values(&[group, "error"]),
+            seconds: m.handle_seconds.with_label_values(&[group]),
+        }
+    }
+
+    pub(crate) fn handled(&self, ok: bool, took: Duration) {
+        if ok { &self.ok } else { &self.error }.inc();
+        self.seconds.observe(took.as_secs_f64());
+    }
 }
 
 pub(crate) fn consumer_in_flight(group: &str, in_flight: usize) {

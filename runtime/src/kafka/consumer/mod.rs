@@ -1,7 +1,9 @@
 //! The consumer runtime every role's input runs on.
 //!
 //! - One poll thread owns the librdkafka consumer: it fetches, dispatches records, stores
-//!   offsets and serves rebalance callbacks. Only it ever touches the consumer.
+//!   offsets and serves rebalance callbacks. Only it ever touches the consumer. It takes
+//!   what librdkafka holds in batches, and hands each key queue its records of a batch at
+//!   once: its bookkeeping and the key queues' wake-ups are per batch, not per record.
 //! - Each assigned partition gets a worker with up to `key_queues_per_partition` key queues; a record
 //!   goes to the key queue of its key, so records with one key are handled in order while
 //!   different keys proceed concurrently. A handler may split a record into an ordered
@@ -126,9 +128,14 @@ pub async fn run<H: Handler>(
         .set("max.poll.interval.ms", tuning.max_poll_interval_ms.to_string())
         .set("statistics.interval.ms", tuning.statistics_interval_ms.to_string());
     match tuning.group_protocol {
-        GroupProtocol::Classic => client
-            .set("session.timeout.ms", tuning.session_timeout_ms.to_string())
-            .set("heartbeat.interval.ms", tuning.heartbeat_interval_ms.to_string()),
+        GroupProtocol::Classic => {
+            if let Some(instance) = tuning.instance_id.as_deref().filter(|i| !i.is_empty()) {
+                client.set("group.instance.id", instance);
+            }
+            client
+                .set("session.timeout.ms", tuning.session_timeout_ms.to_string())
+                .set("heartbeat.interval.ms", tuning.heartbeat_interval_ms.to_string())
+        }
         // The broker owns the session and the assignment; librdkafka refuses both settings.
         GroupProtocol::Consumer => client.set("group.protocol", "consumer"),
     };
@@ -151,6 +158,7 @@ pub async fn run<H: Handler>(
         partitions,
         gate: Mutex::new(DueGate::default()),
         assignment_changed: AtomicBool::new(false),
+        revoked: Mutex::default(),
     });
     let consumer: BaseConsumer<Ctx<H>> = client
         .create_with_context(Ctx { shared: Arc::clone(&shared) })

@@ -3,7 +3,7 @@
 //! records awaiting acknowledgement within the partition's budget of started records; each
 //! partition's tracker knows which offset may be stored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,7 +37,7 @@ struct Dispatched {
 }
 
 struct PartitionWorker {
-    key_queues: Vec<Option<mpsc::UnboundedSender<Dispatched>>>,
+    key_queues: Vec<Option<mpsc::UnboundedSender<Vec<Dispatched>>>>,
     tasks: Vec<JoinHandle<()>>,
     tracker: Arc<Mutex<OffsetTracker>>,
     /// Turns to start a record, one per key queue: a busy key may use the turns of idle key queues,
@@ -62,6 +62,7 @@ pub(super) struct KeyQueues {
 
 pub(super) struct Partitions<H> {
     group: String,
+    handled: metrics::HandledSeries,
     handler: Arc<H>,
     key_queues_per_partition: usize,
     pipelined_per_key: usize,
@@ -80,6 +81,7 @@ impl<H: Handler> Partitions<H> {
         runtime: tokio::runtime::Handle,
     ) -> Self {
         Self {
+            handled: metrics::HandledSeries::of(&group),
             group,
             handler,
             key_queues_per_partition: key_queues.per_partition.max(1),
@@ -108,48 +110,70 @@ impl<H: Handler> Partitions<H> {
         lock(&self.workers).keys().cloned().collect()
     }
 
-    /// Hands `message` to the key queue of its key.
-    pub(super) fn dispatch(&self, message: OwnedMessage) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let budget = InFlight(Arc::clone(&self.in_flight));
-        let tp = (message.topic().to_owned(), message.partition());
+    /// Hands each record of `messages` (in offset order per partition) to the key queue of its
+    /// key: one lock of the workers for the batch, and one send to each key queue with the
+    /// batch's records for it, so a queue wakes once per batch, not once per record.
+    pub(super) fn dispatch(&self, messages: Vec<OwnedMessage>) {
+        if messages.is_empty() {
+            return;
+        }
+        self.in_flight.fetch_add(messages.len(), Ordering::AcqRel);
         let mut workers = lock(&self.workers);
-        let worker = workers.entry(tp).or_insert_with(|| PartitionWorker {
-            key_queues: (0..self.key_queues_per_partition).map(|_| None).collect(),
-            tasks: Vec::new(),
-            tracker: Arc::default(),
-            started: Arc::new(Semaphore::new(self.key_queues_per_partition)),
-            revoked: CancellationToken::new(),
-            abandon: CancellationToken::new(),
-        });
-        let queues = worker.key_queues.len() as u64;
-        let queue_index = match message.key() {
-            Some(key) => {
-                let mut hasher = DefaultHasher::new();
-                key.hash(&mut hasher);
-                (hasher.finish() % queues) as usize
-            }
-            None => (message.offset().unsigned_abs() % queues) as usize,
-        };
-        lock(&worker.tracker).dispatched(message.offset());
-        let queue = worker.key_queues[queue_index].get_or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let queue = KeyQueue {
-                group: self.group.clone(),
-                handler: Arc::clone(&self.handler),
-                tracker: Arc::clone(&worker.tracker),
-                started: Arc::clone(&worker.started),
-                pipelined_per_key: self.pipelined_per_key,
-                revoked: worker.revoked.clone(),
-                abandon: worker.abandon.clone(),
+        // Records for each key queue, in the order they arrived.
+        let mut outgoing: HashMap<(TopicPartition, usize), Vec<Dispatched>> = HashMap::new();
+        let mut order: Vec<(TopicPartition, usize)> = Vec::new();
+        for message in messages {
+            let budget = InFlight(Arc::clone(&self.in_flight));
+            let tp = (message.topic().to_owned(), message.partition());
+            let worker = workers.entry(tp.clone()).or_insert_with(|| PartitionWorker {
+                key_queues: (0..self.key_queues_per_partition).map(|_| None).collect(),
+                tasks: Vec::new(),
+                tracker: Arc::default(),
+                started: Arc::new(Semaphore::new(self.key_queues_per_partition)),
+                revoked: CancellationToken::new(),
+                abandon: CancellationToken::new(),
+            });
+            let queues = worker.key_queues.len() as u64;
+            let queue_index = match message.key() {
+                Some(key) => {
+                    let mut hasher = DefaultHasher::new();
+                    key.hash(&mut hasher);
+                    (hasher.finish() % queues) as usize
+                }
+                None => (message.offset().unsigned_abs() % queues) as usize,
             };
-            worker.tasks.push(self.runtime.spawn(queue.run(rx)));
-            tx
-        });
-        // A key queue stops only after its partition's worker left the map, so this cannot fail
-        // while the worker is reachable here.
-        if queue.send(Dispatched { message, _budget: budget }).is_err() {
-            tracing::error!(group = %self.group, "key queue closed while its partition is assigned");
+            lock(&worker.tracker).dispatched(message.offset());
+            let slot = (tp, queue_index);
+            let batch = outgoing.entry(slot.clone()).or_insert_with(|| {
+                order.push(slot);
+                Vec::new()
+            });
+            batch.push(Dispatched { message, _budget: budget });
+        }
+        for slot in order {
+            let Some(batch) = outgoing.remove(&slot) else { continue };
+            let ((topic, partition), queue_index) = &slot;
+            let Some(worker) = workers.get_mut(&(topic.clone(), *partition)) else { continue };
+            let queue = worker.key_queues[*queue_index].get_or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let queue = KeyQueue {
+                    group: self.group.clone(),
+                    handled: self.handled.clone(),
+                    handler: Arc::clone(&self.handler),
+                    tracker: Arc::clone(&worker.tracker),
+                    started: Arc::clone(&worker.started),
+                    pipelined_per_key: self.pipelined_per_key,
+                    revoked: worker.revoked.clone(),
+                    abandon: worker.abandon.clone(),
+                };
+                worker.tasks.push(self.runtime.spawn(queue.run(rx)));
+                tx
+            });
+            // A key queue stops only after its partition's worker left the map, so this
+            // cannot fail while the worker is reachable here.
+            if queue.send(batch).is_err() {
+                tracing::error!(group = %self.group, "key queue closed while its partition is assigned");
+            }
         }
     }
 
@@ -215,6 +239,7 @@ impl<H: Handler> Partitions<H> {
 
 struct KeyQueue<H> {
     group: String,
+    handled: metrics::HandledSeries,
     handler: Arc<H>,
     tracker: Arc<Mutex<OffsetTracker>>,
     started: Arc<Semaphore>,
@@ -232,16 +257,16 @@ type Waiting =
     Pin<Box<dyn Future<Output = (Dispatched, Instant, Result<(), HandlerError>)> + Send>>;
 
 enum Next {
-    Record(Option<Dispatched>),
+    Records(Option<Vec<Dispatched>>),
     Turn(OwnedSemaphorePermit),
     Durable(Dispatched, Instant, Result<(), HandlerError>),
 }
 
 impl<H: Handler> KeyQueue<H> {
-    async fn run(self, mut records: mpsc::UnboundedReceiver<Dispatched>) {
+    async fn run(self, mut records: mpsc::UnboundedReceiver<Vec<Dispatched>>) {
         let mut waiting: FuturesOrdered<Waiting> = FuturesOrdered::new();
-        // A record taken from the queue that waits for a turn to start.
-        let mut queued: Option<Dispatched> = None;
+        // Records taken from the queue, in order; the first waits for a turn to start.
+        let mut queued: VecDeque<Dispatched> = VecDeque::new();
         loop {
             let next = tokio::select! {
                 biased;
@@ -249,21 +274,20 @@ impl<H: Handler> KeyQueue<H> {
                 Some((dispatched, started, result)) = waiting.next() => {
                     Next::Durable(dispatched, started, result)
                 }
-                Ok(turn) = Arc::clone(&self.started).acquire_owned(), if queued.is_some() => {
+                Ok(turn) = Arc::clone(&self.started).acquire_owned(),
+                    if !queued.is_empty() && waiting.len() < self.pipelined_per_key => {
                     Next::Turn(turn)
                 }
-                next = records.recv(), if queued.is_none() && waiting.len() < self.pipelined_per_key => {
-                    Next::Record(next)
-                }
+                next = records.recv(), if queued.is_empty() => Next::Records(next),
             };
             let dispatched = match next {
-                Next::Record(None) => break,
-                Next::Record(Some(dispatched)) => {
-                    queued = Some(dispatched);
+                Next::Records(None) => break,
+                Next::Records(Some(batch)) => {
+                    queued.extend(batch);
                     continue;
                 }
                 Next::Turn(turn) => {
-                    let Some(dispatched) = queued.take() else { continue };
+                    let Some(dispatched) = queued.pop_front() else { continue };
                     let started = Instant::now();
                     let result = tokio::select! {
                         biased;
@@ -284,12 +308,12 @@ impl<H: Handler> KeyQueue<H> {
                         }
                         Ok(None) => {
                             drop(turn);
-                            metrics::consumer_handled(&self.group, true, started.elapsed());
+                            self.handled.handled(true, started.elapsed());
                             dispatched
                         }
                         Err(e) => {
                             drop(turn);
-                            metrics::consumer_handled(&self.group, false, started.elapsed());
+                            self.handled.handled(false, started.elapsed());
                             if !self.handle_until_durable(&dispatched.message, e).await {
                                 return;
                             }
@@ -298,7 +322,7 @@ impl<H: Handler> KeyQueue<H> {
                     }
                 }
                 Next::Durable(dispatched, started, result) => {
-                    metrics::consumer_handled(&self.group, result.is_ok(), started.elapsed());
+                    self.handled.handled(result.is_ok(), started.elapsed());
                     if let Err(e) = result
                         && !self.handle_until_durable(&dispatched.message, e).await
                     {
@@ -318,7 +342,7 @@ impl<H: Handler> KeyQueue<H> {
                 next = waiting.next() => next,
             };
             let Some((dispatched, started, result)) = next else { return };
-            metrics::consumer_handled(&self.group, result.is_ok(), started.elapsed());
+            self.handled.handled(result.is_ok(), started.elapsed());
             if result.is_ok() {
                 lock(&self.tracker).finished(dispatched.message.offset());
             }
@@ -349,7 +373,7 @@ impl<H: Handler> KeyQueue<H> {
                 () = self.abandon.cancelled() => return false,
                 result = Box::pin(self.handler.handle(message)) => result,
             };
-            metrics::consumer_handled(&self.group, result.is_ok(), started.elapsed());
+            self.handled.handled(result.is_ok(), started.elapsed());
             match result {
                 Ok(()) => return true,
                 Err(e) => failed = e,

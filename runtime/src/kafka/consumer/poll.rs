@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,10 @@ pub(super) struct Shared<H> {
     pub(super) partitions: Partitions<H>,
     pub(super) gate: Mutex<DueGate>,
     pub(super) assignment_changed: AtomicBool,
+    /// Partitions revoked since the poll loop last looked: a batch being gathered may hold
+    /// records of them taken before the revocation. Only the poll thread touches it
+    /// (rebalance callbacks run inside its `poll`).
+    pub(super) revoked: Mutex<HashSet<TopicPartition>>,
 }
 
 pub(super) struct Ctx<H> {
@@ -32,6 +37,7 @@ pub(super) struct Ctx<H> {
 impl<H: Handler> Shared<H> {
     /// Drains `partitions` and commits what finished.
     fn revoke(&self, consumer: &BaseConsumer<Ctx<H>>, partitions: &[TopicPartition]) {
+        lock(&self.revoked).extend(partitions.iter().cloned());
         lock(&self.gate).forget(partitions);
         let tpl = self.partitions.drain(partitions);
         if tpl.count() == 0 {
@@ -184,9 +190,7 @@ pub(super) fn poll_loop<H: Handler>(
             changed = true;
         }
         let (due, released) = lock(&shared.gate).release(herald_schemas::now_millis());
-        for message in due {
-            shared.partitions.dispatch(message);
-        }
+        shared.partitions.dispatch(due);
         for tp in released {
             changed |= pauses.gated.remove(&tp);
         }
@@ -214,25 +218,32 @@ pub(super) fn poll_loop<H: Handler>(
             pauses.apply(consumer, &shared.group);
         }
 
-        match consumer.poll(POLL_INTERVAL) {
-            Some(Ok(message)) => {
-                received += 1;
-                metrics::consumer_received(&shared.group);
-                let admission =
-                    lock(&shared.gate).admit(message.detach(), herald_schemas::now_millis());
-                match admission {
-                    Admission::Dispatch(message) => shared.partitions.dispatch(message),
+        let batch =
+            gather(consumer, shared, BATCH.min(max_in_flight.saturating_sub(in_flight).max(1)));
+        if batch.is_empty() {
+            continue;
+        }
+        received += batch.len() as u64;
+        metrics::consumer_received(&shared.group, batch.len());
+        let now = herald_schemas::now_millis();
+        let mut admitted = Vec::with_capacity(batch.len());
+        let mut gated = false;
+        {
+            let mut gate = lock(&shared.gate);
+            for message in batch {
+                match gate.admit(message, now) {
+                    Admission::Dispatch(message) => admitted.push(message),
                     Admission::HeldPause(tp) => {
                         pauses.gated.insert(tp);
-                        pauses.apply(consumer, &shared.group);
+                        gated = true;
                     }
                     Admission::Held => {}
                 }
             }
-            Some(Err(e)) => {
-                tracing::warn!(group = %shared.group, error = %e, "consumer poll error")
-            }
-            None => {}
+        }
+        shared.partitions.dispatch(admitted);
+        if gated {
+            pauses.apply(consumer, &shared.group);
         }
     }
     let mut assigned = shared.partitions.with_work();
@@ -241,4 +252,42 @@ pub(super) fn poll_loop<H: Handler>(
             .extend(assignment.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
     }
     shared.revoke(consumer, &assigned);
+}
+
+/// Records taken from librdkafka in one pass of the poll loop, at most.
+const BATCH: usize = 512;
+
+/// Waits up to [`POLL_INTERVAL`] for a record, then takes what else librdkafka holds, up to
+/// `most`, without waiting: the loop's bookkeeping (offsets, gate, pauses) then runs once per
+/// batch. Records of a partition revoked while the batch was gathered, taken before the
+/// revocation, are dropped: the partition's next owner (or this member again, from the
+/// committed offset) reads them. Records taken after it are current.
+fn gather<H: Handler>(
+    consumer: &BaseConsumer<Ctx<H>>,
+    shared: &Shared<H>,
+    most: usize,
+) -> Vec<OwnedMessage> {
+    let mut batch: Vec<OwnedMessage> = Vec::new();
+    let mut wait = POLL_INTERVAL;
+    lock(&shared.revoked).clear();
+    while batch.len() < most {
+        let polled = consumer.poll(wait);
+        {
+            let mut revoked = lock(&shared.revoked);
+            if !revoked.is_empty() {
+                batch.retain(|m| !revoked.contains(&(m.topic().to_owned(), m.partition())));
+                revoked.clear();
+            }
+        }
+        match polled {
+            Some(Ok(message)) => batch.push(message.detach()),
+            Some(Err(e)) => {
+                tracing::warn!(group = %shared.group, error = %e, "consumer poll error");
+                break;
+            }
+            None => break,
+        }
+        wait = Duration::ZERO;
+    }
+    batch
 }
