@@ -109,4 +109,19 @@ async fn scylla_ledger_keeps_the_contract() {
     ScyllaLedger::create_table(&session, keyspace).await.unwrap();
     let ledger = ScyllaLedger::new(session, keyspace, Duration::from_secs(3600)).await.unwrap();
     contract(&ledger).await;
+
+    // A delivery completed before outcomes had a table of their own: its claim row says so.
+    let old = key("before@example.com");
+    let session = config.connect().await.unwrap();
+    let insert = format!(
+        "INSERT INTO {keyspace}.delivery_ledger (notification_id, channel, target, state, claimed_at, updated_at)
+         VALUES (?, ?, ?, 'sent', ?, ?) IF NOT EXISTS"
+    );
+    let statement = session.prepare(insert).await.unwrap();
+    let values = (&old.notification_id, &old.channel, &old.target, NOW, NOW);
+    session.execute_unpaged(&statement, values).await.unwrap();
+    assert_eq!(
+        ledger.claim(&old, NOW + 61_000, TIMEOUT).await.unwrap(),
+        Claim::Done(Completion::Sent)
+    );
 }

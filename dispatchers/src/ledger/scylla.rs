@@ -1,7 +1,9 @@
-//! The production ledger: ScyllaDB, lightweight transactions (`IF NOT EXISTS`, `IF state =
-//! 'claimed'`) so two processes can never both be granted one delivery, rows with a TTL of
-//! the replay window. Every statement on the table is a lightweight transaction: mixing
-//! LWT and plain writes on one partition is unsafe.
+//! The production ledger: ScyllaDB or Cassandra. Claims are lightweight transactions
+//! (`IF NOT EXISTS`, `IF state = 'claimed'`) so two processes can never both be granted one
+//! delivery; the outcome goes to a table of its own with a plain write, so a delivery costs
+//! one Paxos round, not two. Mixing lightweight transactions and plain writes on one
+//! partition is unsafe (a plain write's timestamp may fall behind a Paxos ballot's and be
+//! shadowed), hence two tables. Rows carry a TTL of the replay window.
 
 use std::time::Duration;
 
@@ -10,7 +12,8 @@ use scylla::statement::prepared::PreparedStatement;
 
 use super::{Claim, Completion, DeliveryKey, DeliveryLedger, LedgerError, claim_is_stale};
 use herald_runtime::scylla::{
-    LwtAnswer, LwtError, ScyllaConfig, ScyllaSetupError, apply_cql, execute_lwt,
+    LwtAnswer, LwtError, ScyllaConfig, ScyllaSetupError, SelectError, apply_cql, execute_lwt,
+    select,
 };
 
 const TABLE_CQL: &str = include_str!("../../../schemas/cql/dispatchers.cql");
@@ -22,6 +25,7 @@ pub struct ScyllaLedger {
     insert: PreparedStatement,
     take_over: PreparedStatement,
     complete: PreparedStatement,
+    outcome: PreparedStatement,
     release: PreparedStatement,
 }
 
@@ -68,14 +72,17 @@ impl ScyllaLedger {
              IF state = 'claimed' AND claimed_at = ?"
         ))
         .await?;
+        let outcomes = format!("{keyspace}.delivery_outcomes");
         let complete = prepare(format!(
-            "UPDATE {table} USING TTL ? SET state = ?, updated_at = ? WHERE {key} IF EXISTS"
+            "INSERT INTO {outcomes} (notification_id, channel, target, state, updated_at)
+             VALUES (?, ?, ?, ?, ?) USING TTL ?"
         ))
         .await?;
+        let outcome = prepare(format!("SELECT state FROM {outcomes} WHERE {key}")).await?;
         let release =
             prepare(format!("DELETE FROM {table} WHERE {key} IF state = 'claimed'")).await?;
         let ttl_secs = i32::try_from(retention.as_secs()).unwrap_or(i32::MAX).max(1);
-        Ok(Self { session, ttl_secs, insert, take_over, complete, release })
+        Ok(Self { session, ttl_secs, insert, take_over, complete, outcome, release })
     }
 
     async fn execute(
@@ -87,6 +94,23 @@ impl ScyllaLedger {
             LwtError::Execute(reason) => LedgerError::Unavailable(reason),
             LwtError::Unreadable(reason) => LedgerError::Corrupt(reason),
         })
+    }
+
+    /// The recorded outcome of a delivery, if its owner recorded one.
+    async fn outcome(&self, key: &DeliveryKey) -> Result<Option<Completion>, LedgerError> {
+        let rows: Vec<(Option<String>,)> =
+            select(&self.session, &self.outcome, (&key.notification_id, &key.channel, &key.target))
+                .await
+                .map_err(|e| match e {
+                    SelectError::Execute(reason) => LedgerError::Unavailable(reason),
+                    SelectError::Rows(reason) => LedgerError::Corrupt(reason),
+                })?;
+        match rows.into_iter().next().and_then(|(state,)| state) {
+            None => Ok(None),
+            Some(state) => Completion::parse(&state)
+                .map(Some)
+                .ok_or_else(|| LedgerError::Corrupt(format!("unknown outcome {state:?}"))),
+        }
     }
 }
 
@@ -113,6 +137,9 @@ impl DeliveryLedger for ScyllaLedger {
         if state != "claimed" {
             return Err(LedgerError::Corrupt(format!("unknown state {state:?}")));
         }
+        if let Some(done) = self.outcome(key).await? {
+            return Ok(Claim::Done(done));
+        }
         if !claim_is_stale(claimed_at, now, claim_timeout) {
             return Ok(Claim::Busy { claimed_at });
         }
@@ -123,7 +150,10 @@ impl DeliveryLedger for ScyllaLedger {
             return Ok(Claim::Granted { took_over: true });
         }
         // Someone else took it over or completed it first.
-        match taken.text("state").and_then(Completion::parse) {
+        if let Some(done) = taken.text("state").and_then(Completion::parse) {
+            return Ok(Claim::Done(done));
+        }
+        match self.outcome(key).await? {
             Some(done) => Ok(Claim::Done(done)),
             None => Ok(Claim::Busy { claimed_at: taken.bigint("claimed_at").unwrap_or(now) }),
         }
@@ -136,31 +166,15 @@ impl DeliveryLedger for ScyllaLedger {
         now: i64,
     ) -> Result<(), LedgerError> {
         let values = (
-            self.ttl_secs,
-            completion.as_str(),
-            now,
             &key.notification_id,
             &key.channel,
             &key.target,
+            completion.as_str(),
+            now,
+            self.ttl_secs,
         );
-        let answer = self.execute(&self.complete, values).await?;
-        if answer.applied {
-            return Ok(());
-        }
-        // The entry expired or was never claimed (a completion without claim): record it.
-        let inserted = self
-            .execute(
-                &self.insert,
-                (&key.notification_id, &key.channel, &key.target, now, now, self.ttl_secs),
-            )
-            .await?;
-        if inserted.applied {
-            let answer = self.execute(&self.complete, values).await?;
-            if answer.applied {
-                return Ok(());
-            }
-        }
-        Err(LedgerError::Unavailable("completion raced with another writer; retry".into()))
+        self.session.execute_unpaged(&self.complete, values).await.map_err(unavailable)?;
+        Ok(())
     }
 
     async fn release(&self, key: &DeliveryKey) -> Result<(), LedgerError> {

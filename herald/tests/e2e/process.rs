@@ -97,12 +97,28 @@ async fn sigterm_drains_commits_and_exits_cleanly_so_a_restart_sends_nothing_twi
 async fn claimed_in_ledger(env: &TestEnv) -> usize {
     let ledger = &env.config.dispatch.ledger;
     if env.stores_on_cql() {
+        // A claim whose delivery has no outcome.
         let session = ledger.scylla.connect().await.unwrap();
-        let all = format!("SELECT state FROM {}.delivery_ledger", ledger.scylla.keyspace);
-        let statement = session.prepare(all).await.unwrap();
-        let states: Vec<(Option<String>,)> =
-            herald_runtime::scylla::select(&session, &statement, ()).await.unwrap();
-        return states.iter().filter(|(state,)| state.as_deref() == Some("claimed")).count();
+        let keys = |table: &str, state: &str| {
+            let session = &session;
+            let cql = format!(
+                "SELECT notification_id, channel, target, state FROM {}.{table}",
+                ledger.scylla.keyspace
+            );
+            let state = state.to_owned();
+            async move {
+                let statement = session.prepare(cql).await.unwrap();
+                let rows: Vec<(String, String, String, Option<String>)> =
+                    herald_runtime::scylla::select(session, &statement, ()).await.unwrap();
+                rows.into_iter()
+                    .filter(|r| state.is_empty() || r.3.as_deref() == Some(state.as_str()))
+                    .map(|(n, c, t, _)| (n, c, t))
+                    .collect::<std::collections::BTreeSet<_>>()
+            }
+        };
+        let claimed = keys("delivery_ledger", "claimed").await;
+        let completed = keys("delivery_outcomes", "").await;
+        return claimed.difference(&completed).count();
     }
     let ledger = rusqlite::Connection::open(&ledger.path).unwrap();
     ledger
@@ -199,7 +215,7 @@ async fn kill_a_dispatcher_mid_batch(env: TestEnv) {
 /// On the run's Kafka (under prefixes of its own), else on a Tansu broker of its own.
 #[test]
 fn chaos_run_killing_enricher_and_dispatchers_loses_nothing() {
-    let mut args = vec!["--kill-every", "3s", "--failure-rate", "0.1"];
+    let mut args = vec!["--kill-every", "3s", "--failure-rate", "0.1", "--rate", "40"];
     let tansu_leg = std::env::var("HERALD_TEST_BROKER").is_ok_and(|b| b == "tansu");
     let kafka = std::env::var("HERALD_TEST_KAFKA").ok().filter(|_| !tansu_leg);
     if let Some(servers) = &kafka {
