@@ -168,6 +168,13 @@ delete.topic.enable=true
 unclean.leader.election.enable=false
 # Tests start and stop groups all the time; a first member must not wait 3 s for company.
 group.initial.rebalance.delay.ms=0
+# A consumer-protocol member that stops heartbeating (SIGKILLed) keeps its partitions for
+# the session timeout (45 s by default, and no less): Herald's groups take 10 s
+# (docs/production.md, "Consumer group protocol").
+group.consumer.min.session.timeout.ms=6000
+group.consumer.session.timeout.ms=10000
+group.consumer.min.heartbeat.interval.ms=1000
+group.consumer.heartbeat.interval.ms=2000
 PROPERTIES
     if $sasl_ssl; then
       cat >>"$nd/server.properties" <<PROPERTIES

@@ -184,7 +184,18 @@ pub enum GroupProtocol {
 #[serde(deny_unknown_fields, default)]
 pub struct ConsumerTuning {
     pub group_protocol: GroupProtocol,
-    /// Classic groups only (the broker decides for consumer groups).
+    /// A name for this process that is the same after it restarts and unique among the
+    /// processes of its role (a pod's name: a container restarted in its pod keeps it).
+    /// Classic groups: each group's member joins as a static member under this name
+    /// (`group.instance.id`), so a process killed and started again takes its partitions
+    /// back at once, where a new member would wait for the old one's session to end. It also
+    /// leaves the group without a rebalance on shutdown: its partitions wait for it for
+    /// `session_timeout_ms`. Consumer groups do not use it: a restart under a name whose
+    /// previous member did not leave is refused until that member's session ends, the same
+    /// wait a new member has (see docs/operating.md, "A crashed role").
+    pub instance_id: Option<String>,
+    /// Classic groups only (the broker decides for consumer groups): how long a member that
+    /// stopped heartbeating (killed, partitioned off) keeps its partitions.
     pub session_timeout_ms: u32,
     /// Classic groups only.
     pub heartbeat_interval_ms: u32,
@@ -222,7 +233,10 @@ impl Default for ConsumerTuning {
     fn default() -> Self {
         Self {
             group_protocol: GroupProtocol::Classic,
-            session_timeout_ms: 45_000,
+            instance_id: None,
+            // Kafka's 45 s default leaves a crashed member's partitions unread that long;
+            // heartbeats every 3 s keep a live member's session through a few lost ones.
+            session_timeout_ms: 10_000,
             heartbeat_interval_ms: 3_000,
             max_poll_interval_ms: 300_000,
             auto_commit_interval_ms: 1_000,

@@ -8,6 +8,7 @@
 
 mod broker_faults;
 mod role;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use herald_testkit::{Broker, BrokerChoice, BrokerStorage, KafkaCluster, TansuBro
 use herald_wiring::config::HeraldConfig;
 use role::Role;
 use tokio_util::sync::CancellationToken;
+pub use watch::{Unconsumed, Unfinished};
 
 /// `kafka.consumer.group_protocol` on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -107,6 +109,11 @@ impl ChaosArgs {
         }
         anyhow::ensure!(report.lost == 0, "{} notification(s) lost", report.lost);
         anyhow::ensure!(
+            report.late == 0,
+            "{} notification(s) late: still in partitions their group had not finished",
+            report.late
+        );
+        anyhow::ensure!(
             report.unexplained_duplicates == 0,
             "{} duplicate(s) outside taken-over claims",
             report.unexplained_duplicates
@@ -121,6 +128,15 @@ pub struct ChaosReport {
     pub sent: usize,
     pub delivered: usize,
     pub lost: usize,
+    /// Accepted, neither delivered nor dead-lettered when the run ended, but still durable in
+    /// a topic a group has not finished (see `unfinished`): late, not lost.
+    pub late: usize,
+    /// The partitions a role's group had not finished when the run ended, and how many late
+    /// notifications each holds.
+    pub unfinished: Vec<Unfinished>,
+    /// The longest a partition with records due went unconsumed (its group's committed
+    /// offset still), from the first delivery until the run ended.
+    pub max_unconsumed: Unconsumed,
     /// The ids of the first lost notifications (the send API accepted them), to follow
     /// through the topics and the roles' logs.
     pub lost_ids: Vec<String>,
@@ -153,7 +169,7 @@ pub struct ChaosReport {
 impl ChaosReport {
     pub fn render(&self) -> String {
         format!(
-            "broker        {}\nnotifications {}\nsent (202)    {}\ndelivered     {}\nlost          {}{}\nduplicates    {} (unknown outcomes {}, outside them {})\ndead-lettered {}\nrole kills    {}\nbroker kills  {} (leaders, SIGKILL)\nrolling restarts {}\nmax stall     {:.1} s (from {:.1} s)\nelapsed       {:.1} s ({:.0} deliveries/s)\n{}",
+            "broker        {}\nnotifications {}\nsent (202)    {}\ndelivered     {}\nlost          {}{}\nlate          {}\n{}duplicates    {} (unknown outcomes {}, outside them {})\ndead-lettered {}\nrole kills    {}\nbroker kills  {} (leaders, SIGKILL)\nrolling restarts {}\nmax stall     {:.1} s (from {:.1} s)\nunconsumed    {:.1} s at most ({} partition {}, from {:.1} s)\nelapsed       {:.1} s ({:.0} deliveries/s)\n{}",
             self.broker,
             self.notifications,
             self.sent,
@@ -164,6 +180,8 @@ impl ChaosReport {
             } else {
                 format!(" ({})", self.lost_ids.join(", "))
             },
+            self.late,
+            watch::render(&self.unfinished),
             self.duplicates,
             self.unknown_outcomes,
             self.unexplained_duplicates,
@@ -173,6 +191,10 @@ impl ChaosReport {
             self.rolling_restarts,
             self.max_stall_seconds,
             self.max_stall_began_at_seconds,
+            self.max_unconsumed.seconds,
+            self.max_unconsumed.topic,
+            self.max_unconsumed.partition,
+            self.max_unconsumed.began_at_seconds,
             self.elapsed_seconds,
             self.delivered_per_second,
             self.faults
@@ -234,6 +256,30 @@ fn strip_ansi(line: &str) -> String {
         }
     }
     out
+}
+
+/// The groups whose partitions the run watches: the enricher's and the email dispatchers'.
+fn watched(config: &HeraldConfig) -> Vec<watch::Watched> {
+    use herald_schemas::{Channel, Lane};
+    let topics = config.kafka.topics();
+    let claim = Duration::from_millis(config.dispatch.ledger.claim_timeout_ms);
+    let mut dispatch = vec![(topics.channel_in(Channel::Email, Lane::Urgent), Duration::ZERO)];
+    for (tier, delay) in (1..).zip(config.dispatch.retry.delays()) {
+        // Auto-commit lags a record's handling by its interval.
+        let commit =
+            Duration::from_millis(u64::from(config.kafka.consumer.auto_commit_interval_ms));
+        dispatch.push((topics.retry(Channel::Email, tier), delay.max(claim) + commit));
+    }
+    vec![
+        watch::Watched {
+            group: config.kafka.group("enricher"),
+            topics: vec![(topics.requests_in(Lane::Urgent), Duration::ZERO)],
+        },
+        watch::Watched {
+            group: herald_dispatchers::group(&config.kafka, herald_schemas::Channel::Email),
+            topics: dispatch,
+        },
+    ]
 }
 
 /// Posts notification `i` until the API answers 202; returns its notification id.
@@ -340,6 +386,7 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
         args,
         log: data.join(format!("{name}.log")),
         child: None,
+        static_member: !matches!(broker, Broker::Tansu(_)),
     };
     let mut ingest = role("ingest", vec!["ingest"]);
     ingest.start(env)?;
@@ -365,6 +412,14 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
     }
 
     let started = Instant::now();
+    let watched = watched(&config);
+    let sampling = CancellationToken::new();
+    let sampler = {
+        let (kafka, watched, stop) = (config.kafka.clone(), watched.clone(), sampling.clone());
+        tokio::task::spawn_blocking(move || {
+            watch::sample_until(&kafka, &watched, started, Duration::from_millis(500), &stop)
+        })
+    };
     let at_least = options.notifications;
     // Notifications handed to the sender's tasks, and answered.
     let (issued, sent) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -473,7 +528,11 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
             plan_ran.cancel();
         }
         let sending = !plan_ran.is_cancelled() || n < at_least || sent.load(Ordering::SeqCst) < n;
-        if options.faults == Faults::Roles && underway && last_kill.elapsed() >= options.kill_every
+        // Faults stop with the sends: what follows is the drain, measured, not disturbed.
+        if options.faults == Faults::Roles
+            && underway
+            && sending
+            && last_kill.elapsed() >= options.kill_every
         {
             random ^= random << 13;
             random ^= random >> 7;
@@ -494,6 +553,8 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
         }
     };
     faults_stop.cancel();
+    sampling.cancel();
+    let max_unconsumed = sampler.await?;
     if let Some(faults) = broker_faults {
         faults.await?.context("the broker faults")?;
     }
@@ -516,11 +577,20 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
         .filter_map(|l| l.notification_id.clone())
         .filter(|id| sent_ids.contains(id))
         .collect();
+    let per = sink.per_recipient();
+    let undelivered: BTreeSet<String> = ids
+        .iter()
+        .filter(|(to, id)| !per.contains_key(*to) && !dead.contains(*id))
+        .map(|(_, id)| id.clone())
+        .collect();
+    let (unfinished, late) = {
+        let kafka = config.kafka.clone();
+        tokio::task::spawn_blocking(move || watch::late(&kafka, &watched, &undelivered)).await??
+    };
     let broker_name =
         format!("{}, {:?} groups", broker.name(), options.group_protocol).to_lowercase();
     broker.stop().await;
 
-    let per = sink.per_recipient();
     let delivered = delivered_unique(&per, n);
     let duplicates: u64 = per.values().map(|c| u64::from(c.saturating_sub(1))).sum();
     let unknown = taken_over(&data)?;
@@ -529,10 +599,10 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
         .filter(|(to, _)| ids.get(*to).is_none_or(|id| !unknown.contains(id)))
         .map(|(_, c)| u64::from(c.saturating_sub(1)))
         .sum();
-    let lost = n.saturating_sub(delivered + dead.len());
+    let lost = n.saturating_sub(delivered + dead.len() + late.len());
     let lost_ids: Vec<String> = ids
         .iter()
-        .filter(|(to, id)| !per.contains_key(*to) && !dead.contains(*id))
+        .filter(|(to, id)| !per.contains_key(*to) && !dead.contains(*id) && !late.contains(*id))
         .map(|(_, id)| id.clone())
         .take(20)
         .collect();
@@ -541,6 +611,9 @@ pub async fn run(options: ChaosArgs) -> anyhow::Result<ChaosReport> {
         sent: ids.len(),
         delivered,
         lost,
+        late: late.len(),
+        unfinished,
+        max_unconsumed,
         lost_ids,
         duplicates,
         unknown_outcomes: unknown.len(),

@@ -10,6 +10,10 @@ pub(super) struct Role {
     pub(super) args: Vec<&'static str>,
     pub(super) log: PathBuf,
     pub(super) child: Option<Child>,
+    /// Joins classic groups under its name (`kafka.consumer.instance_id`), so that a
+    /// restart takes its partitions back at once. Not on Tansu, whose coordinator revokes a
+    /// static member's partitions as soon as it assigns them.
+    pub(super) static_member: bool,
 }
 
 impl Role {
@@ -21,7 +25,11 @@ impl Role {
     pub(super) fn start(&mut self, config_file: &Path) -> anyhow::Result<()> {
         let exe = std::env::current_exe().context("locating the herald binary")?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if self.static_member {
+            command.env("HERALD__KAFKA__CONSUMER__INSTANCE_ID", self.name());
+        }
+        let child = command
             .args(&self.args)
             .env("HERALD_CONFIG", config_file)
             .env(

@@ -85,8 +85,9 @@ pub fn lag(
     positions(&group_client(kafka, group)?, group, topics)
 }
 
-/// [`lag`] through a client of `group` the caller already has.
-fn positions(
+/// [`lag`] through a client of `group` the caller already has (see [`group_client`]), for
+/// one who asks again and again.
+pub fn positions(
     consumer: &BaseConsumer,
     group: &str,
     topics: &[String],
