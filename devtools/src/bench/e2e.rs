@@ -33,7 +33,7 @@ use crate::bench::standins::stand_in;
 use herald_wiring::config::HeraldConfig;
 use herald_wiring::roles;
 
-/// The consumers' `fetch.wait.max.ms` on the embedded broker.
+/// The consumers' `fetch.wait.max.ms` unless the configuration gives one.
 const FETCH_WAIT_MS: &str = "50";
 
 #[derive(Debug, Clone)]
@@ -217,7 +217,14 @@ async fn run_on(stack: &Stack, options: &E2eOptions, dir: &Path) -> anyhow::Resu
     // Tansu answers a fetch with no records ready only when its wait runs out, even if
     // records arrive meanwhile; Kafka answers as soon as they arrive. With librdkafka's
     // 500 ms every hop would add up to half a second on Tansu: latency would measure that.
-    config.kafka.consumer.properties.insert("fetch.wait.max.ms".into(), FETCH_WAIT_MS.into());
+    // A configuration's own value wins: on Kafka, how often the consumers fetch is what the
+    // broker spends its CPU on.
+    config
+        .kafka
+        .consumer
+        .properties
+        .entry("fetch.wait.max.ms".into())
+        .or_insert_with(|| FETCH_WAIT_MS.into());
     let limits =
         ProviderLimits { concurrency: 256, timeout_ms: 30_000, ..ProviderLimits::default() };
     let mut standins = Vec::new();
@@ -414,12 +421,13 @@ async fn measure(
 pub fn render(report: &E2eReport, options: &E2eOptions) -> String {
     let f = &report.full_speed;
     let mut out = format!(
-        "{}\n{} users ({} devices) loaded in {:.1} s; providers answer after {:?}; consumers' fetch.wait.max.ms {FETCH_WAIT_MS}\n{}\n\n",
+        "{}\n{} users ({} devices) loaded in {:.1} s; providers answer after {:?}; consumers' fetch.wait.max.ms {}\n{}\n\n",
         report.stack,
         report.users,
         report.devices,
         report.loaded.seconds,
         options.latency,
+        report.consumers.properties.get("fetch.wait.max.ms").map_or(FETCH_WAIT_MS, String::as_str),
         crate::bench::enrich::describe_consumers(&report.consumers)
     );
     out.push_str(&format!(
