@@ -119,20 +119,13 @@ impl<H: Handler> Partitions<H> {
         }
         self.in_flight.fetch_add(messages.len(), Ordering::AcqRel);
         let mut workers = lock(&self.workers);
-        // Records for each key queue, in the order they arrived.
+        // Records for each key queue, in the order they arrived: a queue's order is all
+        // that matters, so the queues may be sent to in any order.
         let mut outgoing: HashMap<(TopicPartition, usize), Vec<Dispatched>> = HashMap::new();
-        let mut order: Vec<(TopicPartition, usize)> = Vec::new();
         for message in messages {
             let budget = InFlight(Arc::clone(&self.in_flight));
             let tp = (message.topic().to_owned(), message.partition());
-            let worker = workers.entry(tp.clone()).or_insert_with(|| PartitionWorker {
-                key_queues: (0..self.key_queues_per_partition).map(|_| None).collect(),
-                tasks: Vec::new(),
-                tracker: Arc::default(),
-                started: Arc::new(Semaphore::new(self.key_queues_per_partition)),
-                revoked: CancellationToken::new(),
-                abandon: CancellationToken::new(),
-            });
+            let worker = workers.entry(tp.clone()).or_insert_with(|| self.worker());
             let queues = worker.key_queues.len() as u64;
             let queue_index = match message.key() {
                 Some(key) => {
@@ -143,18 +136,14 @@ impl<H: Handler> Partitions<H> {
                 None => (message.offset().unsigned_abs() % queues) as usize,
             };
             lock(&worker.tracker).dispatched(message.offset());
-            let slot = (tp, queue_index);
-            let batch = outgoing.entry(slot.clone()).or_insert_with(|| {
-                order.push(slot);
-                Vec::new()
-            });
-            batch.push(Dispatched { message, _budget: budget });
+            outgoing
+                .entry((tp, queue_index))
+                .or_default()
+                .push(Dispatched { message, _budget: budget });
         }
-        for slot in order {
-            let Some(batch) = outgoing.remove(&slot) else { continue };
-            let ((topic, partition), queue_index) = &slot;
-            let Some(worker) = workers.get_mut(&(topic.clone(), *partition)) else { continue };
-            let queue = worker.key_queues[*queue_index].get_or_insert_with(|| {
+        for ((tp, queue_index), batch) in outgoing {
+            let Some(worker) = workers.get_mut(&tp) else { continue };
+            let queue = worker.key_queues[queue_index].get_or_insert_with(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let queue = KeyQueue {
                     group: self.group.clone(),
@@ -174,6 +163,18 @@ impl<H: Handler> Partitions<H> {
             if queue.send(batch).is_err() {
                 tracing::error!(group = %self.group, "key queue closed while its partition is assigned");
             }
+        }
+    }
+
+    /// A worker for a partition this member starts taking records of.
+    fn worker(&self) -> PartitionWorker {
+        PartitionWorker {
+            key_queues: (0..self.key_queues_per_partition).map(|_| None).collect(),
+            tasks: Vec::new(),
+            tracker: Arc::default(),
+            started: Arc::new(Semaphore::new(self.key_queues_per_partition)),
+            revoked: CancellationToken::new(),
+            abandon: CancellationToken::new(),
         }
     }
 
