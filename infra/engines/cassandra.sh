@@ -6,10 +6,16 @@
 #   infra/engines/cassandra.sh stop DIR
 #
 # `start` writes a configuration for one node on free loopback ports, starts it and returns
-# once it accepts CQL clients. Its native port takes plain and TLS connections alike (the
-# certificate is signed by a CA made for the run). DIR/env then holds, for the tests:
-#   HERALD_SCYLLA_URI          host:port of the node's CQL port
-#   HERALD_TEST_CQL_CA         the CA certificate that signed the node's (PEM)
+# once it accepts CQL clients. It is configured as a hardened cluster is: its native port
+# takes TLS connections only, from clients presenting a certificate signed by a CA made for
+# the run (which signed the node's too), and every client logs in (PasswordAuthenticator).
+# DIR/env then holds, for the tests:
+#   HERALD_SCYLLA_URI              host:port of the node's CQL port
+#   HERALD_TEST_CQL_CA             the CA certificate that signed the node's (PEM)
+#   HERALD_TEST_CQL_CERT           a client certificate signed by that CA (PEM) ...
+#   HERALD_TEST_CQL_KEY            ... and its key
+#   HERALD_TEST_CQL_USERNAME       a role that may create keyspaces
+#   HERALD_TEST_CQL_PASSWORD_FILE  a file holding its password
 # With --owner, the node stops when that process ends.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -76,6 +82,13 @@ cmd_start() {
   storage=$(free_port)
   jmx=$(free_port)
   make_tls "$DIR/tls" node
+  sign_client "$DIR/tls" client
+  local keytool
+  keytool=$(dirname "$java")/keytool
+  "$keytool" -importcert -noprompt -alias ca -file "$DIR/tls/ca.pem" -storetype PKCS12 \
+    -keystore "$DIR/tls/truststore.p12" -storepass "$(cat "$DIR/tls/keystore-password")" >/dev/null
+  # The superuser Cassandra creates on first start; production clusters replace it.
+  printf 'cassandra\n' >"$DIR/tls/cql-password"
 
   cat >"$DIR/cassandra.yaml" <<YAML
 cluster_name: herald-test
@@ -98,7 +111,7 @@ saved_caches_directory: $DIR/saved_caches
 cdc_raw_directory: $DIR/cdc
 commitlog_sync: periodic
 commitlog_sync_period: 10000ms
-authenticator: AllowAllAuthenticator
+authenticator: PasswordAuthenticator
 authorizer: AllowAllAuthorizer
 # A test run drops and truncates often; snapshots of what it drops only fill the disk.
 auto_snapshot: false
@@ -113,12 +126,14 @@ cas_contention_timeout: 5000ms
 paxos_variant: v2
 client_encryption_options:
   enabled: true
-  # Plain and TLS clients on the same port.
-  optional: true
+  # TLS only: a plain client is refused.
+  optional: false
   keystore: $DIR/tls/node.p12
   keystore_password: $(cat "$DIR/tls/keystore-password")
   store_type: PKCS12
-  require_client_auth: false
+  require_client_auth: true
+  truststore: $DIR/tls/truststore.p12
+  truststore_password: $(cat "$DIR/tls/keystore-password")
 YAML
   cat >"$DIR/logback.xml" <<'XML'
 <configuration>
@@ -144,14 +159,21 @@ XML
     -Dcassandra.skip_wait_for_gossip_to_settle=0 \
     -Dcassandra.ring_delay_ms=0 \
     -Dcassandra.load_ring_state=false \
+    -Dcassandra.superuser_setup_delay_ms=0 \
     -cp "$classpath/*" org.apache.cassandra.service.CassandraDaemon
   wait_for_log "$DIR/cassandra.pid" "$DIR/cassandra.log" "Starting listening for CQL clients" 240
+  # Logins fail until the superuser role exists.
+  wait_for_log "$DIR/cassandra.pid" "$DIR/cassandra.log" "Created default superuser role" 60
 
   {
     echo "HERALD_SCYLLA_URI=127.0.0.1:$native"
     echo "HERALD_TEST_CQL_CA=$DIR/tls/ca.pem"
+    echo "HERALD_TEST_CQL_CERT=$DIR/tls/client.pem"
+    echo "HERALD_TEST_CQL_KEY=$DIR/tls/client.key"
+    echo "HERALD_TEST_CQL_USERNAME=cassandra"
+    echo "HERALD_TEST_CQL_PASSWORD_FILE=$DIR/tls/cql-password"
   } >"$DIR/env"
-  echo "Cassandra $CASSANDRA_VERSION: CQL at 127.0.0.1:$native (plain and TLS)" >&2
+  echo "Cassandra $CASSANDRA_VERSION: CQL at 127.0.0.1:$native (TLS with client certificates, password logins)" >&2
   echo "127.0.0.1:$native"
 }
 

@@ -177,3 +177,14 @@ make_tls() {
     -name "$name" -passout "pass:$(cat "$tls/keystore-password")" -out "$tls/$name.p12"
   chmod 600 "$tls"/*
 }
+
+# A client certificate $name.pem (key $name.key) signed by the CA make_tls made in $tls.
+sign_client() {
+  local tls=$1 name=$2
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" \
+    -keyout "$tls/$name.key" -out "$tls/$name.csr" 2>/dev/null
+  printf 'extendedKeyUsage=clientAuth\n' >"$tls/$name.ext"
+  openssl x509 -req -in "$tls/$name.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+    -CAcreateserial -days 7 -extfile "$tls/$name.ext" -out "$tls/$name.pem" 2>/dev/null
+  chmod 600 "$tls/$name".*
+}

@@ -1,26 +1,104 @@
 //! The run's CQL node (Apache Cassandra started by `infra/engines/cassandra.sh`), on which
 //! the ScyllaDB stores' contract suites and the pipeline's CQL tests run.
 
-use herald_runtime::scylla::ScyllaConfig;
+use std::path::{Path, PathBuf};
+
+use herald_runtime::config::SecretSource;
+use herald_runtime::scylla::{CqlTls, ScyllaConfig};
 
 use crate::engines::required;
 
 /// A configuration for the run's CQL node (`HERALD_SCYLLA_URI`, `host:port[,host:port]`)
 /// with a keyspace of the caller's own, named after `purpose` (letters, digits and
-/// underscores), replication 1. `None` (the test is skipped, saying so) without a node,
-/// unless `HERALD_REQUIRE_ENGINES` makes that a failure.
+/// underscores), replication 1, and the node's TLS and login settings ([`at`]). `None` (the
+/// test is skipped, saying so) without a node, unless `HERALD_REQUIRE_ENGINES` makes that a
+/// failure.
 pub fn node(purpose: &str) -> Option<ScyllaConfig> {
     let uri = required("HERALD_SCYLLA_URI", "a CQL node")?;
     let unique = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
         ^ u128::from(std::process::id());
-    Some(ScyllaConfig {
+    Some(at(&uri, &format!("{purpose}_{:x}", unique & 0xffff_ffff_ffff)))
+}
+
+/// A configuration for the nodes `uri` (`host:port[,host:port]`) and `keyspace`, with the
+/// TLS and login settings `infra/engines/cassandra.sh` exports (`HERALD_TEST_CQL_CA`,
+/// `_CERT`, `_KEY`, `_USERNAME`, `_PASSWORD_FILE`; the ones not set stay unset).
+pub fn at(uri: &str, keyspace: &str) -> ScyllaConfig {
+    let env = |name: &str| std::env::var_os(name).map(PathBuf::from);
+    secured(
+        uri,
+        keyspace,
+        Credentials {
+            ca: env("HERALD_TEST_CQL_CA"),
+            cert: env("HERALD_TEST_CQL_CERT"),
+            key: env("HERALD_TEST_CQL_KEY"),
+            username: std::env::var("HERALD_TEST_CQL_USERNAME").ok(),
+            password_file: env("HERALD_TEST_CQL_PASSWORD_FILE"),
+        },
+    )
+}
+
+/// The environment variables an operator sets to put the store whose configuration section
+/// is `section` (`ENRICHER`, `DISPATCH__LEDGER`, `INGEST`) on `cql`: nodes, keyspace,
+/// replication, login and TLS (`HERALD__<section>__SCYLLA__…`).
+pub fn env_vars(section: &str, cql: &ScyllaConfig) -> Vec<(String, String)> {
+    let key = |name: &str| format!("HERALD__{section}__SCYLLA__{name}");
+    let nodes: Vec<String> = cql.nodes.iter().map(|n| format!("{n:?}")).collect();
+    let mut vars = vec![
+        (key("NODES"), format!("[{}]", nodes.join(","))),
+        (key("KEYSPACE"), cql.keyspace.clone()),
+        (key("REPLICATION_FACTOR"), cql.replication_factor.to_string()),
+    ];
+    if let Some(user) = &cql.username {
+        vars.push((key("USERNAME"), user.clone()));
+    }
+    match &cql.password {
+        Some(SecretSource::File(path)) => vars.push((key("PASSWORD__FILE"), path.clone())),
+        Some(SecretSource::Env(name)) => vars.push((key("PASSWORD__ENV"), name.clone())),
+        None => {}
+    }
+    let Some(tls) = &cql.tls else { return vars };
+    let files =
+        [("CA_FILE", &tls.ca_file), ("CERT_FILE", &tls.cert_file), ("KEY_FILE", &tls.key_file)];
+    for (name, path) in files {
+        if let Some(path) = path {
+            vars.push((key(&format!("TLS__{name}")), path.to_string_lossy().into_owned()));
+        }
+    }
+    if let Some(name) = &tls.server_name {
+        vars.push((key("TLS__SERVER_NAME"), name.clone()));
+    }
+    vars
+}
+
+struct Credentials {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
+fn secured(uri: &str, keyspace: &str, credentials: Credentials) -> ScyllaConfig {
+    let Credentials { ca, cert, key, username, password_file } = credentials;
+    let tls = (ca.is_some() || cert.is_some()).then_some(CqlTls {
+        ca_file: ca,
+        cert_file: cert,
+        key_file: key,
+        server_name: None,
+    });
+    let password = password_file.map(|p| SecretSource::File(p.to_string_lossy().into_owned()));
+    ScyllaConfig {
         nodes: uri.split(',').map(str::to_owned).collect(),
-        keyspace: format!("{purpose}_{:x}", unique & 0xffff_ffff_ffff),
+        keyspace: keyspace.to_owned(),
+        username,
+        password,
+        tls,
         replication_factor: 1,
         ..ScyllaConfig::default()
-    })
+    }
 }
 
 /// An Apache Cassandra node of the caller's own (`infra/engines/cassandra.sh`): for a
@@ -33,7 +111,7 @@ pub struct CassandraNode {
 
 impl CassandraNode {
     /// Starts one with its data in `dir` (tens of seconds); it stops if this process dies.
-    pub async fn start(dir: &std::path::Path) -> Result<Self, crate::EngineError> {
+    pub async fn start(dir: &Path) -> Result<Self, crate::EngineError> {
         let owner = std::process::id().to_string();
         let out = crate::engines::run_script(
             "cassandra.sh",
@@ -46,6 +124,20 @@ impl CassandraNode {
     /// `host:port` of its CQL port.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// A configuration for it and `keyspace`, with its TLS and login settings.
+    pub fn config(&self, keyspace: &str) -> ScyllaConfig {
+        let tls = self.dir.join("tls");
+        let file = |name: &str| Some(tls.join(name));
+        let credentials = Credentials {
+            ca: file("ca.pem"),
+            cert: file("client.pem"),
+            key: file("client.key"),
+            username: Some("cassandra".into()),
+            password_file: file("cql-password"),
+        };
+        secured(&self.address, keyspace, credentials)
     }
 
     /// Its process, while it runs.

@@ -173,19 +173,24 @@ pub async fn migrate(config: &HeraldConfig) -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
     if config.enricher.directory_backend == DirectoryBackend::Scylla {
         let scylla = &config.enricher.scylla;
-        let session = scylla.connect_creating_keyspace().await?;
+        let session =
+            scylla.connect_creating_keyspace().await.context("the directory (enricher.scylla)")?;
         ScyllaDirectory::create_tables(&session, scylla.keyspace()?).await?;
         done.push(format!("directory tables in keyspace {}", scylla.keyspace));
     }
     if config.dispatch.ledger.backend == LedgerBackend::Scylla {
         let scylla = &config.dispatch.ledger.scylla;
-        let session = scylla.connect_creating_keyspace().await?;
+        let session = scylla
+            .connect_creating_keyspace()
+            .await
+            .context("the delivery ledger (dispatch.ledger.scylla)")?;
         ScyllaLedger::create_table(&session, scylla.keyspace()?).await?;
         done.push(format!("delivery ledger table in keyspace {}", scylla.keyspace));
     }
     if config.ingest.store_backend == StoreBackend::Scylla {
         let scylla = &config.ingest.scylla;
-        let session = scylla.connect_creating_keyspace().await?;
+        let session =
+            scylla.connect_creating_keyspace().await.context("the ingest store (ingest.scylla)")?;
         ScyllaIngestStore::create_tables(&session, scylla.keyspace()?).await?;
         done.push(format!("ingest tables in keyspace {}", scylla.keyspace));
     }

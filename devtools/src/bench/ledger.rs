@@ -9,8 +9,7 @@ use herald_dispatchers::DeliveryLedger;
 use herald_dispatchers::ledger::scylla::ScyllaLedger;
 use herald_dispatchers::ledger::sqlite::SqliteLedger;
 use herald_dispatchers::ledger::{Claim, Completion, DeliveryKey};
-use herald_runtime::scylla::ScyllaConfig;
-use herald_testkit::cql::CassandraNode;
+use herald_testkit::cql::{self, CassandraNode};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
@@ -57,16 +56,10 @@ pub async fn ledger(options: LedgerBenchOptions) -> anyhow::Result<Vec<LedgerRow
                         Some(_) => None,
                         None => Some(CassandraNode::start(&dir.join("cassandra")).await?),
                     };
-                    let node = options
-                        .cql_node
-                        .clone()
-                        .or_else(|| started.as_ref().map(|n| n.address().to_owned()))
-                        .unwrap_or_default();
-                    let config = ScyllaConfig {
-                        nodes: vec![node],
-                        keyspace: format!("bench_ledger_{}", std::process::id()),
-                        replication_factor: 1,
-                        ..ScyllaConfig::default()
+                    let keyspace = format!("bench_ledger_{}", std::process::id());
+                    let config = match (&options.cql_node, &started) {
+                        (_, Some(node)) => node.config(&keyspace),
+                        (node, None) => cql::at(node.as_deref().unwrap_or_default(), &keyspace),
                     };
                     let session = config.connect_creating_keyspace().await?;
                     ScyllaLedger::create_table(&session, config.keyspace()?).await?;

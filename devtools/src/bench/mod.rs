@@ -91,7 +91,8 @@ pub enum BenchCommand {
         /// Deliveries under way at once (a dispatcher's send slots).
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
-        /// A running CQL node (host:port); else Cassandra is started for the run.
+        /// A running CQL node (host:port; TLS and login from the HERALD_TEST_CQL_* variables);
+        /// else Cassandra is started for the run.
         #[arg(long)]
         cql_node: Option<String>,
         /// Also write the figures as JSON to this file.

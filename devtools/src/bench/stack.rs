@@ -10,9 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use herald_enricher::ScyllaDirectory;
 use herald_enricher::{Device, DirectoryBackend, Platform, SqliteDirectory, User};
-use herald_runtime::scylla::ScyllaConfig;
 use herald_testkit::DevRegistry;
-use herald_testkit::cql::CassandraNode;
+use herald_testkit::cql::{self, CassandraNode};
 use herald_testkit::{Broker, BrokerChoice, BrokerStorage, KafkaCluster, TansuBroker};
 use serde::Serialize;
 
@@ -36,7 +35,8 @@ pub struct StackArgs {
     /// --cql-node, else Apache Cassandra started by infra/engines/cassandra.sh).
     #[arg(long, value_enum, default_value = "sqlite")]
     pub stores: StoreChoice,
-    /// A running CQL node (host:port), for --stores cql.
+    /// A running CQL node (host:port), for --stores cql; its TLS and login settings from
+    /// the HERALD_TEST_CQL_* variables infra/engines/cassandra.sh writes to its env file.
     #[arg(long)]
     pub cql_node: Option<String>,
     /// How long to run traffic through the broker before measuring anything (e2e: the
@@ -117,24 +117,19 @@ impl Stack {
         });
         let mut stack = Self { config, warmup, broker, cql: None };
         if args.stores == StoreChoice::Cql {
-            let node = match &args.cql_node {
-                Some(node) => node.clone(),
+            let keyspace = run.replace(['.', '-'], "_");
+            let stores = match &args.cql_node {
+                Some(node) => cql::at(node, &keyspace),
                 None => {
                     let started = CassandraNode::start(&dir.join("cassandra"))
                         .await
                         .context("starting Apache Cassandra (infra/engines/cassandra.sh)")?;
-                    let address = started.address().to_owned();
+                    let config = started.config(&keyspace);
                     stack.cql = Some(started);
-                    address
+                    config
                 }
             };
-            let cql = ScyllaConfig {
-                nodes: vec![node],
-                keyspace: run.replace(['.', '-'], "_"),
-                replication_factor: 1,
-                ..ScyllaConfig::default()
-            };
-            stack.config.put_stores_on(&cql);
+            stack.config.put_stores_on(&stores);
             herald_wiring::roles::migrate(&stack.config)
                 .await
                 .context("creating the CQL tables")?;

@@ -106,10 +106,7 @@ impl ScyllaDirectory {
     pub async fn connect(config: &ScyllaConfig) -> Result<Self, ScyllaSetupError> {
         let session = config.connect().await?;
         let keyspace = config.keyspace()?.to_owned();
-        Self::new(session, &keyspace).await.map_err(|e| ScyllaSetupError::Connect {
-            nodes: config.nodes.clone(),
-            reason: e.to_string(),
-        })
+        Self::new(session, &keyspace).await.map_err(|e| config.connect_error(e.to_string()))
     }
 
     pub async fn new(session: Session, keyspace: &str) -> Result<Self, DirectoryError> {

@@ -175,10 +175,14 @@ async fn herald_dev_with_every_store_on_a_cql_node_delivers_its_printed_examples
         ("dispatch.ledger", "backend"),
         ("ingest", "store_backend"),
     ] {
-        config.push_str(&format!(
-            "[{section}]\n{backend} = \"scylla\"\n[{section}.scylla]\nnodes = {:?}\nkeyspace = \"{}\"\nreplication_factor = 1\n",
-            cql.nodes, cql.keyspace
-        ));
+        // The node's TLS and login settings too, as an operator writes them.
+        let mut table = toml::Table::new();
+        table.insert(backend.into(), "scylla".into());
+        table.insert("scylla".into(), toml::Value::try_from(&cql).unwrap());
+        for part in section.rsplit('.') {
+            table = toml::Table::from_iter([(part.to_owned(), toml::Value::Table(table))]);
+        }
+        config.push_str(&toml::to_string(&table).unwrap());
     }
     let (dev, banner) = Dev::start(Some(&config));
     let on_cql = format!("CQL node {} (keyspace {})", cql.nodes.join(","), cql.keyspace);

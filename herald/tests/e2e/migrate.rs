@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use herald_runtime::scylla::select;
+use herald_runtime::config::SecretSource;
+use herald_runtime::scylla::{CqlTls, ScyllaConfig, select};
 use scylla::client::session::Session;
 
 /// The tables a CQL file creates.
@@ -28,7 +29,9 @@ async fn tables_of(session: &Session, keyspace: &str) -> BTreeSet<String> {
     rows.into_iter().map(|(name,)| name).collect()
 }
 
-fn migrate(keyspaces: &[(&str, String)], nodes: &str) -> String {
+/// `herald migrate` with the given stores on `cql`'s node, configured by environment
+/// variables as a deployment would (`HERALD__<STORE>__SCYLLA__…`).
+fn run_migrate(keyspaces: &[(&str, String)], cql: &ScyllaConfig) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
     command.arg("migrate").env_remove("HERALD_CONFIG").env("RUST_LOG", "warn");
     for (store, keyspace) in keyspaces {
@@ -37,13 +40,14 @@ fn migrate(keyspaces: &[(&str, String)], nodes: &str) -> String {
             "DISPATCH__LEDGER" => "HERALD__DISPATCH__LEDGER__BACKEND",
             _ => "HERALD__INGEST__STORE_BACKEND",
         };
-        command
-            .env(backend, "scylla")
-            .env(format!("HERALD__{store}__SCYLLA__NODES"), nodes)
-            .env(format!("HERALD__{store}__SCYLLA__KEYSPACE"), keyspace)
-            .env(format!("HERALD__{store}__SCYLLA__REPLICATION_FACTOR"), "1");
+        let store_cql = ScyllaConfig { keyspace: keyspace.clone(), ..cql.clone() };
+        command.env(backend, "scylla").envs(herald_testkit::cql::env_vars(store, &store_cql));
     }
-    let output = command.output().unwrap();
+    command.output().unwrap()
+}
+
+fn migrate(keyspaces: &[(&str, String)], cql: &ScyllaConfig) -> String {
+    let output = run_migrate(keyspaces, cql);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     stdout
@@ -58,9 +62,7 @@ async fn herald_migrate_creates_every_keyspace_and_table_on_a_fresh_cql_node_and
         ("DISPATCH__LEDGER", format!("{}_ledger", cql.keyspace)),
         ("INGEST", format!("{}_ingest", cql.keyspace)),
     ];
-    let nodes: Vec<String> = cql.nodes.iter().map(|n| format!("{n:?}")).collect();
-    let nodes = format!("[{}]", nodes.join(","));
-    let first = migrate(&keyspaces, &nodes);
+    let first = migrate(&keyspaces, &cql);
     for (_, keyspace) in &keyspaces {
         assert!(first.contains(&format!("in keyspace {keyspace}")), "{first}");
     }
@@ -79,7 +81,7 @@ async fn herald_migrate_creates_every_keyspace_and_table_on_a_fresh_cql_node_and
         "INSERT INTO {ledger}.delivery_ledger (notification_id, channel, target, state) VALUES ('n1', 'email', 'a@example.com', 'sent')"
     );
     session.query_unpaged(insert, ()).await.unwrap();
-    let second = migrate(&keyspaces, &nodes);
+    let second = migrate(&keyspaces, &cql);
     assert_eq!(second, first, "the second run reports the same and fails nothing");
     for ((_, keyspace), tables) in keyspaces.iter().zip(&expected) {
         assert_eq!(&tables_of(&session, keyspace).await, tables, "keyspace {keyspace}");
@@ -88,4 +90,65 @@ async fn herald_migrate_creates_every_keyspace_and_table_on_a_fresh_cql_node_and
     let statement = session.prepare(count).await.unwrap();
     let rows: Vec<(Option<String>,)> = select(&session, &statement, ()).await.unwrap();
     assert_eq!(rows, [(Some("sent".to_owned()),)], "the row written between the runs is kept");
+}
+
+/// The run's node takes TLS only, from clients with a certificate its CA signed, and logs
+/// every client in: each way of getting that wrong stops `herald migrate` (as it stops every
+/// role at start-up) with the store's name and the cause; the name the node's certificate
+/// carries can be checked instead of its address.
+#[test]
+fn a_wrong_ca_password_certificate_or_server_name_fails_start_up_naming_the_store_and_the_cause() {
+    let Some(cql) = herald_testkit::cql::node("migrate_tls") else { return };
+    assert!(cql.tls.is_some(), "the run's CQL node takes TLS only (HERALD_TEST_CQL_CA)");
+    assert!(
+        cql.username.is_some(),
+        "the run's CQL node logs clients in (HERALD_TEST_CQL_USERNAME)"
+    );
+    let ledger = [("DISPATCH__LEDGER", cql.keyspace.clone())];
+    let dir = tempfile::tempdir().unwrap();
+    let wrong_password = dir.path().join("password");
+    std::fs::write(&wrong_password, "not-the-password\n").unwrap();
+    let wrong_password = wrong_password.to_string_lossy().into_owned();
+    // The SMTP tests' CA, which signed nothing the node has.
+    let other_ca = format!("{}/tests/fixtures/smtp-tls/ca.pem", env!("CARGO_MANIFEST_DIR"));
+    type Change = Box<dyn Fn(&mut ScyllaConfig, &mut CqlTls)>;
+    let cases: [(&str, Change, &[&str]); 4] = [
+        (
+            "a wrong password",
+            Box::new(move |c, _| c.password = Some(SecretSource::File(wrong_password.clone()))),
+            &["Authentication"],
+        ),
+        (
+            "a CA that did not sign the node's certificate",
+            Box::new(move |_, t| t.ca_file = Some(other_ca.clone().into())),
+            &["UnknownIssuer"],
+        ),
+        (
+            "a name the node's certificate does not carry",
+            Box::new(|_, t| t.server_name = Some("scylla.example.com".into())),
+            &["NotValidForName"],
+        ),
+        ("no client certificate", Box::new(|_, t| (t.cert_file, t.key_file) = (None, None)), &[]),
+    ];
+    for (case, change, causes) in cases {
+        let mut wrong = cql.clone();
+        let mut tls = wrong.tls.clone().unwrap_or_default();
+        change(&mut wrong, &mut tls);
+        wrong.tls = Some(tls);
+        let output = run_migrate(&ledger, &wrong);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{case}: migrate succeeded");
+        assert!(stderr.contains("delivery ledger (dispatch.ledger.scylla)"), "{case}: {stderr}");
+        assert!(stderr.contains("over TLS"), "{case}: {stderr}");
+        for cause in causes {
+            assert!(stderr.contains(cause), "{case}: no {cause:?} in {stderr}");
+        }
+        assert!(!stderr.contains("not-the-password"), "{case}: the secret in {stderr}");
+    }
+    let mut named = cql;
+    if let Some(tls) = named.tls.as_mut() {
+        tls.server_name = Some("localhost".into());
+    }
+    let output = run_migrate(&ledger, &named);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }

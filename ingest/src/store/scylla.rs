@@ -88,9 +88,9 @@ impl ScyllaIngestStore {
     ) -> Result<Self, ScyllaSetupError> {
         let session = config.connect().await?;
         let keyspace = config.keyspace()?.to_owned();
-        Self::new(session, &keyspace, idempotency_window_ms).await.map_err(|e| {
-            ScyllaSetupError::Connect { nodes: config.nodes.clone(), reason: e.to_string() }
-        })
+        Self::new(session, &keyspace, idempotency_window_ms)
+            .await
+            .map_err(|e| config.connect_error(e.to_string()))
     }
 
     pub async fn new(

@@ -40,14 +40,8 @@ pub fn herald_command(env: &TestEnv) -> std::process::Command {
     let delays: Vec<String> = c.dispatch.retry.delays_ms.iter().map(u64::to_string).collect();
     command.env("HERALD__DISPATCH__RETRY__DELAYS_MS", format!("[{}]", delays.join(",")));
     if env.stores_on_cql() {
-        let cql = &c.enricher.scylla;
-        let nodes: Vec<String> = cql.nodes.iter().map(|n| format!("{n:?}")).collect();
-        let nodes = format!("[{}]", nodes.join(","));
         for store in ["ENRICHER", "DISPATCH__LEDGER", "INGEST"] {
-            command
-                .env(format!("HERALD__{store}__SCYLLA__NODES"), &nodes)
-                .env(format!("HERALD__{store}__SCYLLA__KEYSPACE"), &cql.keyspace)
-                .env(format!("HERALD__{store}__SCYLLA__REPLICATION_FACTOR"), "1");
+            command.envs(herald_testkit::cql::env_vars(store, &c.enricher.scylla));
         }
         command
             .env("HERALD__ENRICHER__DIRECTORY_BACKEND", "scylla")

@@ -1,6 +1,10 @@
 //! ScyllaDB connection set-up shared by the stores that live there (directory, ledger,
-//! status): nodes, credentials from a secret source, and one execution profile with the
+//! status): nodes, credentials from a secret source, TLS, and one execution profile with the
 //! consistency and timeout every statement of a store runs with.
+
+mod tls;
+
+pub use tls::{CqlTls, CqlTlsError};
 
 use std::time::Duration;
 
@@ -23,6 +27,8 @@ pub struct ScyllaConfig {
     pub keyspace: String,
     pub username: Option<String>,
     pub password: Option<SecretSource>,
+    /// Present, every connection is TLS (`[…scylla.tls]`).
+    pub tls: Option<CqlTls>,
     pub request_timeout_ms: u64,
     /// Replication of the keyspace when `herald migrate` creates it.
     pub replication_factor: u32,
@@ -35,6 +41,7 @@ impl Default for ScyllaConfig {
             keyspace: "herald".into(),
             username: None,
             password: None,
+            tls: None,
             request_timeout_ms: 5_000,
             replication_factor: 3,
         }
@@ -45,8 +52,12 @@ impl Default for ScyllaConfig {
 pub enum ScyllaSetupError {
     #[error(transparent)]
     Secret(#[from] SecretError),
-    #[error("cannot connect to ScyllaDB at {nodes:?}: {reason}")]
-    Connect { nodes: Vec<String>, reason: String },
+    #[error(transparent)]
+    Tls(#[from] CqlTlsError),
+    #[error("scylla.username {0:?} is set without scylla.password")]
+    NoPassword(String),
+    #[error("cannot connect to ScyllaDB at {nodes:?}{tls}: {reason}")]
+    Connect { nodes: Vec<String>, tls: &'static str, reason: String },
     #[error("keyspace name {0:?} must be letters, digits and underscores")]
     Keyspace(String),
 }
@@ -72,13 +83,20 @@ impl ScyllaConfig {
             .known_nodes(&self.nodes)
             .default_execution_profile_handle(profile);
         if let Some(user) = &self.username {
-            let password = self.password.as_ref().map(SecretSource::read).transpose()?;
-            builder = builder.user(user.clone(), password.unwrap_or_default());
+            let password =
+                self.password.as_ref().ok_or_else(|| ScyllaSetupError::NoPassword(user.clone()))?;
+            builder = builder.user(user.clone(), password.read()?);
         }
-        builder.build().await.map_err(|e| ScyllaSetupError::Connect {
-            nodes: self.nodes.clone(),
-            reason: e.to_string(),
-        })
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_context(Some(tls.client_config()?));
+        }
+        builder.build().await.map_err(|e| self.connect_error(e.to_string()))
+    }
+
+    /// A connection-time failure (a statement run while opening a store, say) for this cluster.
+    pub fn connect_error(&self, reason: String) -> ScyllaSetupError {
+        let tls = if self.tls.is_some() { " over TLS" } else { "" };
+        ScyllaSetupError::Connect { nodes: self.nodes.clone(), tls, reason }
     }
 }
 
@@ -89,10 +107,10 @@ impl ScyllaConfig {
         let session = self.connect().await?;
         let keyspace = self.keyspace()?;
         let cql = create_keyspace(keyspace, self.replication_factor, engine(&session).await);
-        session.query_unpaged(cql, ()).await.map_err(|e| ScyllaSetupError::Connect {
-            nodes: self.nodes.clone(),
-            reason: format!("creating keyspace {keyspace}: {e}"),
-        })?;
+        session
+            .query_unpaged(cql, ())
+            .await
+            .map_err(|e| self.connect_error(format!("creating keyspace {keyspace}: {e}")))?;
         Ok(session)
     }
 }
