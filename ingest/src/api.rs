@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use herald_runtime::http::{BrokerReadiness, ops_router};
+use herald_runtime::http::{Serving, ops_router};
 use herald_runtime::kafka::AvroProducer;
 use herald_schemas::Topics;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +77,7 @@ impl Ingest {
             twilio,
             sendgrid,
             templates: crate::templates::TemplateCatalog::default(),
+            send_wait: std::time::Duration::from_millis(config.send_wait_ms.max(1)),
         };
         Ok(Self { shared: Arc::new(shared) })
     }
@@ -94,10 +95,7 @@ impl Ingest {
     /// The send API, and `directory` (routes and their OpenAPI document) served beside it
     /// behind the same keys, each key needing its directory access.
     pub fn router_with(&self, directory: Option<(Router, utoipa::openapi::OpenApi)>) -> Router {
-        let readiness = Arc::new(BrokerReadiness::new(
-            self.shared.output.producer().clone(),
-            self.shared.topics.requests(),
-        ));
+        let readiness = Arc::new(Serving);
         let mut document = crate::openapi::document();
         let directory = directory.map(|(routes, doc)| {
             document.merge(doc);

@@ -38,6 +38,11 @@ pub struct IngestConfig {
     /// How long a caller's webhook endpoint may take to answer before the post counts as
     /// failed (and is retried through the tiers of `dispatch.retry`).
     pub webhook_timeout_ms: u64,
+    /// How long a send waits for the broker to acknowledge what it produced. Past it, the
+    /// caller gets 503 with `Retry-After` (a sign-in code cannot wait out a broker outage);
+    /// what was queued may still reach the broker, so a retry with the same
+    /// `Idempotency-Key` is the same notification.
+    pub send_wait_ms: u64,
 }
 
 /// `[ingest.callbacks]`: providers' delivery reports, verified by each provider's scheme.
@@ -92,6 +97,7 @@ impl Default for IngestConfig {
             max_schedule_days: 30,
             callbacks: CallbacksConfig::default(),
             webhook_timeout_ms: 5_000,
+            send_wait_ms: 5_000,
         }
     }
 }

@@ -66,6 +66,13 @@ impl IdempotencyStore {
     pub async fn abandon(&self, client_id: &str, key: &str) -> Result<(), StoreError> {
         self.backend.abandon((client_id, key)).await
     }
+
+    /// Lets a retry take the unanswered key over at once, under the same notification id:
+    /// the request may have produced part of what it had to (the broker did not acknowledge
+    /// in time), and what it produced again is the same notification.
+    pub async fn release(&self, client_id: &str, key: &str, now: i64) -> Result<(), StoreError> {
+        self.backend.release((client_id, key), now).await
+    }
 }
 
 #[cfg(test)]

@@ -109,8 +109,8 @@ fn user_notifications() {}
 fn healthz() {}
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "The broker is reachable"),
-              (status = 503, description = "The broker is not reachable")))]
+    responses((status = 200, description = "The API answers: a broker or store outage is \
+        answered per request (503 with Retry-After), so instances stay behind the load balancer")))]
 #[allow(dead_code)] // documents herald_runtime::http::ops_router
 fn readyz() {}
 

@@ -91,7 +91,7 @@ async fn handle_send(
     let proposed = uuid::Uuid::now_v7().to_string();
     let Some(key) = key else {
         let (status, answer) = accept(shared, (parsed, route.limits), &caller, &proposed).await;
-        return (status, Json(answer)).into_response();
+        return respond(shared, status, answer);
     };
     let body_hash = hex::encode(Sha256::digest(&body));
     let now = herald_schemas::now_millis();
@@ -128,15 +128,28 @@ async fn handle_send(
         // Nothing was produced: the key is free for a corrected request.
         shared.idempotency.abandon(client_id, &key).await
     } else {
-        // Part may have been produced: the claim stays, and a retry after it expires
-        // produces again under the same notification id, which is sent once.
-        Ok(())
+        // Part may have been produced (or may still be: the broker did not answer in time).
+        // A retry takes the claim over at once and produces again under the same
+        // notification id, which is sent once.
+        shared.idempotency.release(client_id, &key, herald_schemas::now_millis()).await
     };
     if let Err(e) = recorded {
         // A retry then waits out the claim and produces again under the same id.
         tracing::warn!(error = %e, "could not record the Idempotency-Key's outcome");
     }
-    (status, Json(answer)).into_response()
+    respond(shared, status, answer)
+}
+
+/// The answer to a send; a 503 says when to retry: after a broker's wait has passed.
+fn respond(shared: &Shared, status: StatusCode, answer: Value) -> Response {
+    let mut response = (status, Json(answer)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        let seconds = shared.send_wait.as_secs_f64().ceil().max(1.0);
+        if let Ok(value) = HeaderValue::from_str(&format!("{seconds}")) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    response
 }
 
 /// The 422 answer: every failed rule, and the first one in the message.
@@ -185,10 +198,44 @@ async fn accept(
     }
 
     let started = Instant::now();
+    let produced = tokio::time::timeout(
+        shared.send_wait,
+        produce(shared, &requests, notification_id, client_id),
+    )
+    .await;
+    let accepted = match produced {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(message)) => return unavailable(message),
+        Err(_) => {
+            let wait = shared.send_wait.as_millis();
+            tracing::error!(wait_ms = wait, "broker did not acknowledge a send in time");
+            return unavailable(&format!(
+                "the broker did not acknowledge the request within {wait} ms; retry later (with the same Idempotency-Key it is the same notification)"
+            ));
+        }
+    };
+    // The status sink stores these from herald.events too; storing them now lets the caller
+    // read the status right after the 202.
+    if let Err(e) = shared.status.record(accepted).await {
+        tracing::warn!(error = %e, "recording acceptance in the status store failed; the status sink will");
+    }
+    let took = started.elapsed().as_secs_f64();
+    api_metrics().produce_seconds.with_label_values(&["/v1/notifications"]).observe(took);
+    (StatusCode::ACCEPTED, json!({"id": notification_id, "recipients": requests.len()}))
+}
+
+/// Produces each request and its events, and waits for the broker's acknowledgements: the
+/// `accepted` events, or why the caller should retry.
+async fn produce(
+    shared: &Shared,
+    requests: &[NotificationRequest],
+    notification_id: &str,
+    client_id: &str,
+) -> Result<Vec<DeliveryEvent>, &'static str> {
     let events_topic = shared.topics.events();
     let mut acks = Vec::with_capacity(requests.len() * 2);
     let mut accepted = Vec::with_capacity(requests.len());
-    for request in &requests {
+    for request in requests {
         let id_header = Header { key: headers::NOTIFICATION_ID, value: Some(notification_id) };
         let mut event = DeliveryEvent::new(notification_id, EventKind::Accepted);
         event.occurred_at = request.accepted_at;
@@ -229,7 +276,7 @@ async fn accept(
             Ok(queued) => acks.extend(queued),
             Err(e) => {
                 tracing::error!(error = %e, "cannot produce request");
-                return unavailable("the request could not be queued; retry later");
+                return Err("the request could not be queued; retry later");
             }
         }
         accepted.push(event);
@@ -237,21 +284,14 @@ async fn accept(
             && let Err(e) = wait_all(std::mem::take(&mut acks)).await
         {
             tracing::error!(error = %e, "broker did not acknowledge request");
-            return unavailable("the broker did not acknowledge the request; retry later");
+            return Err("the broker did not acknowledge the request; retry later");
         }
     }
     if let Err(e) = wait_all(acks).await {
         tracing::error!(error = %e, "broker did not acknowledge request");
-        return unavailable("the broker did not acknowledge the request; retry later");
+        return Err("the broker did not acknowledge the request; retry later");
     }
-    // The status sink stores these from herald.events too; storing them now lets the caller
-    // read the status right after the 202.
-    if let Err(e) = shared.status.record(accepted).await {
-        tracing::warn!(error = %e, "recording acceptance in the status store failed; the status sink will");
-    }
-    let took = started.elapsed().as_secs_f64();
-    api_metrics().produce_seconds.with_label_values(&["/v1/notifications"]).observe(took);
-    (StatusCode::ACCEPTED, json!({"id": notification_id, "recipients": requests.len()}))
+    Ok(accepted)
 }
 
 /// Why `policy` forbids `request`: a channel it asks for (or carries content for) or its

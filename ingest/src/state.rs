@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     pub(crate) twilio: Option<TwilioVerifier>,
     pub(crate) sendgrid: Option<SendgridVerifier>,
     pub(crate) templates: crate::templates::TemplateCatalog,
+    /// The longest a send waits for the broker (`ingest.send_wait_ms`).
+    pub(crate) send_wait: std::time::Duration,
 }
 
 impl Shared {

@@ -24,6 +24,7 @@ async fn contract(first: &IngestStores, second: &IngestStores) {
     clients_are_listed_oldest_first_with_their_policies(first).await;
     a_key_replays_its_answer_and_refuses_another_body(first, second).await;
     a_stale_claim_is_taken_over_under_the_same_notification_id(first).await;
+    a_released_claim_is_taken_over_at_once_under_the_same_notification_id(first, second).await;
     concurrent_first_requests_with_one_key_let_exactly_one_proceed(first, second).await;
     later_states_win_regardless_of_arrival_and_duplicates_are_ignored(first, second).await;
     a_users_list_is_newest_first_paged_and_only_the_callers(first).await;
@@ -182,6 +183,33 @@ async fn a_stale_claim_is_taken_over_under_the_same_notification_id(stores: &Ing
             Begin::Replay { .. }
         ),
         "an answered key is not abandoned"
+    );
+}
+
+async fn a_released_claim_is_taken_over_at_once_under_the_same_notification_id(
+    first: &IngestStores,
+    second: &IngestStores,
+) {
+    let (client, key) = (unique("c"), unique("k"));
+    let now = 1_800_000_000_000;
+    let begin = |stores: &IngestStores, id: &'static str, at: i64| {
+        let (client, key) = (client.clone(), key.clone());
+        let store = stores.idempotency.clone();
+        async move { store.begin(&client, &key, "h1", id, at).await.unwrap() }
+    };
+    assert_eq!(begin(first, "n-1", now).await, Begin::Proceed { notification_id: "n-1".into() });
+    first.idempotency.release(&client, &key, now + 5).await.unwrap();
+    assert_eq!(
+        begin(second, "n-2", now + 6).await,
+        Begin::Proceed { notification_id: "n-1".into() },
+        "a retry right after the release goes ahead as the same notification"
+    );
+    assert_eq!(begin(first, "n-3", now + 7).await, Begin::InProgress, "the take-over is a claim");
+    first.idempotency.finish(&client, &key, 202, "{}").await.unwrap();
+    first.idempotency.release(&client, &key, now + 8).await.unwrap();
+    assert!(
+        matches!(begin(second, "n-4", now + 9).await, Begin::Replay { .. }),
+        "an answered key is not released"
     );
 }
 

@@ -98,6 +98,18 @@ async fn metrics() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render())
 }
 
+/// Ready whenever the process serves: for the send API, which answers a broker or store
+/// outage itself (503 with `Retry-After`). Were it to leave the load balancer instead, every
+/// instance would leave at once and callers would get refused connections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Serving;
+
+impl Readiness for Serving {
+    async fn is_ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// Ready when the Kafka cluster answers a metadata request for `topic`.
 #[derive(Debug, Clone)]
 pub struct BrokerReadiness {

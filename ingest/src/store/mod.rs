@@ -138,6 +138,9 @@ pub(crate) trait IdempotencyRecords {
     ) -> Result<(), StoreError>;
     /// Frees a key whose request produced nothing.
     async fn abandon(&self, client_key: (&str, &str)) -> Result<(), StoreError>;
+    /// Lets the next request with an unanswered key take it over at once, under its
+    /// notification id: its request may have produced part of what it had to.
+    async fn release(&self, client_key: (&str, &str), now: i64) -> Result<(), StoreError>;
 }
 
 /// Notifications' events, by notification and by user.
@@ -238,6 +241,10 @@ impl IdempotencyRecords for AnyIngestStore {
     }
     async fn abandon(&self, client_key: (&str, &str)) -> Result<(), StoreError> {
         on_backend!(self, abandon(client_key))
+    }
+
+    async fn release(&self, client_key: (&str, &str), now: i64) -> Result<(), StoreError> {
+        on_backend!(self, release(client_key, now))
     }
 }
 

@@ -40,6 +40,7 @@ struct Statements {
     reclaim_key: PreparedStatement,
     finish_key: PreparedStatement,
     abandon_key: PreparedStatement,
+    release_key: PreparedStatement,
     insert_event: PreparedStatement,
     index_accepted: PreparedStatement,
     events: PreparedStatement,
@@ -149,6 +150,11 @@ impl ScyllaIngestStore {
             .await?,
             abandon_key: prepare(format!(
                 "DELETE FROM {k}.idempotency_keys {idempotency_key} IF status = null"
+            ))
+            .await?,
+            release_key: prepare(format!(
+                "UPDATE {k}.idempotency_keys USING TTL ? SET created_at = ?
+                 {idempotency_key} IF status = null"
             ))
             .await?,
             insert_event: prepare(format!(
@@ -351,6 +357,14 @@ impl IdempotencyRecords for ScyllaIngestStore {
 
     async fn abandon(&self, (client_id, key): (&str, &str)) -> Result<(), StoreError> {
         execute_lwt(&self.session, &self.statements.abandon_key, (client_id, key)).await?;
+        Ok(())
+    }
+
+    async fn release(&self, (client_id, key): (&str, &str), now: i64) -> Result<(), StoreError> {
+        let ttl = ttl_secs(self.idempotency_window_ms);
+        // Claimed as long ago as a stale claim: the next request takes it over.
+        let values = (ttl, now - PENDING_TIMEOUT_MS, client_id, key);
+        execute_lwt(&self.session, &self.statements.release_key, values).await?;
         Ok(())
     }
 }

@@ -253,6 +253,21 @@ impl IdempotencyRecords for SqliteIngestStore {
             .await?;
         Ok(())
     }
+
+    async fn release(&self, (client_id, key): (&str, &str), now: i64) -> Result<(), StoreError> {
+        let (client_id, key) = (client_id.to_owned(), key.to_owned());
+        // Claimed as long ago as a stale claim: the next request takes it over.
+        let stale = now - PENDING_TIMEOUT_MS;
+        self.pool
+            .write(move |c| {
+                c.execute(
+                    "UPDATE idempotency_keys SET created_at = ?3 WHERE client_id = ?1 AND key = ?2 AND status IS NULL",
+                    params![client_id, key, stale],
+                )
+            })
+            .await?;
+        Ok(())
+    }
 }
 
 impl StatusRecords for SqliteIngestStore {

@@ -2,7 +2,7 @@
 //! across a restart and across instances sharing the ingest store; the same key with another
 //! body is refused.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::{ApiEnv, email_body};
 
@@ -81,4 +81,54 @@ async fn send_one_key_to_two_instances(env: ApiEnv) {
     let requests = env.requests(Duration::from_secs(3), everything).await;
     assert_eq!(requests.len(), 1, "one request produced for the key: {requests:?}");
     assert_eq!(requests[0].notification_id, original["id"].as_str().unwrap());
+}
+
+/// A broker that stops answering (its process frozen, as in an outage): a send is answered
+/// 503 with `Retry-After` once `ingest.send_wait_ms` has passed, not when the Kafka client
+/// gives up minutes later; retried with its `Idempotency-Key` once the broker is back, it is
+/// accepted at once as the same notification, whether or not the first attempt's record
+/// reached the broker after all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_while_the_broker_is_frozen_gets_503_with_retry_after_in_the_bounded_wait_and_its_retry_is_the_same_notification()
+ {
+    let mut env = ApiEnv::on_own_broker().await;
+    env.config.send_wait_ms = 2_000;
+    let key = env.api_key().await;
+    let key = Some(key.as_str());
+    let api = env.serve().await;
+    let warm = email_body("outage-0", "Before", "The producer is connected.");
+    assert_eq!(api.post_with(key, &warm, &[]).await.0, 202);
+
+    let broker = env.broker.pids()[0].to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill").args([name, &broker]).status();
+        assert!(status.unwrap().success(), "kill {name} {broker}");
+    };
+    let body = email_body("outage-1", "Your sign-in code", "123456");
+    let idempotency = [("Idempotency-Key", "sign-in-code-1")];
+    signal("-STOP");
+    let asked = Instant::now();
+    let (status, refused, headers) = api.post_with(key, &body, &idempotency).await;
+    let waited = asked.elapsed();
+    signal("-CONT");
+    assert_eq!(status, 503, "{refused}");
+    assert_eq!(refused["error"], "unavailable");
+    assert!(refused["message"].as_str().unwrap().contains("within 2000 ms"), "{refused}");
+    assert_eq!(headers.get("retry-after").unwrap(), "2");
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(8),
+        "answered after {waited:?}, the wait being 2 s"
+    );
+
+    let (status, accepted, _) = api.post_with(key, &body, &idempotency).await;
+    assert_eq!(status, 202, "the retry is not held back by the first attempt's claim: {accepted}");
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    api.stop().await;
+    let produced = env.requests(Duration::from_secs(5), |_| false).await;
+    let attempts: Vec<&str> = produced
+        .iter()
+        .filter(|r| r.recipient.user_id.as_deref() == Some("outage-1"))
+        .map(|r| r.notification_id.as_str())
+        .collect();
+    assert!(!attempts.is_empty() && attempts.iter().all(|n| *n == id), "{attempts:?} vs {id}");
 }

@@ -14,7 +14,7 @@ use herald_runtime::kafka::admin::{self, TopicSpec};
 use herald_runtime::kafka::{AvroProducer, Producer};
 use herald_schemas::{AvroCodec, NotificationRequest, RegistryConfig, Topics};
 pub use herald_testkit::send_api::email_body;
-use herald_testkit::{Broker, DevRegistry, SendApi};
+use herald_testkit::{Broker, DevRegistry, SendApi, Storage, TansuBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -33,10 +33,24 @@ pub struct ApiEnv {
 impl ApiEnv {
     /// The API's topics on the run's broker, and its store in a SQLite file of its own.
     pub async fn start() -> Self {
-        herald_schemas::install_tls_provider();
         let dir = tempfile::tempdir().unwrap();
         let broker =
             Broker::for_test(dir.path()).await.expect("Tansu starts (infra/install-tansu.sh)");
+        Self::start_on(broker, dir).await
+    }
+
+    /// Like [`ApiEnv::start`], on a Tansu broker of the test's own whatever the run's broker:
+    /// for a test that stops the broker.
+    pub async fn on_own_broker() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::Sqlite(dir.path().join("broker"));
+        let tansu = TansuBroker::start(None, storage, None).await;
+        let broker = Broker::Tansu(Box::new(tansu.expect("Tansu starts (infra/install-tansu.sh)")));
+        Self::start_on(broker, dir).await
+    }
+
+    async fn start_on(broker: Broker, dir: tempfile::TempDir) -> Self {
+        herald_schemas::install_tls_provider();
         let mut kafka = broker.kafka_config();
         herald_testkit::isolate(&mut kafka);
         let url = match std::env::var("HERALD_TEST_REGISTRY") {
