@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "consumer/members.rs"]
 mod members;
+#[path = "consumer/stall.rs"]
+mod stall;
 #[path = "consumer/told.rs"]
 mod told;
 
@@ -50,6 +52,18 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let broker =
             Broker::for_test(dir.path()).await.expect("Tansu starts (infra/install-tansu.sh)");
+        Self::on(broker, dir, partitions).await
+    }
+
+    /// A topic on a Tansu broker of the test's own, whatever the run's broker.
+    async fn on_own_tansu(partitions: i32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            Broker::tansu(dir.path()).await.expect("Tansu starts (infra/install-tansu.sh)");
+        Self::on(broker, dir, partitions).await
+    }
+
+    async fn on(broker: Broker, dir: tempfile::TempDir, partitions: i32) -> Self {
         let mut kafka = broker.kafka_config();
         herald_testkit::isolate(&mut kafka);
         kafka.consumer.drain_deadline_ms = 3_000;

@@ -36,12 +36,15 @@ impl Broker {
         let tansu_asked = std::env::var("HERALD_TEST_BROKER").is_ok_and(|b| b == "tansu");
         match std::env::var("HERALD_TEST_KAFKA") {
             Ok(servers) if !servers.is_empty() && !tansu_asked => Ok(Broker::Existing(servers)),
-            _ => {
-                let broker =
-                    TansuBroker::start(None, Storage::Sqlite(dir.join("broker")), None).await?;
-                Ok(Broker::Tansu(Box::new(broker)))
-            }
+            _ => Self::tansu(dir).await,
         }
+    }
+
+    /// A Tansu broker of the caller's own, whatever the run's broker, keeping its data in
+    /// `dir`: for a test that stops or freezes the broker.
+    pub async fn tansu(dir: &Path) -> Result<Self, BrokerError> {
+        let broker = TansuBroker::start(None, Storage::Sqlite(dir.join("broker")), None).await?;
+        Ok(Broker::Tansu(Box::new(broker)))
     }
 
     /// Whether it is Apache Kafka (started here or not).

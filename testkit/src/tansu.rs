@@ -14,7 +14,7 @@ use crate::engines::free_port;
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error(
-        "the Tansu broker is not installed (looked at $HERALD_TANSU_BIN, $PATH and ~/.cargo/bin); install it with infra/install-tansu.sh"
+        "the Tansu broker is not installed (looked at $HERALD_TANSU_BIN, ~/.cache/herald, $PATH and ~/.cargo/bin); install it with infra/install-tansu.sh"
     )]
     NotInstalled,
     #[error("cannot start Tansu ({binary}): {source}")]
@@ -29,20 +29,28 @@ pub enum BrokerError {
     NotReady(#[from] admin::AdminError),
 }
 
-/// Where the Tansu binary is: `$HERALD_TANSU_BIN`, then `tansu` on `$PATH`, then
-/// `~/.cargo/bin/tansu` (where `cargo install` puts it).
+/// Where `infra/install-tansu.sh` installs Tansu with Herald's patches (`infra/tansu/`),
+/// under the home directory; the two name the same version and patch level.
+const PATCHED: &str = ".cache/herald/tansu-0.6.0-p1/bin/tansu";
+
+/// Where the Tansu binary is: `$HERALD_TANSU_BIN`, then the patched build
+/// `infra/install-tansu.sh` makes, then `tansu` on `$PATH`, then `~/.cargo/bin/tansu` (an
+/// unpatched `cargo install tansu`: its groups may never form again after a broker stall).
 pub fn tansu_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("HERALD_TANSU_BIN").map(PathBuf::from) {
         return path.is_file().then_some(path);
     }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("tansu"))
-        .find(|candidate| candidate.is_file());
-    on_path.or_else(|| {
-        let home = std::env::var_os("HOME")?;
-        let candidate = Path::new(&home).join(".cargo/bin/tansu");
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let patched = home.as_ref().map(|home| home.join(PATCHED)).filter(|path| path.is_file());
+    let on_path = || {
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+            .map(|dir| dir.join("tansu"))
+            .find(|candidate| candidate.is_file())
+    };
+    patched.or_else(on_path).or_else(|| {
+        let candidate = home?.join(".cargo/bin/tansu");
         candidate.is_file().then_some(candidate)
     })
 }
@@ -148,6 +156,10 @@ impl TansuBroker {
         };
         let mut command = tokio::process::Command::new(&binary);
         command.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url]);
+        // Not Herald's RUST_LOG: at `info` Tansu logs every span of every request, gigabytes
+        // an hour under load.
+        let filter = std::env::var("HERALD_TANSU_LOG").unwrap_or_else(|_| "warn".into());
+        command.env("RUST_LOG", filter);
         match &storage {
             Storage::Sqlite(dir) => {
                 std::fs::create_dir_all(dir).map_err(BrokerError::DataDir)?;

@@ -14,7 +14,7 @@ use herald_runtime::kafka::admin::{self, TopicSpec};
 use herald_runtime::kafka::{AvroProducer, Producer};
 use herald_schemas::{AvroCodec, NotificationRequest, RegistryConfig, Topics};
 pub use herald_testkit::send_api::email_body;
-use herald_testkit::{Broker, DevRegistry, SendApi, Storage, TansuBroker};
+use herald_testkit::{Broker, DevRegistry, SendApi};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -43,9 +43,8 @@ impl ApiEnv {
     /// for a test that stops the broker.
     pub async fn on_own_broker() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::Sqlite(dir.path().join("broker"));
-        let tansu = TansuBroker::start(None, storage, None).await;
-        let broker = Broker::Tansu(Box::new(tansu.expect("Tansu starts (infra/install-tansu.sh)")));
+        let broker =
+            Broker::tansu(dir.path()).await.expect("Tansu starts (infra/install-tansu.sh)");
         Self::start_on(broker, dir).await
     }
 
