@@ -199,7 +199,10 @@ fn watched(config: &HeraldConfig) -> Vec<watch::Watched> {
     ]
 }
 
-/// Posts notification `i` until the API answers 202; returns its notification id.
+/// Posts notification `i` until the API answers 202, as a careful caller does: with an
+/// Idempotency-Key, so that a retry after a 503 (the broker did not acknowledge within
+/// `ingest.send_wait_ms`, and may still write what was queued) is the same notification, not
+/// a second one. Returns its notification id.
 async fn send_one(http: &reqwest::Client, url: &str, key: &str, i: usize) -> String {
     let body = serde_json::json!({
         "to": [{"email": recipient(i)}],
@@ -208,7 +211,13 @@ async fn send_one(http: &reqwest::Client, url: &str, key: &str, i: usize) -> Str
     });
     let mut backoff = Duration::from_millis(50);
     loop {
-        let answer = http.post(url).bearer_auth(key).json(&body).send().await;
+        let answer = http
+            .post(url)
+            .bearer_auth(key)
+            .header("Idempotency-Key", format!("chaos-{i}"))
+            .json(&body)
+            .send()
+            .await;
         if let Ok(response) = answer
             && response.status().as_u16() == 202
             && let Ok(json) = response.json::<serde_json::Value>().await

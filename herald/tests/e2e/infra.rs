@@ -427,3 +427,56 @@ fn every_test_the_docs_name_exists_where_they_say() {
     }
     assert!(named >= 20, "only {named} tests named: is the guarantees table still there?");
 }
+
+/// `kubectl apply -k infra/k8s` on a fresh cluster: the namespace the kustomization puts
+/// everything in is one of its objects, and every pod that reads `herald.toml` mounts the
+/// directory of each file it names (a store's CA, a provider's key), so no role fails at
+/// start-up on a file it cannot see.
+#[test]
+fn kubernetes_objects_live_in_their_own_namespace_and_mount_every_file_the_configuration_names() {
+    let kustomization = yaml_documents(&infra("k8s/kustomization.yaml")).remove(0);
+    let namespace = kustomization["namespace"].as_str().unwrap();
+    let objects = kubernetes_objects();
+    assert!(
+        objects.contains_key(&("Namespace".into(), namespace.into())),
+        "no Namespace {namespace}"
+    );
+    let config = std::fs::read_to_string(infra("k8s/herald.toml")).unwrap();
+    let named_dirs: BTreeSet<String> = config
+        .split('"')
+        .filter(|s| s.starts_with("/run/") || s.starts_with("/etc/"))
+        .filter_map(|path| Path::new(path).parent().map(|d| d.to_string_lossy().into_owned()))
+        .collect();
+    assert!(named_dirs.contains("/run/secrets"), "{named_dirs:?}");
+    let mut pods = 0;
+    for ((kind, name), object) in &objects {
+        if kind != "Deployment" && kind != "Job" {
+            continue;
+        }
+        for container in object["spec"]["template"]["spec"]["containers"].as_array().unwrap() {
+            let reads_config = container["env"]
+                .as_array()
+                .is_some_and(|env| env.iter().any(|e| e["name"] == "HERALD_CONFIG"));
+            let args: Vec<&str> = container["args"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            // Creating topics opens no store and loads no provider.
+            if !reads_config || args == ["topics", "apply"] {
+                continue;
+            }
+            pods += 1;
+            let mounts: BTreeSet<&str> = container["volumeMounts"]
+                .as_array()
+                .map(|m| m.iter().filter_map(|m| m["mountPath"].as_str()).collect())
+                .unwrap_or_default();
+            for dir in &named_dirs {
+                assert!(
+                    mounts.contains(dir.as_str()),
+                    "{kind} {name} does not mount {dir}: {mounts:?}"
+                );
+            }
+        }
+    }
+    assert!(pods >= 7, "the send API, the enricher, four dispatchers and migrate: {pods}");
+}
