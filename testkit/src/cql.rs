@@ -26,18 +26,29 @@ pub fn node(purpose: &str) -> Option<ScyllaConfig> {
 /// TLS and login settings `infra/engines/cassandra.sh` exports (`HERALD_TEST_CQL_CA`,
 /// `_CERT`, `_KEY`, `_USERNAME`, `_PASSWORD_FILE`; the ones not set stay unset).
 pub fn at(uri: &str, keyspace: &str) -> ScyllaConfig {
-    let env = |name: &str| std::env::var_os(name).map(PathBuf::from);
-    secured(
-        uri,
-        keyspace,
-        Credentials {
-            ca: env("HERALD_TEST_CQL_CA"),
-            cert: env("HERALD_TEST_CQL_CERT"),
-            key: env("HERALD_TEST_CQL_KEY"),
-            username: std::env::var("HERALD_TEST_CQL_USERNAME").ok(),
-            password_file: env("HERALD_TEST_CQL_PASSWORD_FILE"),
-        },
-    )
+    from_vars(uri, keyspace, |name| std::env::var(name).ok())
+}
+
+/// A configuration from the `HERALD_TEST_CQL_*` variables as `var` gives them: the process's
+/// environment, or the env file `cassandra.sh` wrote.
+fn from_vars(uri: &str, keyspace: &str, var: impl Fn(&str) -> Option<String>) -> ScyllaConfig {
+    let path = |name: &str| var(name).map(PathBuf::from);
+    let (ca_file, cert_file) = (path("HERALD_TEST_CQL_CA"), path("HERALD_TEST_CQL_CERT"));
+    let tls = (ca_file.is_some() || cert_file.is_some()).then(|| CqlTls {
+        ca_file,
+        cert_file,
+        key_file: path("HERALD_TEST_CQL_KEY"),
+        server_name: None,
+    });
+    ScyllaConfig {
+        nodes: uri.split(',').map(str::to_owned).collect(),
+        keyspace: keyspace.to_owned(),
+        username: var("HERALD_TEST_CQL_USERNAME"),
+        password: var("HERALD_TEST_CQL_PASSWORD_FILE").map(SecretSource::File),
+        tls,
+        replication_factor: 1,
+        ..ScyllaConfig::default()
+    }
 }
 
 /// The environment variables an operator sets to put the store whose configuration section
@@ -73,34 +84,6 @@ pub fn env_vars(section: &str, cql: &ScyllaConfig) -> Vec<(String, String)> {
     vars
 }
 
-struct Credentials {
-    ca: Option<PathBuf>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    username: Option<String>,
-    password_file: Option<PathBuf>,
-}
-
-fn secured(uri: &str, keyspace: &str, credentials: Credentials) -> ScyllaConfig {
-    let Credentials { ca, cert, key, username, password_file } = credentials;
-    let tls = (ca.is_some() || cert.is_some()).then_some(CqlTls {
-        ca_file: ca,
-        cert_file: cert,
-        key_file: key,
-        server_name: None,
-    });
-    let password = password_file.map(|p| SecretSource::File(p.to_string_lossy().into_owned()));
-    ScyllaConfig {
-        nodes: uri.split(',').map(str::to_owned).collect(),
-        keyspace: keyspace.to_owned(),
-        username,
-        password,
-        tls,
-        replication_factor: 1,
-        ..ScyllaConfig::default()
-    }
-}
-
 /// An Apache Cassandra node of the caller's own (`infra/engines/cassandra.sh`): for a
 /// benchmark or `herald dev` without a CQL node at hand. Stopped when dropped.
 #[derive(Debug)]
@@ -126,18 +109,15 @@ impl CassandraNode {
         &self.address
     }
 
-    /// A configuration for it and `keyspace`, with its TLS and login settings.
+    /// A configuration for it and `keyspace`, with the TLS and login settings
+    /// `cassandra.sh` wrote to its env file.
     pub fn config(&self, keyspace: &str) -> ScyllaConfig {
-        let tls = self.dir.join("tls");
-        let file = |name: &str| Some(tls.join(name));
-        let credentials = Credentials {
-            ca: file("ca.pem"),
-            cert: file("client.pem"),
-            key: file("client.key"),
-            username: Some("cassandra".into()),
-            password_file: file("cql-password"),
+        let env = std::fs::read_to_string(self.dir.join("env")).unwrap_or_default();
+        let var = |name: &str| {
+            env.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
         };
-        secured(&self.address, keyspace, credentials)
+        from_vars(&self.address, keyspace, var)
     }
 
     /// Its process, while it runs.

@@ -65,3 +65,14 @@ pub fn required(var: &str, engine: &str) -> Option<String> {
         }
     }
 }
+
+/// Sends `signal` (`-STOP`, `-CONT`, …) to process `pid` with kill(1): freezing a broker or a
+/// role as a stalled host would, then letting it go on.
+pub fn signal(pid: u32, signal: &str) -> std::io::Result<()> {
+    let status = std::process::Command::new("kill").arg(signal).arg(pid.to_string()).status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("kill {signal} {pid}: {status}")))
+    }
+}

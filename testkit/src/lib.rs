@@ -18,7 +18,7 @@ pub mod tansu;
 
 pub use broker::{Broker, BrokerChoice, drop_topics, isolate};
 pub use dev_registry::DevRegistry;
-pub use engines::{EngineError, free_port, required};
+pub use engines::{EngineError, free_port, required, signal};
 pub use kafka::{KafkaCluster, kafka_tool};
 pub use registry::Apicurio;
 pub use send_api::SendApi;

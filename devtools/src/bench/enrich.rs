@@ -5,7 +5,7 @@
 //! enricher process's CPU time and peak RSS come from /proc.
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -285,13 +285,6 @@ async fn mark_at(outputs: &Outputs, target: u64, child: &mut Child) -> anyhow::R
     }
 }
 
-/// Stops or continues `child` (SIGSTOP / SIGCONT).
-fn signal(child: &Child, signal: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status()?;
-    anyhow::ensure!(status.success(), "kill {signal} failed");
-    Ok(())
-}
-
 pub async fn enrich(
     options: EnrichBenchOptions,
     tuning: &HeraldConfig,
@@ -381,9 +374,9 @@ async fn enricher_runs(
     let cold = mark_at(&outputs, pass, child).await?;
     // The same requests again, produced while the enricher is stopped, then timed from
     // its continuing: every lookup is now a cache hit.
-    signal(child, "-STOP")?;
+    herald_testkit::signal(child.id(), "-STOP")?;
     let produced = produce_requests(config, options).await;
-    signal(child, "-CONT")?;
+    herald_testkit::signal(child.id(), "-CONT")?;
     produced?;
     let resumed = mark_at(&outputs, cold.produced, child).await?;
     // From its first output again: a stopped consumer may have to rejoin its group. A pass

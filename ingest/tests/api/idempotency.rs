@@ -99,11 +99,8 @@ async fn a_send_while_the_broker_is_frozen_gets_503_with_retry_after_in_the_boun
     let warm = email_body("outage-0", "Before", "The producer is connected.");
     assert_eq!(api.post_with(key, &warm, &[]).await.0, 202);
 
-    let broker = env.broker.pids()[0].to_string();
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill").args([name, &broker]).status();
-        assert!(status.unwrap().success(), "kill {name} {broker}");
-    };
+    let broker = env.broker.pids()[0];
+    let signal = |name: &str| herald_testkit::signal(broker, name).unwrap();
     let body = email_body("outage-1", "Your sign-in code", "123456");
     let idempotency = [("Idempotency-Key", "sign-in-code-1")];
     signal("-STOP");

@@ -20,11 +20,8 @@ async fn after_a_broker_stall_longer_than_the_session_the_member_rejoins_and_con
     eventually("the records before the stall are handled", || seen.lock().unwrap().len() == 2)
         .await;
 
-    let broker = f.broker.pids()[0].to_string();
-    let signal = |name: &str| {
-        let status = std::process::Command::new("kill").args([name, &broker]).status();
-        assert!(status.unwrap().success(), "kill {name} {broker}");
-    };
+    let broker = f.broker.pids()[0];
+    let signal = |name: &str| herald_testkit::signal(broker, name).unwrap();
     signal("-STOP");
     tokio::time::sleep(session * 2).await;
     signal("-CONT");
