@@ -41,10 +41,15 @@ fn owns_partitions(log: &str, group: &str) -> bool {
     latest.is_some_and(|l| l.contains("partitions assigned") && !l.contains("assigned=0"))
 }
 
-/// Waits until each enricher (by its log) owns a partition of both lanes' requests: the
-/// requests then spread over both processes.
+/// Waits until each enricher (by its log) owns a partition of both lanes' requests and of
+/// the directory's topics: the requests then spread over both processes, and no write waits
+/// out the directory applier's rebalance.
 async fn both_own_partitions(env: &TestEnv, logs: &[std::path::PathBuf]) {
-    let lanes = [env.group("enricher"), env.group("enricher-bulk")];
+    let lanes = [
+        env.group(herald_enricher::GROUP),
+        env.group("enricher-bulk"),
+        env.group(herald_enricher::DIRECTORY_GROUP),
+    ];
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     for log in logs {
         loop {
