@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 infra/install-tansu.sh
+# The manifest tests render infra/k8s as kubectl apply -k does.
+infra/install-kustomize.sh
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi

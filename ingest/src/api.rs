@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use herald_runtime::http::{Serving, ops_router};
+use herald_runtime::http::{Serving, probes_router};
 use herald_runtime::kafka::AvroProducer;
 use herald_schemas::Topics;
 use tokio_util::sync::CancellationToken;
@@ -121,7 +121,7 @@ impl Ingest {
             .layer(DefaultBodyLimit::max(self.shared.max_body_bytes))
             .with_state(Arc::clone(&self.shared))
             .merge(directory.unwrap_or_default())
-            .merge(ops_router(readiness))
+            .merge(probes_router(readiness))
             .layer(middleware::from_fn(count_requests))
     }
 

@@ -105,19 +105,14 @@ fn user_notifications() {}
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "The process is up")))]
-#[allow(dead_code)] // documents herald_runtime::http::ops_router
+#[allow(dead_code)] // documents herald_runtime::http::probes_router
 fn healthz() {}
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "The API answers: a broker or store outage is \
         answered per request (503 with Retry-After), so instances stay behind the load balancer")))]
-#[allow(dead_code)] // documents herald_runtime::http::ops_router
+#[allow(dead_code)] // documents herald_runtime::http::probes_router
 fn readyz() {}
-
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-#[allow(dead_code)] // documents herald_runtime::http::ops_router
-fn metrics() {}
 
 struct BearerKey;
 
@@ -137,7 +132,7 @@ impl Modify for BearerKey {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Herald send API", description = "Notifications by push, SMS and email through Kafka."),
-    paths(send, send_bulk, status, user_notifications, healthz, readyz, metrics),
+    paths(send, send_bulk, status, user_notifications, healthz, readyz),
     components(schemas(
         SendBody, RecipientBody, UserId, DeviceBody, SenderBody, ContentBody, SmsBody, PushBody,
         FieldError, Accepted, ErrorBody, NotificationStatus, DeliveryView, EventView,

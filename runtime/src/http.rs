@@ -75,23 +75,27 @@ pub trait Readiness: Send + Sync + 'static {
     fn is_ready(&self) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// `/healthz` (the process runs), `/readyz` (it can work), `/metrics` (Prometheus).
+/// `/healthz` (the process runs), `/readyz` (it can work), `/metrics` (Prometheus): what a
+/// role serves on `ops.listen`.
 pub fn ops_router<R: Readiness>(readiness: Arc<R>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let readiness = Arc::clone(&readiness);
-                async move {
-                    match readiness.is_ready().await {
-                        Ok(()) => (StatusCode::OK, "ready".to_owned()),
-                        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
-                    }
+    probes_router(readiness).route("/metrics", get(metrics))
+}
+
+/// `/healthz` and `/readyz` alone: what the send API also answers on its public port, for a
+/// load balancer that checks the port it forwards to. Its metrics stay on the ops port.
+pub fn probes_router<R: Readiness>(readiness: Arc<R>) -> Router {
+    Router::new().route("/healthz", get(|| async { "ok" })).route(
+        "/readyz",
+        get(move || {
+            let readiness = Arc::clone(&readiness);
+            async move {
+                match readiness.is_ready().await {
+                    Ok(()) => (StatusCode::OK, "ready".to_owned()),
+                    Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
                 }
-            }),
-        )
-        .route("/metrics", get(metrics))
+            }
+        }),
+    )
 }
 
 async fn metrics() -> impl IntoResponse {

@@ -6,6 +6,7 @@ pub mod config;
 pub mod directory;
 pub mod dlq;
 pub mod groups;
+pub mod migrate;
 pub mod pipeline;
 pub mod produce;
 pub mod replay;

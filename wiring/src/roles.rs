@@ -5,17 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use herald_dispatchers::config::LedgerBackend;
 use herald_dispatchers::config::ProviderLimits;
 use herald_dispatchers::ledger::AnyLedger;
-use herald_dispatchers::ledger::scylla::ScyllaLedger;
 use herald_dispatchers::{DeliveryLedger, DispatchSetup, Provider, Routes};
-use herald_enricher::ScyllaDirectory;
 use herald_enricher::api::DirectoryApi;
 use herald_enricher::directory::AnyDirectory;
-use herald_enricher::{CachedDirectory, Directory, DirectoryBackend};
-use herald_ingest::store::ScyllaIngestStore;
-use herald_ingest::{Ingest, IngestStores, StoreBackend};
+use herald_enricher::{CachedDirectory, Directory};
+use herald_ingest::{Ingest, IngestStores};
 use herald_runtime::http::BrokerReadiness;
 use herald_runtime::kafka::{AvroProducer, Producer, admin};
 use herald_schemas::{AvroCodec, Channel, EncodeError};
@@ -167,36 +163,6 @@ pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> any
         .context("enricher")
 }
 
-/// `herald migrate`: the keyspaces and tables of every store configured to live in ScyllaDB.
-/// Safe to run again: every statement is `IF NOT EXISTS`.
-pub async fn migrate(config: &HeraldConfig) -> anyhow::Result<Vec<String>> {
-    let mut done = Vec::new();
-    if config.enricher.directory_backend == DirectoryBackend::Scylla {
-        let scylla = &config.enricher.scylla;
-        let session =
-            scylla.connect_creating_keyspace().await.context("the directory (enricher.scylla)")?;
-        ScyllaDirectory::create_tables(&session, scylla.keyspace()?).await?;
-        done.push(format!("directory tables in keyspace {}", scylla.keyspace));
-    }
-    if config.dispatch.ledger.backend == LedgerBackend::Scylla {
-        let scylla = &config.dispatch.ledger.scylla;
-        let session = scylla
-            .connect_creating_keyspace()
-            .await
-            .context("the delivery ledger (dispatch.ledger.scylla)")?;
-        ScyllaLedger::create_table(&session, scylla.keyspace()?).await?;
-        done.push(format!("delivery ledger table in keyspace {}", scylla.keyspace));
-    }
-    if config.ingest.store_backend == StoreBackend::Scylla {
-        let scylla = &config.ingest.scylla;
-        let session =
-            scylla.connect_creating_keyspace().await.context("the ingest store (ingest.scylla)")?;
-        ScyllaIngestStore::create_tables(&session, scylla.keyspace()?).await?;
-        done.push(format!("ingest tables in keyspace {}", scylla.keyspace));
-    }
-    Ok(done)
-}
-
 /// Provider instances supplied by the caller by name, instead of built from configuration
 /// (`herald dev`'s in-memory sandboxes).
 pub type GivenProviders = HashMap<String, (Arc<dyn Provider>, ProviderLimits)>;
@@ -268,14 +234,32 @@ async fn dispatch_with<L: DeliveryLedger>(
 /// Serves `/healthz`, `/readyz` (Kafka reachable) and `/metrics` for a consumer role, if
 /// `ops.listen` is configured.
 pub async fn ops(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let Some(addr) = config.ops.listen else {
+    if config.ops.listen.is_none() {
         return Ok(());
-    };
+    }
     let producer =
         Producer::new(&config.kafka, "herald-ops").context("Kafka client for readiness")?;
     let readiness = BrokerReadiness::new(producer, config.kafka.topics().requests());
+    serve_ops(config, Arc::new(readiness), shutdown).await
+}
+
+/// The send API's ops endpoint, if `ops.listen` is configured: its `/metrics` are served
+/// there, never on the public port; `/readyz` holds while the process serves (the API
+/// answers an outage itself, with 503s).
+pub async fn ingest_ops(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    serve_ops(config, Arc::new(herald_runtime::http::Serving), shutdown).await
+}
+
+async fn serve_ops<R: herald_runtime::http::Readiness>(
+    config: &HeraldConfig,
+    readiness: Arc<R>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(addr) = config.ops.listen else {
+        return Ok(());
+    };
     let listener = TcpListener::bind(addr).await.with_context(|| format!("ops endpoint {addr}"))?;
-    axum::serve(listener, herald_runtime::http::ops_router(Arc::new(readiness)))
+    axum::serve(listener, herald_runtime::http::ops_router(readiness))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("ops endpoint")

@@ -29,3 +29,12 @@ pub fn render_plan(plan: &[(String, Vec<TopicChange>)], mode: ChangeMode) -> Str
     );
     out
 }
+
+/// The topics `plan` would still change (create, grow or reconfigure): none once `herald
+/// topics apply` ran with these definitions.
+pub fn pending(plan: &[(String, Vec<TopicChange>)]) -> Vec<&str> {
+    plan.iter()
+        .filter(|(_, changes)| changes.iter().any(|c| !matches!(c, TopicChange::Kept { .. })))
+        .map(|(topic, _)| topic.as_str())
+        .collect()
+}

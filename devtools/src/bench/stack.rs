@@ -130,7 +130,7 @@ impl Stack {
                 }
             };
             stack.config.put_stores_on(&stores);
-            herald_wiring::roles::migrate(&stack.config)
+            herald_wiring::migrate::migrate(&stack.config)
                 .await
                 .context("creating the CQL tables")?;
         }

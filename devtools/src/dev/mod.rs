@@ -52,6 +52,9 @@ pub struct DevOptions {
     /// The mailbox (and push/SMS sandbox) page.
     #[arg(long, default_value_t = 8025)]
     pub mailbox_port: u16,
+    /// Where /healthz, /readyz and the process's /metrics are served, apart from the API.
+    #[arg(long, default_value_t = 9090)]
+    pub ops_port: u16,
     /// Use this Kafka cluster instead of starting Tansu.
     #[arg(long)]
     pub bootstrap_servers: Option<String>,
@@ -94,7 +97,7 @@ fn one_partition_for_quiet_topics(config: &mut HeraldConfig) {
 /// seeds the demo users and template into the configured directory; says where the stores
 /// are, for the banner.
 async fn seed_stores(config: &HeraldConfig) -> anyhow::Result<String> {
-    herald_wiring::roles::migrate(config).await.context("creating the stores' CQL tables")?;
+    herald_wiring::migrate::migrate(config).await.context("creating the stores' CQL tables")?;
     let template = [seed::TEMPLATE_ID.to_owned()];
     let announced = "announcing the demo template";
     let writer = herald_wiring::directory::writer(config).await?;
@@ -245,8 +248,18 @@ pub async fn run(
     let pipeline =
         Pipeline::start_with(config.clone(), api_listener, &Channel::ALL, given, shutdown.clone())
             .await?;
+    let ops_listener = bind_preferring(options.ops_port).await.context("ops port")?;
+    let ops_addr = ops_listener.local_addr()?;
+    let ops_shutdown = shutdown.clone();
+    let readiness = Arc::new(herald_runtime::http::Serving);
+    tokio::spawn(
+        axum::serve(ops_listener, herald_runtime::http::ops_router(readiness))
+            .with_graceful_shutdown(async move { ops_shutdown.cancelled().await })
+            .into_future(),
+    );
     print_banner(&Banner {
         api: pipeline.api_addr(),
+        ops: ops_addr,
         bootstrap: &config.kafka.bootstrap_servers,
         registry: registry_addr,
         smtp: mail.addr(),
@@ -383,6 +396,7 @@ fn render_mail(mail: &MailSink) -> String {
 
 struct Banner<'a> {
     api: SocketAddr,
+    ops: SocketAddr,
     bootstrap: &'a str,
     registry: SocketAddr,
     smtp: SocketAddr,
@@ -405,7 +419,8 @@ fn print_banner(b: &Banner<'_>) {
         r#"
 Herald dev is running. Data: {data}. Ctrl-C stops everything.
 
-  send API          http://{api}  (/healthz, /readyz, /metrics)
+  send API          http://{api}  (/healthz, /readyz)
+  metrics           http://{ops}/metrics
   Kafka (Tansu)     {bootstrap}
   schema registry   http://{registry}  (development endpoint)
   SMTP sink         {smtp}
@@ -454,6 +469,7 @@ Operator commands reach this stack through its configuration file:
 "#,
         data = b.data_dir.display(),
         api = b.api,
+        ops = b.ops,
         bootstrap = b.bootstrap,
         registry = b.registry,
         smtp = b.smtp,

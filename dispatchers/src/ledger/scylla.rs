@@ -34,6 +34,9 @@ fn unavailable(e: impl std::fmt::Display) -> LedgerError {
 }
 
 impl ScyllaLedger {
+    /// The tables `herald migrate` creates, as CQL with a `{keyspace}` placeholder.
+    pub const CQL: &str = TABLE_CQL;
+
     /// Creates the table if needed (the keyspace must exist: `herald migrate`).
     pub async fn create_table(session: &Session, keyspace: &str) -> Result<(), LedgerError> {
         apply_cql(session, TABLE_CQL, keyspace).await.map_err(unavailable)

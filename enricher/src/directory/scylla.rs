@@ -98,6 +98,9 @@ struct TokenOwnerRow {
 }
 
 impl ScyllaDirectory {
+    /// The tables `herald migrate` creates, as CQL with a `{keyspace}` placeholder.
+    pub const CQL: &str = TABLES_CQL;
+
     /// Creates the directory's tables if needed (the keyspace must exist: `herald migrate`).
     pub async fn create_tables(session: &Session, keyspace: &str) -> Result<(), DirectoryError> {
         apply_cql(session, TABLES_CQL, keyspace).await.map_err(unavailable)

@@ -1,4 +1,4 @@
-//! `herald ingest`: the send API.
+//! `herald ingest`: the send API, with its /healthz, /readyz and /metrics on `ops.listen`.
 
 use anyhow::Context;
 use herald_runtime::shutdown;
@@ -13,6 +13,11 @@ impl IngestArgs {
         let listener = tokio::net::TcpListener::bind(config.ingest.listen)
             .await
             .with_context(|| format!("binding {}", config.ingest.listen))?;
-        roles::ingest(config, listener, shutdown::on_signal()).await
+        let token = shutdown::on_signal();
+        let (role, ops) = tokio::join!(
+            roles::ingest(config, listener, token.clone()),
+            roles::ingest_ops(config, token)
+        );
+        role.and(ops)
     }
 }

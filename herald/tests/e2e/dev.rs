@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 struct Banner {
     api: String,
+    /// Where the process's metrics are.
+    metrics: String,
     broker: String,
     mailbox: String,
     stores: String,
@@ -30,6 +32,8 @@ impl Banner {
             let line = line.trim();
             if let Some(url) = line.strip_prefix("send API") {
                 banner.api = url.split_whitespace().next().unwrap().to_owned();
+            } else if let Some(url) = line.strip_prefix("metrics") {
+                banner.metrics = url.trim().to_owned();
             } else if let Some(address) = line.strip_prefix("Kafka (Tansu)") {
                 banner.broker = address.trim().to_owned();
             } else if let Some(stores) = line.strip_prefix("stores") {
@@ -88,7 +92,7 @@ impl Dev {
         }
         let mut child = command
             .args(["dev", "--api-port", "0", "--broker-port", "0", "--registry-port", "0"])
-            .args(["--smtp-port", "0", "--mailbox-port", "0", "--data-dir"])
+            .args(["--smtp-port", "0", "--mailbox-port", "0", "--ops-port", "0", "--data-dir"])
             .arg(data.path())
             .env("RUST_LOG", "warn")
             .env_remove("HERALD_CONFIG")
@@ -285,6 +289,12 @@ async fn deliver_the_examples_then_interrupt(mut dev: Dev, banner: Banner) {
     .await;
     assert!(sandbox.contains(&notification_ids[1]), "{sandbox}");
 
+    // The metrics are on the ops port, counting the calls above; never on the public one.
+    let metrics = http.get(&banner.metrics).send().await.unwrap().text().await.unwrap();
+    let sends = "herald_http_requests_total{route=\"/v1/notifications\",status=\"202\"}";
+    assert!(metrics.lines().any(|l| l.starts_with(sends)), "{sends} at {}", banner.metrics);
+    let public = http.get(format!("{api}/metrics")).send().await.unwrap().status();
+    assert_eq!(public.as_u16(), 404, "the send API's port serves no metrics");
     assert!(TcpStream::connect(&banner.broker).is_ok(), "the broker answers at {}", banner.broker);
     let status = dev.interrupt_and_wait(Duration::from_secs(30));
     assert!(status.success(), "herald dev exits cleanly on Ctrl-C: {status}");

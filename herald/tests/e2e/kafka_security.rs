@@ -77,13 +77,14 @@ fn secure_role(
 
 /// A child process killed when the test ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_notification_goes_through_every_role_on_a_sasl_ssl_listener_and_no_secret_reaches_a_log()
-{
+async fn a_notification_goes_through_every_role_on_a_sasl_ssl_listener_no_secret_reaches_a_log_and_metrics_stay_off_the_api_port()
+ {
     let Some(env) = TestEnv::on_kafka().await else { return };
     let Some(listener) = secure_listener() else { return };
     add_user(&env, "secure", "secure@example.com").await;
     let key = env.api_key().await;
     let api = herald_testkit::free_port().unwrap();
+    let ops = herald_testkit::free_port().unwrap();
     let logs: Vec<PathBuf> = ["ingest", "enrich", "dispatch"]
         .iter()
         .map(|r| env.dir.path().join(format!("{r}.log")))
@@ -96,7 +97,14 @@ async fn a_notification_goes_through_every_role_on_a_sasl_ssl_listener_and_no_se
         Running::spawn(&mut command)
     };
     let roles = [
-        spawn(&["ingest"], &logs[0], &[("HERALD__INGEST__LISTEN", format!("127.0.0.1:{api}"))]),
+        spawn(
+            &["ingest"],
+            &logs[0],
+            &[
+                ("HERALD__INGEST__LISTEN", format!("127.0.0.1:{api}")),
+                ("HERALD__OPS__LISTEN", format!("127.0.0.1:{ops}")),
+            ],
+        ),
         spawn(&["enrich"], &logs[1], &[]),
         spawn(&["dispatch", "--channel", "email"], &logs[2], &[]),
     ];
@@ -122,6 +130,13 @@ async fn a_notification_goes_through_every_role_on_a_sasl_ssl_listener_and_no_se
         .wait_for(Duration::from_secs(60), |m| m.to == ["secure@example.com"])
         .await
         .expect("delivered through the SASL_SSL listener");
+    // The send API's metrics are on its ops port, never on the API's.
+    let metrics = http.get(format!("http://127.0.0.1:{ops}/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    let sent = "herald_http_requests_total{route=\"/v1/notifications\",status=\"202\"} 1";
+    assert!(metrics.lines().any(|l| l == sent), "{sent} on the ops port:\n{metrics}");
+    let public = http.get(format!("http://127.0.0.1:{api}/metrics")).send().await.unwrap();
+    assert_eq!(public.status().as_u16(), 404, "the API's port serves no metrics");
     for role in roles {
         role.terminate();
     }

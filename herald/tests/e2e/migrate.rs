@@ -31,9 +31,13 @@ async fn tables_of(session: &Session, keyspace: &str) -> BTreeSet<String> {
 
 /// `herald migrate` with the given stores on `cql`'s node, configured by environment
 /// variables as a deployment would (`HERALD__<STORE>__SCYLLA__…`).
-fn run_migrate(keyspaces: &[(&str, String)], cql: &ScyllaConfig) -> std::process::Output {
+fn run_migrate(
+    keyspaces: &[(&str, String)],
+    cql: &ScyllaConfig,
+    args: &[&str],
+) -> std::process::Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
-    command.arg("migrate").env_remove("HERALD_CONFIG").env("RUST_LOG", "warn");
+    command.arg("migrate").args(args).env_remove("HERALD_CONFIG").env("RUST_LOG", "warn");
     for (store, keyspace) in keyspaces {
         let backend = match *store {
             "ENRICHER" => "HERALD__ENRICHER__DIRECTORY_BACKEND",
@@ -47,14 +51,14 @@ fn run_migrate(keyspaces: &[(&str, String)], cql: &ScyllaConfig) -> std::process
 }
 
 fn migrate(keyspaces: &[(&str, String)], cql: &ScyllaConfig) -> String {
-    let output = run_migrate(keyspaces, cql);
+    let output = run_migrate(keyspaces, cql, &[]);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     stdout
 }
 
 #[tokio::test]
-async fn herald_migrate_creates_every_keyspace_and_table_on_a_fresh_cql_node_and_a_second_run_changes_nothing()
+async fn herald_migrate_creates_every_keyspace_and_table_on_a_fresh_cql_node_a_second_run_changes_nothing_and_the_check_waits_for_it()
  {
     let Some(cql) = herald_testkit::cql::node("migrate") else { return };
     let keyspaces = [
@@ -62,7 +66,20 @@ async fn herald_migrate_creates_every_keyspace_and_table_on_a_fresh_cql_node_and
         ("DISPATCH__LEDGER", format!("{}_ledger", cql.keyspace)),
         ("INGEST", format!("{}_ingest", cql.keyspace)),
     ];
+    // What each role's pod waits on: every table is missing, and the check fails.
+    let check = run_migrate(&keyspaces, &cql, &["--check"]);
+    let listed = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(!check.status.success(), "{listed}");
+    let ledger_table = format!("missing: delivery ledger: {}_ledger.delivery_ledger", cql.keyspace);
+    assert!(listed.lines().any(|l| l == ledger_table), "{ledger_table} in {listed}");
+    let expected_count = tables_in("enricher.cql").len()
+        + tables_in("dispatchers.cql").len()
+        + tables_in("ingest.cql").len();
+    assert_eq!(listed.lines().filter(|l| l.starts_with("missing: ")).count(), expected_count);
+
     let first = migrate(&keyspaces, &cql);
+    let check = run_migrate(&keyspaces, &cql, &["--check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     for (_, keyspace) in &keyspaces {
         assert!(first.contains(&format!("in keyspace {keyspace}")), "{first}");
     }
@@ -135,7 +152,7 @@ fn a_wrong_ca_password_certificate_or_server_name_fails_start_up_naming_the_stor
         let mut tls = wrong.tls.clone().unwrap_or_default();
         change(&mut wrong, &mut tls);
         wrong.tls = Some(tls);
-        let output = run_migrate(&ledger, &wrong);
+        let output = run_migrate(&ledger, &wrong, &[]);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{case}: migrate succeeded");
         assert!(stderr.contains("delivery ledger (dispatch.ledger.scylla)"), "{case}: {stderr}");
@@ -149,6 +166,6 @@ fn a_wrong_ca_password_certificate_or_server_name_fails_start_up_naming_the_stor
     if let Some(tls) = named.tls.as_mut() {
         tls.server_name = Some("localhost".into());
     }
-    let output = run_migrate(&ledger, &named);
+    let output = run_migrate(&ledger, &named, &[]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }

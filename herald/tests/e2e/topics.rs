@@ -45,7 +45,8 @@ fn partitions(env: &TestEnv, topic: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn topics_apply_creates_every_topic_as_defined_and_a_second_run_changes_nothing() {
+async fn topics_apply_creates_every_topic_as_defined_a_second_run_changes_nothing_and_the_check_waits_for_it()
+ {
     let env = TestEnv::start().await;
     let config = env.dir.path().join("topics.toml");
     std::fs::write(
@@ -53,6 +54,15 @@ async fn topics_apply_creates_every_topic_as_defined_and_a_second_run_changes_no
         "[topics]\npartitions = 2\n[topics.partitions_of]\n\"channel.email\" = 3\n",
     )
     .unwrap();
+
+    // What each role's pod waits on: fails while a topic is missing.
+    let (ok, check) = apply(&env, &config, &["--check"]);
+    assert!(!ok, "a check before any topic exists fails: {check}");
+    assert!(
+        check.contains("differ from their definitions")
+            && check.contains("run herald topics apply"),
+        "{check}"
+    );
 
     let (ok, plan) = apply(&env, &config, &["--dry-run"]);
     assert!(ok, "{plan}");
@@ -77,6 +87,8 @@ async fn topics_apply_creates_every_topic_as_defined_and_a_second_run_changes_no
     let (ok, again) = apply(&env, &config, &[]);
     assert!(ok, "{again}");
     assert!(again.contains(&format!("0 created, 0 changed, {topics} as defined")), "{again}");
+    let (ok, check) = apply(&env, &config, &["--check"]);
+    assert!(ok, "the check passes once applied: {check}");
 }
 
 /// Tansu 0.6.0 answers CreatePartitions and AlterConfigs with UnsupportedFeature: this runs
@@ -104,6 +116,8 @@ async fn topics_apply_shows_partition_and_setting_changes_then_makes_them() {
         "{plan}"
     );
     assert!(plan.contains("2 would be changed"), "{plan}");
+    let (ok, check) = apply(&env, &config, &["--check"]);
+    assert!(!ok && check.contains("2 topic(s) differ"), "a pending change: {check}");
     assert_eq!(partitions(&env, &format!("{prefix}channel.sms")), 2, "a dry run changes nothing");
 
     let (ok, done) = apply(&env, &config, &[]);

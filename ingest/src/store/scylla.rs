@@ -78,6 +78,9 @@ fn ttl_secs(ms: i64) -> i32 {
 }
 
 impl ScyllaIngestStore {
+    /// The tables `herald migrate` creates, as CQL with a `{keyspace}` placeholder.
+    pub const CQL: &str = TABLES_CQL;
+
     /// Creates ingest's tables if needed (the keyspace must exist: `herald migrate`).
     pub async fn create_tables(session: &Session, keyspace: &str) -> Result<(), StoreError> {
         apply_cql(session, TABLES_CQL, keyspace).await.map_err(unavailable)

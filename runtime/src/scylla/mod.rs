@@ -156,6 +156,41 @@ pub async fn apply_cql(session: &Session, cql: &str, keyspace: &str) -> Result<(
     Ok(())
 }
 
+/// The tables a CQL file creates that `keyspace` lacks, as `keyspace.table`: what `herald
+/// migrate --check` reports. A missing keyspace lacks them all.
+pub async fn missing_tables(
+    session: &Session,
+    cql: &str,
+    keyspace: &str,
+) -> Result<Vec<String>, String> {
+    let wanted = created_tables(cql);
+    let query = "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?";
+    let result = session.query_unpaged(query, (keyspace,)).await.map_err(|e| e.to_string())?;
+    let rows = result.into_rows_result().map_err(|e| e.to_string())?;
+    let mut present = std::collections::BTreeSet::new();
+    for row in rows.rows::<(String,)>().map_err(|e| e.to_string())? {
+        present.insert(row.map_err(|e| e.to_string())?.0);
+    }
+    Ok(wanted
+        .into_iter()
+        .filter(|table| !present.contains(table))
+        .map(|table| format!("{keyspace}.{table}"))
+        .collect())
+}
+
+/// The names of the tables a CQL file's `CREATE TABLE IF NOT EXISTS {keyspace}.name`
+/// statements create.
+fn created_tables(cql: &str) -> Vec<String> {
+    statements(cql, "")
+        .iter()
+        .filter_map(|statement| {
+            let rest = statement.strip_prefix("CREATE TABLE IF NOT EXISTS .")?;
+            let name = rest.split(|c: char| c.is_whitespace() || c == '(').next()?;
+            Some(name.to_owned())
+        })
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
     #[error("query failed: {0}")]
@@ -278,5 +313,13 @@ mod tests {
         let cassandra = create_keyspace("herald", 3, CqlEngine::Cassandra);
         assert!(!cassandra.contains("tablets"), "{cassandra}");
         assert!(cassandra.contains("'replication_factor': 3}"), "{cassandra}");
+    }
+
+    #[test]
+    fn the_tables_a_cql_file_creates_are_named_without_comments_or_columns() {
+        let cql = "-- a comment; with a semicolon\n\
+                   CREATE TABLE IF NOT EXISTS {keyspace}.users (id text PRIMARY KEY);\n\
+                   CREATE TABLE IF NOT EXISTS {keyspace}.devices(id text PRIMARY KEY);";
+        assert_eq!(created_tables(cql), ["users", "devices"]);
     }
 }

@@ -109,7 +109,7 @@ impl TestEnv {
         let cql = herald_testkit::cql::node("herald_e2e")?;
         let mut env = Self::start().await;
         env.config.put_stores_on(&cql);
-        herald_wiring::roles::migrate(&env.config).await.unwrap();
+        herald_wiring::migrate::migrate(&env.config).await.unwrap();
         Some(env)
     }
 

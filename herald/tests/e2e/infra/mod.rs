@@ -7,12 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use herald_runtime::metrics::MetricKind;
-use herald_schemas::{Channel, Lane};
+use herald_schemas::Channel;
 use herald_wiring::config::HeraldConfig;
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{ExprVisitor, walk_expr};
 use serde::Deserialize as _;
 use serde_json::Value;
+
+mod kubernetes;
 
 fn infra(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra").join(path)
@@ -20,13 +22,19 @@ fn infra(path: &str) -> PathBuf {
 
 fn yaml_documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
+    yaml_text(&text, &path.display().to_string())
+}
+
+/// Each document of a YAML stream (`source` names it in a failure).
+fn yaml_text(text: &str, source: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
         .map(|document| {
             let mut value = serde_yaml_ng::Value::deserialize(document)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                .unwrap_or_else(|e| panic!("{source}: {e}"));
             value.apply_merge().unwrap();
             serde_json::to_value(value).unwrap()
         })
+        .filter(|value| !value.is_null())
         .collect()
 }
 
@@ -190,7 +198,11 @@ fn the_compose_stack_runs_every_role_and_prometheus_scrapes_each_where_it_serves
         serde_json::from_value(command.clone()).unwrap()
     };
     assert_eq!(command_of("herald-ingest"), ["ingest"]);
-    expected_targets.insert(format!("herald-ingest:{ingest_port}"));
+    expected_targets.insert(format!("herald-ingest:{ops_port}"));
+    // The API is published; its metrics are not.
+    let published = services["herald-ingest"]["ports"].to_string();
+    assert!(published.contains(&format!("\"{ingest_port}:{ingest_port}\"")), "{published}");
+    assert!(!published.contains(&ops_port.to_string()), "ops port published: {published}");
     assert_eq!(command_of("herald-enricher"), ["enrich"]);
     expected_targets.insert(format!("herald-enricher:{ops_port}"));
     for channel in Channel::ALL {
@@ -240,112 +252,6 @@ fn the_compose_stack_runs_every_role_and_prometheus_scrapes_each_where_it_serves
     let mounted = services["prometheus"]["volumes"].to_string();
     for file in rule_files {
         assert!(mounted.contains(&format!("./prometheus/alerts.yml:{file}")), "{file} not mounted");
-    }
-}
-
-/// A consumer role's Deployment name, its arguments, and its (group, topic) per lane.
-type Role = (String, Vec<String>, Vec<GroupTopic>);
-type GroupTopic = (String, String);
-
-/// Every object of the kustomization, by kind and name.
-fn kubernetes_objects() -> BTreeMap<(String, String), Value> {
-    let kustomization = yaml_documents(&infra("k8s/kustomization.yaml")).remove(0);
-    let mut objects = BTreeMap::new();
-    for resource in kustomization["resources"].as_array().unwrap() {
-        for object in yaml_documents(&infra(&format!("k8s/{}", resource.as_str().unwrap()))) {
-            let kind = object["kind"].as_str().unwrap().to_owned();
-            let name = object["metadata"]["name"].as_str().unwrap().to_owned();
-            assert!(
-                objects.insert((kind.clone(), name.clone()), object).is_none(),
-                "{kind} {name} twice"
-            );
-        }
-    }
-    objects
-}
-
-#[test]
-fn kubernetes_scales_each_consumer_group_up_to_its_partitions_and_drains_before_kill() {
-    let config = HeraldConfig::load(Some(&infra("k8s/herald.toml"))).unwrap();
-    let objects = kubernetes_objects();
-    let partitions: BTreeMap<String, i32> =
-        config.topic_specs().into_iter().map(|t| (t.name, t.partitions)).collect();
-    let ops_port = i64::from(port_of(config.ops.listen.expect("probes need the ops endpoint")));
-    let drain_ms = config.kafka.consumer.drain_deadline_ms;
-    let topics = config.kafka.topics();
-
-    let mut roles: Vec<Role> = vec![(
-        "herald-enricher".into(),
-        vec!["enrich".into()],
-        [Lane::Urgent, Lane::Bulk]
-            .into_iter()
-            .map(|lane| (herald_enricher::group(&config.kafka, lane), topics.requests_in(lane)))
-            .collect(),
-    )];
-    for channel in Channel::ALL {
-        roles.push((
-            format!("herald-dispatch-{channel}"),
-            vec!["dispatch".into(), "--channel".into(), channel.as_str().into()],
-            [Lane::Urgent, Lane::Bulk]
-                .into_iter()
-                .map(|lane| {
-                    (
-                        herald_dispatchers::lane_group(&config.kafka, channel, lane),
-                        topics.channel_in(channel, lane),
-                    )
-                })
-                .collect(),
-        ));
-    }
-    for (name, args, groups) in roles {
-        let key = |kind: &str| (kind.to_owned(), name.clone());
-        let deployment = &objects.get(&key("Deployment")).unwrap_or_else(|| panic!("{name}"));
-        let pod = &deployment["spec"]["template"]["spec"];
-        let container = &pod["containers"][0];
-        assert_eq!(container["args"], serde_json::json!(args), "{name}");
-        let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
-        assert!(grace * 1000 > drain_ms, "{name}: grace {grace} s ≤ drain deadline {drain_ms} ms");
-        assert_eq!(container["ports"][0]["containerPort"], ops_port, "{name}");
-        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz", "{name}");
-        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz", "{name}");
-        let labels = &deployment["spec"]["template"]["metadata"]["labels"];
-
-        let budget = &objects.get(&key("PodDisruptionBudget")).unwrap_or_else(|| panic!("{name}"));
-        assert_eq!(&budget["spec"]["selector"]["matchLabels"], labels, "{name}: PDB selects it");
-
-        let scaled = &objects.get(&key("ScaledObject")).unwrap_or_else(|| panic!("{name}"));
-        assert_eq!(scaled["spec"]["scaleTargetRef"]["name"], name.as_str());
-        let max = scaled["spec"]["maxReplicaCount"].as_i64().unwrap();
-        let mut triggered = Vec::new();
-        for trigger in scaled["spec"]["triggers"].as_array().unwrap() {
-            let meta = &trigger["metadata"];
-            let topic = meta["topic"].as_str().unwrap().to_owned();
-            let group = meta["consumerGroup"].as_str().unwrap().to_owned();
-            assert_eq!(meta["bootstrapServers"], config.kafka.bootstrap_servers.as_str());
-            let count = partitions.get(&topic).unwrap_or_else(|| panic!("{name}: topic {topic}"));
-            assert_eq!(
-                max,
-                i64::from(*count),
-                "{name}: at most one member per partition of {topic}"
-            );
-            triggered.push((group, topic));
-        }
-        assert_eq!(triggered, groups, "{name}: each lane's group on its topic");
-    }
-    // Several processes per channel share one delivery ledger, and several enrichers one
-    // directory (frequency caps): per-pod SQLite files would not be shared.
-    assert_eq!(config.dispatch.ledger.backend, herald_dispatchers::config::LedgerBackend::Scylla);
-    assert_eq!(config.enricher.directory_backend, herald_enricher::DirectoryBackend::Scylla);
-
-    // Several ingest replicas share API clients, idempotency keys and statuses: a retry on
-    // another replica must replay the first answer, not produce the notification again.
-    assert_eq!(config.ingest.store_backend, herald_ingest::StoreBackend::Scylla);
-    let ingest = &objects[&("Deployment".to_owned(), "herald-ingest".to_owned())];
-    assert!(ingest["spec"]["replicas"].as_i64().unwrap() >= 2, "ingest runs several replicas");
-    let container = &ingest["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(container["ports"][0]["containerPort"], i64::from(port_of(config.ingest.listen)));
-    for job in ["herald-topics-apply", "herald-migrate"] {
-        assert!(objects.contains_key(&("Job".to_owned(), job.to_owned())), "{job}");
     }
 }
 
@@ -426,57 +332,4 @@ fn every_test_the_docs_name_exists_where_they_say() {
         }
     }
     assert!(named >= 20, "only {named} tests named: is the guarantees table still there?");
-}
-
-/// `kubectl apply -k infra/k8s` on a fresh cluster: the namespace the kustomization puts
-/// everything in is one of its objects, and every pod that reads `herald.toml` mounts the
-/// directory of each file it names (a store's CA, a provider's key), so no role fails at
-/// start-up on a file it cannot see.
-#[test]
-fn kubernetes_objects_live_in_their_own_namespace_and_mount_every_file_the_configuration_names() {
-    let kustomization = yaml_documents(&infra("k8s/kustomization.yaml")).remove(0);
-    let namespace = kustomization["namespace"].as_str().unwrap();
-    let objects = kubernetes_objects();
-    assert!(
-        objects.contains_key(&("Namespace".into(), namespace.into())),
-        "no Namespace {namespace}"
-    );
-    let config = std::fs::read_to_string(infra("k8s/herald.toml")).unwrap();
-    let named_dirs: BTreeSet<String> = config
-        .split('"')
-        .filter(|s| s.starts_with("/run/") || s.starts_with("/etc/"))
-        .filter_map(|path| Path::new(path).parent().map(|d| d.to_string_lossy().into_owned()))
-        .collect();
-    assert!(named_dirs.contains("/run/secrets"), "{named_dirs:?}");
-    let mut pods = 0;
-    for ((kind, name), object) in &objects {
-        if kind != "Deployment" && kind != "Job" {
-            continue;
-        }
-        for container in object["spec"]["template"]["spec"]["containers"].as_array().unwrap() {
-            let reads_config = container["env"]
-                .as_array()
-                .is_some_and(|env| env.iter().any(|e| e["name"] == "HERALD_CONFIG"));
-            let args: Vec<&str> = container["args"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            // Creating topics opens no store and loads no provider.
-            if !reads_config || args == ["topics", "apply"] {
-                continue;
-            }
-            pods += 1;
-            let mounts: BTreeSet<&str> = container["volumeMounts"]
-                .as_array()
-                .map(|m| m.iter().filter_map(|m| m["mountPath"].as_str()).collect())
-                .unwrap_or_default();
-            for dir in &named_dirs {
-                assert!(
-                    mounts.contains(dir.as_str()),
-                    "{kind} {name} does not mount {dir}: {mounts:?}"
-                );
-            }
-        }
-    }
-    assert!(pods >= 7, "the send API, the enricher, four dispatchers and migrate: {pods}");
 }
