@@ -10,8 +10,16 @@
 # `start` runs the registry on a free loopback port, its schemas in an H2 database in DIR
 # (so that a restart keeps them, ids included), sets the global compatibility level to
 # BACKWARD (as a Confluent registry's default is), and returns once its Confluent-compatible
-# API answers. DIR/env then holds, for the tests:
+# API answers. The same API is served over HTTPS by the registry itself on a second port,
+# and on a third by a TLS terminator in front of it (stunnel, as a sidecar proxy would) that
+# takes only clients holding a certificate the run's CA signed: this build of Apicurio fixes
+# client-certificate checking off when it is built. DIR/env then holds, for the tests:
 #   HERALD_TEST_REGISTRY       the Confluent-compatible API's URL (.../apis/ccompat/v7)
+#   HERALD_TEST_REGISTRY_TLS   the same over the registry's HTTPS
+#   HERALD_TEST_REGISTRY_MTLS  the same over HTTPS that requires a client certificate
+#   HERALD_TEST_REGISTRY_CA    the CA that signed both servers' certificate
+#   HERALD_TEST_REGISTRY_CERT  a client certificate it signed (PEM), with
+#   HERALD_TEST_REGISTRY_KEY   its key
 # With --owner, the registry stops when that process ends.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -27,16 +35,21 @@ usage() {
 
 # Starts the registry of $DIR on the port in $DIR/port and waits until it answers.
 run_registry() {
-  local java app port owner
+  local java app port tls_port secret owner
   java=$(cat "$DIR/java")
   app=$(cat "$DIR/app")
   port=$(cat "$DIR/port")
+  tls_port=$(cat "$DIR/tls-port")
+  secret=$(cat "$DIR/tls/keystore-password")
   owner=$(cat "$DIR/owner" 2>/dev/null || true)
   : >"$DIR/apicurio.log"
   # The runner jar finds lib/ beside itself; the working directory keeps its files in DIR.
   (cd "$DIR" && start_process "$DIR/apicurio.pid" "$DIR/apicurio.log" "$owner" \
     "$java" -Xmx384m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$port" \
+    -Dquarkus.http.ssl-port="$tls_port" -Dquarkus.http.insecure-requests=enabled \
+    -Dquarkus.http.ssl.certificate.key-store-file="$DIR/tls/registry.p12" \
+    -Dquarkus.http.ssl.certificate.key-store-password="$secret" \
     -Dquarkus.management.enabled=false \
     -Dapicurio.storage.kind=sql -Dapicurio.storage.sql.kind=h2 \
     -Dapicurio.datasource.url="jdbc:h2:file:$DIR/registry;DB_CLOSE_ON_EXIT=FALSE;WRITE_DELAY=0" \
@@ -51,7 +64,40 @@ run_registry() {
     sleep 0.2
     waited=$((waited + 1))
   done
+  local tls_url="https://127.0.0.1:$tls_port/apis/ccompat/v7"
+  curl -sf --cacert "$DIR/tls/ca.pem" "$tls_url/subjects" >/dev/null ||
+    die "the registry does not answer over HTTPS at $tls_url"
   echo "$url"
+}
+
+# The terminator on $DIR/mtls-port: TLS with a client certificate the CA signed, forwarded
+# to the registry's plain port.
+run_mtls_front() {
+  local tls=$DIR/tls mtls_port owner
+  mtls_port=$(cat "$DIR/mtls-port")
+  owner=$(cat "$DIR/owner" 2>/dev/null || true)
+  cat >"$DIR/stunnel.conf" <<EOF
+foreground = yes
+pid =
+syslog = no
+debug = 4
+[registry]
+accept = 127.0.0.1:$mtls_port
+connect = 127.0.0.1:$(cat "$DIR/port")
+cert = $tls/registry.pem
+key = $tls/registry.key
+CAfile = $tls/ca.pem
+verifyChain = yes
+requireCert = yes
+EOF
+  start_process "$DIR/mtls.pid" "$DIR/mtls.log" "$owner" stunnel "$DIR/stunnel.conf"
+  local url="https://127.0.0.1:$mtls_port/apis/ccompat/v7" waited=0
+  until curl -sf --cacert "$tls/ca.pem" --cert "$tls/client.pem" --key "$tls/client.key" \
+    "$url/subjects" >/dev/null 2>&1; do
+    [ "$waited" -lt 100 ] || { cat "$DIR/mtls.log" >&2; die "no HTTPS with client certificates at $url"; }
+    sleep 0.2
+    waited=$((waited + 1))
+  done
 }
 
 cmd_start() {
@@ -80,12 +126,28 @@ cmd_start() {
   echo "$app" >"$DIR/app"
   echo "$owner" >"$DIR/owner"
   free_port >"$DIR/port"
+  free_port >"$DIR/tls-port"
+  free_port >"$DIR/mtls-port"
+  rm -rf "$DIR/tls"
+  make_tls "$DIR/tls" registry
+  sign_client "$DIR/tls" client
+  "$(dirname "$(cat "$DIR/java")")/keytool" -importcert -noprompt -alias ca \
+    -file "$DIR/tls/ca.pem" -storetype PKCS12 -keystore "$DIR/tls/truststore.p12" \
+    -storepass "$(cat "$DIR/tls/keystore-password")" >/dev/null 2>&1
   rm -f "$DIR"/registry.*.db
   url=$(run_registry)
+  run_mtls_front
   curl -sf -X PUT -H 'Content-Type: application/json' -d '{"compatibility":"BACKWARD"}' \
     "$url/config" >/dev/null || die "the registry refused the compatibility level BACKWARD"
-  echo "HERALD_TEST_REGISTRY=$url" >"$DIR/env"
-  echo "Apicurio Registry $APICURIO_VERSION: $url (compatibility BACKWARD)" >&2
+  {
+    echo "HERALD_TEST_REGISTRY=$url"
+    echo "HERALD_TEST_REGISTRY_TLS=https://127.0.0.1:$(cat "$DIR/tls-port")/apis/ccompat/v7"
+    echo "HERALD_TEST_REGISTRY_MTLS=https://127.0.0.1:$(cat "$DIR/mtls-port")/apis/ccompat/v7"
+    echo "HERALD_TEST_REGISTRY_CA=$DIR/tls/ca.pem"
+    echo "HERALD_TEST_REGISTRY_CERT=$DIR/tls/client.pem"
+    echo "HERALD_TEST_REGISTRY_KEY=$DIR/tls/client.key"
+  } >"$DIR/env"
+  echo "Apicurio Registry $APICURIO_VERSION: $url (compatibility BACKWARD; HTTPS on port $(cat "$DIR/tls-port"), with client certificates on $(cat "$DIR/mtls-port"))" >&2
   echo "$url"
 }
 
@@ -95,7 +157,7 @@ DIR=$2
 shift 2
 case $command in
   start) cmd_start "$@" ;;
-  stop) [ -d "$DIR" ] && stop_process "$DIR/apicurio.pid" 20 ;;
+  stop) [ -d "$DIR" ] && stop_process "$DIR/mtls.pid" 5 && stop_process "$DIR/apicurio.pid" 20 ;;
   kill) kill_process "$DIR/apicurio.pid" ;;
   restart)
     [ -f "$DIR/port" ] || die "no registry was started in $DIR"

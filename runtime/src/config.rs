@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -265,6 +266,17 @@ pub struct RegistrySettings {
     pub username: Option<String>,
     pub password: Option<SecretSource>,
     pub timeout_ms: u64,
+    /// A private CA's certificates (PEM), trusted besides the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) and its key, for a registry that asks for one.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The proxy to reach the registry through; absent: `HTTPS_PROXY`/`HTTP_PROXY` and
+    /// `NO_PROXY` from the environment.
+    pub proxy: Option<String>,
+    /// Whether roles register Herald's schemas at start-up. Off, they only look them up, and
+    /// `herald schemas register` (with a login that may write) registers them.
+    pub auto_register: bool,
 }
 
 impl Default for RegistrySettings {
@@ -274,14 +286,33 @@ impl Default for RegistrySettings {
             username: None,
             password: None,
             timeout_ms: 10_000,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            proxy: None,
+            auto_register: true,
         }
     }
 }
 
 impl RegistrySettings {
+    /// A setting that cannot work, named: a certificate without its key or the reverse.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(
+                "schema_registry.cert_file and key_file go together: set both or neither".into()
+            );
+        }
+        Ok(())
+    }
+
     pub fn resolve(&self) -> Result<herald_schemas::RegistryConfig, SecretError> {
         let mut config = herald_schemas::RegistryConfig::new(self.url.clone());
         config.timeout = Duration::from_millis(self.timeout_ms);
+        config.ca_file.clone_from(&self.ca_file);
+        config.identity = self.cert_file.clone().zip(self.key_file.clone());
+        config.proxy.clone_from(&self.proxy);
+        config.auto_register = self.auto_register;
         if let Some(user) = &self.username {
             let password = self.password.as_ref().map(SecretSource::read).transpose()?;
             config.basic_auth = Some((user.clone(), password.unwrap_or_default()));

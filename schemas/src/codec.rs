@@ -17,42 +17,20 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{PoisonError, RwLock};
-use std::time::Duration;
 
 use apache_avro::from_value;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
-use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
+use schema_registry_converter::async_impl::schema_registry::{
+    SrSettings, perform_sr_call, post_schema,
+};
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{
-    SchemaType, SubjectNameStrategy, SuppliedSchema,
+    SchemaType, SrCall, SubjectNameStrategy, SuppliedSchema,
 };
 
 use crate::records::{ChannelMessage, DeliveryEvent, NotificationRequest, Record};
+pub use crate::registry::RegistryConfig;
 use crate::topics::WireRecord;
-
-/// How to reach the schema registry.
-#[derive(Clone)]
-pub struct RegistryConfig {
-    pub url: String,
-    pub basic_auth: Option<(String, String)>,
-    pub timeout: Duration,
-}
-
-impl fmt::Debug for RegistryConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistryConfig")
-            .field("url", &self.url)
-            .field("basic_auth", &self.basic_auth.as_ref().map(|(user, _)| (user, "<redacted>")))
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
-impl RegistryConfig {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), basic_auth: None, timeout: Duration::from_secs(10) }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecSetupError {
@@ -66,6 +44,12 @@ pub enum EncodeError {
     Registry { subject: String, reason: String, retryable: bool },
     #[error("{record} does not fit its registered schema: {reason}")]
     Schema { record: &'static str, reason: String },
+    /// `schema_registry.auto_register` is off and the registry lacks Herald's schema.
+    #[error(
+        "Herald's {record} schema is not registered under subject {subject}, and \
+         schema_registry.auto_register is off: `herald schemas register` registers it"
+    )]
+    Unregistered { subject: String, record: &'static str },
 }
 
 impl EncodeError {
@@ -141,6 +125,11 @@ fn schema_id(payload: &[u8]) -> Option<u32> {
 
 pub struct AvroCodec {
     settings: SrSettings,
+    /// The registry's URL, and a client that tells why it cannot be reached.
+    url: String,
+    probe: reqwest::Client,
+    /// Whether schemas may be registered; if not, they are only looked up.
+    auto_register: bool,
     encoder: AvroEncoder,
     decoder: AvroDecoder,
     /// Schema id registered for each record type on each topic.
@@ -157,17 +146,13 @@ impl fmt::Debug for AvroCodec {
 
 impl AvroCodec {
     pub fn new(config: &RegistryConfig) -> Result<Self, CodecSetupError> {
-        crate::install_tls_provider();
-        let mut builder = SrSettings::new_builder(config.url.clone());
-        builder.set_timeout(config.timeout).no_proxy();
-        if let Some((user, password)) = &config.basic_auth {
-            builder.set_basic_authorization(user, Some(password));
-        }
-        let settings = builder.build().map_err(|e| CodecSetupError::Client {
-            url: config.url.clone(),
-            reason: describe(&e),
-        })?;
+        let (settings, probe) = config
+            .settings()
+            .map_err(|reason| CodecSetupError::Client { url: config.url.clone(), reason })?;
         Ok(Self {
+            probe,
+            url: config.url.clone(),
+            auto_register: config.auto_register,
             encoder: AvroEncoder::new(settings.clone()),
             decoder: AvroDecoder::new(settings.clone()),
             settings,
@@ -187,21 +172,68 @@ impl AvroCodec {
     /// that refuses Herald's schema (an incompatible version registered by someone else) or
     /// cannot be reached stops the role there, naming the subject, rather than failing
     /// records one by one later.
+    ///
+    /// With `schema_registry.auto_register` off, it only looks the schema up
+    /// ([`AvroCodec::look_up`]).
     pub async fn register<R: Record>(&self, topic: &str) -> Result<u32, EncodeError> {
+        if !self.auto_register {
+            return self.look_up::<R>(topic).await;
+        }
         let subject = format!("{topic}-value");
         let schema = SuppliedSchema::new(None, SchemaType::Avro, R::schema_json().to_owned());
-        let registered =
-            post_schema(&self.settings, subject.clone(), schema).await.map_err(|e| {
-                EncodeError::Registry {
-                    subject,
-                    reason: describe(&e),
-                    retryable: is_registry_trouble(&e),
-                }
-            })?;
+        let registered = match post_schema(&self.settings, subject.clone(), schema).await {
+            Ok(registered) => registered,
+            Err(e) => return Err(self.registry_error(subject, &e).await),
+        };
         let id = registered.id;
         let mut ids = self.registered.write().unwrap_or_else(PoisonError::into_inner);
         ids.entry(topic.to_owned()).or_default().insert(R::NAME, id);
         Ok(id)
+    }
+
+    /// The id `R`'s schema has under `<topic>-value`, asked of the registry without
+    /// registering anything (a read-only client may do it), and remembered.
+    pub async fn look_up<R: Record>(&self, topic: &str) -> Result<u32, EncodeError> {
+        let subject = format!("{topic}-value");
+        let body = serde_json::json!({ "schema": R::schema_json() }).to_string();
+        let found =
+            match perform_sr_call(&self.settings, SrCall::PostForVersion(&subject, &body)).await {
+                Ok(found) => found,
+                Err(e) if e.error.ends_with(" 404 Not Found") => {
+                    return Err(EncodeError::Unregistered { subject, record: R::NAME });
+                }
+                Err(e) => return Err(self.registry_error(subject, &e).await),
+            };
+        let id = found.id.ok_or_else(|| EncodeError::Registry {
+            subject: subject.clone(),
+            reason: "the registry answered the look-up without an id".to_owned(),
+            retryable: false,
+        })?;
+        let mut ids = self.registered.write().unwrap_or_else(PoisonError::into_inner);
+        ids.entry(topic.to_owned()).or_default().insert(R::NAME, id);
+        Ok(id)
+    }
+
+    /// A registry call's failure at start-up; when it never got an answer, with the root
+    /// cause the converter drops (an unknown CA, a refused client certificate).
+    async fn registry_error(&self, subject: String, e: &SRCError) -> EncodeError {
+        let mut reason = describe(e);
+        if e.retriable
+            && let Some(why) = crate::registry::why_unreachable(&self.probe, &self.url).await
+        {
+            reason = format!("{reason} ({why})");
+        }
+        EncodeError::Registry { subject, reason, retryable: is_registry_trouble(e) }
+    }
+
+    /// Like [`AvroCodec::look_up`], for a record named at run time.
+    pub async fn look_up_kind(&self, topic: &str, kind: WireRecord) -> Result<u32, EncodeError> {
+        match kind {
+            WireRecord::NotificationRequest => self.look_up::<NotificationRequest>(topic).await,
+            WireRecord::ChannelMessage => self.look_up::<ChannelMessage>(topic).await,
+            WireRecord::DeliveryEvent => self.look_up::<DeliveryEvent>(topic).await,
+            WireRecord::DirectoryChange => self.look_up::<crate::DirectoryChange>(topic).await,
+        }
     }
 
     /// Like [`AvroCodec::register`], for a record named at run time.
@@ -217,7 +249,12 @@ impl AvroCodec {
     /// Encodes `record` for `topic`, registering the record's schema under `<topic>-value`
     /// the first time (the registry answers with the existing id when it is already there).
     pub async fn encode<R: Record>(&self, topic: &str, record: &R) -> Result<Vec<u8>, EncodeError> {
-        if let Some(id) = self.registered_id::<R>(topic) {
+        let known = match self.registered_id::<R>(topic) {
+            Some(id) => Some(id),
+            None if !self.auto_register => Some(self.look_up::<R>(topic).await?),
+            None => None,
+        };
+        if let Some(id) = known {
             let mut bytes = frame(id);
             R::datum()
                 .writer

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod directory;
 pub mod headers;
 pub mod records;
+pub mod registry;
 pub mod targets;
 pub mod topics;
 

@@ -16,6 +16,9 @@ use herald_schemas::{
 use herald_testkit::DevRegistry;
 use serde::{Deserialize, Serialize};
 
+#[path = "codec/access.rs"]
+mod access;
+
 /// A registry the tests run against: its base URL, and what it is for messages.
 struct Registry {
     name: &'static str,

@@ -9,6 +9,8 @@ pub enum EngineError {
     Spawn { script: PathBuf, source: std::io::Error },
     #[error("{script} {args} failed ({status}): {stderr}")]
     Script { script: PathBuf, args: String, status: std::process::ExitStatus, stderr: String },
+    #[error("cannot start {engine}: {reason}")]
+    Start { engine: &'static str, reason: String },
 }
 
 /// Picks a loopback port nothing listens on now.

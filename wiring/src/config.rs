@@ -156,6 +156,7 @@ impl HeraldConfig {
                 self.schema_registry.url
             ));
         }
+        self.schema_registry.validate().map_err(ConfigError::Invalid)?;
         self.validate_topics().map_err(ConfigError::Invalid)?;
         self.tracking.validate().map_err(ConfigError::Invalid)?;
         self.enricher.region_routes.validate().map_err(ConfigError::Invalid)?;

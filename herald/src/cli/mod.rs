@@ -19,6 +19,7 @@ mod ingest;
 mod migrate;
 mod produce;
 mod replay;
+mod schemas;
 mod topics;
 
 use std::path::PathBuf;
@@ -69,6 +70,8 @@ pub enum Command {
     Replay(replay::Replay),
     /// Create the ScyllaDB keyspaces and tables of the stores configured to live there.
     Migrate(migrate::MigrateArgs),
+    /// Herald's Avro schemas in the schema registry.
+    Schemas(schemas::SchemasArgs),
     /// The enricher's directory: users, devices, preferences, templates.
     Directory(directory::DirectoryArgs),
     /// Produce JSON lines of NotificationRequest to herald.requests as Confluent-framed Avro.
@@ -98,6 +101,7 @@ impl Command {
             Self::Chaos(args) => args.run().await,
             Self::Replay(args) => args.run(&config).await,
             Self::Migrate(args) => args.run(&config).await,
+            Self::Schemas(args) => args.run(&config).await,
             Self::Directory(args) => args.run(&config).await,
             Self::Produce(args) => args.run(&config).await,
             #[cfg(feature = "dev")]

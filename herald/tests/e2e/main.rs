@@ -34,6 +34,7 @@ mod replay;
 mod reset;
 mod retry;
 mod schedule;
+mod schemas;
 mod secrets;
 mod sendgrid;
 mod sms;

@@ -190,8 +190,8 @@ fn kubernetes_objects_live_in_their_own_namespace_and_mount_every_file_the_confi
         }
     }
     assert!(
-        pods >= 14,
-        "the send API, the enricher, four dispatchers, their waits, topics and migrate: {pods}"
+        pods >= 15,
+        "the send API, the enricher, four dispatchers, their waits and three set-up Jobs: {pods}"
     );
 }
 
@@ -220,12 +220,17 @@ fn every_role_waits_for_the_setup_jobs_and_serves_probes_and_metrics_on_the_ops_
         .filter(|((kind, _), _)| kind == "Job")
         .map(|(_, job)| command_line(&job["spec"]["template"]["spec"]["containers"][0]))
         .collect();
-    assert_eq!(jobs, BTreeSet::from(["topics apply".to_owned(), "migrate".to_owned()]));
+    let expected = ["topics apply", "migrate", "schemas register"].map(str::to_owned);
+    assert_eq!(jobs, BTreeSet::from(expected));
     for ((_, job), object) in objects.iter().filter(|((kind, _), _)| kind == "Job") {
         let ttl = object["spec"]["ttlSecondsAfterFinished"].as_u64();
         assert!(ttl.is_some(), "{job}: a finished Job goes, so the next release can run it");
     }
-    let checks = ["herald topics apply --check", "herald migrate --check"];
+    let checks = [
+        "herald topics apply --check",
+        "herald migrate --check",
+        "herald schemas register --check",
+    ];
     for check in checks {
         let words: Vec<&str> = check.split_whitespace().collect();
         herald::cli::Cli::try_parse_from(words).unwrap_or_else(|e| panic!("{check}: {e}"));
