@@ -248,6 +248,7 @@ cmd_tool() {
     consumer-groups) class=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand ;;
     topics) class=org.apache.kafka.tools.TopicCommand ;;
     get-offsets) class=org.apache.kafka.tools.GetOffsetShell ;;
+    dump-log) class=kafka.tools.DumpLogSegments ;;
     *) class=$tool ;;
   esac
   local java classpath

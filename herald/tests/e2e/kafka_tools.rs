@@ -162,3 +162,41 @@ async fn an_offset_reset_made_with_kafkas_tool_is_honoured_and_the_ledger_keeps_
     );
     pipeline.stop().await;
 }
+
+/// How each batch of `topic` is compressed, as Kafka's log dump tool reads the broker's
+/// segments (`compresscodec: zstd`).
+fn batch_codecs(topic: &str) -> Vec<String> {
+    let dir = std::env::var("HERALD_TEST_KAFKA_DIR").expect("the run's Kafka directory");
+    let mut codecs = Vec::new();
+    for partition in 0..support::PARTITIONS {
+        let segment = format!("{dir}/node-1/data/{topic}-{partition}/00000000000000000000.log");
+        let args = ["--files", segment.as_str()];
+        let output = herald_testkit::kafka_tool(Some(dir.as_ref()), "dump-log", &args).unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        codecs.extend(
+            stdout
+                .lines()
+                .filter_map(|l| l.split("compresscodec: ").nth(1))
+                .filter_map(|rest| rest.split_whitespace().next())
+                .map(str::to_owned),
+        );
+    }
+    codecs
+}
+
+/// `compression.type = "zstd"` in `[kafka.producer_properties]`: every record Herald writes
+/// is stored zstd-compressed by the broker and read back by the next role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_zstd_compression_the_records_herald_writes_are_stored_compressed_and_delivered() {
+    let Some(mut env) = TestEnv::on_kafka().await else { return };
+    env.config.kafka.producer_properties.insert("compression.type".into(), "zstd".into());
+    add_user(&env, "zstd-user", "zstd@example.com").await;
+    deliver(&env, &["zstd-user"]).await;
+    let topics = env.topics();
+    for topic in [topics.requests(), topics.channel(herald_schemas::Channel::Email)] {
+        let codecs = batch_codecs(&topic);
+        assert!(!codecs.is_empty(), "{topic}: no batch");
+        assert!(codecs.iter().all(|c| c == "zstd"), "{topic}: {codecs:?}");
+    }
+}
