@@ -217,6 +217,15 @@ async fn an_sms_outage_without_failover_holds_the_channel_instead_of_burning_ret
         during_outage <= 7,
         "two failures open the breaker, then one probe per window: {during_outage} calls"
     );
+    // What HeraldProviderBreakerOpened (docs/operating.md, "A provider is down") counts.
+    let metrics = herald_runtime::metrics::render();
+    let opened = metrics
+        .lines()
+        .filter(|l| l.starts_with("herald_provider_breaker_opened_total{"))
+        .filter(|l| l.contains("provider=\"twilio\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    assert!(opened >= 1.0, "the breaker's opening is counted: {opened}");
     let mut numbers: Vec<_> = twilio.accepted().into_iter().map(|m| m.to).collect();
     numbers.sort();
     numbers.dedup();

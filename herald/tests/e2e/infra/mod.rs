@@ -139,9 +139,23 @@ fn every_dashboard_query_reads_only_metrics_herald_exports() {
 }
 
 #[test]
-fn every_alert_rule_is_valid_promql_over_exported_metrics_with_severity_and_summary() {
+fn every_alert_rule_is_valid_promql_over_exported_metrics_with_severity_summary_and_runbook() {
     let catalog = catalog();
     let rules = yaml_documents(&infra("prometheus/alerts.yml")).remove(0);
+    let operating = std::fs::read_to_string(infra("../docs/operating.md")).unwrap();
+    // GitHub's anchors: a heading lowercased, spaces to '-', other punctuation dropped.
+    let anchors: BTreeSet<String> = operating
+        .lines()
+        .filter_map(|l| l.strip_prefix("## ").or_else(|| l.strip_prefix("### ")))
+        .map(|heading| {
+            heading
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect()
+        })
+        .collect();
     let mut names = Vec::new();
     for group in rules["groups"].as_array().unwrap() {
         for rule in group["rules"].as_array().unwrap() {
@@ -154,6 +168,12 @@ fn every_alert_rule_is_valid_promql_over_exported_metrics_with_severity_and_summ
                 "{name}"
             );
             assert!(rule["annotations"]["summary"].is_string(), "{name}");
+            let runbook = rule["annotations"]["runbook_url"].as_str().unwrap_or_default();
+            let anchor = runbook.strip_prefix("docs/operating.md#");
+            assert!(
+                anchor.is_some_and(|a| anchors.contains(a)),
+                "{name}: runbook_url {runbook:?} is no page of docs/operating.md ({anchors:?})"
+            );
             if let Some(wait) = rule["for"].as_str() {
                 promql_parser::util::parse_duration(wait).unwrap_or_else(|e| panic!("{name}: {e}"));
             }
