@@ -226,16 +226,6 @@ impl AvroCodec {
         EncodeError::Registry { subject, reason, retryable: is_registry_trouble(e) }
     }
 
-    /// Like [`AvroCodec::look_up`], for a record named at run time.
-    pub async fn look_up_kind(&self, topic: &str, kind: WireRecord) -> Result<u32, EncodeError> {
-        match kind {
-            WireRecord::NotificationRequest => self.look_up::<NotificationRequest>(topic).await,
-            WireRecord::ChannelMessage => self.look_up::<ChannelMessage>(topic).await,
-            WireRecord::DeliveryEvent => self.look_up::<DeliveryEvent>(topic).await,
-            WireRecord::DirectoryChange => self.look_up::<crate::DirectoryChange>(topic).await,
-        }
-    }
-
     /// Like [`AvroCodec::register`], for a record named at run time.
     pub async fn register_kind(&self, topic: &str, kind: WireRecord) -> Result<u32, EncodeError> {
         match kind {

@@ -57,7 +57,9 @@ impl RegistryConfig {
     /// reached (the converter keeps only the outermost error). `Err` says which setting or
     /// file is wrong.
     pub(crate) fn settings(&self) -> Result<(SrSettings, reqwest::Client), String> {
-        let mut probe = self.client()?.timeout(self.timeout);
+        crate::install_tls_provider();
+        let tls = self.tls()?;
+        let mut probe = tls.apply(reqwest::Client::builder()).timeout(self.timeout);
         if let Some(proxy) = &self.proxy {
             probe = probe.proxy(
                 reqwest::Proxy::all(proxy)
@@ -73,45 +75,62 @@ impl RegistryConfig {
         if let Some((user, password)) = &self.basic_auth {
             builder.set_basic_authorization(user, Some(password));
         }
-        let settings = builder.build_with(self.client()?).map_err(|e| match &e.cause {
-            Some(cause) => format!("{}: {cause}", e.error),
-            None => e.error.clone(),
+        let settings = builder.build_with(tls.apply(reqwest::Client::builder())).map_err(|e| {
+            match &e.cause {
+                Some(cause) => format!("{}: {cause}", e.error),
+                None => e.error.clone(),
+            }
         })?;
         Ok((settings, probe))
     }
 
-    /// An HTTP client trusting `ca_file` and presenting `cert_file`.
-    fn client(&self) -> Result<reqwest::ClientBuilder, String> {
-        crate::install_tls_provider();
-        let mut client = reqwest::Client::builder();
+    /// The CAs `ca_file` holds and the client certificate `cert_file` and `key_file` make,
+    /// each file read once.
+    fn tls(&self) -> Result<Tls, String> {
+        let mut roots = Vec::new();
         if let Some(file) = &self.ca_file {
             let pem = read(file, "schema_registry.ca_file")?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            roots = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| format!("schema_registry.ca_file {}: {e}", file.display()))?;
-            if certificates.is_empty() {
+            if roots.is_empty() {
                 return Err(format!(
                     "schema_registry.ca_file {} holds no PEM certificate",
                     file.display()
                 ));
             }
-            for certificate in certificates {
-                client = client.add_root_certificate(certificate);
-            }
         }
+        let mut identity = None;
         if let Some((cert, key)) = &self.identity {
             let mut pem = read(cert, "schema_registry.cert_file")?;
             pem.push(b'\n');
             pem.extend(read(key, "schema_registry.key_file")?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            identity = Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
                 format!(
                     "schema_registry.cert_file {} with key_file {}: {e}",
                     cert.display(),
                     key.display()
                 )
-            })?;
-            client = client.identity(identity);
+            })?);
         }
-        Ok(client)
+        Ok(Tls { roots, identity })
+    }
+}
+
+/// What an HTTP client to the registry trusts and presents.
+struct Tls {
+    roots: Vec<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
+}
+
+impl Tls {
+    fn apply(&self, mut client: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        for root in &self.roots {
+            client = client.add_root_certificate(root.clone());
+        }
+        if let Some(identity) = &self.identity {
+            client = client.identity(identity.clone());
+        }
+        client
     }
 }
 

@@ -234,31 +234,39 @@ async fn dispatch_with<L: DeliveryLedger>(
 /// Serves `/healthz`, `/readyz` (Kafka reachable) and `/metrics` for a consumer role, if
 /// `ops.listen` is configured.
 pub async fn ops(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    if config.ops.listen.is_none() {
+    let Some(listener) = ops_listener(config).await? else {
         return Ok(());
-    }
+    };
     let producer =
         Producer::new(&config.kafka, "herald-ops").context("Kafka client for readiness")?;
     let readiness = BrokerReadiness::new(producer, config.kafka.topics().requests());
-    serve_ops(config, Arc::new(readiness), shutdown).await
+    serve_ops(listener, Arc::new(readiness), shutdown).await
 }
 
 /// The send API's ops endpoint, if `ops.listen` is configured: its `/metrics` are served
 /// there, never on the public port; `/readyz` holds while the process serves (the API
 /// answers an outage itself, with 503s).
 pub async fn ingest_ops(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    serve_ops(config, Arc::new(herald_runtime::http::Serving), shutdown).await
+    let Some(listener) = ops_listener(config).await? else {
+        return Ok(());
+    };
+    serve_ops(listener, Arc::new(herald_runtime::http::Serving), shutdown).await
 }
 
-async fn serve_ops<R: herald_runtime::http::Readiness>(
-    config: &HeraldConfig,
+async fn ops_listener(config: &HeraldConfig) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = config.ops.listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("ops endpoint {addr}"))?;
+    Ok(Some(listener))
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until `shutdown`.
+pub async fn serve_ops<R: herald_runtime::http::Readiness>(
+    listener: TcpListener,
     readiness: Arc<R>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Some(addr) = config.ops.listen else {
-        return Ok(());
-    };
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("ops endpoint {addr}"))?;
     axum::serve(listener, herald_runtime::http::ops_router(readiness))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

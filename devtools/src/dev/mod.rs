@@ -250,13 +250,8 @@ pub async fn run(
             .await?;
     let ops_listener = bind_preferring(options.ops_port).await.context("ops port")?;
     let ops_addr = ops_listener.local_addr()?;
-    let ops_shutdown = shutdown.clone();
     let readiness = Arc::new(herald_runtime::http::Serving);
-    tokio::spawn(
-        axum::serve(ops_listener, herald_runtime::http::ops_router(readiness))
-            .with_graceful_shutdown(async move { ops_shutdown.cancelled().await })
-            .into_future(),
-    );
+    tokio::spawn(herald_wiring::roles::serve_ops(ops_listener, readiness, shutdown.clone()));
     print_banner(&Banner {
         api: pipeline.api_addr(),
         ops: ops_addr,
