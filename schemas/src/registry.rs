@@ -116,14 +116,18 @@ impl RegistryConfig {
     }
 }
 
-/// What an HTTP client to the registry trusts and presents.
+/// What an HTTP client to the registry trusts and presents (and how it uses connections).
 struct Tls {
     roots: Vec<reqwest::Certificate>,
     identity: Option<reqwest::Identity>,
 }
 
 impl Tls {
-    fn apply(&self, mut client: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    fn apply(&self, client: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        // A connection per call: calls are few (start-up, a schema id not seen before), and
+        // some proxies (tinyproxy) close a connection after one request without saying so,
+        // which makes the next call on a pooled one fail.
+        let mut client = client.pool_max_idle_per_host(0);
         for root in &self.roots {
             client = client.add_root_certificate(root.clone());
         }
