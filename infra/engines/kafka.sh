@@ -16,13 +16,17 @@
 # as its own process (each is broker and controller) on free loopback ports, and returns once
 # each says it started. One node: replication factor 1. Three or more: replication factor 3
 # and min.insync.replicas=2, as production runs. --sasl-ssl adds a SASL_SSL listener
-# (SCRAM-SHA-512, a certificate signed by a CA made for the run) beside the plaintext one.
+# (SCRAM-SHA-512, a certificate signed by a CA made for the run) beside the plaintext one,
+# and turns on the StandardAuthorizer: ANONYMOUS (the plaintext listeners) and the SASL user
+# are super users; one more SCRAM user per role and one for the operator's commands hold
+# only the ACLs a test grants them.
 # DIR/env then holds, for the tests:
 #   HERALD_TEST_KAFKA             bootstrap servers of the plaintext listeners
 #   HERALD_TEST_KAFKA_SASL_SSL    bootstrap servers of the SASL_SSL listeners (--sasl-ssl)
 #   HERALD_TEST_KAFKA_CA          the CA certificate that signed the brokers' (PEM)
 #   HERALD_TEST_KAFKA_USERNAME    a SCRAM-SHA-512 user
-#   HERALD_TEST_KAFKA_PASSWORD_FILE  a file holding its password
+#   HERALD_TEST_KAFKA_PASSWORD_FILE  a file holding its password (every user's)
+#   HERALD_TEST_KAFKA_ROLE_USERS  the users without ACLs, comma-separated
 #   HERALD_TEST_KAFKA_DIR         DIR, for `kafka.sh tool|kill|restart`
 # With --owner, every broker stops when that process ends.
 set -euo pipefail
@@ -30,6 +34,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 KAFKA_VERSION=4.1.1
+ROLE_USERS="herald-ingest herald-enricher herald-dispatch herald-operator herald-setup-check"
 
 usage() {
   sed -n '5,14p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -180,6 +185,12 @@ PROPERTIES
       cat >>"$nd/server.properties" <<PROPERTIES
 sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+# ACLs decide, as on a hardened cluster: the plaintext listeners' ANONYMOUS (tests, the
+# brokers themselves) and the SASL user herald may do anything; the per-role users only
+# what they are granted.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:ANONYMOUS;User:$(cat "$DIR/tls/username")
 ssl.keystore.type=PKCS12
 ssl.keystore.location=$DIR/tls/broker.p12
 ssl.keystore.password=$(cat "$DIR/tls/keystore-password")
@@ -188,7 +199,10 @@ PROPERTIES
     write_log_config "$nd/log4j2.yaml"
     local -a format=(kafka.tools.StorageTool format -t "$cluster_id" -c "$nd/server.properties")
     if $sasl_ssl; then
-      format+=(--add-scram "SCRAM-SHA-512=[name=$(cat "$DIR/tls/username"),password=$(cat "$DIR/tls/password")]")
+      local user
+      for user in "$(cat "$DIR/tls/username")" $ROLE_USERS; do
+        format+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$(cat "$DIR/tls/password")]")
+      done
     fi
     "$java" -cp "$classpath/*" "${format[@]}" >"$nd/format.log" 2>&1 ||
       { cat "$nd/format.log" >&2; die "formatting node $node failed"; }
@@ -205,6 +219,7 @@ PROPERTIES
       echo "HERALD_TEST_KAFKA_CA=$DIR/tls/ca.pem"
       echo "HERALD_TEST_KAFKA_USERNAME=$(cat "$DIR/tls/username")"
       echo "HERALD_TEST_KAFKA_PASSWORD_FILE=$DIR/tls/password"
+      echo "HERALD_TEST_KAFKA_ROLE_USERS=${ROLE_USERS// /,}"
     fi
   } >"$DIR/env"
   echo "Kafka $KAFKA_VERSION: $brokers broker(s) at $bootstrap${bootstrap_secure:+ (SASL_SSL at $bootstrap_secure)}" >&2

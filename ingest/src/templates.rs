@@ -18,6 +18,10 @@ use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
+/// The group id (after `kafka.group_prefix`) of the catalog's reader: it is assigned every
+/// partition and joins nothing.
+pub const GROUP: &str = "ingest-templates";
+
 /// What the templates topic says of one template: a JSON value (`{"variables": [...]}`); an
 /// older announcement's plain value announces the id alone.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -167,10 +171,7 @@ pub async fn follow(
     }
     // Assigned, not subscribed: every ingest reads every partition and commits nothing.
     let consumer: Arc<StreamConsumer> = Arc::new(
-        client
-            .set("group.id", kafka.group("ingest-templates"))
-            .set("enable.auto.commit", "false")
-            .create()?,
+        client.set("group.id", kafka.group(GROUP)).set("enable.auto.commit", "false").create()?,
     );
     let topic = kafka.topics().templates();
     loop {

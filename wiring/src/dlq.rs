@@ -122,6 +122,9 @@ pub fn parse_time(text: &str) -> anyhow::Result<i64> {
     Ok(herald_schemas::now_millis() - i64::try_from(ago.as_millis())?)
 }
 
+/// The group id (after `kafka.group_prefix`) of the dead-letter commands' reader.
+pub const TOOL_GROUP: &str = "dlq-tool";
+
 /// A consumer for reading topics by position; it joins no group and commits nothing.
 pub(crate) fn reader(kafka: &KafkaConfig, tool: &str) -> anyhow::Result<BaseConsumer> {
     let mut config = ClientConfig::new();
@@ -169,7 +172,7 @@ fn read_topic(
     mut each: impl FnMut(OwnedMessage),
 ) -> anyhow::Result<()> {
     let topic = topic.to_owned();
-    let consumer = reader(kafka, "herald-dlq-tool")?;
+    let consumer = reader(kafka, &kafka.group(TOOL_GROUP))?;
     let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
     let partitions: Vec<i32> =
         metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
@@ -207,7 +210,7 @@ fn read_topic(
 /// One dead letter by its position.
 pub fn fetch(kafka: &KafkaConfig, partition: i32, offset: i64) -> anyhow::Result<DeadLetter> {
     let topics = kafka.topics();
-    let consumer = reader(kafka, "herald-dlq-tool")?;
+    let consumer = reader(kafka, &kafka.group(TOOL_GROUP))?;
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(&topics.dlq(), partition, Offset::Offset(offset))?;
     consumer.assign(&assignment)?;

@@ -2,6 +2,7 @@
 //! wiring of the roles into processes, and the work of the operator commands. The roles live
 //! in their own crates; the development tools in `herald-devtools`, which builds on this.
 
+pub mod acls;
 pub mod config;
 pub mod directory;
 pub mod dlq;

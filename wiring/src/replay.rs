@@ -21,6 +21,9 @@ use crate::dlq::reader;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The group id (after `kafka.group_prefix`) of the replay's reader; it joins no group.
+pub const READER_GROUP: &str = "replay";
+
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
     /// Topic name, or a pipeline topic without its prefix (requests, channel.email, ...).
@@ -130,7 +133,7 @@ pub fn read_range(
     topic: &str,
     range: Range,
 ) -> anyhow::Result<Vec<OwnedMessage>> {
-    let consumer = reader(kafka, "herald-replay")?;
+    let consumer = reader(kafka, &kafka.group(READER_GROUP))?;
     let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
     let mut partitions: Vec<i32> =
         metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();

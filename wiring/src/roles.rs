@@ -13,7 +13,7 @@ use herald_enricher::directory::AnyDirectory;
 use herald_enricher::{CachedDirectory, Directory};
 use herald_ingest::{Ingest, IngestStores};
 use herald_runtime::http::BrokerReadiness;
-use herald_runtime::kafka::{AvroProducer, Producer, admin};
+use herald_runtime::kafka::{AvroProducer, Producer, acl, admin};
 use herald_schemas::{AvroCodec, Channel, EncodeError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,12 @@ async fn reach_kafka(config: &HeraldConfig) -> anyhow::Result<()> {
     admin::wait_until_reachable(&config.kafka, config.kafka.connect_timeout())
         .await
         .context("Kafka (kafka.bootstrap_servers, kafka.properties, kafka.secret_properties)")
+}
+
+/// Checks that the cluster's authorizer shows the role every topic of `access` (see
+/// [`acl::check`]): a topic it may not see stops the role at start-up naming the ACL.
+async fn check_access(config: &HeraldConfig, access: &acl::Access) -> anyhow::Result<()> {
+    Ok(acl::check(&config.kafka, access).await?)
 }
 
 /// Registers Herald's schemas under the subjects of every topic the pipeline writes records
@@ -70,6 +76,7 @@ pub async fn ingest(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     reach_kafka(config).await?;
+    check_access(config, &crate::acls::ingest(config)).await?;
     let stores = IngestStores::open(&config.ingest).await.context("ingest store")?;
     let output = output(config, "herald-ingest")?;
     register_schemas(config, &output).await?;
@@ -145,6 +152,7 @@ async fn directory_api(
 
 pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     reach_kafka(config).await?;
+    check_access(config, &crate::acls::enricher(config)).await?;
     let output = output(config, "herald-enricher")?;
     register_schemas(config, &output).await?;
     let rules = herald_enricher::Rules::from(&config.enricher);
@@ -174,6 +182,7 @@ pub async fn dispatcher(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     reach_kafka(config).await?;
+    check_access(config, &crate::acls::dispatcher(config, channel)).await?;
     let routes = Routes::build(channel, &config.dispatch, given).with_context(|| {
         format!("the providers of channel {channel} ([dispatch.routes.{channel}])")
     })?;

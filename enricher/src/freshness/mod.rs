@@ -43,6 +43,10 @@ pub use ledger::{Ledger, Partition, Subject};
 /// How long a request waits for the changes written before it, before its handling fails
 /// (and is tried again): the applier is down, or far behind.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The group ids (after `kafka.group_prefix`) of the tail's reader and of the client asking
+/// where partitions end: both are assigned partitions and join nothing.
+pub const TAIL_GROUP: &str = "enricher-tail";
+pub const ENDS_GROUP: &str = "enricher-ends";
 /// How often the store's progress is read while a request waits for a pending change, while
 /// changes are pending, and otherwise.
 const POLL_WAITED: Duration = Duration::from_millis(2);
@@ -165,8 +169,7 @@ impl Freshness {
             changes: Arc::from(topics.directory_changes()),
             templates: Arc::from(topics.templates()),
         };
-        let consumer =
-            Arc::new(herald_runtime::kafka::reader(kafka, &kafka.group("enricher-tail"))?);
+        let consumer = Arc::new(herald_runtime::kafka::reader(kafka, &kafka.group(TAIL_GROUP))?);
         let known = {
             let (consumer, topics) = (Arc::clone(&consumer), topics.clone());
             tokio::task::spawn_blocking(move || tail::partitions(&consumer, &topics))
@@ -188,7 +191,7 @@ impl Freshness {
             .collect();
         // A client of its own: a broker answers one connection's requests in order, so a
         // question sent behind the tail's waiting fetch would wait out the fetch too.
-        let asking = herald_runtime::kafka::reader(kafka, &kafka.group("enricher-ends"))?;
+        let asking = herald_runtime::kafka::reader(kafka, &kafka.group(ENDS_GROUP))?;
         let ends = ends::Ends::new(Arc::new(asking));
         ends.set_partitions(known.clone());
         let (events, received) = mpsc::unbounded_channel();

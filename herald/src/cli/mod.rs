@@ -1,5 +1,6 @@
 //! The `herald` command line: one module per subcommand, each an `Args` struct and a `run`.
 
+mod acls;
 #[cfg(feature = "dev")]
 mod bench;
 #[cfg(feature = "dev")]
@@ -68,6 +69,9 @@ pub enum Command {
     /// request lanes). Already delivered notifications are not sent again (the delivery
     /// ledger remembers them) unless --force-resend.
     Replay(replay::Replay),
+    /// The Kafka ACLs each role and operator command needs, as a table or kafka-acls.sh
+    /// commands.
+    Acls(acls::AclsArgs),
     /// Create the ScyllaDB keyspaces and tables of the stores configured to live there.
     Migrate(migrate::MigrateArgs),
     /// Herald's Avro schemas in the schema registry.
@@ -101,6 +105,7 @@ impl Command {
             Self::Chaos(args) => args.run().await,
             Self::Replay(args) => args.run(&config).await,
             Self::Migrate(args) => args.run(&config).await,
+            Self::Acls(args) => args.run(&config),
             Self::Schemas(args) => args.run(&config).await,
             Self::Directory(args) => args.run(&config).await,
             Self::Produce(args) => args.run(&config).await,

@@ -291,3 +291,19 @@ fn a_command_line_with_an_unknown_flag_or_subcommand_is_caught() {
         None
     );
 }
+
+/// docs/production.md's ACL tables are what `herald acls --markdown` prints for the default
+/// configuration: the list a security review reads is the list the roles are tested with.
+#[test]
+fn the_acl_tables_of_the_production_page_are_what_herald_acls_prints() {
+    let page = std::fs::read_to_string(root().join("docs/production.md")).unwrap();
+    let start = "<!-- herald acls --markdown: generated, checked by herald/tests/e2e/docs.rs -->\n";
+    let shown = page.split_once(start).expect("the production page has the ACL tables").1;
+    let shown = shown.split_once("<!-- /herald acls -->").expect("the tables end").0;
+    let config = HeraldConfig::default();
+    let printed: Vec<String> = herald_wiring::acls::Client::ALL
+        .iter()
+        .map(|client| herald_wiring::acls::markdown(&config, *client))
+        .collect();
+    assert_eq!(shown, printed.join("\n"), "regenerate with `herald acls --markdown`");
+}

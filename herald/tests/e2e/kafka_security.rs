@@ -9,17 +9,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Running, TestEnv, add_user, email_body, herald_command};
+use support::{Running, TestEnv, add_user, email_body, herald_command, send_when_up};
 
 /// The run's SASL_SSL listener (`infra/engines/kafka.sh start --sasl-ssl`).
-struct SecureListener {
-    servers: String,
+pub(crate) struct SecureListener {
+    pub(crate) servers: String,
     ca: String,
     username: String,
-    password: String,
+    pub(crate) password: String,
 }
 
-fn secure_listener() -> Option<SecureListener> {
+pub(crate) fn secure_listener() -> Option<SecureListener> {
     let servers =
         herald_testkit::required("HERALD_TEST_KAFKA_SASL_SSL", "Kafka's SASL_SSL listener")?;
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is set"));
@@ -41,23 +41,35 @@ fn production_shaped_config(dir: &Path, listener: &SecureListener) -> PathBuf {
          [kafka.properties]\n\
          \"security.protocol\" = \"SASL_SSL\"\n\
          \"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\
-         \"sasl.username\" = \"{username}\"\n\
          \"ssl.ca.location\" = \"{ca}\"\n\
          [kafka.secret_properties]\n\
+         \"sasl.username\" = {{ env = \"HERALD_KAFKA_USERNAME\" }}\n\
          \"sasl.password\" = {{ env = \"HERALD_KAFKA_PASSWORD\" }}\n",
         servers = listener.servers,
-        username = listener.username,
         ca = listener.ca,
     );
     std::fs::write(&path, toml).unwrap();
     path
 }
 
-/// `herald <args>` on the secure listener with `password`, logging at debug level to `log`.
+/// `herald <args>` on the secure listener as the run's SASL user with `password`, logging at
+/// debug level to `log`.
 fn secure_role(
     env: &TestEnv,
     listener: &SecureListener,
     password: &str,
+    args: &[&str],
+    log: &Path,
+) -> Command {
+    secure_role_as(env, listener, (&listener.username, password), args, log)
+}
+
+/// `herald <args>` on the secure listener as `(user, password)`, logging at debug level to
+/// `log`.
+pub(crate) fn secure_role_as(
+    env: &TestEnv,
+    listener: &SecureListener,
+    (user, password): (&str, &str),
     args: &[&str],
     log: &Path,
 ) -> Command {
@@ -68,6 +80,7 @@ fn secure_role(
         .args(args)
         // The file's listener, not the plaintext one the test kit points roles at.
         .env("HERALD__KAFKA__BOOTSTRAP_SERVERS", &listener.servers)
+        .env("HERALD_KAFKA_USERNAME", user)
         .env("HERALD_KAFKA_PASSWORD", password)
         .env("RUST_LOG", "debug,librdkafka=debug")
         .stdout(Stdio::null())
@@ -96,7 +109,7 @@ async fn a_notification_goes_through_every_role_on_a_sasl_ssl_listener_no_secret
         }
         Running::spawn(&mut command)
     };
-    let roles = [
+    let mut roles = [
         spawn(
             &["ingest"],
             &logs[0],
@@ -109,22 +122,9 @@ async fn a_notification_goes_through_every_role_on_a_sasl_ssl_listener_no_secret
         spawn(&["dispatch", "--channel", "email"], &logs[2], &[]),
     ];
 
+    let body = email_body("secure", "Over TLS", "and SCRAM");
+    let accepted = send_when_up(&mut roles[0], api, &key, &body).await;
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let accepted = loop {
-        let answer = http
-            .post(format!("http://127.0.0.1:{api}/v1/notifications"))
-            .bearer_auth(&key)
-            .header("content-type", "application/json")
-            .body(email_body("secure", "Over TLS", "and SCRAM"))
-            .send()
-            .await;
-        if let Ok(answer) = answer {
-            break answer;
-        }
-        assert!(Instant::now() < deadline, "the send API never answered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
     assert_eq!(accepted.status().as_u16(), 202, "{:?}", accepted.text().await);
     env.mail
         .wait_for(Duration::from_secs(60), |m| m.to == ["secure@example.com"])

@@ -17,6 +17,7 @@ mod fallback;
 mod house;
 mod infra;
 mod isolation;
+mod kafka_acls;
 mod kafka_security;
 mod kafka_tools;
 mod lanes;

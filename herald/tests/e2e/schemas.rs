@@ -4,9 +4,8 @@
 //! and never writes the registry itself.
 
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-use crate::support::{Running, TestEnv, email_body, herald_command};
+use crate::support::{Running, TestEnv, email_body, herald_command, send_when_up};
 
 /// `herald` with the run's registry behind the TLS terminator that requires a client
 /// certificate, reached with the CA and certificate given by environment variables, as a
@@ -89,23 +88,8 @@ async fn with_auto_register_off_roles_start_once_herald_schemas_register_ran_and
     ingest.arg("ingest").env("HERALD__INGEST__LISTEN", format!("127.0.0.1:{port}"));
     let mut ingest = Running::spawn(ingest.stdout(std::process::Stdio::null()));
     let key = env.api_key().await;
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let answer = loop {
-        let sent = http
-            .post(format!("http://127.0.0.1:{port}/v1/notifications"))
-            .bearer_auth(&key)
-            .header("content-type", "application/json")
-            .body(email_body("reader", "Read-only", "registry"))
-            .send()
-            .await;
-        if let Ok(sent) = sent {
-            break sent;
-        }
-        assert!(ingest.try_wait().is_none(), "the send API stopped at start-up");
-        assert!(Instant::now() < deadline, "the send API never answered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let body = email_body("reader", "Read-only", "registry");
+    let answer = send_when_up(&mut ingest, port, &key, &body).await;
     assert_eq!(answer.status().as_u16(), 202, "{:?}", answer.text().await);
     assert_eq!(subjects(&env).await.len(), written.len(), "nothing more was registered");
 }

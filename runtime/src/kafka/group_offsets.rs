@@ -58,7 +58,7 @@ pub struct Reset {
 
 /// The group id (after `kafka.group_prefix`) of clients that only read metadata, watermarks
 /// or a record; they never join it.
-const PROBE_GROUP: &str = "probe";
+pub const PROBE_GROUP: &str = "probe";
 
 /// A client for watermarks, metadata and single records, in no group.
 pub fn probe(kafka: &KafkaConfig) -> Result<BaseConsumer, GroupOffsetsError> {

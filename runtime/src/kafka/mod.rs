@@ -1,6 +1,7 @@
 //! Kafka plumbing: clients configured from [`KafkaConfig`](crate::KafkaConfig), an ordered
 //! consumer runtime, an idempotent producer, dead letters and topic administration.
 
+pub mod acl;
 pub mod admin;
 pub mod apply;
 pub mod avro_producer;

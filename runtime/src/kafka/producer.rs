@@ -20,6 +20,20 @@ pub enum ProduceError {
     Kafka { topic: String, source: KafkaError },
     #[error("producer for {topic} shut down before the broker acknowledged")]
     Cancelled { topic: String },
+    #[error(
+        "Kafka's authorizer denies Write on topic {topic} to {principal}: grant it (`herald acls` lists every ACL a role needs)"
+    )]
+    Denied { topic: String, principal: String },
+}
+
+impl ProduceError {
+    fn failed(topic: String, source: KafkaError, principal: &str) -> Self {
+        if super::acl::is_denial(&source) {
+            Self::Denied { topic, principal: principal.to_owned() }
+        } else {
+            Self::Kafka { topic, source }
+        }
+    }
 }
 
 /// Routes the producer's librdkafka log lines into `tracing` (the default context hands
@@ -38,6 +52,8 @@ impl rdkafka::consumer::ConsumerContext for LogContext {}
 #[derive(Clone)]
 pub struct Producer {
     inner: FutureProducer<LogContext>,
+    /// Whom the cluster sees, for naming a denial.
+    principal: std::sync::Arc<str>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -49,6 +65,7 @@ impl std::fmt::Debug for Producer {
 /// A record accepted into the producer's queue; await it for the broker's acknowledgement.
 pub struct Ack {
     topic: String,
+    principal: std::sync::Arc<str>,
     delivery: rdkafka::producer::DeliveryFuture,
 }
 
@@ -65,7 +82,7 @@ impl Ack {
         crate::metrics::produced(&self.topic, matches!(result, Ok(Ok(_))));
         match result {
             Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
-            Ok(Err((source, _))) => Err(ProduceError::Kafka { topic: self.topic, source }),
+            Ok(Err((source, _))) => Err(ProduceError::failed(self.topic, source, &self.principal)),
             Err(_) => Err(ProduceError::Cancelled { topic: self.topic }),
         }
     }
@@ -110,7 +127,7 @@ impl Producer {
         let inner = client
             .create_with_context(LogContext)
             .map_err(|source| ClientSetupError::Create { kind: "producer", source })?;
-        Ok(Self { inner })
+        Ok(Self { inner, principal: super::acl::principal(config).into() })
     }
 
     /// Puts a record into the producer's queue, waiting while the queue is full. Records
@@ -142,7 +159,8 @@ impl Producer {
         loop {
             match self.inner.send_result(record) {
                 Ok(delivery) => {
-                    return Ok(Ack { topic: topic.to_owned(), delivery });
+                    let principal = std::sync::Arc::clone(&self.principal);
+                    return Ok(Ack { topic: topic.to_owned(), principal, delivery });
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     record = returned;
@@ -150,7 +168,7 @@ impl Producer {
                     tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
                 }
                 Err((source, _)) => {
-                    return Err(ProduceError::Kafka { topic: topic.to_owned(), source });
+                    return Err(ProduceError::failed(topic.to_owned(), source, &self.principal));
                 }
             }
         }

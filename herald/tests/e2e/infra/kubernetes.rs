@@ -311,3 +311,54 @@ fn keda_reads_the_lag_with_the_login_and_the_ca_the_roles_use() {
         }
     }
 }
+
+/// The Secrets a container reads its environment from.
+fn env_secrets(container: &Value) -> Vec<String> {
+    container["envFrom"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|from| from["secretRef"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Least privilege: herald.toml takes the Kafka user from the environment, and every
+/// container that talks to Kafka gets the user of what it runs (each holding only what
+/// `herald acls` lists for it): a role's own, the operator's for the topics Job, a
+/// describe-only one for the pods' wait; the containers that need no Kafka get none.
+#[test]
+fn every_container_logs_in_to_kafka_as_the_user_of_what_it_runs() {
+    let config = HeraldConfig::load(Some(&infra("k8s/herald.toml"))).unwrap();
+    let username = config.kafka.secret_properties.get("sasl.username").map(|s| format!("{s:?}"));
+    let username = username.expect("herald.toml takes the Kafka user from a secret source");
+    assert!(username.contains("HERALD_KAFKA_USERNAME"), "{username}");
+    assert!(!config.kafka.properties.contains_key("sasl.username"), "one user for every role");
+    let kafka_user = |container: &Value| -> Vec<String> {
+        env_secrets(container).into_iter().filter(|s| s.starts_with("herald-kafka-")).collect()
+    };
+    let objects = kubernetes_objects();
+    let mut seen = BTreeSet::new();
+    for ((kind, name), object) in &objects {
+        let pod = &object["spec"]["template"]["spec"];
+        if kind != "Deployment" && kind != "Job" {
+            continue;
+        }
+        for container in pod["containers"].as_array().unwrap() {
+            let line = command_line(container);
+            let expected: &[&str] = match line.split_whitespace().next() {
+                Some("ingest") => &["herald-kafka-ingest"],
+                Some("enrich") => &["herald-kafka-enricher"],
+                Some("dispatch") => &["herald-kafka-dispatch"],
+                _ if line == "topics apply" => &["herald-kafka-operator"],
+                _ => &[],
+            };
+            assert_eq!(kafka_user(container), expected, "{kind} {name}: {line}");
+            seen.extend(expected.iter().map(|s| s.to_string()));
+        }
+        for wait in pod["initContainers"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            assert_eq!(kafka_user(wait), ["herald-kafka-setup-check"], "{name}'s wait");
+        }
+    }
+    assert_eq!(seen.len(), 4, "{seen:?}");
+}

@@ -119,3 +119,30 @@ impl Running {
         }
     }
 }
+
+/// Posts `body` to the send API of the `ingest` process listening on `port` until it answers
+/// (it may still be starting), for at most 60 s; fails if the process stops first.
+pub async fn send_when_up(
+    ingest: &mut Running,
+    port: u16,
+    key: &str,
+    body: &str,
+) -> reqwest::Response {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sent = http
+            .post(format!("http://127.0.0.1:{port}/v1/notifications"))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await;
+        if let Ok(answer) = sent {
+            return answer;
+        }
+        assert!(ingest.try_wait().is_none(), "the send API stopped at start-up");
+        assert!(Instant::now() < deadline, "the send API never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

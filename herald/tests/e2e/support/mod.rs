@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 mod commands;
 // Each test binary uses some of these.
 #[allow(unused_imports)]
-pub use commands::{Running, herald_command, herald_output, wait_until_caught_up};
+pub use commands::{Running, herald_command, herald_output, send_when_up, wait_until_caught_up};
 #[allow(unused_imports)]
 pub use herald_testkit::send_api::email_body;
 

@@ -99,6 +99,15 @@ pub enum ConsumerError {
     Subscribe { group: String, topics: Vec<String>, source: rdkafka::error::KafkaError },
     #[error("the poll thread of group {0} failed")]
     PollThread(String),
+    #[error(
+        "Kafka's authorizer denies {principal} what group {group} needs: Read on the group and on each of {topics:?} ({source}; `herald acls` lists every ACL a role needs)"
+    )]
+    Denied {
+        group: String,
+        topics: Vec<String>,
+        principal: String,
+        source: rdkafka::error::KafkaError,
+    },
 }
 
 type TopicPartition = (String, i32);
@@ -179,15 +188,28 @@ pub async fn run<H: Handler>(
             // The handler and its resources (connection pools) are dropped on this thread
             // with the consumer's context; some need the runtime to close.
             let _runtime = shared.partitions.runtime().enter();
-            poll_loop(&consumer, &shared, &shutdown);
+            let denied = poll_loop(&consumer, &shared, &shutdown);
+            if denied.is_some() {
+                // Only an ACL cures a refusal: the whole role stops (its other consumers
+                // drain) and exits naming it, rather than running with a part missing.
+                shutdown.cancel();
+            }
             // Dropping the consumer leaves the group (its revoke callback finds nothing left
             // to drain) and commits what librdkafka still holds.
             drop(consumer);
             drop(shared);
-            let _ = done_tx.send(());
+            let _ = done_tx.send(denied);
         })
         .map_err(|_| ConsumerError::PollThread(spec.group_id.clone()))?;
-    done_rx.await.map_err(|_| ConsumerError::PollThread(spec.group_id.clone()))?;
+    let denied = done_rx.await.map_err(|_| ConsumerError::PollThread(spec.group_id.clone()))?;
+    if let Some(source) = denied {
+        return Err(ConsumerError::Denied {
+            group: spec.group_id,
+            topics: spec.topics,
+            principal: super::acl::principal(config),
+            source,
+        });
+    }
     tracing::info!(group = %spec.group_id, "consumer stopped");
     Ok(())
 }

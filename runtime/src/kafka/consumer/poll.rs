@@ -165,15 +165,18 @@ impl Pauses {
     }
 }
 
+/// Polls until `shutdown`, or until the cluster's authorizer refuses the group or one of its
+/// topics (returned: no retry cures it, the role stops naming it).
 pub(super) fn poll_loop<H: Handler>(
     consumer: &BaseConsumer<Ctx<H>>,
     shared: &Shared<H>,
     shutdown: &CancellationToken,
-) {
+) -> Option<rdkafka::error::KafkaError> {
     let max_in_flight = shared.max_in_flight;
     let mut pauses = Pauses { over_limit: false, gated: HashSet::new() };
     let mut received: u64 = 0;
     let mut last_report = std::time::Instant::now();
+    let mut denied = None;
     while !shutdown.is_cancelled() {
         if last_report.elapsed() >= STATUS_EVERY {
             last_report = std::time::Instant::now();
@@ -218,8 +221,14 @@ pub(super) fn poll_loop<H: Handler>(
             pauses.apply(consumer, &shared.group);
         }
 
-        let batch =
-            gather(consumer, shared, BATCH.min(max_in_flight.saturating_sub(in_flight).max(1)));
+        let most = BATCH.min(max_in_flight.saturating_sub(in_flight).max(1));
+        let batch = match gather(consumer, shared, most) {
+            Ok(batch) => batch,
+            Err(denial) => {
+                denied = Some(denial);
+                break;
+            }
+        };
         if batch.is_empty() {
             continue;
         }
@@ -252,6 +261,7 @@ pub(super) fn poll_loop<H: Handler>(
             .extend(assignment.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
     }
     shared.revoke(consumer, &assigned);
+    denied
 }
 
 /// Records taken from librdkafka in one pass of the poll loop, at most.
@@ -261,12 +271,13 @@ const BATCH: usize = 512;
 /// `most`, without waiting: the loop's bookkeeping (offsets, gate, pauses) then runs once per
 /// batch. Records of a partition revoked while the batch was gathered, taken before the
 /// revocation, are dropped: the partition's next owner (or this member again, from the
-/// committed offset) reads them. Records taken after it are current.
+/// committed offset) reads them. Records taken after it are current. An authorizer's
+/// refusal ends the gathering with the error.
 fn gather<H: Handler>(
     consumer: &BaseConsumer<Ctx<H>>,
     shared: &Shared<H>,
     most: usize,
-) -> Vec<OwnedMessage> {
+) -> Result<Vec<OwnedMessage>, rdkafka::error::KafkaError> {
     let mut batch: Vec<OwnedMessage> = Vec::new();
     let mut wait = POLL_INTERVAL;
     lock(&shared.revoked).clear();
@@ -281,6 +292,7 @@ fn gather<H: Handler>(
         }
         match polled {
             Some(Ok(message)) => batch.push(message.detach()),
+            Some(Err(e)) if crate::kafka::acl::is_denial(&e) => return Err(e),
             Some(Err(e)) => {
                 tracing::warn!(group = %shared.group, error = %e, "consumer poll error");
                 break;
@@ -289,5 +301,5 @@ fn gather<H: Handler>(
         }
         wait = Duration::ZERO;
     }
-    batch
+    Ok(batch)
 }
