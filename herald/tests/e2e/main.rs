@@ -9,6 +9,7 @@ mod broker_faults;
 mod caps;
 mod cli;
 mod clients;
+mod cql_outage;
 mod dev;
 mod directory;
 mod dlq;

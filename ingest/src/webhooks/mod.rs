@@ -239,7 +239,7 @@ pub async fn run(
         tracing::info!(
             "no client has a status webhook: the webhook sender reads no events until one is registered"
         );
-        let Some(since) = first_registration(&parts.registry, &shutdown).await? else {
+        let Some(since) = first_registration(&parts.registry, &shutdown).await else {
             return Ok(());
         };
         let (kafka, events) = (kafka.clone(), topics.events());
@@ -265,18 +265,24 @@ pub async fn run(
     send(kafka, parts, shutdown).await
 }
 
-/// Waits until some client has a webhook; its registration time, or `None` on shutdown.
+/// Waits until some client has a webhook; its registration time, or `None` on shutdown. A
+/// store that cannot answer (a CQL outage) is asked again at the next check: the sender must
+/// outlive the outage, not end with it.
 async fn first_registration(
     registry: &WebhookRegistry,
     shutdown: &CancellationToken,
-) -> Result<Option<i64>, StoreError> {
+) -> Option<i64> {
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return Ok(None),
+            () = shutdown.cancelled() => return None,
             () = tokio::time::sleep(IDLE_CHECK) => {}
         }
-        if let Some(since) = registry.first_registered_at().await? {
-            return Ok(Some(since));
+        match registry.first_registered_at().await {
+            Ok(Some(since)) => return Some(since),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot ask the store for status webhooks; asking again")
+            }
         }
     }
 }
