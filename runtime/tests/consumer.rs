@@ -438,7 +438,9 @@ async fn records_wait_until_due_while_other_partitions_keep_flowing() {
         "the other partition did not wait: {seen:?}"
     );
     assert!(at("late-head") >= now + 3_000, "not handled before due: {seen:?}");
-    assert!(at("behind-head") >= at("late-head"), "order within the partition kept: {seen:?}");
+    // Held behind its partition's head until the head was due, though itself due sooner
+    // (two keys: once released, the two are handled concurrently, in either order).
+    assert!(at("behind-head") >= now + 3_000, "held behind the head: {seen:?}");
     let position = |name: &str| seen.iter().position(|(v, _)| v == name).unwrap();
     assert!(position("fresh-2") < position("late-head"));
 }
