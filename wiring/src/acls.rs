@@ -2,7 +2,7 @@
 //! topic and group names: what `herald acls` prints and what each role checks at start-up.
 //! Literal names only, so that one principal's grant never reaches another role's topics.
 
-use herald_runtime::kafka::acl::{Access, Operation};
+use herald_runtime::kafka::acl::{Access, Operation, Resource};
 use herald_schemas::{Channel, DELAY_TIERS, Lane};
 
 use crate::config::HeraldConfig;
@@ -202,7 +202,7 @@ fn operator(config: &HeraldConfig, command: Client) -> Access {
             access.reader_group(kafka.group(herald_runtime::kafka::group_offsets::PROBE_GROUP));
             for group in crate::groups::known_groups(config) {
                 access.topics(group.topics, operations);
-                access.allow(herald_runtime::kafka::acl::Resource::Group(group.name), operations);
+                access.allow(Resource::Group(group.name), operations);
             }
         }
         Client::Dlq => {
@@ -241,10 +241,11 @@ fn operator(config: &HeraldConfig, command: Client) -> Access {
 fn access_of(config: &HeraldConfig, client: Client, operation: Operation) -> Vec<String> {
     access(config, client)
         .entries()
-        .filter(|(resource, operations)| {
-            resource.kind() == "topic" && operations.contains(&operation)
+        .filter(|(_, operations)| operations.contains(&operation))
+        .filter_map(|(resource, _)| match resource {
+            Resource::Topic(name) => Some(name.clone()),
+            Resource::Group(_) => None,
         })
-        .map(|(resource, _)| resource.name().to_owned())
         .collect()
 }
 
@@ -303,8 +304,6 @@ pub fn commands(config: &HeraldConfig, client: Client, principal: &str, admin: &
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use herald_runtime::kafka::acl::Resource;
-
     use super::*;
 
     fn needs(access: &Access, resource: &Resource) -> Vec<Operation> {

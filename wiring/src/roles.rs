@@ -28,12 +28,6 @@ async fn reach_kafka(config: &HeraldConfig) -> anyhow::Result<()> {
         .context("Kafka (kafka.bootstrap_servers, kafka.properties, kafka.secret_properties)")
 }
 
-/// Checks that the cluster's authorizer shows the role every topic of `access` (see
-/// [`acl::check`]): a topic it may not see stops the role at start-up naming the ACL.
-async fn check_access(config: &HeraldConfig, access: &acl::Access) -> anyhow::Result<()> {
-    Ok(acl::check(&config.kafka, access).await?)
-}
-
 /// Registers Herald's schemas under the subjects of every topic the pipeline writes records
 /// to (the registry answers with the id of a schema it has). A role does this at start-up:
 /// a registry that cannot be reached, or refuses a schema, stops it there with the subject
@@ -76,7 +70,8 @@ pub async fn ingest(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     reach_kafka(config).await?;
-    check_access(config, &crate::acls::ingest(config)).await?;
+    // A topic the cluster's authorizer hides from the role stops it here, naming the ACL.
+    acl::check(&config.kafka, &crate::acls::ingest(config)).await?;
     let stores = IngestStores::open(&config.ingest).await.context("ingest store")?;
     let output = output(config, "herald-ingest")?;
     register_schemas(config, &output).await?;
@@ -152,7 +147,7 @@ async fn directory_api(
 
 pub async fn enricher(config: &HeraldConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     reach_kafka(config).await?;
-    check_access(config, &crate::acls::enricher(config)).await?;
+    acl::check(&config.kafka, &crate::acls::enricher(config)).await?;
     let output = output(config, "herald-enricher")?;
     register_schemas(config, &output).await?;
     let rules = herald_enricher::Rules::from(&config.enricher);
@@ -182,7 +177,7 @@ pub async fn dispatcher(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     reach_kafka(config).await?;
-    check_access(config, &crate::acls::dispatcher(config, channel)).await?;
+    acl::check(&config.kafka, &crate::acls::dispatcher(config, channel)).await?;
     let routes = Routes::build(channel, &config.dispatch, given).with_context(|| {
         format!("the providers of channel {channel} ([dispatch.routes.{channel}])")
     })?;

@@ -124,10 +124,6 @@ impl Access {
         self.needs.get(resource)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.needs.is_empty()
-    }
-
     /// The resources of one kind that need exactly `operations`, grouped so that one
     /// `kafka-acls.sh --add` per group grants them: `(kind, operations, names)`.
     pub fn grants(&self) -> Vec<(&'static str, Vec<Operation>, Vec<String>)> {
